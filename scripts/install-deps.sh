@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what wsgate needs to build, test and run its demo on Debian 12
+# (bookworm), as root. Safe to run again: apt skips what is there.
+set -euo pipefail
+
+packages=(
+  # build
+  cmake pkg-config build-essential clang libclang-rt-14-dev
+  libwebsockets-dev libpaho-mqtt-dev libjansson-dev libcmocka-dev libssl-dev
+  # tests: real peers and clients
+  python3-websockets python3-paho-mqtt mosquitto mosquitto-clients openssl valgrind
+  websockify
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root (or: sudo $0)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The mosquitto package starts a system broker on port 1883; tests start their
+# own on free ports, and the demo starts its own. Leave the system one alone.
+echo "install-deps: installed ${missing[*]}"

@@ -1,0 +1,174 @@
+/* main.c - wsgate's command line, signals, start and stop; nothing else. */
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+#include <getopt.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef WSGATE_VERSION
+#define WSGATE_VERSION "0.0.0"
+#endif
+#ifndef WSGATE_WWW_DIR_INSTALL
+#define WSGATE_WWW_DIR_INSTALL "/usr/local/share/wsgate/www"
+#endif
+#ifndef WSGATE_WWW_DIR_BUILD
+#define WSGATE_WWW_DIR_BUILD "www"
+#endif
+
+enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_RUNTIME = 2 };
+
+static struct server *running;
+
+static void usage(FILE *out)
+{
+    fputs("usage: wsgate [-c FILE] [--check] [--log-level error|warn|info|debug]\n"
+          "              [--version] [--help]\n"
+          "\n"
+          "A WebSocket gateway: browsers connect over WebSocket, routes bridge each\n"
+          "connection to a backend TCP socket or to MQTT topics.\n"
+          "\n"
+          "  -c, --config FILE   the JSON config (default: $WSGATE_CONFIG, else built-in:\n"
+          "                      127.0.0.1:8080 with /healthz, /metrics and the demo page)\n"
+          "      --check         validate the config, print \"config ok\" or every error\n"
+          "      --log-level L   error, warn, info (default) or debug\n"
+          "      --version       print the version\n"
+          "  -h, --help          this text\n"
+          "\n"
+          "Exit status: 0 clean shutdown, 1 bad config or command line, 2 failure at start.\n",
+          out);
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        server_stop(running);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* Reload arrives with later work; until then SIGHUP must not kill us. */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* The demo page's directory for the built-in config: next to an installed
+ * binary, else the source tree this binary was built from. */
+static const char *default_www_dir(void)
+{
+    static const char *const candidates[] = {WSGATE_WWW_DIR_INSTALL, WSGATE_WWW_DIR_BUILD, NULL};
+    for (const char *const *dir = candidates; *dir; dir++)
+        if (access(*dir, R_OK | X_OK) == 0)
+            return *dir;
+    return NULL;
+}
+
+static struct wsg_config *load_config(const char *path)
+{
+    struct config_errors errs = {0};
+    struct wsg_config *cfg =
+        path ? config_load_file(path, &errs) : config_load_default(default_www_dir(), &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(stderr, "%s\n", errs.lines[i]);
+    if (!cfg && errs.count == 0)
+        fprintf(stderr, "%s: cannot load config\n", path ? path : "<built-in>");
+    config_errors_free(&errs);
+    return cfg;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_CHECK = 256, OPT_LOG_LEVEL, OPT_VERSION };
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, OPT_CHECK},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    int check_only = 0, opt;
+
+    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_CHECK:
+            check_only = 1;
+            break;
+        case OPT_LOG_LEVEL: {
+            int level = log_level_parse(optarg);
+            if (level < 0) {
+                fprintf(stderr, "wsgate: --log-level: expected error, warn, info or debug, got \"%s\"\n",
+                        optarg);
+                return EXIT_CONFIG;
+            }
+            log_set_level((enum log_level)level);
+            break;
+        }
+        case OPT_VERSION:
+            printf("wsgate %s (libwebsockets %s)\n", WSGATE_VERSION, lws_get_library_version());
+            return EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_CONFIG;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "wsgate: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return EXIT_CONFIG;
+    }
+    if (!config_path) {
+        const char *env = getenv("WSGATE_CONFIG");
+        if (env && *env)
+            config_path = env;
+    }
+
+    struct wsg_config *cfg = load_config(config_path);
+    if (!cfg)
+        return EXIT_CONFIG;
+    if (check_only) {
+        printf("config ok\n");
+        config_free(cfg);
+        return EXIT_OK;
+    }
+
+    log_route_lws();
+    install_signals();
+    char err[512];
+    struct server *srv = server_create(cfg, err, sizeof(err));
+    if (!srv) {
+        log_error("cannot start", "error", err);
+        metrics_shutdown();
+        return EXIT_RUNTIME;
+    }
+    log_info("wsgate started", "version", WSGATE_VERSION, "config",
+             config_path ? config_path : "<built-in>");
+    running = srv;
+    server_run(srv);
+    running = NULL;
+    log_info("wsgate stopped");
+    server_destroy(srv);
+    metrics_shutdown();
+    return EXIT_OK;
+}

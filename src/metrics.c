@@ -1,0 +1,181 @@
+/* metrics.c - counters and gauges, Prometheus text exposition; see metrics.h. */
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct route_entry {
+    struct route_entry *next;
+    char *name; /* owned */
+    struct route_metrics m;
+};
+
+struct broker_entry {
+    struct broker_entry *next;
+    char *name; /* owned */
+    int connected;
+};
+
+struct refused_entry {
+    int status;
+    uint64_t count;
+};
+
+/* Few routes and brokers: lists keep insertion order, which is config order. */
+static struct route_entry *routes, **routes_tail = &routes;
+static struct broker_entry *brokers, **brokers_tail = &brokers;
+static struct refused_entry refused[8];
+
+struct route_metrics *metrics_route(const char *route_name)
+{
+    for (struct route_entry *e = routes; e; e = e->next)
+        if (strcmp(e->name, route_name) == 0)
+            return &e->m;
+    struct route_entry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->name = strdup(route_name))) {
+        free(e);
+        /* Out of memory: count into a throwaway so callers need no NULL check. */
+        static struct route_metrics sink;
+        return &sink;
+    }
+    *routes_tail = e;
+    routes_tail = &e->next;
+    return &e->m;
+}
+
+void metrics_set_broker_connected(const char *broker_name, int connected)
+{
+    for (struct broker_entry *e = brokers; e; e = e->next)
+        if (strcmp(e->name, broker_name) == 0) {
+            e->connected = connected;
+            return;
+        }
+    struct broker_entry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->name = strdup(broker_name))) {
+        free(e);
+        return;
+    }
+    e->connected = connected;
+    *brokers_tail = e;
+    brokers_tail = &e->next;
+}
+
+void metrics_count_refused(int http_status)
+{
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        if (refused[i].status == http_status || refused[i].status == 0) {
+            refused[i].status = http_status;
+            refused[i].count++;
+            return;
+        }
+    }
+}
+
+static const char *const backend_error_names[BACKEND_ERR_COUNT] = {
+    [BACKEND_ERR_CONNECT_REFUSED] = "connect_failed",
+    [BACKEND_ERR_CONNECT_TIMEOUT] = "connect_timeout",
+    [BACKEND_ERR_RESET] = "reset",
+};
+
+/* Label values are route and broker names from the config: escape them. */
+static void put_label(FILE *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            fprintf(out, "\\%c", *v);
+        else if (*v == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*v, out);
+    }
+}
+
+static void header(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void route_series(FILE *out, const char *metric, const char *extra_label,
+                         const char *extra_value, size_t field_offset)
+{
+    for (struct route_entry *e = routes; e; e = e->next) {
+        uint64_t v = *(const uint64_t *)((const char *)&e->m + field_offset);
+        fprintf(out, "%s{route=\"", metric);
+        put_label(out, e->name);
+        if (extra_label)
+            fprintf(out, "\",%s=\"%s", extra_label, extra_value);
+        fprintf(out, "\"} %llu\n", (unsigned long long)v);
+    }
+}
+
+char *metrics_render(size_t *len_out)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    if (!out)
+        return NULL;
+
+    header(out, "wsgate_connections_active", "gauge", "Open WebSocket connections.");
+    route_series(out, "wsgate_connections_active", NULL, NULL,
+                 offsetof(struct route_metrics, connections_active));
+    header(out, "wsgate_connections_total", "counter", "WebSocket connections accepted.");
+    route_series(out, "wsgate_connections_total", NULL, NULL,
+                 offsetof(struct route_metrics, connections_total));
+    header(out, "wsgate_messages_total", "counter",
+           "Messages relayed; in = client to backend, out = backend to client.");
+    route_series(out, "wsgate_messages_total", "direction", "in",
+                 offsetof(struct route_metrics, messages_in));
+    route_series(out, "wsgate_messages_total", "direction", "out",
+                 offsetof(struct route_metrics, messages_out));
+    header(out, "wsgate_bytes_total", "counter", "Payload bytes relayed.");
+    route_series(out, "wsgate_bytes_total", "direction", "in",
+                 offsetof(struct route_metrics, bytes_in));
+    route_series(out, "wsgate_bytes_total", "direction", "out",
+                 offsetof(struct route_metrics, bytes_out));
+    header(out, "wsgate_backend_errors_total", "counter", "Backend failures by reason.");
+    for (int r = 0; r < BACKEND_ERR_COUNT; r++)
+        route_series(out, "wsgate_backend_errors_total", "reason", backend_error_names[r],
+                     offsetof(struct route_metrics, backend_errors) +
+                         (size_t)r * sizeof(uint64_t));
+
+    header(out, "wsgate_mqtt_connected", "gauge", "1 while the broker session is up.");
+    for (struct broker_entry *e = brokers; e; e = e->next) {
+        fputs("wsgate_mqtt_connected{broker=\"", out);
+        put_label(out, e->name);
+        fprintf(out, "\"} %d\n", e->connected);
+    }
+
+    header(out, "wsgate_handshakes_refused_total", "counter",
+           "WebSocket handshakes refused, by HTTP status.");
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]) && refused[i].status; i++)
+        fprintf(out, "wsgate_handshakes_refused_total{status=\"%d\"} %llu\n", refused[i].status,
+                (unsigned long long)refused[i].count);
+
+    if (fclose(out) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len_out = len;
+    return buf;
+}
+
+void metrics_shutdown(void)
+{
+    while (routes) {
+        struct route_entry *next = routes->next;
+        free(routes->name);
+        free(routes);
+        routes = next;
+    }
+    routes_tail = &routes;
+    while (brokers) {
+        struct broker_entry *next = brokers->next;
+        free(brokers->name);
+        free(brokers);
+        brokers = next;
+    }
+    brokers_tail = &brokers;
+    memset(refused, 0, sizeof(refused));
+}

@@ -1,0 +1,43 @@
+/* metrics.h - the counters and gauges of /metrics, rendered as Prometheus
+ * text. Everything here is touched only on the event-loop thread. Series are
+ * keyed by route name and survive config reloads, so counters stay monotonic. */
+#ifndef WSGATE_METRICS_H
+#define WSGATE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Why a backend failed, the `reason` label of wsgate_backend_errors_total. */
+enum backend_error {
+    BACKEND_ERR_CONNECT_REFUSED = 0, /* connect failed (refused, unreachable, DNS) */
+    BACKEND_ERR_CONNECT_TIMEOUT,     /* no connection within connect_timeout_ms */
+    BACKEND_ERR_RESET,               /* the backend reset or failed mid-stream */
+    BACKEND_ERR_COUNT
+};
+
+struct route_metrics {
+    uint64_t connections_active; /* gauge */
+    uint64_t connections_total;
+    uint64_t messages_in;  /* client -> backend */
+    uint64_t messages_out; /* backend -> client */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t backend_errors[BACKEND_ERR_COUNT];
+};
+
+/* The series of one route, created on first use; the pointer stays valid
+ * until metrics_shutdown(). */
+struct route_metrics *metrics_route(const char *route_name);
+
+/* Sets wsgate_mqtt_connected{broker}: 1 or 0. */
+void metrics_set_broker_connected(const char *broker_name, int connected);
+
+/* Handshakes refused before a route was bound, by HTTP status. */
+void metrics_count_refused(int http_status);
+
+/* Renders every series into a malloc'd text buffer; the caller frees it. */
+char *metrics_render(size_t *len_out);
+
+void metrics_shutdown(void);
+
+#endif

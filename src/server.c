@@ -1,0 +1,459 @@
+/* server.c - lws context, listeners, protocol table, handshake; see server.h.
+ *
+ * Every HTTP request and every WebSocket without a subprotocol lands on the
+ * default protocol; each subprotocol named by any route gets a protocol entry
+ * of the same callback so lws can echo the chosen name. lws itself would bind
+ * the client's *first* offered name that matches *any* protocol on the vhost,
+ * so the handshake rewrites the offer down to the one name the route chose
+ * (see choose_subprotocol). */
+#include "server.h"
+
+#include "config.h"
+#include "handshake.h"
+#include "http_endpoints.h"
+#include "log.h"
+#include "metrics.h"
+#include "route.h"
+#include "session.h"
+#include "tcp_backend.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_PROTOCOL_NAME "wsgate-default"
+#define WS_RX_BUFFER_BYTES 16384
+#define MAX_URI_BYTES 2048
+/* Bytes lws keeps for one request's headers (URI included). */
+#define HEADER_DATA_BYTES 4096
+
+struct server {
+    struct lws_context *context;
+    struct wsg_config *cfg;       /* owned */
+    struct route_table *routes;   /* owned; borrows cfg */
+    struct lws_protocols *protocols; /* owned array, NULL-terminated; names borrow cfg */
+    volatile sig_atomic_t stopping;
+};
+
+/* --- handshake ---------------------------------------------------------- */
+
+/* lws has already percent-decoded the path, and split the query into
+ * decoded name=value fragments. The route matcher decodes once more, so
+ * re-encode what would otherwise be decoded twice or split wrongly. */
+static void append_encoded(char *out, size_t out_len, size_t *used, const char *s,
+                           const char *escape)
+{
+    for (; *s && *used + 4 < out_len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '%' || c < 0x21 || c >= 0x7f || strchr(escape, c))
+            *used += (size_t)snprintf(out + *used, out_len - *used, "%%%02X", c);
+        else
+            out[(*used)++] = (char)c;
+    }
+    out[*used] = '\0';
+}
+
+static int request_uri(struct lws *wsi, char *out, size_t out_len)
+{
+    char path[MAX_URI_BYTES], frag[MAX_URI_BYTES];
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+        return -1;
+    size_t used = 0;
+    out[0] = '\0';
+    append_encoded(out, out_len, &used, path, "?#");
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            break;
+        if (used + 2 >= out_len)
+            return -1;
+        out[used++] = i ? '&' : '?';
+        out[used] = '\0';
+        char *eq = strchr(frag, '=');
+        if (eq)
+            *eq = '\0';
+        append_encoded(out, out_len, &used, frag, "&=#+");
+        if (eq) {
+            out[used++] = '=';
+            out[used] = '\0';
+            append_encoded(out, out_len, &used, eq + 1, "&#+");
+        }
+    }
+    return used + 4 < out_len ? 0 : -1;
+}
+
+/* lws 4.1.6 exports no pointer to a request header, but keeps every header
+ * value NUL-terminated in one buffer that starts with the request URI (whose
+ * pointer it does export). Finds the stored Sec-WebSocket-Protocol value there
+ * and overwrites it with `chosen` padded by spaces (which lws's tokenizer
+ * skips). Each candidate is verified by reading the header back through the
+ * API and restored if it was not the header, so another header holding the
+ * same bytes is never changed. Returns 0 once the header reads as wanted. */
+static int rewrite_protocol_header(struct lws *wsi, const char *value, size_t vlen,
+                                   const char *chosen)
+{
+    char *uri, want[1024], check[1024];
+    int uri_len;
+    size_t clen = strlen(chosen);
+    if (vlen >= sizeof(want) || clen > vlen ||
+        lws_http_get_uri_and_method(wsi, &uri, &uri_len) < 0)
+        return -1;
+    memcpy(want, chosen, clen);
+    memset(want + clen, ' ', vlen - clen);
+    want[vlen] = '\0';
+
+    char *end = uri + HEADER_DATA_BYTES; /* the URI opens the header buffer */
+    for (char *p = uri + uri_len + 1; p + vlen < end; p++) {
+        if (p[-1] != '\0' || p[vlen] != '\0' || memcmp(p, value, vlen) != 0)
+            continue;
+        memcpy(p, want, vlen);
+        if (lws_hdr_copy(wsi, check, sizeof(check), WSI_TOKEN_PROTOCOL) == (int)vlen &&
+            memcmp(check, want, vlen) == 0)
+            return 0;
+        memcpy(p, value, vlen); /* another header with the same bytes */
+    }
+    return -1;
+}
+
+/* Picks the route's subprotocol and makes lws bind exactly that one (lws
+ * alone binds the client's first offered name known anywhere on the vhost).
+ * Returns 0, or an HTTP status to refuse with. */
+static int choose_subprotocol(struct lws *wsi, const struct wsg_route *route, char *chosen,
+                              size_t chosen_len, char *reason, size_t reason_len)
+{
+    char offered[1024] = "";
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+    if (total > 0 && lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL) < 0) {
+        snprintf(reason, reason_len, "Sec-WebSocket-Protocol header too long");
+        return 400;
+    }
+    enum subprotocol_result r = handshake_choose_subprotocol(route, offered, chosen, chosen_len,
+                                                             reason, reason_len);
+    if (r == SUBPROTOCOL_REFUSED)
+        return 400;
+    if (total <= 0)
+        return 0;
+    if (r == SUBPROTOCOL_NONE) {
+        /* Only token carriers were offered; lws cannot accept a handshake
+         * whose offer names nothing it knows (see NOTES-libwebsockets.md). */
+        snprintf(reason, reason_len, "route %s: offer one of its subprotocols", route->name);
+        return 400;
+    }
+    if (lws_hdr_fragment_length(wsi, WSI_TOKEN_PROTOCOL, 1) > 0) {
+        snprintf(reason, reason_len, "send one Sec-WebSocket-Protocol header");
+        return 400;
+    }
+    if (rewrite_protocol_header(wsi, offered, strlen(offered), chosen) != 0) {
+        snprintf(reason, reason_len, "cannot select subprotocol %s", chosen);
+        return 400;
+    }
+    return 0;
+}
+
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide, then create the session.
+ * Returns 0 to accept, 1 after writing a refusal. */
+static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgrade)
+{
+    char uri[MAX_URI_BYTES * 2] = "", reason[300], chosen[64] = "";
+    struct route_match match;
+    int status = 0;
+
+    if (strcasecmp(upgrade, "websocket") != 0)
+        return 0; /* h2c: lws handles it */
+    memset(&match, 0, sizeof(match));
+
+    if (request_uri(wsi, uri, sizeof(uri)) != 0) {
+        status = 400;
+        snprintf(reason, sizeof(reason), "request URI too long");
+        goto refuse;
+    }
+    if (srv->stopping) {
+        status = 503;
+        snprintf(reason, sizeof(reason), "shutting down");
+        goto refuse;
+    }
+    switch (route_table_match(srv->routes, uri, &match, reason, sizeof(reason))) {
+    case ROUTE_OK:
+        break;
+    case ROUTE_NOT_FOUND:
+        status = 404;
+        goto refuse;
+    case ROUTE_BAD_REQUEST:
+        status = 400;
+        goto refuse;
+    }
+
+    char origin[256];
+    bool has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
+    if (!handshake_origin_allowed(srv->cfg, has_origin ? origin : NULL)) {
+        status = 403;
+        snprintf(reason, sizeof(reason), "origin not allowed");
+        goto refuse;
+    }
+
+    if (match.route->type == WSG_ROUTE_MQTT) {
+        status = 503;
+        snprintf(reason, sizeof(reason), "route %s: mqtt routes are not available yet",
+                 match.route->name);
+        goto refuse;
+    }
+    if (match.route->target_map_file) {
+        status = 503;
+        snprintf(reason, sizeof(reason), "route %s: target_map is not available yet",
+                 match.route->name);
+        goto refuse;
+    }
+
+    const struct wsg_limits *limits = &srv->cfg->limits;
+    if (limits->max_connections > 0 && session_count() >= (size_t)limits->max_connections) {
+        status = 503;
+        snprintf(reason, sizeof(reason), "too many connections");
+        goto refuse;
+    }
+
+    status = choose_subprotocol(wsi, match.route, chosen, sizeof(chosen), reason,
+                                sizeof(reason));
+    if (status)
+        goto refuse;
+
+    struct session *s = session_create(wsi, &match, chosen, limits);
+    if (!s) {
+        status = 503;
+        snprintf(reason, sizeof(reason), "out of memory");
+        goto refuse;
+    }
+    /* Our session is the connection's user data from here on, so lws keeps
+     * it when it binds the chosen protocol; WSI_DESTROY frees it. */
+    lws_set_opaque_user_data(wsi, s);
+    lws_set_wsi_user(wsi, s);
+    return 0;
+
+refuse:;
+    char status_text[8], peer[64] = "";
+    char *query = strchr(uri, '?');
+    if (query)
+        *query = '\0'; /* the query may carry a token: never logged */
+    snprintf(status_text, sizeof(status_text), "%d", status);
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    log_info("handshake refused", "status", status_text, "peer", peer, "uri", uri, "reason",
+             reason);
+    route_match_clear(&match);
+    return http_refuse(wsi, status, reason) == 0 ? 1 : -1;
+}
+
+/* --- the protocol callback ---------------------------------------------- */
+
+/* A last guard behind the header rewrite: the protocol lws bound must be the
+ * one the route chose (or the default when none was), whatever happened. */
+static bool bound_as_chosen(struct lws *wsi, const struct session *s)
+{
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    const char *chosen = session_subprotocol(s);
+    const char *expected = *chosen ? chosen : DEFAULT_PROTOCOL_NAME;
+    if (p && p->name && strcmp(p->name, expected) == 0)
+        return true;
+    log_error("subprotocol mismatch, connection dropped", "chosen", chosen, "bound",
+              p && p->name ? p->name : "");
+    return false;
+}
+
+static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len)
+{
+    struct server *srv = lws_context_user(lws_get_context(wsi));
+    struct session *s = lws_get_opaque_user_data(wsi);
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return http_endpoints_request(wsi, user, in, srv->cfg);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_endpoints_writable(wsi, user);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (!s)
+            http_state_release(user);
+        return 0;
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (!s)
+            http_state_release(user);
+        return 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        http_state_release(user);
+        return confirm_upgrade(srv, wsi, in);
+
+    case LWS_CALLBACK_ESTABLISHED:
+        if (s && !bound_as_chosen(wsi, s))
+            return -1;
+        return s ? session_lws_event(s, wsi, reason, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    case LWS_CALLBACK_CLOSED:
+        return s ? session_lws_event(s, wsi, reason, in, len) : -1;
+
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (s) {
+            lws_set_opaque_user_data(wsi, NULL);
+            session_destroy(s);
+        }
+        return 0;
+
+    default:
+        return 0;
+    }
+}
+
+/* --- setup -------------------------------------------------------------- */
+
+static bool protocol_listed(const struct lws_protocols *p, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static struct lws_protocols *build_protocols(const struct wsg_config *cfg)
+{
+    size_t max = 3;
+    for (size_t r = 0; r < cfg->n_routes; r++)
+        max += cfg->routes[r].n_subprotocols;
+    struct lws_protocols *p = calloc(max, sizeof(*p));
+    if (!p)
+        return NULL;
+    size_t n = 0;
+    p[n++] = (struct lws_protocols){.name = DEFAULT_PROTOCOL_NAME,
+                                    .callback = server_callback,
+                                    .per_session_data_size = sizeof(struct http_state),
+                                    .rx_buffer_size = WS_RX_BUFFER_BYTES};
+    for (size_t r = 0; r < cfg->n_routes; r++)
+        for (size_t i = 0; i < cfg->routes[r].n_subprotocols; i++) {
+            const char *name = cfg->routes[r].subprotocols[i];
+            if (protocol_listed(p, n, name))
+                continue;
+            p[n++] = (struct lws_protocols){.name = name,
+                                            .callback = server_callback,
+                                            .rx_buffer_size = WS_RX_BUFFER_BYTES};
+        }
+    p[n++] = (struct lws_protocols){.name = TCP_BACKEND_PROTOCOL_NAME,
+                                    .callback = tcp_backend_lws_callback};
+    return p; /* the zeroed last entry terminates the list */
+}
+
+static bool any_tls(const struct wsg_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        if (cfg->listen[i].has_tls)
+            return true;
+    return false;
+}
+
+/* lws binds to an interface name or address; NULL means every address. */
+static const char *bind_iface(const char *host)
+{
+    if (!host || !*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
+        strcmp(host, "*") == 0)
+        return NULL;
+    if (strcmp(host, "localhost") == 0)
+        return "127.0.0.1";
+    return host;
+}
+
+struct server *server_create(struct wsg_config *cfg, char *err, size_t err_len)
+{
+    struct server *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, err_len, "out of memory");
+        config_free(cfg);
+        return NULL;
+    }
+    srv->cfg = cfg;
+    srv->routes = route_table_create(cfg);
+    srv->protocols = build_protocols(cfg);
+    if (!srv->routes || !srv->protocols) {
+        snprintf(err, err_len, "out of memory");
+        server_destroy(srv);
+        return NULL;
+    }
+
+    /* Every configured series exists from the start, at zero. */
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        metrics_route(cfg->routes[i].name);
+    for (size_t i = 0; i < cfg->n_brokers; i++)
+        metrics_set_broker_connected(cfg->brokers[i].name, 0);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (any_tls(cfg))
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.user = srv;
+    info.pt_serv_buf_size = 64 * 1024; /* reads from backends come in up to this size */
+    info.timeout_secs = 10;           /* handshakes and connects that make no progress */
+    info.max_http_header_data = HEADER_DATA_BYTES;
+    srv->context = lws_create_context(&info);
+    if (!srv->context) {
+        snprintf(err, err_len, "libwebsockets context creation failed");
+        server_destroy(srv);
+        return NULL;
+    }
+
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const struct wsg_listen *l = &cfg->listen[i];
+        char name[300];
+        snprintf(name, sizeof(name), "%s:%d", l->host, l->port);
+        struct lws_context_creation_info vi;
+        memset(&vi, 0, sizeof(vi));
+        vi.options = info.options;
+        vi.vhost_name = name;
+        vi.port = l->port;
+        vi.iface = bind_iface(l->host);
+        vi.protocols = srv->protocols;
+        vi.timeout_secs = info.timeout_secs;
+        vi.keepalive_timeout = 5;
+        if (l->has_tls) {
+            vi.ssl_cert_filepath = l->tls.cert;
+            vi.ssl_private_key_filepath = l->tls.key;
+        }
+        errno = 0;
+        if (!lws_create_vhost(srv->context, &vi)) {
+            int e = errno;
+            snprintf(err, err_len, "cannot listen on %s%s%s%s", name, l->has_tls ? " (tls)" : "",
+                     e ? ": " : "", e ? strerror(e) : "");
+            server_destroy(srv);
+            return NULL;
+        }
+        log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false");
+    }
+    return srv;
+}
+
+int server_run(struct server *srv)
+{
+    while (!srv->stopping)
+        if (lws_service(srv->context, 0) < 0)
+            break;
+    return 0;
+}
+
+void server_stop(struct server *srv)
+{
+    srv->stopping = 1;
+    if (srv->context)
+        lws_cancel_service(srv->context);
+}
+
+void server_destroy(struct server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->context)
+        lws_context_destroy(srv->context);
+    route_table_destroy(srv->routes);
+    free(srv->protocols);
+    config_free(srv->cfg);
+    free(srv);
+}

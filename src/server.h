@@ -1,0 +1,24 @@
+/* server.h - the libwebsockets context: one vhost per configured listener,
+ * the protocol table, the WebSocket handshake (route match, Origin,
+ * subprotocol, limits) and the event loop. */
+#ifndef WSGATE_SERVER_H
+#define WSGATE_SERVER_H
+
+#include <stddef.h>
+
+struct wsg_config;
+struct server;
+
+/* Creates the context and binds every listener. Takes ownership of cfg. On
+ * failure returns NULL with a message naming the listener in err. */
+struct server *server_create(struct wsg_config *cfg, char *err, size_t err_len);
+
+/* Runs the loop until server_stop() is called. Returns 0. */
+int server_run(struct server *srv);
+
+/* Async-signal-safe: asks the loop to stop. */
+void server_stop(struct server *srv);
+
+void server_destroy(struct server *srv);
+
+#endif

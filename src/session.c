@@ -1,0 +1,267 @@
+/* session.c - one client WebSocket connection; see session.h.
+ *
+ * Lifetime: session_create() at the handshake (CONFIRM_UPGRADE), installed as
+ * the connection's user data so it survives lws re-binding the protocol;
+ * session_destroy() when lws frees the connection (WSI_DESTROY). The bridge
+ * is opened at ESTABLISHED and let go at CLOSED. */
+#include "session.h"
+
+#include "bridge.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "msg_queue.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_TEXT 1u
+
+struct session {
+    struct lws *wsi;
+    struct route_match match; /* owned: route, captures, query */
+    const struct wsg_limits *limits; /* borrowed from the config */
+    struct route_metrics *metrics;
+    struct bridge *bridge; /* owned; NULL before ESTABLISHED and after CLOSED */
+    struct msg_queue out;  /* messages to the client; bounded by max_queue_bytes
+                              through backpressure on the backend */
+    char subprotocol[64];
+    char peer[64];
+
+    size_t rx_message_bytes; /* size so far of the client message being received */
+    bool rx_in_message;
+    bool rx_paused;
+    bool established;
+    bool counted; /* in connections_active */
+
+    bool close_pending; /* close once `out` is flushed */
+    int close_code;     /* sent by us, or received from the client */
+    char close_reason[124];
+
+    uint64_t started_us;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+};
+
+static size_t open_sessions;
+
+size_t session_count(void) { return open_sessions; }
+
+struct session *session_create(struct lws *wsi, struct route_match *match,
+                               const char *subprotocol, const struct wsg_limits *limits)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->wsi = wsi;
+    s->match = *match;
+    memset(match, 0, sizeof(*match));
+    s->limits = limits;
+    s->metrics = metrics_route(s->match.route->name);
+    snprintf(s->subprotocol, sizeof(s->subprotocol), "%s", subprotocol ? subprotocol : "");
+    if (!lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)))
+        snprintf(s->peer, sizeof(s->peer), "unknown");
+    else if (strncmp(s->peer, "::ffff:", 7) == 0) /* IPv4 on a dual-stack socket */
+        memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
+    s->started_us = (uint64_t)lws_now_usecs();
+    open_sessions++;
+    return s;
+}
+
+static void log_access(const struct session *s)
+{
+    char duration[32], in_b[24], out_b[24], in_m[24], out_m[24], code[16];
+    snprintf(duration, sizeof(duration), "%.3f",
+             (double)((uint64_t)lws_now_usecs() - s->started_us) / 1e6);
+    snprintf(in_b, sizeof(in_b), "%" PRIu64, s->bytes_in);
+    snprintf(out_b, sizeof(out_b), "%" PRIu64, s->bytes_out);
+    snprintf(in_m, sizeof(in_m), "%" PRIu64, s->msgs_in);
+    snprintf(out_m, sizeof(out_m), "%" PRIu64, s->msgs_out);
+    snprintf(code, sizeof(code), "%d", s->close_code ? s->close_code : 1006);
+    log_info("connection closed", "route", s->match.route->name, "peer", s->peer,
+             "subprotocol", s->subprotocol, "duration_s", duration, "bytes_in", in_b,
+             "bytes_out", out_b, "messages_in", in_m, "messages_out", out_m, "close_code",
+             code, "close_reason", s->close_reason);
+}
+
+void session_destroy(struct session *s)
+{
+    if (!s)
+        return;
+    if (s->bridge) {
+        bridge_client_gone(s->bridge);
+        s->bridge = NULL;
+    }
+    if (s->counted) {
+        s->metrics->connections_active--;
+        log_access(s);
+    }
+    msg_queue_clear(&s->out);
+    route_match_clear(&s->match);
+    open_sessions--;
+    free(s);
+}
+
+long session_send(struct session *s, const void *data, size_t len, bool text)
+{
+    if (s->close_pending || !s->wsi)
+        return -1;
+    if (msg_queue_push(&s->out, data, len, text ? CHUNK_TEXT : 0) != 0)
+        return -1;
+    lws_callback_on_writable(s->wsi);
+    return (long)s->out.bytes;
+}
+
+void session_close(struct session *s, int code, const char *reason)
+{
+    if (s->close_pending || !s->wsi)
+        return;
+    s->close_pending = true;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason ? reason : "");
+    lws_callback_on_writable(s->wsi);
+}
+
+void session_pause_reading(struct session *s, bool paused)
+{
+    if (s->rx_paused == paused || !s->wsi)
+        return;
+    s->rx_paused = paused;
+    lws_rx_flow_control(s->wsi, paused ? 0 : 1);
+}
+
+const struct route_match *session_match(const struct session *s) { return &s->match; }
+const struct wsg_limits *session_limits(const struct session *s) { return s->limits; }
+struct route_metrics *session_metrics(const struct session *s) { return s->metrics; }
+struct lws *session_wsi(const struct session *s) { return s->wsi; }
+const char *session_subprotocol(const struct session *s) { return s->subprotocol; }
+
+/* Closes right away from inside a receive callback. */
+static int close_now(struct session *s, int code, const char *reason)
+{
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+    lws_close_reason(s->wsi, (enum lws_close_status)code, (unsigned char *)s->close_reason,
+                     strlen(s->close_reason));
+    return -1;
+}
+
+static int on_receive(struct session *s, const uint8_t *in, size_t len)
+{
+    if (s->close_pending)
+        return 0; /* closing: the client's late messages go nowhere */
+    bool first = !s->rx_in_message;
+    bool final = lws_is_final_fragment(s->wsi);
+    if (first)
+        s->rx_message_bytes = 0;
+    s->rx_message_bytes += len;
+    s->rx_in_message = !final;
+
+    /* The frame header announces the rest of this frame: refuse an oversize
+     * message before any of it reaches the backend, where it can be known. */
+    uint64_t announced = s->rx_message_bytes + lws_remaining_packet_payload(s->wsi);
+    if (s->limits->max_message_bytes > 0 &&
+        announced > (uint64_t)s->limits->max_message_bytes) {
+        char reason[96];
+        snprintf(reason, sizeof(reason), "message over %" PRId64 " bytes",
+                 s->limits->max_message_bytes);
+        return close_now(s, CLOSE_TOO_BIG, reason);
+    }
+
+    s->bytes_in += len;
+    s->metrics->bytes_in += len;
+    if (final) {
+        s->msgs_in++;
+        s->metrics->messages_in++;
+    }
+    if (s->bridge)
+        bridge_client_data(s->bridge, in, len, first, final, !lws_frame_is_binary(s->wsi));
+    return 0;
+}
+
+static int on_writable(struct session *s)
+{
+    struct msg_chunk *c = msg_queue_peek(&s->out);
+    if (c) {
+        enum lws_write_protocol type =
+            (c->flags & CHUNK_TEXT) ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
+        size_t n = c->len;
+        /* lws finishes a partial write itself before the next WRITEABLE. */
+        if (lws_write(s->wsi, msg_chunk_data(c), n, type) < 0)
+            return -1;
+        s->bytes_out += n;
+        s->msgs_out++;
+        s->metrics->bytes_out += n;
+        s->metrics->messages_out++;
+        size_t bound = (size_t)s->limits->max_queue_bytes;
+        bool was_above = s->out.bytes > bound / 2;
+        msg_queue_consume(&s->out, n);
+        if (was_above && s->out.bytes <= bound / 2 && s->bridge)
+            bridge_client_drained(s->bridge);
+        if (!msg_queue_empty(&s->out) || s->close_pending)
+            lws_callback_on_writable(s->wsi);
+        return 0;
+    }
+    if (s->close_pending) {
+        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+/* The client's close frame: 2-byte code then reason. */
+static void note_peer_close(struct session *s, const uint8_t *in, size_t len)
+{
+    if (s->close_code)
+        return;
+    s->close_code = len >= 2 ? (in[0] << 8 | in[1]) : 1005;
+    if (len > 2)
+        snprintf(s->close_reason, sizeof(s->close_reason), "%.*s", (int)(len - 2),
+                 (const char *)in + 2);
+}
+
+int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
+                      void *in, size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        s->wsi = wsi;
+        s->established = true;
+        s->counted = true;
+        s->metrics->connections_total++;
+        s->metrics->connections_active++;
+        log_debug("connection open", "route", s->match.route->name, "peer", s->peer,
+                  "subprotocol", s->subprotocol);
+        s->bridge = bridge_open(s);
+        if (!s->bridge) {
+            char reason_text[120];
+            snprintf(reason_text, sizeof(reason_text), "route %s: backend unavailable",
+                     s->match.route->name);
+            session_close(s, CLOSE_INTERNAL_ERROR, reason_text);
+        }
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE:
+        return on_receive(s, in, len);
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return on_writable(s);
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        note_peer_close(s, in, len);
+        return 0;
+
+    case LWS_CALLBACK_CLOSED:
+        if (s->bridge) {
+            bridge_client_gone(s->bridge);
+            s->bridge = NULL;
+        }
+        s->wsi = NULL;
+        return 0;
+
+    default:
+        return 0;
+    }
+}

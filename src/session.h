@@ -1,0 +1,62 @@
+/* session.h - one client WebSocket connection: message accounting and
+ * limits, the queue of messages to the client, close codes, the access log.
+ * It hands every client message to its bridge and takes the bridge's
+ * messages for the client; it knows nothing of backends. */
+#ifndef WSGATE_SESSION_H
+#define WSGATE_SESSION_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "route.h"
+
+struct wsg_limits;
+struct route_metrics;
+
+/* WebSocket close codes used by wsgate (RFC 6455 section 7.4.1). */
+enum {
+    CLOSE_NORMAL = 1000,
+    CLOSE_GOING_AWAY = 1001,
+    CLOSE_INVALID_PAYLOAD = 1007,
+    CLOSE_POLICY = 1008,
+    CLOSE_TOO_BIG = 1009,
+    CLOSE_INTERNAL_ERROR = 1011,
+};
+
+struct session;
+
+/* Created when a handshake is accepted (before lws binds the connection to
+ * its protocol); takes ownership of `match`'s contents and leaves it empty.
+ * Destroyed by session_destroy() when lws frees the connection. */
+struct session *session_create(struct lws *wsi, struct route_match *match,
+                               const char *subprotocol, const struct wsg_limits *limits);
+void session_destroy(struct session *s);
+
+/* WebSocket events from the server's lws callback (ESTABLISHED, RECEIVE,
+ * SERVER_WRITEABLE, CLOSED). Returns what the lws callback should return. */
+int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
+                      void *in, size_t len);
+
+/* Sessions currently open (for max_connections). */
+size_t session_count(void);
+
+/* --- for the bridge ------------------------------------------------------- */
+
+/* Queues one message for the client. Returns the bytes now queued for the
+ * client, or -1 if the session is closing or out of memory. */
+long session_send(struct session *s, const void *data, size_t len, bool text);
+
+/* Sends what is queued, then closes with `code` and a one-line reason. */
+void session_close(struct session *s, int code, const char *reason);
+
+/* Stops or resumes reading client messages (backpressure from the backend). */
+void session_pause_reading(struct session *s, bool paused);
+
+const struct route_match *session_match(const struct session *s);
+const struct wsg_limits *session_limits(const struct session *s);
+struct route_metrics *session_metrics(const struct session *s);
+struct lws *session_wsi(const struct session *s);
+const char *session_subprotocol(const struct session *s); /* "" if none */
+
+#endif

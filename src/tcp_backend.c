@@ -1,0 +1,223 @@
+/* tcp_backend.c - backend TCP sockets as lws RAW clients; see tcp_backend.h.
+ *
+ * A struct tcp_backend is created by tcp_backend_connect() and freed here,
+ * once lws reports the socket gone (RAW_CLOSE or CLIENT_CONNECTION_ERROR,
+ * which lws makes mutually exclusive). The owner may detach earlier
+ * (tcp_backend_close / _abort); from then on no event reaches it. */
+#include "tcp_backend.h"
+
+#include "msg_queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes to the backend are coalesced into chunks of up to this size. */
+#define WRITE_CHUNK_BYTES (64 * 1024)
+
+struct tcp_backend {
+    struct lws *wsi; /* NULL until lws fills it, and again once it is gone */
+    struct lws_context *context;
+    const struct tcp_backend_events *events;
+    void *owner; /* NULL once detached */
+    struct msg_queue out; /* bytes for the backend; owned */
+    size_t queue_bound;
+    bool connected;
+    bool closing; /* detached by tcp_backend_close: flush, then close */
+    bool paused;
+    bool in_connect; /* inside lws_client_connect_via_info() */
+    bool failed;     /* the connect failed inside that call: report it later */
+    bool write_failed;
+    lws_sorted_usec_list_t deferred; /* reports a failure from inside connect */
+    char detail[96];
+};
+
+static void backend_free(struct tcp_backend *b)
+{
+    lws_sul_cancel(&b->deferred);
+    msg_queue_clear(&b->out);
+    free(b);
+}
+
+/* The socket is gone: tell the owner (if still attached) and free. */
+static void backend_ended(struct tcp_backend *b, enum tcp_backend_end how)
+{
+    b->wsi = NULL;
+    if (b->owner)
+        b->events->ended(b->owner, how, b->detail);
+    backend_free(b);
+}
+
+static void deferred_failure(lws_sorted_usec_list_t *sul)
+{
+    struct tcp_backend *b = lws_container_of(sul, struct tcp_backend, deferred);
+    backend_ended(b, TCP_BACKEND_CONNECT_FAILED);
+}
+
+struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_vhost *vhost,
+                                        const char *host, int port, size_t queue_bound,
+                                        const struct tcp_backend_events *events, void *owner)
+{
+    struct tcp_backend *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->context = context;
+    b->events = events;
+    b->owner = owner;
+    b->queue_bound = queue_bound;
+
+    struct lws_client_connect_info info;
+    memset(&info, 0, sizeof(info));
+    info.context = context;
+    info.vhost = vhost;
+    info.address = host;
+    info.port = port;
+    info.host = host;
+    info.origin = host;
+    info.path = "";
+    info.method = "RAW";
+    info.local_protocol_name = TCP_BACKEND_PROTOCOL_NAME;
+    info.opaque_user_data = b;
+    info.pwsi = &b->wsi;
+
+    b->in_connect = true;
+    struct lws *wsi = lws_client_connect_via_info(&info);
+    b->in_connect = false;
+    if (!wsi && !b->failed) {
+        /* lws gave up without telling the protocol (e.g. no memory). */
+        snprintf(b->detail, sizeof(b->detail), "could not start connecting");
+        b->failed = true;
+    }
+    if (b->failed) {
+        /* The owner hears of the failure from the loop, never re-entrantly. */
+        b->wsi = NULL;
+        lws_sul_schedule(context, 0, &b->deferred, deferred_failure, 1);
+    }
+    return b;
+}
+
+long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len)
+{
+    if (len == 0)
+        return (long)b->out.bytes;
+    if (msg_queue_append(&b->out, bytes, len, 0, WRITE_CHUNK_BYTES) != 0)
+        return -1;
+    if (b->wsi && b->connected)
+        lws_callback_on_writable(b->wsi);
+    return (long)b->out.bytes;
+}
+
+size_t tcp_backend_queued(const struct tcp_backend *b) { return b->out.bytes; }
+
+void tcp_backend_pause_reading(struct tcp_backend *b, bool paused)
+{
+    if (b->paused == paused)
+        return;
+    b->paused = paused;
+    if (b->wsi && b->connected)
+        lws_rx_flow_control(b->wsi, paused ? 0 : 1);
+}
+
+void tcp_backend_close(struct tcp_backend *b)
+{
+    b->owner = NULL;
+    b->closing = true;
+    if (!b->wsi || !b->connected)
+        return; /* a pending failure frees b; a connect in progress flushes on
+                   RAW_CONNECTED (lws's own connect timeout bounds the wait) */
+    /* Reading on: the peer's bytes are dropped, but an EOF or error is seen. */
+    if (b->paused)
+        lws_rx_flow_control(b->wsi, 1);
+    lws_callback_on_writable(b->wsi);
+}
+
+void tcp_backend_abort(struct tcp_backend *b)
+{
+    b->owner = NULL;
+    b->closing = true;
+    msg_queue_clear(&b->out);
+    if (b->wsi)
+        lws_set_timeout(b->wsi, PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC);
+}
+
+static int on_writable(struct tcp_backend *b, struct lws *wsi)
+{
+    struct msg_chunk *c = msg_queue_peek(&b->out);
+    if (c) {
+        size_t n = c->len - c->sent;
+        /* lws keeps whatever the socket does not take and finishes it before
+         * the next WRITEABLE, so a successful write consumes it all. */
+        if (lws_write(wsi, msg_chunk_data(c) + c->sent, n, LWS_WRITE_RAW) < 0) {
+            snprintf(b->detail, sizeof(b->detail), "write to backend failed");
+            b->write_failed = true;
+            return -1;
+        }
+        bool was_above = b->out.bytes > b->queue_bound / 2;
+        msg_queue_consume(&b->out, n);
+        if (was_above && b->out.bytes <= b->queue_bound / 2 && b->owner)
+            b->events->drained(b->owner);
+    }
+    if (!msg_queue_empty(&b->out) || (b->closing && lws_partial_buffered(wsi))) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    return b->closing ? -1 : 0;
+}
+
+int tcp_backend_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                             void *in, size_t len)
+{
+    struct tcp_backend *b = lws_get_opaque_user_data(wsi);
+
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (!b)
+            return 0;
+        lws_set_opaque_user_data(wsi, NULL);
+        snprintf(b->detail, sizeof(b->detail), "%s",
+                 in && len ? (const char *)in : "connection failed");
+        if (b->in_connect) {
+            b->failed = true; /* tcp_backend_connect reports it from the loop */
+            return 0;
+        }
+        backend_ended(b, TCP_BACKEND_CONNECT_FAILED);
+        return 0;
+
+    case LWS_CALLBACK_RAW_CONNECTED:
+        if (!b)
+            return -1;
+        b->wsi = wsi;
+        b->connected = true;
+        if (b->paused)
+            lws_rx_flow_control(wsi, 0);
+        if (b->owner)
+            b->events->connected(b->owner);
+        if (!msg_queue_empty(&b->out) || b->closing)
+            lws_callback_on_writable(wsi);
+        return 0;
+
+    case LWS_CALLBACK_RAW_RX:
+        if (!b)
+            return -1;
+        if (b->owner && len)
+            b->events->data(b->owner, in, len);
+        return 0;
+
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        if (!b)
+            return -1;
+        return on_writable(b, wsi);
+
+    case LWS_CALLBACK_RAW_CLOSE:
+        if (!b)
+            return 0;
+        lws_set_opaque_user_data(wsi, NULL);
+        if (!b->detail[0])
+            snprintf(b->detail, sizeof(b->detail), "backend closed the connection");
+        /* TODO(issue 3): tell an RST on read from an orderly EOF. */
+        backend_ended(b, b->write_failed ? TCP_BACKEND_RESET : TCP_BACKEND_CLOSED);
+        return 0;
+
+    default:
+        return 0;
+    }
+}
