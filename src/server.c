@@ -35,6 +35,7 @@ struct server {
     struct route_table *routes;   /* owned; borrows cfg */
     struct lws_protocols *protocols; /* owned array, NULL-terminated; names borrow cfg */
     volatile sig_atomic_t stopping;
+    lws_sorted_usec_list_t drain_timer;
 };
 
 /* --- handshake ---------------------------------------------------------- */
@@ -431,9 +432,33 @@ struct server *server_create(struct wsg_config *cfg, char *err, size_t err_len)
     return srv;
 }
 
+/* How long a shutdown may take to deliver what is in flight. */
+#define DRAIN_TIMEOUT_US (5 * LWS_USEC_PER_SEC)
+#define DRAIN_TICK_US (50 * 1000)
+
+/* Wakes the loop regularly during a drain so the deadline is seen. */
+static void drain_tick(lws_sorted_usec_list_t *sul)
+{
+    struct server *srv = lws_container_of(sul, struct server, drain_timer);
+    lws_sul_schedule(srv->context, 0, &srv->drain_timer, drain_tick, DRAIN_TICK_US);
+}
+
 int server_run(struct server *srv)
 {
     while (!srv->stopping)
+        if (lws_service(srv->context, 0) < 0)
+            return 0;
+
+    /* Drain: new handshakes get 503 (see confirm_upgrade); open WebSockets
+     * get 1001 after what is queued for them; backends get what clients
+     * sent. The loop runs until all is closed or the deadline passes. */
+    char open_count[24];
+    snprintf(open_count, sizeof(open_count), "%zu", session_count());
+    log_info("shutting down", "open_connections", open_count);
+    session_close_all(CLOSE_GOING_AWAY, "server shutting down");
+    lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
+    drain_tick(&srv->drain_timer);
+    while ((session_count() > 0 || tcp_backend_count() > 0) && lws_now_usecs() < deadline)
         if (lws_service(srv->context, 0) < 0)
             break;
     return 0;
@@ -450,8 +475,10 @@ void server_destroy(struct server *srv)
 {
     if (!srv)
         return;
-    if (srv->context)
+    if (srv->context) {
+        lws_sul_cancel(&srv->drain_timer);
         lws_context_destroy(srv->context);
+    }
     route_table_destroy(srv->routes);
     free(srv->protocols);
     config_free(srv->cfg);

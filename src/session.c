@@ -20,6 +20,7 @@
 #define CHUNK_TEXT 1u
 
 struct session {
+    struct session *prev, *next; /* in the list of open sessions */
     struct lws *wsi;
     struct route_match match; /* owned: route, captures, query */
     const struct wsg_limits *limits; /* borrowed from the config */
@@ -44,9 +45,18 @@ struct session {
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 };
 
+/* Every open session, for shutdown. */
+static struct session *sessions;
 static size_t open_sessions;
 
 size_t session_count(void) { return open_sessions; }
+
+void session_close_all(int code, const char *reason)
+{
+    for (struct session *s = sessions; s; s = s->next)
+        if (s->established)
+            session_close(s, code, reason);
+}
 
 struct session *session_create(struct lws *wsi, struct route_match *match,
                                const char *subprotocol, const struct wsg_limits *limits)
@@ -65,6 +75,10 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
     else if (strncmp(s->peer, "::ffff:", 7) == 0) /* IPv4 on a dual-stack socket */
         memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
     s->started_us = (uint64_t)lws_now_usecs();
+    s->next = sessions;
+    if (sessions)
+        sessions->prev = s;
+    sessions = s;
     open_sessions++;
     return s;
 }
@@ -99,6 +113,12 @@ void session_destroy(struct session *s)
     }
     msg_queue_clear(&s->out);
     route_match_clear(&s->match);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     open_sessions--;
     free(s);
 }

@@ -38,8 +38,11 @@ void session_destroy(struct session *s);
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
                       void *in, size_t len);
 
-/* Sessions currently open (for max_connections). */
+/* Sessions currently open (for max_connections and shutdown). */
 size_t session_count(void);
+
+/* Closes every established session with `code` once its queue is sent. */
+void session_close_all(int code, const char *reason);
 
 /* --- for the bridge ------------------------------------------------------- */
 

@@ -31,8 +31,13 @@ struct tcp_backend {
     char detail[96];
 };
 
+static size_t live_backends;
+
+size_t tcp_backend_count(void) { return live_backends; }
+
 static void backend_free(struct tcp_backend *b)
 {
+    live_backends--;
     lws_sul_cancel(&b->deferred);
     msg_queue_clear(&b->out);
     free(b);
@@ -64,6 +69,7 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     b->events = events;
     b->owner = owner;
     b->queue_bound = queue_bound;
+    live_backends++;
 
     struct lws_client_connect_info info;
     memset(&info, 0, sizeof(info));

@@ -59,6 +59,9 @@ void tcp_backend_close(struct tcp_backend *b);
  * (used when connecting takes too long). */
 void tcp_backend_abort(struct tcp_backend *b);
 
+/* Backend connections not yet fully closed (flushing ones included). */
+size_t tcp_backend_count(void);
+
 /* The lws callback of the backend protocol (registered by the server). */
 int tcp_backend_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                              void *in, size_t len);

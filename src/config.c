@@ -1,0 +1,1914 @@
+/* config.c - load wsgate's JSON config, check it against the schema of SPEC.md
+ * and build the plain structs of config.h. Every error is collected, not just
+ * the first, as "<source>: <json path>: <what was expected>, got <value>".
+ * Templates are checked with route.c, MQTT topic syntax with topic.c. */
+#define _GNU_SOURCE /* vasprintf, strndup, explicit_bzero */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "route.h"
+#include "topic.h"
+
+#define PATH_CAP 256   /* longest JSON path shown; longer ones end in "..." */
+#define GOT_CAP 80     /* longest value echoed after "got"; longer ones end in "..." */
+#define MAX_ERRORS 100 /* listed; past that they are only counted */
+#define INT32_LIMIT 2147483647
+
+static const char builtin_source[] = "<built-in>";
+
+/* The built-in default: validated like any file, so it is valid by construction. */
+static const char default_json[] =
+    "{ \"listen\": [ { \"host\": \"127.0.0.1\", \"port\": 8080 } ] }";
+
+/* ------------------------------------------------------------------ memory */
+
+/* Out of memory while loading a config: nothing sensible is left to do. */
+static void oom(void)
+{
+    fputs("wsgate: out of memory\n", stderr);
+    abort();
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        oom();
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        oom();
+    return p;
+}
+
+static char *xvasprintf(const char *fmt, va_list ap)
+{
+    char *s;
+    if (vasprintf(&s, fmt, ap) < 0)
+        oom();
+    return s;
+}
+
+static __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = xvasprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* ------------------------------------------------------- the error collector */
+
+/* State of one load: where we are in the JSON tree and what went wrong so far. */
+struct loader {
+    const char *source;   /* the file name as the user gave it */
+    const char *base_dir; /* relative file paths are joined to it; NULL: kept as written */
+    struct config_errors *errs;
+    size_t first_error;  /* errs->count when this load started */
+    size_t n_unlisted;   /* errors past MAX_ERRORS */
+    char path[PATH_CAP]; /* JSON path of the value being checked, e.g. "routes[2].target" */
+    size_t path_len;
+    struct wsg_config *cfg;
+    json_t *brokers; /* the "brokers" object as written, for routes' cross-checks */
+    bool auth_given; /* a top-level auth.jwt exists (even if it has errors) */
+};
+
+static void push_line(struct config_errors *errs, char *line)
+{
+    char **lines = realloc(errs->lines, (errs->count + 1) * sizeof *lines);
+    if (!lines)
+        oom();
+    errs->lines = lines;
+    errs->lines[errs->count++] = line;
+}
+
+/* Adds "<source>: <path>: <message>" (no path part at the top level). */
+static __attribute__((format(printf, 2, 3))) void add_error(struct loader *ld, const char *fmt, ...)
+{
+    if (ld->errs->count - ld->first_error >= MAX_ERRORS) {
+        ld->n_unlisted++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    char *line = ld->path_len ? xasprintf("%s: %s: %s", ld->source, ld->path, msg)
+                              : xasprintf("%s: %s", ld->source, msg);
+    free(msg);
+    push_line(ld->errs, line);
+}
+
+/* Compact JSON of `v` for messages, cut to GOT_CAP bytes on a UTF-8 boundary.
+ * Secrets (and values read from the environment) print as <hidden>. */
+static void describe(const json_t *v, bool hidden, char *buf, size_t len)
+{
+    char *s = hidden ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) {
+        snprintf(buf, len, "<hidden>");
+        return;
+    }
+    size_t n = strlen(s);
+    if (n >= len) {
+        n = len - 4;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+        memcpy(buf, s, n);
+        memcpy(buf + n, "...", 4);
+    } else {
+        memcpy(buf, s, n + 1);
+    }
+    free(s);
+}
+
+/* "<path>: <expected>, got <value>" */
+static void err_value(struct loader *ld, const json_t *v, bool hidden, const char *expected)
+{
+    char got[GOT_CAP];
+    describe(v, hidden, got, sizeof got);
+    add_error(ld, "%s, got %s", expected, got);
+}
+
+/* `s` as a JSON string, so odd bytes cannot break the one-line message. */
+static void quote(const char *s, char *buf, size_t len)
+{
+    json_t *v = json_string(s);
+    describe(v, false, buf, len);
+    json_decref(v);
+}
+
+/* ------------------------------------------------------------ the JSON path */
+
+static void path_append(struct loader *ld, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void path_append(struct loader *ld, const char *fmt, ...)
+{
+    size_t room = sizeof ld->path - ld->path_len;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(ld->path + ld->path_len, room, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= room) {
+        ld->path_len = sizeof ld->path - 1;
+        memcpy(ld->path + ld->path_len - 3, "...", 3);
+    } else {
+        ld->path_len += (size_t)n;
+    }
+}
+
+static bool is_plain_key(const char *key)
+{
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    return key[0] != '\0' && strspn(key, plain) == strlen(key);
+}
+
+/* Enters object member `key`; returns the mark to leave it with path_pop(). */
+static size_t path_key(struct loader *ld, const char *key)
+{
+    size_t mark = ld->path_len;
+    if (is_plain_key(key)) {
+        path_append(ld, "%s%s", mark ? "." : "", key);
+    } else {
+        /* Odd keys ("my broker", "a.b") are quoted so the path stays readable. */
+        json_t *s = json_string(key);
+        char *quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+        path_append(ld, "[%s]", quoted ? quoted : "?");
+        free(quoted);
+        json_decref(s);
+    }
+    return mark;
+}
+
+static size_t path_index(struct loader *ld, size_t i)
+{
+    size_t mark = ld->path_len;
+    path_append(ld, "[%zu]", i);
+    return mark;
+}
+
+static void path_pop(struct loader *ld, size_t mark)
+{
+    ld->path_len = mark;
+    ld->path[mark] = '\0';
+}
+
+/* ------------------------------------------------------------ keys of objects */
+
+struct key_spec {
+    const char *name;
+    bool str; /* a string field: may instead be given as "<name>_env" */
+};
+
+static const struct key_spec *find_key(const struct key_spec *keys, const char *name)
+{
+    for (; keys->name; keys++) {
+        if (strcmp(keys->name, name) == 0)
+            return keys;
+    }
+    return NULL;
+}
+
+/* The string field that `name` ("x_env") stands for, if any. */
+static const struct key_spec *find_env_key(const struct key_spec *keys, const char *name)
+{
+    size_t n = strlen(name);
+    if (n <= 4 || strcmp(name + n - 4, "_env") != 0)
+        return NULL;
+    for (; keys->name; keys++) {
+        if (keys->str && strlen(keys->name) == n - 4 && strncmp(keys->name, name, n - 4) == 0)
+            return keys;
+    }
+    return NULL;
+}
+
+/* Unknown keys are errors: a typo must never be silently ignored. */
+static void check_keys(struct loader *ld, json_t *obj, const struct key_spec *keys)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        const struct key_spec *spec = find_key(keys, key);
+        if (spec) {
+            char env_key[64];
+            snprintf(env_key, sizeof env_key, "%s_env", key);
+            if (spec->str && json_object_get(obj, env_key))
+                add_error(ld, "give either \"%s\" or \"%s\", not both", key, env_key);
+            continue;
+        }
+        if (find_env_key(keys, key))
+            continue;
+        char list[512];
+        size_t used = 0;
+        list[0] = '\0';
+        for (const struct key_spec *k = keys; k->name && used < sizeof list; k++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k == keys ? "" : ", ",
+                                     k->name);
+        size_t mark = path_key(ld, key);
+        add_error(ld, "unknown key (expected one of: %s)", list);
+        path_pop(ld, mark);
+    }
+}
+
+/* ------------------------------------------------------------ typed getters */
+
+enum {
+    F_REQUIRED = 1 << 0, /* absent is an error: missing "key" */
+    F_NONEMPTY = 1 << 1, /* strings and arrays: empty is an error */
+    F_SECRET = 1 << 2,   /* never echo the value */
+};
+
+/* A string field's value and where it came from, for later checks. */
+struct strval {
+    const char *s;      /* borrowed from the JSON tree or the environment */
+    const json_t *json; /* the value as written; NULL if from the environment */
+    const char *key;    /* "x" or "x_env": where errors about the value point */
+    bool hidden;        /* a secret, or from the environment: never echoed */
+};
+
+/* A POSIX-portable variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static bool env_name_is_valid(const char *s)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789";
+    return s[0] != '\0' && !(s[0] >= '0' && s[0] <= '9') && strspn(s, chars) == strlen(s);
+}
+
+/* Reports an error about a string value already fetched by get_str(). */
+static void bad_str(struct loader *ld, const struct strval *sv, const char *expected)
+{
+    size_t mark = sv->key ? path_key(ld, sv->key) : ld->path_len;
+    if (sv->json)
+        err_value(ld, sv->json, sv->hidden, expected);
+    else
+        add_error(ld, "%s, got <hidden>", expected);
+    path_pop(ld, mark);
+}
+
+/* Reads the variable that "x_env" (the JSON value `ev`) names. */
+static bool get_env_str(struct loader *ld, json_t *ev, struct strval *sv)
+{
+    if (!json_is_string(ev) || !env_name_is_valid(json_string_value(ev))) {
+        err_value(ld, ev, false, "expected the name of an environment variable");
+        return false;
+    }
+    const char *var = json_string_value(ev);
+    const char *val = getenv(var);
+    if (!val) {
+        add_error(ld, "environment variable %s is not set", var);
+        return false;
+    }
+    sv->s = val;
+    sv->json = NULL;
+    sv->hidden = true;
+    return true;
+}
+
+/* Fetches string field `key`, or reads it from the variable named by
+ * "<key>_env". True with *sv filled if a usable string is there; errors for a
+ * wrong type, an unset variable, a missing required or empty string.
+ * `expected` (or NULL for "a (non-empty) string") words those errors. */
+static bool get_str(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                    const char *expected, struct strval *sv)
+{
+    char env_key[64];
+    snprintf(env_key, sizeof env_key, "%s_env", key);
+    json_t *v = json_object_get(obj, key), *ev = json_object_get(obj, env_key);
+    if (!expected)
+        expected = (flags & F_NONEMPTY) ? "expected a non-empty string" : "expected a string";
+    if (v && ev)
+        return false; /* check_keys() reported it */
+    if (!v && !ev) {
+        if (flags & F_REQUIRED)
+            add_error(ld, "missing \"%s\"", key);
+        return false;
+    }
+    memset(sv, 0, sizeof *sv);
+    /* The key string must outlive this call: take the object's own copy. */
+    sv->key = json_object_iter_key(json_object_iter_at(obj, v ? key : env_key));
+    size_t mark = path_key(ld, sv->key);
+    bool ok;
+    if (v) {
+        ok = json_is_string(v);
+        if (!ok)
+            err_value(ld, v, flags & F_SECRET, expected);
+        sv->s = ok ? json_string_value(v) : NULL;
+        sv->json = v;
+        sv->hidden = flags & F_SECRET;
+    } else {
+        ok = get_env_str(ld, ev, sv);
+    }
+    path_pop(ld, mark);
+    if (ok && (flags & F_NONEMPTY) && sv->s[0] == '\0') {
+        bad_str(ld, sv, expected);
+        ok = false;
+    }
+    return ok;
+}
+
+/* Integer field in min..max. True if present and valid. */
+static bool get_int(struct loader *ld, json_t *obj, const char *key, unsigned flags, int64_t min,
+                    int64_t max, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (flags & F_REQUIRED)
+            add_error(ld, "missing \"%s\"", key);
+        return false;
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= min && json_integer_value(v) <= max) {
+        *out = json_integer_value(v);
+        return true;
+    }
+    char expected[80];
+    snprintf(expected, sizeof expected, "expected an integer %lld..%lld", (long long)min,
+             (long long)max);
+    size_t mark = path_key(ld, key);
+    err_value(ld, v, false, expected);
+    path_pop(ld, mark);
+    return false;
+}
+
+static void get_qos(struct loader *ld, json_t *obj, int *qos)
+{
+    int64_t v;
+    if (get_int(ld, obj, "qos", 0, 0, 2, &v))
+        *qos = (int)v;
+}
+
+static void get_bool(struct loader *ld, json_t *obj, const char *key, bool *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return;
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return;
+    }
+    size_t mark = path_key(ld, key);
+    err_value(ld, v, false, "expected true or false");
+    path_pop(ld, mark);
+}
+
+/* One of `names` (NULL-terminated); *out is its index. True if valid. */
+static bool get_enum(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                     const char *const *names, int *out)
+{
+    char expected[128] = "expected";
+    size_t used = strlen(expected);
+    for (size_t i = 0; names[i]; i++) {
+        const char *sep = i == 0 ? " " : names[i + 1] ? ", " : " or ";
+        used +=
+            (size_t)snprintf(expected + used, sizeof expected - used, "%s\"%s\"", sep, names[i]);
+    }
+    struct strval sv;
+    if (!get_str(ld, obj, key, flags, expected, &sv))
+        return false;
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(names[i], sv.s) == 0) {
+            *out = i;
+            return true;
+        }
+    }
+    bad_str(ld, &sv, expected);
+    return false;
+}
+
+/* An object member that must itself be an object; NULL if absent or wrong. */
+static json_t *get_obj(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                       const char *expected)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (flags & F_REQUIRED)
+            add_error(ld, "missing \"%s\"", key);
+        return NULL;
+    }
+    if (json_is_object(v))
+        return v;
+    size_t mark = path_key(ld, key);
+    err_value(ld, v, false, expected);
+    path_pop(ld, mark);
+    return NULL;
+}
+
+static json_t *get_arr(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                       const char *expected)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v) {
+        if (flags & F_REQUIRED)
+            add_error(ld, "missing \"%s\"", key);
+        return NULL;
+    }
+    if (json_is_array(v) && (!(flags & F_NONEMPTY) || json_array_size(v) > 0))
+        return v;
+    size_t mark = path_key(ld, key);
+    err_value(ld, v, false, expected);
+    path_pop(ld, mark);
+    return NULL;
+}
+
+/* Relative file paths are relative to the config file's directory, so a
+ * config works whatever the working directory of the process. */
+static char *resolve_path(const struct loader *ld, const char *p)
+{
+    if (p[0] == '/' || !ld->base_dir || strcmp(ld->base_dir, ".") == 0)
+        return xstrdup(p);
+    size_t n = strlen(ld->base_dir);
+    const char *sep = n > 0 && ld->base_dir[n - 1] == '/' ? "" : "/";
+    return xasprintf("%s%s%s", ld->base_dir, sep, p);
+}
+
+/* A string field that names a file: stored resolved against base_dir. */
+static void get_file(struct loader *ld, json_t *obj, const char *key, unsigned flags, char **out)
+{
+    struct strval sv;
+    if (get_str(ld, obj, key, flags | F_NONEMPTY, "expected a file path", &sv))
+        *out = resolve_path(ld, sv.s);
+}
+
+static void get_plain_str(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                          char **out)
+{
+    struct strval sv;
+    if (get_str(ld, obj, key, flags, NULL, &sv))
+        *out = xstrdup(sv.s);
+}
+
+/* ------------------------------------------------------------ value syntax */
+
+static bool parse_port(const char *s, size_t n)
+{
+    if (n == 0 || n > 5 || strspn(s, "0123456789") < n)
+        return false;
+    long port = strtol(s, NULL, 10);
+    return port >= 1 && port <= 65535;
+}
+
+/* The first n bytes of s are exactly "host[:port]" or "[v6addr][:port]". */
+static bool parse_authority(const char *s, size_t n, bool port_required)
+{
+    size_t host_len;
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (!close || close == s + 1)
+            return false;
+        host_len = (size_t)(close - s) + 1;
+    } else {
+        host_len = strcspn(s, ":");
+        if (host_len > n)
+            host_len = n;
+    }
+    if (host_len == 0)
+        return false;
+    for (size_t i = 0; i < host_len; i++) {
+        if (strchr("@/?#\\ \t\"'<>", s[i]) || (unsigned char)s[i] < 0x21)
+            return false;
+    }
+    if (host_len == n)
+        return !port_required;
+    return s[host_len] == ':' && parse_port(s + host_len + 1, n - host_len - 1);
+}
+
+/* "scheme://host[:port]" as browsers send it in Origin; lower-cased in place. */
+static bool origin_normalize(char *s)
+{
+    static const char scheme_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789+.-";
+    size_t scheme = strspn(s, scheme_chars);
+    char first = (char)(s[0] | 0x20); /* ASCII lower case */
+    if (scheme == 0 || first < 'a' || first > 'z' || strncmp(s + scheme, "://", 3) != 0)
+        return false;
+    const char *auth = s + scheme + 3;
+    if (!parse_authority(auth, strlen(auth), false))
+        return false;
+    /* Browsers send scheme and host in lower case; compare like with like. */
+    for (char *p = s; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    }
+    return true;
+}
+
+/* An IPv4/IPv6 address or CIDR block, as trusted_proxies holds them. */
+static bool proxy_is_valid(const char *s)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof addr)
+        return false;
+    memcpy(addr, s, n);
+    addr[n] = '\0';
+    unsigned char buf[sizeof(struct in6_addr)];
+    int max_prefix;
+    if (inet_pton(AF_INET, addr, buf) == 1)
+        max_prefix = 32;
+    else if (inet_pton(AF_INET6, addr, buf) == 1)
+        max_prefix = 128;
+    else
+        return false;
+    if (!slash)
+        return true;
+    const char *p = slash + 1;
+    size_t digits = strspn(p, "0123456789");
+    return digits > 0 && digits <= 3 && p[digits] == '\0' && atoi(p) <= max_prefix;
+}
+
+/* A broker URI Paho accepts: scheme://host:port (ws/wss may add a path). */
+static bool broker_uri_is_valid(const char *uri, bool *tls)
+{
+    static const struct {
+        const char *scheme;
+        bool tls, path;
+    } schemes[] = {
+        {"tcp://", false, false},  {"mqtt://", false, false}, {"ssl://", true, false},
+        {"mqtts://", true, false}, {"ws://", false, true},    {"wss://", true, true},
+    };
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t len = strlen(schemes[i].scheme);
+        if (strncmp(uri, schemes[i].scheme, len) != 0)
+            continue;
+        const char *auth = uri + len;
+        size_t n = strcspn(auth, "/");
+        if (auth[n] == '/' && !schemes[i].path)
+            return false;
+        *tls = schemes[i].tls;
+        return parse_authority(auth, n, true);
+    }
+    return false;
+}
+
+/* RFC 6455 subprotocol names are RFC 7230 tokens. */
+static bool token_is_valid(const char *s)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+                                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    return s[0] != '\0' && strspn(s, tchar) == strlen(s);
+}
+
+/* RFC 6901: "" or "/..." with '~' only as "~0" or "~1". */
+static bool json_pointer_is_valid(const char *p)
+{
+    if (p[0] != '\0' && p[0] != '/')
+        return false;
+    for (const char *t = strchr(p, '~'); t; t = strchr(t + 1, '~')) {
+        if (t[1] != '0' && t[1] != '1')
+            return false;
+    }
+    return true;
+}
+
+/* A host name or address to bind or connect to: no blanks, controls or '/'. */
+static bool host_is_valid(const char *h)
+{
+    if (h[0] == '\0')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)h; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f || *p == '/')
+            return false;
+    }
+    return true;
+}
+
+/* A route or URL path prefix for static files. */
+static bool mount_is_valid(const char *m) { return m[0] == '/' && strpbrk(m, "?# \t\r\n") == NULL; }
+
+static bool broker_name_is_valid(const char *s)
+{
+    return s[0] != '\0' &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
+               strlen(s);
+}
+
+/* Lists of strings: each element checked by `valid` (which may rewrite it). */
+static char **get_str_list(struct loader *ld, json_t *arr, bool (*valid)(char *s),
+                           const char *expected, size_t *count)
+{
+    size_t n = json_array_size(arr);
+    char **out = xcalloc(n, sizeof *out);
+    *count = n;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        char *s = json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+        if (!s || !valid(s)) {
+            size_t mark = path_index(ld, i);
+            err_value(ld, v, false, expected);
+            path_pop(ld, mark);
+            free(s);
+            continue;
+        }
+        out[i] = s;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------- top-level sections */
+
+static const char host_expected[] = "expected a host name or address";
+
+static const struct key_spec tls_keys[] = {
+    {"cert", true},
+    {"key", true},
+    {NULL, false},
+};
+static const struct key_spec listen_keys[] = {
+    {"host", true},
+    {"port", false},
+    {"tls", false},
+    {NULL, false},
+};
+
+static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *l)
+{
+    if (!json_is_object(obj)) {
+        err_value(ld, obj, false, "expected an object {\"host\", \"port\", \"tls\"}");
+        return;
+    }
+    check_keys(ld, obj, listen_keys);
+    struct strval sv;
+    if (get_str(ld, obj, "host", F_NONEMPTY, host_expected, &sv)) {
+        if (host_is_valid(sv.s))
+            l->host = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, host_expected);
+    } else if (!json_object_get(obj, "host") && !json_object_get(obj, "host_env")) {
+        l->host = xstrdup("0.0.0.0"); /* like nginx: every interface */
+    }
+    int64_t port;
+    if (get_int(ld, obj, "port", F_REQUIRED, 1, 65535, &port))
+        l->port = (int)port;
+    json_t *tls = get_obj(ld, obj, "tls", 0, "expected an object {\"cert\", \"key\"}");
+    if (tls) {
+        size_t mark = path_key(ld, "tls");
+        l->has_tls = true;
+        check_keys(ld, tls, tls_keys);
+        get_file(ld, tls, "cert", F_REQUIRED, &l->tls.cert);
+        get_file(ld, tls, "key", F_REQUIRED, &l->tls.key);
+        path_pop(ld, mark);
+    }
+}
+
+static void parse_listen(struct loader *ld, json_t *root)
+{
+    json_t *arr = get_arr(ld, root, "listen", F_REQUIRED | F_NONEMPTY,
+                          "expected a non-empty array of {\"host\", \"port\"} objects");
+    if (!arr)
+        return;
+    struct wsg_config *cfg = ld->cfg;
+    cfg->n_listen = json_array_size(arr);
+    cfg->listen = xcalloc(cfg->n_listen, sizeof *cfg->listen);
+    size_t mark = path_key(ld, "listen"), i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        size_t m = path_index(ld, i);
+        struct wsg_listen *l = &cfg->listen[i];
+        parse_listen_one(ld, v, l);
+        for (size_t j = 0; j < i && l->host && l->port; j++) {
+            if (cfg->listen[j].port == l->port && cfg->listen[j].host &&
+                strcasecmp(cfg->listen[j].host, l->host) == 0) {
+                add_error(ld, "duplicate of listen[%zu] (%s:%d)", j, l->host, l->port);
+                break;
+            }
+        }
+        path_pop(ld, m);
+    }
+    path_pop(ld, mark);
+}
+
+static void parse_origins(struct loader *ld, json_t *root)
+{
+    /* [] would read as "any origin" (the meaning of no list): say so instead. */
+    json_t *arr = get_arr(ld, root, "origins", F_NONEMPTY,
+                          "expected a non-empty array of origins (leave \"origins\" out to allow "
+                          "any)");
+    if (!arr)
+        return;
+    size_t mark = path_key(ld, "origins");
+    ld->cfg->origins = get_str_list(ld, arr, origin_normalize,
+                                    "expected an origin like \"https://app.example.com\" "
+                                    "(scheme://host[:port], no path)",
+                                    &ld->cfg->n_origins);
+    path_pop(ld, mark);
+}
+
+static void parse_limits(struct loader *ld, json_t *root)
+{
+    static const struct {
+        const char *key;
+        size_t offset;
+    } fields[] = {
+        {"max_connections", offsetof(struct wsg_limits, max_connections)},
+        {"max_message_bytes", offsetof(struct wsg_limits, max_message_bytes)},
+        {"max_queue_bytes", offsetof(struct wsg_limits, max_queue_bytes)},
+        {"idle_timeout_s", offsetof(struct wsg_limits, idle_timeout_s)},
+        {"ping_interval_s", offsetof(struct wsg_limits, ping_interval_s)},
+        {"connect_timeout_ms", offsetof(struct wsg_limits, connect_timeout_ms)},
+        {"max_messages_per_s", offsetof(struct wsg_limits, max_messages_per_s)},
+    };
+    static const struct key_spec keys[] = {
+        {"max_connections", false},    {"max_message_bytes", false},
+        {"max_queue_bytes", false},    {"idle_timeout_s", false},
+        {"ping_interval_s", false},    {"connect_timeout_ms", false},
+        {"max_messages_per_s", false}, {NULL, false},
+    };
+    json_t *obj = get_obj(ld, root, "limits", 0, "expected an object of integer limits");
+    if (!obj)
+        return;
+    size_t mark = path_key(ld, "limits");
+    check_keys(ld, obj, keys);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        /* 0 means "none" for every limit; the bound keeps values sane for int APIs. */
+        int64_t *dst = (int64_t *)((char *)&ld->cfg->limits + fields[i].offset);
+        get_int(ld, obj, fields[i].key, 0, 0, INT32_LIMIT, dst);
+    }
+    path_pop(ld, mark);
+}
+
+static bool proxy_check(char *s) { return proxy_is_valid(s); }
+
+static void parse_trusted_proxies(struct loader *ld, json_t *root)
+{
+    json_t *arr =
+        get_arr(ld, root, "trusted_proxies", 0, "expected an array of IP addresses or CIDR blocks");
+    if (!arr)
+        return;
+    size_t mark = path_key(ld, "trusted_proxies");
+    ld->cfg->trusted_proxies =
+        get_str_list(ld, arr, proxy_check,
+                     "expected an IP address or CIDR block (\"10.0.0.1\", \"10.0.0.0/8\", "
+                     "\"::1\", \"fd00::/8\")",
+                     &ld->cfg->n_trusted_proxies);
+    path_pop(ld, mark);
+}
+
+static void parse_jwt(struct loader *ld, json_t *obj, struct wsg_jwt *jwt)
+{
+    static const struct key_spec keys[] = {
+        {"secret", true},   {"public_key", true}, {"issuer", true},
+        {"audience", true}, {"leeway_s", false},  {NULL, false},
+    };
+    check_keys(ld, obj, keys);
+    bool has_secret = json_object_get(obj, "secret") || json_object_get(obj, "secret_env");
+    bool has_key = json_object_get(obj, "public_key") || json_object_get(obj, "public_key_env");
+    if (has_secret && has_key)
+        add_error(ld, "give either \"secret\" (HS256) or \"public_key\" (RS256/ES256), not both");
+    else if (!has_secret && !has_key)
+        add_error(ld, "missing \"secret\" (HS256) or \"public_key\" (RS256/ES256)");
+    get_plain_str(ld, obj, "secret", F_SECRET | F_NONEMPTY, &jwt->secret);
+    get_file(ld, obj, "public_key", 0, &jwt->public_key);
+    get_plain_str(ld, obj, "issuer", F_NONEMPTY, &jwt->issuer);
+    get_plain_str(ld, obj, "audience", F_NONEMPTY, &jwt->audience);
+    get_int(ld, obj, "leeway_s", 0, 0, 86400, &jwt->leeway_s);
+}
+
+static void parse_auth(struct loader *ld, json_t *root)
+{
+    static const struct key_spec keys[] = {
+        {"jwt", false},
+        {NULL, false},
+    };
+    json_t *obj = get_obj(ld, root, "auth", 0, "expected an object {\"jwt\": {...}}");
+    if (!obj)
+        return;
+    size_t mark = path_key(ld, "auth");
+    check_keys(ld, obj, keys);
+    ld->auth_given = json_object_get(obj, "jwt") != NULL;
+    json_t *jwt = get_obj(ld, obj, "jwt", F_REQUIRED,
+                          "expected an object {\"secret\" or \"public_key\", \"issuer\", "
+                          "\"audience\", \"leeway_s\"}");
+    if (jwt) {
+        size_t m = path_key(ld, "jwt");
+        ld->cfg->auth.has_jwt = true;
+        parse_jwt(ld, jwt, &ld->cfg->auth.jwt);
+        path_pop(ld, m);
+    }
+    path_pop(ld, mark);
+}
+
+static void parse_static(struct loader *ld, json_t *root)
+{
+    static const struct key_spec keys[] = {
+        {"mount", true},
+        {"dir", true},
+        {NULL, false},
+    };
+    json_t *obj = get_obj(ld, root, "static", 0, "expected an object {\"mount\", \"dir\"}");
+    if (!obj)
+        return;
+    struct wsg_static *st = &ld->cfg->static_files;
+    size_t mark = path_key(ld, "static");
+    ld->cfg->has_static = true;
+    check_keys(ld, obj, keys);
+    struct strval sv;
+    if (get_str(ld, obj, "mount", 0, "expected a URL path starting with \"/\"", &sv)) {
+        if (mount_is_valid(sv.s))
+            st->mount = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, "expected a URL path starting with \"/\"");
+    } else if (!json_object_get(obj, "mount") && !json_object_get(obj, "mount_env")) {
+        st->mount = xstrdup("/");
+    }
+    get_file(ld, obj, "dir", F_REQUIRED, &st->dir);
+    path_pop(ld, mark);
+}
+
+/* ------------------------------------------------------------------ brokers */
+
+static const char uri_expected[] = "expected a broker URI \"tcp://host:port\" (schemes: tcp, mqtt, "
+                                   "ssl, mqtts, ws, wss)";
+
+static bool uri_check(char *s)
+{
+    bool tls;
+    return broker_uri_is_valid(s, &tls);
+}
+
+/* Fills b->uris from "uri" or "uris"; true if any of them is a TLS one. */
+static bool parse_broker_uris(struct loader *ld, json_t *obj, struct wsg_broker *b)
+{
+    bool has_uri = json_object_get(obj, "uri") || json_object_get(obj, "uri_env");
+    json_t *uris = json_object_get(obj, "uris");
+    if (has_uri && uris) {
+        add_error(ld, "give either \"uri\" or \"uris\", not both");
+        return false;
+    }
+    if (!has_uri && !uris) {
+        add_error(ld, "missing \"uri\" (or \"uris\": several nodes of one cluster)");
+        return false;
+    }
+    if (has_uri) {
+        struct strval sv;
+        if (!get_str(ld, obj, "uri", 0, uri_expected, &sv))
+            return false;
+        bool tls;
+        if (!broker_uri_is_valid(sv.s, &tls)) {
+            bad_str(ld, &sv, uri_expected);
+            return false;
+        }
+        b->uris = xcalloc(1, sizeof *b->uris);
+        b->uris[0] = xstrdup(sv.s);
+        b->n_uris = 1;
+    } else {
+        json_t *arr =
+            get_arr(ld, obj, "uris", F_NONEMPTY, "expected a non-empty array of broker URIs");
+        if (!arr)
+            return false;
+        size_t mark = path_key(ld, "uris");
+        b->uris = get_str_list(ld, arr, uri_check, uri_expected, &b->n_uris);
+        path_pop(ld, mark);
+    }
+    bool any_tls = false;
+    for (size_t i = 0; i < b->n_uris; i++) {
+        bool tls = false;
+        if (b->uris[i] && broker_uri_is_valid(b->uris[i], &tls) && tls)
+            any_tls = true;
+    }
+    return any_tls;
+}
+
+static void parse_broker_tls(struct loader *ld, json_t *obj, struct wsg_broker *b, bool tls_uri)
+{
+    static const struct key_spec keys[] = {
+        {"ca", true}, {"cert", true}, {"key", true}, {"insecure", false}, {NULL, false},
+    };
+    json_t *tls =
+        get_obj(ld, obj, "tls", 0, "expected an object {\"ca\", \"cert\", \"key\", \"insecure\"}");
+    if (!tls)
+        return;
+    size_t mark = path_key(ld, "tls");
+    b->has_tls = true;
+    check_keys(ld, tls, keys);
+    get_file(ld, tls, "ca", 0, &b->tls.ca);
+    get_file(ld, tls, "cert", 0, &b->tls.cert);
+    get_file(ld, tls, "key", 0, &b->tls.key);
+    get_bool(ld, tls, "insecure", &b->tls.insecure);
+    /* The certificate file may hold the key too, but a key needs a certificate. */
+    if (b->tls.key && !b->tls.cert)
+        add_error(ld, "\"key\" needs \"cert\" (the client certificate)");
+    if (b->n_uris > 0 && !tls_uri)
+        add_error(ld, "TLS options need an \"ssl://\", \"mqtts://\" or \"wss://\" uri");
+    path_pop(ld, mark);
+}
+
+static void parse_broker(struct loader *ld, const char *name, json_t *obj, struct wsg_broker *b)
+{
+    static const struct key_spec keys[] = {
+        {"uri", true},          {"uris", false},    {"client_id", true},
+        {"version", true},      {"username", true}, {"password", true},
+        {"keepalive_s", false}, {"tls", false},     {NULL, false},
+    };
+    static const char *const versions[] = {"3.1.1", "5", NULL};
+    b->name = xstrdup(name);
+    b->client_id = xasprintf("wsgate-%s", name);
+    b->version = WSG_MQTT_311;
+    b->keepalive_s = 30;
+    if (!broker_name_is_valid(name))
+        add_error(ld, "a broker name may hold only letters, digits, '_', '.' and '-'");
+    if (!json_is_object(obj)) {
+        err_value(ld, obj, false, "expected an object {\"uri\", \"client_id\", ...}");
+        return;
+    }
+    check_keys(ld, obj, keys);
+    bool tls_uri = parse_broker_uris(ld, obj, b);
+    struct strval sv;
+    if (get_str(ld, obj, "client_id", F_NONEMPTY, NULL, &sv)) {
+        free(b->client_id);
+        b->client_id = xstrdup(sv.s);
+    }
+    int version;
+    if (get_enum(ld, obj, "version", 0, versions, &version))
+        b->version = version == 0 ? WSG_MQTT_311 : WSG_MQTT_5;
+    get_plain_str(ld, obj, "username", 0, &b->username);
+    get_plain_str(ld, obj, "password", F_SECRET, &b->password);
+    /* MQTT 3.1.1 (3.1.2.9) forbids a password without a user name. */
+    if (b->password && !b->username && b->version == WSG_MQTT_311)
+        add_error(ld, "\"password\" needs \"username\" with MQTT 3.1.1");
+    get_int(ld, obj, "keepalive_s", 0, 1, 65535, &b->keepalive_s);
+    parse_broker_tls(ld, obj, b, tls_uri);
+}
+
+static void parse_brokers(struct loader *ld, json_t *root)
+{
+    json_t *obj = get_obj(ld, root, "brokers", 0,
+                          "expected an object mapping broker names to {\"uri\", ...}");
+    if (!obj)
+        return;
+    ld->brokers = obj;
+    struct wsg_config *cfg = ld->cfg;
+    cfg->brokers = xcalloc(json_object_size(obj), sizeof *cfg->brokers);
+    size_t mark = path_key(ld, "brokers");
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v)
+    {
+        size_t m = path_key(ld, name);
+        parse_broker(ld, name, v, &cfg->brokers[cfg->n_brokers++]);
+        path_pop(ld, m);
+    }
+    path_pop(ld, mark);
+}
+
+/* ------------------------------------------------------------------ routes */
+
+/* What a route's templates may hold, and the MQTT syntax they must have. */
+struct tmpl_ctx {
+    const char *route_path; /* NULL if the path is bad: templates are not checked then */
+    int kinds;              /* ROUTE_TMPL_* allowed besides the path's captures */
+};
+
+enum tmpl_syntax { SYNTAX_KEY, SYNTAX_TOPIC, SYNTAX_FILTER };
+
+/* The template with every placeholder replaced by one level "x": what MQTT
+ * syntax checks see (values are refused if they hold '/', '+' or '#'). */
+static char *tmpl_sample(const char *tmpl)
+{
+    char *out = xcalloc(strlen(tmpl) + 1, 1), *o = out;
+    for (const char *p = tmpl; *p; p++) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            if (close) {
+                *o++ = 'x';
+                p = close;
+                continue;
+            }
+        }
+        *o++ = *p;
+    }
+    return out;
+}
+
+static const char topic_expected[] = "expected an MQTT topic name (non-empty, no \"+\" or \"#\")";
+static const char filter_expected[] = "expected an MQTT topic filter (non-empty, \"+\" only as a "
+                                      "whole level, \"#\" only as the whole last level)";
+
+static const char *syntax_expected(enum tmpl_syntax syntax)
+{
+    return syntax == SYNTAX_TOPIC    ? topic_expected
+           : syntax == SYNTAX_FILTER ? filter_expected
+                                     : "expected a non-empty string";
+}
+
+/* route.c says only that a placeholder "is not allowed here"; the config
+ * knows why, so say that instead. For templates that are otherwise valid. */
+static void explain_kind(const char *tmpl, int kinds, char *err, size_t len)
+{
+    for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
+        int n = (int)strcspn(p + 1, "}");
+        if (strncmp(p + 1, "jwt.", 4) == 0 && !(kinds & ROUTE_TMPL_JWT)) {
+            snprintf(err, len, "{%.*s} needs \"auth\": \"jwt\" on the route", n, p + 1);
+            return;
+        }
+        if (strncmp(p + 1, "msg.", 4) == 0 && !(kinds & ROUTE_TMPL_MSG)) {
+            snprintf(err, len, "{%.*s} is only allowed in a raw \"publish\" topic", n, p + 1);
+            return;
+        }
+    }
+}
+
+/* Checks a template value (placeholders, then MQTT syntax); true if good. */
+static bool check_template(struct loader *ld, const struct tmpl_ctx *tc, const struct strval *sv,
+                           int extra_kinds, enum tmpl_syntax syntax)
+{
+    if (sv->s[0] == '\0') {
+        bad_str(ld, sv, syntax_expected(syntax));
+        return false;
+    }
+    if (!tc->route_path)
+        return true; /* the path's own error says it all; avoid echoes */
+    char err[256];
+    int kinds = tc->kinds | extra_kinds;
+    if (route_template_validate(sv->s, tc->route_path, kinds, err, sizeof err)) {
+        int all = kinds | ROUTE_TMPL_JWT | ROUTE_TMPL_MSG;
+        char ignored[8];
+        if (route_template_validate(sv->s, tc->route_path, all, ignored, sizeof ignored) == 0)
+            explain_kind(sv->s, kinds, err, sizeof err); /* only the kind was wrong */
+        bad_str(ld, sv, err);
+        return false;
+    }
+    if (syntax == SYNTAX_KEY)
+        return true;
+    char *sample = tmpl_sample(sv->s);
+    bool ok = syntax == SYNTAX_TOPIC ? topic_name_is_valid(sample) : topic_filter_is_valid(sample);
+    free(sample);
+    if (!ok)
+        bad_str(ld, sv, syntax_expected(syntax));
+    return ok;
+}
+
+/* A template-valued string field; stored only if it checks out. */
+static void get_template(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                         const struct tmpl_ctx *tc, int extra_kinds, enum tmpl_syntax syntax,
+                         char **out)
+{
+    struct strval sv;
+    if (get_str(ld, obj, key, flags, syntax_expected(syntax), &sv) &&
+        check_template(ld, tc, &sv, extra_kinds, syntax))
+        *out = xstrdup(sv.s);
+}
+
+static const struct key_spec target_keys[] = {
+    {"host", true},
+    {"port", false},
+    {NULL, false},
+};
+
+static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
+{
+    if (!json_is_object(obj)) {
+        err_value(ld, obj, false, "expected an object {\"host\", \"port\"}");
+        return;
+    }
+    check_keys(ld, obj, target_keys);
+    struct strval sv;
+    if (get_str(ld, obj, "host", F_REQUIRED | F_NONEMPTY, host_expected, &sv)) {
+        if (host_is_valid(sv.s))
+            t->host = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, host_expected);
+    }
+    int64_t port;
+    if (get_int(ld, obj, "port", F_REQUIRED, 1, 65535, &port))
+        t->port = (int)port;
+}
+
+static void parse_targets(struct loader *ld, json_t *obj, struct wsg_route *r)
+{
+    json_t *arr = get_arr(ld, obj, "targets", F_NONEMPTY,
+                          "expected a non-empty array of {\"host\", \"port\"} objects");
+    if (!arr)
+        return;
+    r->n_targets = json_array_size(arr);
+    r->targets = xcalloc(r->n_targets, sizeof *r->targets);
+    size_t mark = path_key(ld, "targets"), i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        size_t m = path_index(ld, i);
+        parse_target(ld, v, &r->targets[i]);
+        path_pop(ld, m);
+    }
+    path_pop(ld, mark);
+}
+
+static void parse_target_map(struct loader *ld, json_t *obj, struct wsg_route *r,
+                             const struct tmpl_ctx *tc)
+{
+    static const struct key_spec keys[] = {
+        {"file", true},
+        {"key", true},
+        {NULL, false},
+    };
+    json_t *map = get_obj(ld, obj, "target_map", 0, "expected an object {\"file\", \"key\"}");
+    if (!map)
+        return;
+    size_t mark = path_key(ld, "target_map");
+    check_keys(ld, map, keys);
+    get_file(ld, map, "file", F_REQUIRED, &r->target_map_file);
+    get_template(ld, map, "key", F_REQUIRED, tc, 0, SYNTAX_KEY, &r->target_map_key);
+    path_pop(ld, mark);
+}
+
+static void parse_tcp_route(struct loader *ld, json_t *obj, struct wsg_route *r,
+                            const struct tmpl_ctx *tc)
+{
+    static const char *const framings[] = {"raw", "lines", "length32", NULL};
+    static const char *const messages[] = {"binary", "text", NULL};
+    json_t *target = json_object_get(obj, "target");
+    int given = (target != NULL) + (json_object_get(obj, "targets") != NULL) +
+                (json_object_get(obj, "target_map") != NULL);
+    if (given == 0)
+        add_error(ld, "missing \"target\", \"targets\" or \"target_map\"");
+    else if (given > 1)
+        add_error(ld, "give only one of \"target\", \"targets\" or \"target_map\"");
+    if (target && given == 1) {
+        r->targets = xcalloc(1, sizeof *r->targets);
+        r->n_targets = 1;
+        size_t mark = path_key(ld, "target");
+        parse_target(ld, target, &r->targets[0]);
+        path_pop(ld, mark);
+    } else if (given == 1) {
+        parse_targets(ld, obj, r);
+        parse_target_map(ld, obj, r, tc);
+    }
+    int v;
+    if (get_enum(ld, obj, "framing", 0, framings, &v))
+        r->framing = (enum wsg_framing)v;
+    if (get_enum(ld, obj, "message", 0, messages, &v))
+        r->message = (enum wsg_message)v;
+}
+
+static bool parse_when(struct loader *ld, json_t *rule, struct wsg_publish_rule *pr)
+{
+    static const struct key_spec keys[] = {
+        {"pointer", true},
+        {"equals", false},
+        {NULL, false},
+    };
+    json_t *when = get_obj(ld, rule, "when", 0, "expected an object {\"pointer\", \"equals\"}");
+    if (!when)
+        return json_object_get(rule, "when") != NULL;
+    size_t mark = path_key(ld, "when");
+    check_keys(ld, when, keys);
+    static const char pointer_expected[] = "expected a JSON Pointer (\"\" or \"/a/b\", '~' only "
+                                           "as \"~0\" or \"~1\")";
+    struct strval sv;
+    if (get_str(ld, when, "pointer", F_REQUIRED, pointer_expected, &sv)) {
+        if (json_pointer_is_valid(sv.s))
+            pr->when_pointer = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, pointer_expected);
+    }
+    json_t *equals = json_object_get(when, "equals");
+    if (!equals) {
+        add_error(ld, "missing \"equals\"");
+    } else {
+        pr->when_equals = json_dumps(equals, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!pr->when_equals)
+            oom();
+    }
+    /* Both or neither, as config.h promises. */
+    if (!pr->when_pointer || !pr->when_equals) {
+        free(pr->when_pointer);
+        free(pr->when_equals);
+        pr->when_pointer = pr->when_equals = NULL;
+    }
+    path_pop(ld, mark);
+    return true;
+}
+
+/* One raw publish rule; returns true if it has a "when" (a filtered rule). */
+static bool parse_publish_rule(struct loader *ld, json_t *rule, struct wsg_publish_rule *pr,
+                               const struct tmpl_ctx *tc)
+{
+    static const struct key_spec keys[] = {
+        {"when", false}, {"topic", true}, {"qos", false}, {"retain", false}, {NULL, false},
+    };
+    if (!json_is_object(rule)) {
+        err_value(ld, rule, false, "expected an object {\"when\", \"topic\", \"qos\", \"retain\"}");
+        return true;
+    }
+    check_keys(ld, rule, keys);
+    bool filtered = parse_when(ld, rule, pr);
+    get_template(ld, rule, "topic", F_REQUIRED, tc, ROUTE_TMPL_MSG, SYNTAX_TOPIC, &pr->topic);
+    get_qos(ld, rule, &pr->qos);
+    get_bool(ld, rule, "retain", &pr->retain);
+    return filtered;
+}
+
+static void parse_raw_publish(struct loader *ld, json_t *pub, struct wsg_route *r,
+                              const struct tmpl_ctx *tc)
+{
+    size_t mark = path_key(ld, "publish");
+    if (json_is_object(pub)) {
+        r->publish = xcalloc(1, sizeof *r->publish);
+        r->n_publish = 1;
+        parse_publish_rule(ld, pub, &r->publish[0], tc);
+    } else if (json_is_array(pub) && json_array_size(pub) > 0) {
+        r->n_publish = json_array_size(pub);
+        r->publish = xcalloc(r->n_publish, sizeof *r->publish);
+        size_t i, catch_all = SIZE_MAX;
+        json_t *v;
+        json_array_foreach(pub, i, v)
+        {
+            size_t m = path_index(ld, i);
+            if (catch_all != SIZE_MAX && catch_all + 1 == i)
+                add_error(ld, "never used: publish[%zu] has no \"when\" and takes every message",
+                          catch_all);
+            if (!parse_publish_rule(ld, v, &r->publish[i], tc) && catch_all == SIZE_MAX)
+                catch_all = i;
+            path_pop(ld, m);
+        }
+    } else {
+        err_value(ld, pub, false,
+                  "expected a rule {\"topic\", \"qos\", \"retain\"} or a non-empty array of "
+                  "rules");
+    }
+    path_pop(ld, mark);
+}
+
+static void parse_raw_subscribe(struct loader *ld, json_t *sub, struct wsg_route *r,
+                                const struct tmpl_ctx *tc)
+{
+    static const struct key_spec keys[] = {
+        {"filter", true},
+        {"qos", false},
+        {NULL, false},
+    };
+    size_t mark = path_key(ld, "subscribe");
+    if (!json_is_array(sub) || json_array_size(sub) == 0) {
+        err_value(ld, sub, false, "expected a non-empty array of {\"filter\", \"qos\"} objects");
+        path_pop(ld, mark);
+        return;
+    }
+    r->n_subscribe = json_array_size(sub);
+    r->subscribe = xcalloc(r->n_subscribe, sizeof *r->subscribe);
+    size_t i;
+    json_t *v;
+    json_array_foreach(sub, i, v)
+    {
+        size_t m = path_index(ld, i);
+        if (!json_is_object(v)) {
+            err_value(ld, v, false, "expected an object {\"filter\", \"qos\"}");
+        } else {
+            check_keys(ld, v, keys);
+            get_template(ld, v, "filter", F_REQUIRED, tc, 0, SYNTAX_FILTER,
+                         &r->subscribe[i].filter);
+            get_qos(ld, v, &r->subscribe[i].qos);
+        }
+        path_pop(ld, m);
+    }
+    path_pop(ld, mark);
+}
+
+/* "allow": a non-empty array of filter templates (envelope format). */
+static char **parse_allow(struct loader *ld, json_t *obj, const struct tmpl_ctx *tc, size_t *n)
+{
+    json_t *arr = get_arr(ld, obj, "allow", F_REQUIRED | F_NONEMPTY,
+                          "expected a non-empty array of MQTT topic filters");
+    if (!arr)
+        return NULL;
+    *n = json_array_size(arr);
+    char **out = xcalloc(*n, sizeof *out);
+    size_t mark = path_key(ld, "allow"), i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        size_t m = path_index(ld, i);
+        /* An element has no key of its own: the path already points at it. */
+        struct strval sv = {json_string_value(v), v, NULL, false};
+        if (!sv.s)
+            err_value(ld, v, false, filter_expected);
+        else if (check_template(ld, tc, &sv, 0, SYNTAX_FILTER))
+            out[i] = xstrdup(sv.s);
+        path_pop(ld, m);
+    }
+    path_pop(ld, mark);
+    return out;
+}
+
+static void parse_envelope(struct loader *ld, json_t *obj, struct wsg_route *r,
+                           const struct tmpl_ctx *tc)
+{
+    static const struct key_spec pub_keys[] = {
+        {"allow", false},
+        {"qos", false},
+        {NULL, false},
+    };
+    static const struct key_spec sub_keys[] = {
+        {"allow", false},
+        {NULL, false},
+    };
+    json_t *pub = get_obj(ld, obj, "publish", 0,
+                          "expected an object {\"allow\": [filters], \"qos\": highest QoS}");
+    if (pub) {
+        size_t mark = path_key(ld, "publish");
+        check_keys(ld, pub, pub_keys);
+        r->publish_allow = parse_allow(ld, pub, tc, &r->n_publish_allow);
+        get_qos(ld, pub, &r->publish_qos_max);
+        path_pop(ld, mark);
+    }
+    json_t *sub = get_obj(ld, obj, "subscribe", 0, "expected an object {\"allow\": [filters]}");
+    if (sub) {
+        size_t mark = path_key(ld, "subscribe");
+        check_keys(ld, sub, sub_keys);
+        r->subscribe_allow = parse_allow(ld, sub, tc, &r->n_subscribe_allow);
+        path_pop(ld, mark);
+    }
+}
+
+static bool parse_presence(struct loader *ld, json_t *obj, const char *key, struct wsg_presence *p,
+                           const struct tmpl_ctx *tc)
+{
+    static const struct key_spec keys[] = {
+        {"topic", true}, {"payload", true}, {"qos", false}, {"retain", false}, {NULL, false},
+    };
+    json_t *pres = get_obj(ld, obj, key, 0,
+                           "expected an object {\"topic\", \"payload\", \"qos\", \"retain\"}");
+    if (!pres)
+        return false;
+    size_t mark = path_key(ld, key);
+    check_keys(ld, pres, keys);
+    get_template(ld, pres, "topic", F_REQUIRED, tc, 0, SYNTAX_TOPIC, &p->topic);
+    struct strval sv;
+    p->payload = xstrdup(get_str(ld, pres, "payload", 0, NULL, &sv) ? sv.s : "");
+    get_qos(ld, pres, &p->qos);
+    get_bool(ld, pres, "retain", &p->retain);
+    path_pop(ld, mark);
+    return true;
+}
+
+static void parse_route_broker(struct loader *ld, json_t *obj, struct wsg_route *r)
+{
+    struct strval sv;
+    if (!get_str(ld, obj, "broker", F_REQUIRED | F_NONEMPTY, NULL, &sv))
+        return;
+    if (ld->brokers && json_object_get(ld->brokers, sv.s)) {
+        r->broker = xstrdup(sv.s);
+        return;
+    }
+    char expected[256];
+    size_t used = (size_t)snprintf(expected, sizeof expected,
+                                   "expected the name of an entry in \"brokers\" (");
+    const char *name;
+    json_t *v;
+    size_t n = 0;
+    if (ld->brokers) {
+        json_object_foreach(ld->brokers, name, v)
+        {
+            if (used < sizeof expected) {
+                char q[GOT_CAP];
+                quote(name, q, sizeof q);
+                used += (size_t)snprintf(expected + used, sizeof expected - used, "%s%s",
+                                         n++ ? ", " : "", q);
+            }
+        }
+    }
+    if (used < sizeof expected)
+        snprintf(expected + used, sizeof expected - used, "%s)", n ? "" : "there is none");
+    bad_str(ld, &sv, expected);
+}
+
+static void parse_mqtt_route(struct loader *ld, json_t *obj, struct wsg_route *r,
+                             const struct tmpl_ctx *tc)
+{
+    static const char *const formats[] = {"raw", "envelope", NULL};
+    parse_route_broker(ld, obj, r);
+    int format = 0;
+    bool format_ok = !json_object_get(obj, "format") && !json_object_get(obj, "format_env");
+    if (get_enum(ld, obj, "format", 0, formats, &format))
+        format_ok = true;
+    r->format = (enum wsg_mqtt_format)format;
+    json_t *pub = json_object_get(obj, "publish"), *sub = json_object_get(obj, "subscribe");
+    if (!pub && !sub)
+        add_error(ld, "missing \"publish\" or \"subscribe\" (an mqtt route needs at least one)");
+    if (format_ok && r->format == WSG_FORMAT_RAW) {
+        if (pub)
+            parse_raw_publish(ld, pub, r, tc);
+        if (sub)
+            parse_raw_subscribe(ld, sub, r, tc);
+    } else if (format_ok) {
+        parse_envelope(ld, obj, r, tc);
+    }
+    r->has_on_connect = parse_presence(ld, obj, "on_connect", &r->on_connect, tc);
+    r->has_on_disconnect = parse_presence(ld, obj, "on_disconnect", &r->on_disconnect, tc);
+}
+
+static const struct key_spec route_keys[] = {
+    {"path", true},
+    {"name", true},
+    {"type", true},
+    {"subprotocols", false},
+    {"require_subprotocol", false},
+    {"auth", true},
+    {"target", false},
+    {"targets", false},
+    {"target_map", false},
+    {"framing", true},
+    {"message", true},
+    {"broker", true},
+    {"format", true},
+    {"publish", false},
+    {"subscribe", false},
+    {"on_connect", false},
+    {"on_disconnect", false},
+    {NULL, false},
+};
+
+/* Keys that belong to the other route type are named as such, not as unknown. */
+static void check_type_keys(struct loader *ld, json_t *obj, enum wsg_route_type type)
+{
+    static const char *const tcp_only[] = {"target",  "targets", "target_map",
+                                           "framing", "message", NULL};
+    static const char *const mqtt_only[] = {"broker",     "format",        "publish", "subscribe",
+                                            "on_connect", "on_disconnect", NULL};
+    const char *const *wrong = type == WSG_ROUTE_TCP ? mqtt_only : tcp_only;
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        const struct key_spec *spec = find_key(route_keys, key);
+        if (!spec)
+            spec = find_env_key(route_keys, key); /* "broker_env" is "broker" */
+        for (size_t i = 0; spec && wrong[i]; i++) {
+            if (strcmp(spec->name, wrong[i]) == 0) {
+                size_t mark = path_key(ld, key);
+                add_error(ld, "only for type \"%s\"", type == WSG_ROUTE_TCP ? "mqtt" : "tcp");
+                path_pop(ld, mark);
+            }
+        }
+    }
+}
+
+static void parse_subprotocols(struct loader *ld, json_t *obj, struct wsg_route *r)
+{
+    json_t *arr = get_arr(ld, obj, "subprotocols", 0, "expected an array of subprotocol names");
+    if (arr) {
+        size_t mark = path_key(ld, "subprotocols"), i;
+        r->n_subprotocols = json_array_size(arr);
+        r->subprotocols = xcalloc(r->n_subprotocols, sizeof *r->subprotocols);
+        json_t *v;
+        json_array_foreach(arr, i, v)
+        {
+            size_t m = path_index(ld, i);
+            const char *s = json_string_value(v);
+            if (!s || !token_is_valid(s)) {
+                err_value(ld, v, false,
+                          "expected a subprotocol name (an RFC 7230 token, e.g. \"binary\")");
+            } else if (strncmp(s, "bearer.", 7) == 0) {
+                /* "bearer.<jwt>" carries a token beside the real subprotocol. */
+                err_value(ld, v, false,
+                          "expected a subprotocol name not starting with \"bearer.\"");
+            } else {
+                for (size_t j = 0; j < i; j++) {
+                    if (r->subprotocols[j] && strcmp(r->subprotocols[j], s) == 0) {
+                        add_error(ld, "\"%s\" is already subprotocols[%zu]", s, j);
+                        s = NULL;
+                        break;
+                    }
+                }
+                if (s)
+                    r->subprotocols[i] = xstrdup(s);
+            }
+            path_pop(ld, m);
+        }
+        path_pop(ld, mark);
+    }
+    get_bool(ld, obj, "require_subprotocol", &r->require_subprotocol);
+    if (r->require_subprotocol && json_array_size(arr) == 0) {
+        size_t mark = path_key(ld, "require_subprotocol");
+        add_error(ld, "true needs a non-empty \"subprotocols\"");
+        path_pop(ld, mark);
+    }
+}
+
+static void parse_route_auth(struct loader *ld, json_t *obj, struct wsg_route *r)
+{
+    static const char *const kinds[] = {"jwt", NULL};
+    int k;
+    if (!get_enum(ld, obj, "auth", 0, kinds, &k))
+        return;
+    r->auth_jwt = true;
+    if (!ld->auth_given) {
+        size_t mark = path_key(ld, "auth");
+        add_error(ld, "\"jwt\" needs a top-level \"auth\": {\"jwt\": {...}}");
+        path_pop(ld, mark);
+    }
+}
+
+static void parse_route(struct loader *ld, json_t *obj, struct wsg_route *r)
+{
+    static const char *const types[] = {"tcp", "mqtt", NULL};
+    r->publish_qos_max = 2;
+    if (!json_is_object(obj)) {
+        err_value(ld, obj, false, "expected a route object {\"path\", \"type\", ...}");
+        return;
+    }
+    check_keys(ld, obj, route_keys);
+    struct strval sv;
+    char err[256];
+    if (get_str(ld, obj, "path", F_REQUIRED | F_NONEMPTY, "expected a path pattern like \"/x\"",
+                &sv)) {
+        if (route_pattern_validate(sv.s, err, sizeof err) == 0)
+            r->path = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, err);
+    }
+    if (get_str(ld, obj, "name", F_NONEMPTY, NULL, &sv))
+        r->name = xstrdup(sv.s);
+    else if (r->path && !json_object_get(obj, "name") && !json_object_get(obj, "name_env"))
+        r->name = xstrdup(r->path);
+    int type;
+    bool type_ok = get_enum(ld, obj, "type", F_REQUIRED, types, &type);
+    parse_subprotocols(ld, obj, r);
+    parse_route_auth(ld, obj, r);
+    if (!type_ok)
+        return;
+    r->type = (enum wsg_route_type)type;
+    check_type_keys(ld, obj, r->type);
+    /* A bad "auth" value still allows {jwt.x}: one error, not one per template. */
+    bool jwt = r->auth_jwt || json_object_get(obj, "auth") || json_object_get(obj, "auth_env");
+    struct tmpl_ctx tc = {r->path, ROUTE_TMPL_QUERY | (jwt ? ROUTE_TMPL_JWT : 0)};
+    if (r->type == WSG_ROUTE_TCP)
+        parse_tcp_route(ld, obj, r, &tc);
+    else
+        parse_mqtt_route(ld, obj, r, &tc);
+}
+
+/* Names label metrics and logs; a second route with the same path would never match. */
+static void check_route_unique(struct loader *ld, json_t *obj, size_t i)
+{
+    const struct wsg_route *routes = ld->cfg->routes, *r = &routes[i];
+    for (size_t j = 0; j < i && r->path; j++) {
+        if (routes[j].path && strcmp(routes[j].path, r->path) == 0) {
+            size_t mark = path_key(ld, "path");
+            add_error(ld, "same as routes[%zu].path: routes[%zu] could never match", j, i);
+            path_pop(ld, mark);
+            return;
+        }
+    }
+    bool named = json_object_get(obj, "name") || json_object_get(obj, "name_env");
+    for (size_t j = 0; j < i && r->name; j++) {
+        if (routes[j].name && strcmp(routes[j].name, r->name) == 0) {
+            size_t mark = named ? path_key(ld, "name") : ld->path_len;
+            char q[GOT_CAP];
+            quote(r->name, q, sizeof q);
+            add_error(ld, "%sname %s is already the name of routes[%zu]",
+                      named ? "" : "the default ", q, j);
+            path_pop(ld, mark);
+            return;
+        }
+    }
+}
+
+static void parse_routes(struct loader *ld, json_t *root)
+{
+    json_t *arr = get_arr(ld, root, "routes", 0, "expected an array of route objects");
+    if (!arr)
+        return;
+    struct wsg_config *cfg = ld->cfg;
+    cfg->n_routes = json_array_size(arr);
+    cfg->routes = xcalloc(cfg->n_routes, sizeof *cfg->routes);
+    size_t mark = path_key(ld, "routes"), i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        size_t m = path_index(ld, i);
+        parse_route(ld, v, &cfg->routes[i]);
+        check_route_unique(ld, v, i);
+        path_pop(ld, m);
+    }
+    path_pop(ld, mark);
+}
+
+/* ------------------------------------------------------------- entry points */
+
+static const struct key_spec root_keys[] = {
+    {"listen", false},          {"origins", false}, {"limits", false},
+    {"trusted_proxies", false}, {"auth", false},    {"static", false},
+    {"brokers", false},         {"routes", false},  {NULL, false},
+};
+
+static void parse_root(struct loader *ld, json_t *root)
+{
+    if (!json_is_object(root)) {
+        err_value(ld, root, false, "expected a JSON object at the top level");
+        return;
+    }
+    check_keys(ld, root, root_keys);
+    parse_listen(ld, root);
+    parse_origins(ld, root);
+    parse_limits(ld, root);
+    parse_trusted_proxies(ld, root);
+    parse_auth(ld, root); /* before routes: "auth": "jwt" needs it */
+    parse_static(ld, root);
+    parse_brokers(ld, root); /* before routes: they name brokers */
+    parse_routes(ld, root);
+}
+
+static struct wsg_config *config_new(const char *source, const char *base_dir)
+{
+    struct wsg_config *cfg = xcalloc(1, sizeof *cfg);
+    cfg->source = xstrdup(source);
+    cfg->base_dir = xstrdup(base_dir ? base_dir : ".");
+    cfg->limits = (struct wsg_limits){
+        .max_connections = 100000,
+        .max_message_bytes = 1048576,
+        .max_queue_bytes = 1048576,
+        .idle_timeout_s = 0,
+        .ping_interval_s = 30,
+        .connect_timeout_ms = 5000,
+        .max_messages_per_s = 0,
+    };
+    cfg->auth.jwt.leeway_s = 30;
+    return cfg;
+}
+
+/* Validates a parsed document; the config, or NULL with errors appended. */
+static struct wsg_config *load_root(json_t *root, const char *source, const char *base_dir,
+                                    struct config_errors *errs)
+{
+    struct loader ld = {
+        .source = source,
+        .base_dir = base_dir,
+        .errs = errs,
+        .first_error = errs->count,
+    };
+    ld.cfg = config_new(source, base_dir);
+    parse_root(&ld, root);
+    if (ld.n_unlisted) {
+        ld.path_len = 0;
+        ld.path[0] = '\0';
+        push_line(errs, xasprintf("%s: %zu more errors not listed", source, ld.n_unlisted));
+    }
+    if (errs->count == ld.first_error)
+        return ld.cfg;
+    config_free(ld.cfg);
+    return NULL;
+}
+
+static void syntax_error(struct config_errors *errs, const char *source, const json_error_t *e)
+{
+    if (e->line > 0)
+        push_line(errs, xasprintf("%s:%d:%d: %s", source, e->line, e->column > 0 ? e->column : 1,
+                                  e->text));
+    else
+        push_line(errs, xasprintf("%s: %s", source, e->text));
+}
+
+/* Callers may pass NULL for errs when they only want success or failure. */
+static struct wsg_config *finish(struct wsg_config *cfg, struct config_errors *errs,
+                                 struct config_errors *scratch)
+{
+    if (errs == scratch)
+        config_errors_free(scratch);
+    return cfg;
+}
+
+struct wsg_config *config_load_string(const char *json_text, const char *source_name,
+                                      const char *base_dir, struct config_errors *errs)
+{
+    struct config_errors scratch = {0};
+    if (!errs)
+        errs = &scratch;
+    const char *source = source_name ? source_name : "<string>";
+    if (!json_text) {
+        push_line(errs, xasprintf("%s: no config text", source));
+        return finish(NULL, errs, &scratch);
+    }
+    json_error_t jerr;
+    json_t *root = json_loads(json_text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        syntax_error(errs, source, &jerr);
+        return finish(NULL, errs, &scratch);
+    }
+    struct wsg_config *cfg = load_root(root, source, base_dir, errs);
+    json_decref(root);
+    return finish(cfg, errs, &scratch);
+}
+
+/* The directory part of `path` as written: "etc/wsgate.json" -> "etc". */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return xstrdup(".");
+    if (slash == path)
+        return xstrdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+struct wsg_config *config_load_file(const char *path, struct config_errors *errs)
+{
+    struct config_errors scratch = {0};
+    if (!errs)
+        errs = &scratch;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        push_line(errs, xasprintf("%s: cannot open: %s", path, strerror(errno)));
+        return finish(NULL, errs, &scratch);
+    }
+    json_error_t jerr;
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
+    if (!root) {
+        syntax_error(errs, path, &jerr);
+        return finish(NULL, errs, &scratch);
+    }
+    char *dir = dir_of(path);
+    if (!dir)
+        oom();
+    struct wsg_config *cfg = load_root(root, path, dir, errs);
+    free(dir);
+    json_decref(root);
+    return finish(cfg, errs, &scratch);
+}
+
+struct wsg_config *config_load_default(const char *www_dir, struct config_errors *errs)
+{
+    struct config_errors scratch = {0};
+    if (!errs)
+        errs = &scratch;
+    json_error_t jerr;
+    json_t *root = json_loads(default_json, 0, &jerr);
+    if (!root)
+        oom(); /* the text is a constant: only allocation can fail */
+    if (www_dir) {
+        json_t *st = json_pack("{s:s, s:s}", "mount", "/", "dir", www_dir);
+        if (!st || json_object_set_new(root, "static", st))
+            oom();
+    }
+    struct wsg_config *cfg = load_root(root, builtin_source, NULL, errs);
+    json_decref(root);
+    return finish(cfg, errs, &scratch);
+}
+
+/* ------------------------------------------------------------------ freeing */
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void free_route(struct wsg_route *r)
+{
+    free(r->name);
+    free(r->path);
+    free_strv(r->subprotocols, r->n_subprotocols);
+    for (size_t i = 0; i < r->n_targets; i++)
+        free(r->targets[i].host);
+    free(r->targets);
+    free(r->target_map_file);
+    free(r->target_map_key);
+    free(r->broker);
+    for (size_t i = 0; i < r->n_publish; i++) {
+        free(r->publish[i].when_pointer);
+        free(r->publish[i].when_equals);
+        free(r->publish[i].topic);
+    }
+    free(r->publish);
+    for (size_t i = 0; i < r->n_subscribe; i++)
+        free(r->subscribe[i].filter);
+    free(r->subscribe);
+    free_strv(r->publish_allow, r->n_publish_allow);
+    free_strv(r->subscribe_allow, r->n_subscribe_allow);
+    free(r->on_connect.topic);
+    free(r->on_connect.payload);
+    free(r->on_disconnect.topic);
+    free(r->on_disconnect.payload);
+}
+
+static void free_broker(struct wsg_broker *b)
+{
+    free(b->name);
+    free_strv(b->uris, b->n_uris);
+    free(b->client_id);
+    free(b->username);
+    if (b->password) {
+        /* Do not leave the secret lying around in freed memory. */
+        explicit_bzero(b->password, strlen(b->password));
+        free(b->password);
+    }
+    free(b->tls.ca);
+    free(b->tls.cert);
+    free(b->tls.key);
+}
+
+void config_free(struct wsg_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->source);
+    free(cfg->base_dir);
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        free(cfg->listen[i].host);
+        free(cfg->listen[i].tls.cert);
+        free(cfg->listen[i].tls.key);
+    }
+    free(cfg->listen);
+    free_strv(cfg->origins, cfg->n_origins);
+    free_strv(cfg->trusted_proxies, cfg->n_trusted_proxies);
+    if (cfg->auth.jwt.secret) {
+        explicit_bzero(cfg->auth.jwt.secret, strlen(cfg->auth.jwt.secret));
+        free(cfg->auth.jwt.secret);
+    }
+    free(cfg->auth.jwt.public_key);
+    free(cfg->auth.jwt.issuer);
+    free(cfg->auth.jwt.audience);
+    free(cfg->static_files.mount);
+    free(cfg->static_files.dir);
+    for (size_t i = 0; i < cfg->n_brokers; i++)
+        free_broker(&cfg->brokers[i]);
+    free(cfg->brokers);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        free_route(&cfg->routes[i]);
+    free(cfg->routes);
+    free(cfg);
+}
+
+void config_errors_free(struct config_errors *errs)
+{
+    if (!errs)
+        return;
+    free_strv(errs->lines, errs->count);
+    errs->lines = NULL;
+    errs->count = 0;
+}
+
+const struct wsg_route *config_route_by_name(const struct wsg_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_routes; i++) {
+        if (cfg->routes[i].name && strcmp(cfg->routes[i].name, name) == 0)
+            return &cfg->routes[i];
+    }
+    return NULL;
+}
+
+const struct wsg_broker *config_broker_by_name(const struct wsg_config *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_brokers; i++) {
+        if (strcmp(cfg->brokers[i].name, name) == 0)
+            return &cfg->brokers[i];
+    }
+    return NULL;
+}
