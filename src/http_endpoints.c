@@ -7,6 +7,8 @@
 #include "metrics.h"
 
 #include <limits.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +140,15 @@ static const char *mime_type(const char *path)
     return "application/octet-stream";
 }
 
+/* Resolves path (symlinks and all) into real; false unless it lies in root. */
+static bool resolve_inside(const char *root, const char *path, char *real)
+{
+    if (!realpath(path, real))
+        return false;
+    size_t rlen = strlen(root);
+    return strncmp(real, root, rlen) == 0 && (real[rlen] == '/' || real[rlen] == '\0');
+}
+
 /* Maps uri under the static mount to a file inside dir; refuses anything
  * that resolves outside it (symlinks included). */
 static int static_file(struct lws *wsi, const struct wsg_config *cfg, const char *uri)
@@ -155,12 +166,20 @@ static int static_file(struct lws *wsi, const struct wsg_config *cfg, const char
     char root[PATH_MAX], wanted[PATH_MAX], real[PATH_MAX];
     if (!realpath(st->dir, root))
         return 0;
-    int n = snprintf(wanted, sizeof(wanted), "%s%s%s", root, rest,
-                     rest[strlen(rest) - 1] == '/' ? "index.html" : "");
-    if (n < 0 || (size_t)n >= sizeof(wanted) || !realpath(wanted, real))
+    int n = snprintf(wanted, sizeof(wanted), "%s%s", root, rest);
+    if (n < 0 || (size_t)n >= sizeof(wanted) || !resolve_inside(root, wanted, real))
         return 0;
-    size_t rlen = strlen(root);
-    if (strncmp(real, root, rlen) != 0 || (real[rlen] != '/' && real[rlen] != '\0'))
+    struct stat st_buf;
+    if (stat(real, &st_buf) != 0)
+        return 0;
+    if (S_ISDIR(st_buf.st_mode)) {
+        /* A directory serves its index.html. */
+        n = snprintf(wanted, sizeof(wanted), "%s/index.html", real);
+        if (n < 0 || (size_t)n >= sizeof(wanted) || !resolve_inside(root, wanted, real) ||
+            stat(real, &st_buf) != 0)
+            return 0;
+    }
+    if (!S_ISREG(st_buf.st_mode))
         return 0;
 
     int r = lws_serve_http_file(wsi, real, mime_type(real), NULL, 0);

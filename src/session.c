@@ -140,6 +140,9 @@ void session_close(struct session *s, int code, const char *reason)
     s->close_pending = true;
     s->close_code = code;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason ? reason : "");
+    /* Read again so the client's close acknowledgement is seen; anything else
+     * it sends from now on is dropped (see on_receive). */
+    session_pause_reading(s, false);
     lws_callback_on_writable(s->wsi);
 }
 
