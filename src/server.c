@@ -40,15 +40,20 @@ struct server {
 
 /* --- handshake ---------------------------------------------------------- */
 
-/* lws has already percent-decoded the path, and split the query into
- * decoded name=value fragments. The route matcher decodes once more, so
- * re-encode what would otherwise be decoded twice or split wrongly. */
+/* lws has already percent-decoded the path, turned an unencoded '+' in it
+ * into a space, and split the query into decoded name=value fragments. The
+ * route matcher decodes once more, so re-encode what would otherwise be
+ * decoded twice or split wrongly. A space in the path goes back to the '+'
+ * it most likely was (lws cannot tell "+" from "%20"), so a capture that
+ * held '+' is refused as SPEC.md promises. */
 static void append_encoded(char *out, size_t out_len, size_t *used, const char *s,
-                           const char *escape)
+                           const char *escape, bool space_is_plus)
 {
     for (; *s && *used + 4 < out_len; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '%' || c < 0x21 || c >= 0x7f || strchr(escape, c))
+        if (c == ' ' && space_is_plus)
+            out[(*used)++] = '+';
+        else if (c == '%' || c < 0x21 || c >= 0x7f || strchr(escape, c))
             *used += (size_t)snprintf(out + *used, out_len - *used, "%%%02X", c);
         else
             out[(*used)++] = (char)c;
@@ -63,7 +68,7 @@ static int request_uri(struct lws *wsi, char *out, size_t out_len)
         return -1;
     size_t used = 0;
     out[0] = '\0';
-    append_encoded(out, out_len, &used, path, "?#");
+    append_encoded(out, out_len, &used, path, "?#", true);
     for (int i = 0;; i++) {
         int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
         if (n < 0)
@@ -75,11 +80,11 @@ static int request_uri(struct lws *wsi, char *out, size_t out_len)
         char *eq = strchr(frag, '=');
         if (eq)
             *eq = '\0';
-        append_encoded(out, out_len, &used, frag, "&=#+");
+        append_encoded(out, out_len, &used, frag, "&=#+", false);
         if (eq) {
             out[used++] = '=';
             out[used] = '\0';
-            append_encoded(out, out_len, &used, eq + 1, "&#+");
+            append_encoded(out, out_len, &used, eq + 1, "&#+", false);
         }
     }
     return used + 4 < out_len ? 0 : -1;
