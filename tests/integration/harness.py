@@ -669,19 +669,48 @@ class Harness:
         if self.closed:
             return
         self.closed = True
+        problems = []
         for p in reversed(self.processes):
-            p.stop()
+            already_exited = p.returncode is not None or p.proc.poll() is not None
+            rc = p.stop()
             if p.proc.stdout is not None:
                 p.proc.stdout.close()
-            self.saved_logs.append((p.name, p.log()))
+            text = p.log()
+            self.saved_logs.append((p.name, text))
+            if isinstance(p, Gateway):
+                problems += gateway_exit_problems(p, rc, text, already_exited)
         for b in self.backends:
             b.close()
+        if problems:
+            raise AssertionError("; ".join(problems))
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def logs(self):
         if self.closed:
             return self.saved_logs
         return [(p.name, p.log()) for p in self.processes]
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def gateway_exit_problems(gw, rc, stderr_text, already_exited):
+    """Every gateway a test started must stop cleanly on SIGTERM: exit 0
+    within the grace period, and (in the sanitizer build) with no ASan,
+    LeakSanitizer or UBSan report. A test that expects another ending stops
+    the process itself and sets gw.expected_exit."""
+    problems = []
+    expected = getattr(gw, "expected_exit", 0)
+    if gw.killed:
+        problems.append("wsgate ignored SIGTERM for %ss and was killed" % STOP_GRACE_S)
+    elif expected is not None and rc != expected:
+        how = "had exited" if already_exited else "exited after SIGTERM"
+        problems.append("wsgate %s with status %s (expected %s)" % (how, rc, expected))
+    for mark in SANITIZER_MARKS:
+        if mark in stderr_text:
+            problems.append("wsgate stderr holds a sanitizer report (%r)" % mark)
+            break
+    return problems
 
 
 def wait_healthy(gw, port, timeout=READY_TIMEOUT_S):
