@@ -1,0 +1,35 @@
+/* target_map.h - websockify-style token files: a JSON object mapping a key
+ * (e.g. a VM's token) to the backend target(s) for that key. Loading is pure
+ * (a file in, a snapshot or errors with JSON paths out); the bridge looks
+ * keys up per connection, and the runtime swaps snapshots on reload. */
+#ifndef WSGATE_TARGET_MAP_H
+#define WSGATE_TARGET_MAP_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* An immutable snapshot of one map file. */
+struct target_map;
+
+/* Reads and validates `path`. The file is a JSON object; each value is a
+ * target {"host": "...", "port": N}, a "host:port" string (as websockify
+ * token files write it; "[v6addr]:port" for IPv6), or a non-empty array of
+ * those (tried in order). Errors are appended to errs, each like
+ *   "consoles.json: vm1.port: expected an integer 1..65535, got \"x\""
+ *   "consoles.json:3:7: <JSON syntax error>"
+ * using `display_name` for the file; all errors are reported. Returns NULL
+ * on any error. */
+struct target_map *target_map_load(const char *path, const char *display_name,
+                                   struct config_errors *errs);
+
+/* The targets for `key`, or NULL (with *n = 0) if the map lacks it. The
+ * pointer is valid as long as the snapshot. */
+const struct wsg_target *target_map_lookup(const struct target_map *m, const char *key,
+                                           size_t *n);
+
+size_t target_map_size(const struct target_map *m);
+
+void target_map_free(struct target_map *m);
+
+#endif
