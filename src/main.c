@@ -1,7 +1,9 @@
 /* main.c - wsgate's command line, signals, start and stop; nothing else. */
 #include "config.h"
 #include "log.h"
+#include "map_watch.h"
 #include "metrics.h"
+#include "target_pool.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -52,6 +54,13 @@ static void on_stop_signal(int sig)
         server_stop(running);
 }
 
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        server_request_reload(running);
+}
+
 static void install_signals(void)
 {
     struct sigaction sa;
@@ -60,9 +69,9 @@ static void install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    /* Reload arrives with later work; until then SIGHUP must not kill us. */
-    sa.sa_handler = SIG_IGN;
+    sa.sa_handler = on_reload_signal;
     sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 }
 
@@ -77,11 +86,19 @@ static const char *default_www_dir(void)
     return NULL;
 }
 
-static struct wsg_config *load_config(const char *path)
+/* Loads the config and the target maps it names; prints every error. */
+static struct wsg_config *load_config(const char *path, struct map_watch **maps)
 {
     struct config_errors errs = {0};
     struct wsg_config *cfg =
         path ? config_load_file(path, &errs) : config_load_default(default_www_dir(), &errs);
+    if (cfg) {
+        *maps = map_watch_create(cfg, &errs);
+        if (!*maps) {
+            config_free(cfg);
+            cfg = NULL;
+        }
+    }
     for (size_t i = 0; i < errs.count; i++)
         fprintf(stderr, "%s\n", errs.lines[i]);
     if (!cfg && errs.count == 0)
@@ -144,11 +161,13 @@ int main(int argc, char **argv)
             config_path = env;
     }
 
-    struct wsg_config *cfg = load_config(config_path);
+    struct map_watch *maps = NULL;
+    struct wsg_config *cfg = load_config(config_path, &maps);
     if (!cfg)
         return EXIT_CONFIG;
     if (check_only) {
         printf("config ok\n");
+        map_watch_destroy(maps);
         config_free(cfg);
         return EXIT_OK;
     }
@@ -156,7 +175,7 @@ int main(int argc, char **argv)
     log_route_lws();
     install_signals();
     char err[512];
-    struct server *srv = server_create(cfg, err, sizeof(err));
+    struct server *srv = server_create(cfg, maps, err, sizeof(err));
     if (!srv) {
         log_error("cannot start", "error", err);
         metrics_shutdown();
@@ -170,5 +189,6 @@ int main(int argc, char **argv)
     log_info("wsgate stopped");
     server_destroy(srv);
     metrics_shutdown();
+    target_pool_reset();
     return EXIT_OK;
 }

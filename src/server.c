@@ -12,6 +12,7 @@
 #include "handshake.h"
 #include "http_endpoints.h"
 #include "log.h"
+#include "map_watch.h"
 #include "metrics.h"
 #include "route.h"
 #include "session.h"
@@ -33,10 +34,16 @@ struct server {
     struct lws_context *context;
     struct wsg_config *cfg;       /* owned */
     struct route_table *routes;   /* owned; borrows cfg */
+    struct map_watch *maps;       /* owned; borrows cfg */
     struct lws_protocols *protocols; /* owned array, NULL-terminated; names borrow cfg */
     volatile sig_atomic_t stopping;
+    volatile sig_atomic_t reload_requested;
     lws_sorted_usec_list_t drain_timer;
+    lws_sorted_usec_list_t map_poll_timer;
 };
+
+/* How often target map files are checked for changes. */
+#define MAP_POLL_US (1 * LWS_USEC_PER_SEC)
 
 /* --- handshake ---------------------------------------------------------- */
 
@@ -158,6 +165,27 @@ static int choose_subprotocol(struct lws *wsi, const struct wsg_route *route, ch
     return 0;
 }
 
+/* The targets of a target_map route for this request: the key template
+ * expanded from the request, looked up in the current map. Returns 0 or an
+ * HTTP status. The reason never repeats the key: it is often a secret token. */
+static int map_targets(struct server *srv, const struct route_match *match,
+                       const struct wsg_target **targets, size_t *n, char *reason,
+                       size_t reason_len)
+{
+    char key[512], err[200];
+    if (route_expand(match->route->target_map_key, match, NULL, NULL, key, sizeof(key), err,
+                     sizeof(err)) < 0) {
+        snprintf(reason, reason_len, "route %s: %s", match->route->name, err);
+        return 400;
+    }
+    *targets = map_watch_lookup(srv->maps, match->route_index, key, n);
+    if (!*targets) {
+        snprintf(reason, reason_len, "route %s: no target for this key", match->route->name);
+        return 404;
+    }
+    return 0;
+}
+
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide, then create the session.
  * Returns 0 to accept, 1 after writing a refusal. */
 static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgrade)
@@ -205,11 +233,12 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
                  match.route->name);
         goto refuse;
     }
+    const struct wsg_target *targets = match.route->targets;
+    size_t n_targets = match.route->n_targets;
     if (match.route->target_map_file) {
-        status = 503;
-        snprintf(reason, sizeof(reason), "route %s: target_map is not available yet",
-                 match.route->name);
-        goto refuse;
+        status = map_targets(srv, &match, &targets, &n_targets, reason, sizeof(reason));
+        if (status)
+            goto refuse;
     }
 
     const struct wsg_limits *limits = &srv->cfg->limits;
@@ -224,7 +253,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
     if (status)
         goto refuse;
 
-    struct session *s = session_create(wsi, &match, chosen, limits);
+    struct session *s = session_create(wsi, &match, chosen, limits, targets, n_targets);
     if (!s) {
         status = 503;
         snprintf(reason, sizeof(reason), "out of memory");
@@ -368,15 +397,33 @@ static const char *bind_iface(const char *host)
     return host;
 }
 
-struct server *server_create(struct wsg_config *cfg, char *err, size_t err_len)
+static void map_poll(lws_sorted_usec_list_t *sul)
+{
+    struct server *srv = lws_container_of(sul, struct server, map_poll_timer);
+    map_watch_poll(srv->maps);
+    lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
+}
+
+static bool any_target_map(const struct wsg_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (cfg->routes[i].target_map_file)
+            return true;
+    return false;
+}
+
+struct server *server_create(struct wsg_config *cfg, struct map_watch *maps, char *err,
+                             size_t err_len)
 {
     struct server *srv = calloc(1, sizeof(*srv));
     if (!srv) {
         snprintf(err, err_len, "out of memory");
+        map_watch_destroy(maps);
         config_free(cfg);
         return NULL;
     }
     srv->cfg = cfg;
+    srv->maps = maps;
     srv->routes = route_table_create(cfg);
     srv->protocols = build_protocols(cfg);
     if (!srv->routes || !srv->protocols) {
@@ -434,6 +481,8 @@ struct server *server_create(struct wsg_config *cfg, char *err, size_t err_len)
         }
         log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false");
     }
+    if (any_target_map(cfg))
+        lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
     return srv;
 }
 
@@ -450,9 +499,16 @@ static void drain_tick(lws_sorted_usec_list_t *sul)
 
 int server_run(struct server *srv)
 {
-    while (!srv->stopping)
+    while (!srv->stopping) {
         if (lws_service(srv->context, 0) < 0)
             return 0;
+        if (srv->reload_requested) {
+            srv->reload_requested = 0;
+            /* Config reload comes with the operations work; maps reload now. */
+            log_info("SIGHUP: re-reading target maps");
+            map_watch_reload(srv->maps);
+        }
+    }
 
     /* Drain: new handshakes get 503 (see confirm_upgrade); open WebSockets
      * get 1001 after what is queued for them; backends get what clients
@@ -469,6 +525,13 @@ int server_run(struct server *srv)
     return 0;
 }
 
+void server_request_reload(struct server *srv)
+{
+    srv->reload_requested = 1;
+    if (srv->context)
+        lws_cancel_service(srv->context);
+}
+
 void server_stop(struct server *srv)
 {
     srv->stopping = 1;
@@ -482,8 +545,10 @@ void server_destroy(struct server *srv)
         return;
     if (srv->context) {
         lws_sul_cancel(&srv->drain_timer);
+        lws_sul_cancel(&srv->map_poll_timer);
         lws_context_destroy(srv->context);
     }
+    map_watch_destroy(srv->maps);
     route_table_destroy(srv->routes);
     free(srv->protocols);
     config_free(srv->cfg);

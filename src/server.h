@@ -7,14 +7,20 @@
 #include <stddef.h>
 
 struct wsg_config;
+struct map_watch;
 struct server;
 
-/* Creates the context and binds every listener. Takes ownership of cfg. On
- * failure returns NULL with a message naming the listener in err. */
-struct server *server_create(struct wsg_config *cfg, char *err, size_t err_len);
+/* Creates the context and binds every listener. Takes ownership of cfg and
+ * maps (the target maps loaded for it). On failure returns NULL with a
+ * message naming the listener in err. */
+struct server *server_create(struct wsg_config *cfg, struct map_watch *maps, char *err,
+                             size_t err_len);
 
 /* Runs the loop until server_stop() is called. Returns 0. */
 int server_run(struct server *srv);
+
+/* Async-signal-safe: asks the loop to re-read what can be re-read (SIGHUP). */
+void server_request_reload(struct server *srv);
 
 /* Async-signal-safe: asks the loop to stop. */
 void server_stop(struct server *srv);

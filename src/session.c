@@ -23,6 +23,8 @@ struct session {
     struct session *prev, *next; /* in the list of open sessions */
     struct lws *wsi;
     struct route_match match; /* owned: route, captures, query */
+    struct wsg_target *targets; /* owned copies (hosts too) */
+    size_t n_targets;
     const struct wsg_limits *limits; /* borrowed from the config */
     struct route_metrics *metrics;
     struct bridge *bridge; /* owned; NULL before ESTABLISHED and after CLOSED */
@@ -58,12 +60,40 @@ void session_close_all(int code, const char *reason)
             session_close(s, code, reason);
 }
 
+static void free_targets(struct wsg_target *targets, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(targets[i].host);
+    free(targets);
+}
+
+static struct wsg_target *copy_targets(const struct wsg_target *targets, size_t n)
+{
+    struct wsg_target *copy = calloc(n ? n : 1, sizeof(*copy));
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        copy[i].port = targets[i].port;
+        if (!(copy[i].host = strdup(targets[i].host))) {
+            free_targets(copy, i);
+            return NULL;
+        }
+    }
+    return copy;
+}
+
 struct session *session_create(struct lws *wsi, struct route_match *match,
-                               const char *subprotocol, const struct wsg_limits *limits)
+                               const char *subprotocol, const struct wsg_limits *limits,
+                               const struct wsg_target *targets, size_t n_targets)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
+    if (!(s->targets = copy_targets(targets, n_targets))) {
+        free(s);
+        return NULL;
+    }
+    s->n_targets = n_targets;
     s->wsi = wsi;
     s->match = *match;
     memset(match, 0, sizeof(*match));
@@ -113,6 +143,7 @@ void session_destroy(struct session *s)
     }
     msg_queue_clear(&s->out);
     route_match_clear(&s->match);
+    free_targets(s->targets, s->n_targets);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -159,6 +190,12 @@ const struct wsg_limits *session_limits(const struct session *s) { return s->lim
 struct route_metrics *session_metrics(const struct session *s) { return s->metrics; }
 struct lws *session_wsi(const struct session *s) { return s->wsi; }
 const char *session_subprotocol(const struct session *s) { return s->subprotocol; }
+
+const struct wsg_target *session_targets(const struct session *s, size_t *n)
+{
+    *n = s->n_targets;
+    return s->targets;
+}
 
 /* Closes right away from inside a receive callback. */
 static int close_now(struct session *s, int code, const char *reason)

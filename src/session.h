@@ -12,6 +12,7 @@
 #include "route.h"
 
 struct wsg_limits;
+struct wsg_target;
 struct route_metrics;
 
 /* WebSocket close codes used by wsgate (RFC 6455 section 7.4.1). */
@@ -27,10 +28,13 @@ enum {
 struct session;
 
 /* Created when a handshake is accepted (before lws binds the connection to
- * its protocol); takes ownership of `match`'s contents and leaves it empty.
+ * its protocol); takes ownership of `match`'s contents and leaves it empty,
+ * and copies the backend targets chosen for it (from the route or its
+ * target map), so that a map reload never touches an open connection.
  * Destroyed by session_destroy() when lws frees the connection. */
 struct session *session_create(struct lws *wsi, struct route_match *match,
-                               const char *subprotocol, const struct wsg_limits *limits);
+                               const char *subprotocol, const struct wsg_limits *limits,
+                               const struct wsg_target *targets, size_t n_targets);
 void session_destroy(struct session *s);
 
 /* WebSocket events from the server's lws callback (ESTABLISHED, RECEIVE,
@@ -61,5 +65,6 @@ const struct wsg_limits *session_limits(const struct session *s);
 struct route_metrics *session_metrics(const struct session *s);
 struct lws *session_wsi(const struct session *s);
 const char *session_subprotocol(const struct session *s); /* "" if none */
+const struct wsg_target *session_targets(const struct session *s, size_t *n);
 
 #endif

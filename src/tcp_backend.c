@@ -8,8 +8,11 @@
 
 #include "msg_queue.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Writes to the backend are coalesced into chunks of up to this size. */
 #define WRITE_CHUNK_BYTES (64 * 1024)
@@ -145,6 +148,19 @@ void tcp_backend_abort(struct tcp_backend *b)
         lws_set_timeout(b->wsi, PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC);
 }
 
+/* lws reports an orderly EOF and a reset alike (RAW_CLOSE). The socket is
+ * still open then: after the peer's FIN it sits in CLOSE_WAIT, after an RST
+ * the kernel has moved it to CLOSE. */
+static bool peer_reset(struct lws *wsi)
+{
+    struct tcp_info info;
+    socklen_t len = sizeof(info);
+    lws_sockfd_type fd = lws_get_socket_fd(wsi);
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+        return false;
+    return info.tcpi_state == TCP_CLOSE;
+}
+
 static int on_writable(struct tcp_backend *b, struct lws *wsi)
 {
     struct msg_chunk *c = msg_queue_peek(&b->out);
@@ -217,9 +233,12 @@ int tcp_backend_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         if (!b)
             return 0;
         lws_set_opaque_user_data(wsi, NULL);
+        if (!b->write_failed && b->connected && peer_reset(wsi)) {
+            b->write_failed = true;
+            snprintf(b->detail, sizeof(b->detail), "connection reset by backend");
+        }
         if (!b->detail[0])
             snprintf(b->detail, sizeof(b->detail), "backend closed the connection");
-        /* TODO(issue 3): tell an RST on read from an orderly EOF. */
         backend_ended(b, b->write_failed ? TCP_BACKEND_RESET : TCP_BACKEND_CLOSED);
         return 0;
 

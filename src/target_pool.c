@@ -1,0 +1,122 @@
+/* target_pool.c - round-robin and down-marking of backend targets; see
+ * target_pool.h. Loop-thread only. */
+#include "target_pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct health {
+    struct health *next;
+    char *key;              /* "host:port"; owned */
+    uint64_t down_until_ms; /* 0 = up */
+    uint32_t backoff_ms;    /* next pause if it fails again */
+};
+
+struct rotor {
+    struct rotor *next;
+    char *route; /* owned */
+    size_t next_start;
+};
+
+/* Lists: a gateway has few targets and routes (target maps with thousands
+ * of consoles touch one entry per connection attempt). */
+static struct health *healths;
+static struct rotor *rotors;
+
+static void target_key(const struct wsg_target *t, char *out, size_t len)
+{
+    snprintf(out, len, "%s:%d", t->host, t->port);
+}
+
+static struct health *health_find(const struct wsg_target *t, bool create)
+{
+    char key[300];
+    target_key(t, key, sizeof(key));
+    for (struct health *h = healths; h; h = h->next)
+        if (strcmp(h->key, key) == 0)
+            return h;
+    if (!create)
+        return NULL;
+    struct health *h = calloc(1, sizeof(*h));
+    if (!h || !(h->key = strdup(key))) {
+        free(h);
+        return NULL;
+    }
+    h->backoff_ms = TARGET_RETRY_FIRST_MS;
+    h->next = healths;
+    healths = h;
+    return h;
+}
+
+bool target_pool_is_down(const struct wsg_target *t, uint64_t now_ms)
+{
+    const struct health *h = health_find(t, false);
+    return h && h->down_until_ms > now_ms;
+}
+
+static size_t rotor_next(const char *route_name, size_t n)
+{
+    struct rotor *r = rotors;
+    while (r && strcmp(r->route, route_name) != 0)
+        r = r->next;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r || !(r->route = strdup(route_name))) {
+            free(r);
+            return 0;
+        }
+        r->next = rotors;
+        rotors = r;
+    }
+    return r->next_start++ % n;
+}
+
+size_t target_pool_order(const char *route_name, const struct wsg_target *targets, size_t n,
+                         uint64_t now_ms, size_t *order)
+{
+    if (n == 0)
+        return 0;
+    size_t start = rotor_next(route_name, n);
+    size_t used = 0;
+    /* Healthy targets first, in round-robin order; then the ones marked down. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++) {
+            size_t idx = (start + i) % n;
+            bool down = target_pool_is_down(&targets[idx], now_ms);
+            if (down == (pass == 1))
+                order[used++] = idx;
+        }
+    return used;
+}
+
+void target_pool_report(const struct wsg_target *t, bool connected, uint64_t now_ms)
+{
+    struct health *h = health_find(t, !connected);
+    if (!h)
+        return;
+    if (connected) {
+        h->down_until_ms = 0;
+        h->backoff_ms = TARGET_RETRY_FIRST_MS;
+        return;
+    }
+    h->down_until_ms = now_ms + h->backoff_ms;
+    h->backoff_ms = h->backoff_ms * 2 > TARGET_RETRY_MAX_MS ? TARGET_RETRY_MAX_MS
+                                                            : h->backoff_ms * 2;
+}
+
+void target_pool_reset(void)
+{
+    while (healths) {
+        struct health *next = healths->next;
+        free(healths->key);
+        free(healths);
+        healths = next;
+    }
+    while (rotors) {
+        struct rotor *next = rotors->next;
+        free(rotors->route);
+        free(rotors);
+        rotors = next;
+    }
+}
