@@ -151,6 +151,8 @@ static void to_backend(struct bridge *b, const void *data, size_t len)
 
 static int hold_message_piece(struct bridge *b, const uint8_t *data, size_t len)
 {
+    if (len == 0)
+        return 0;
     size_t need = b->message_len + len;
     if (need > b->max_message)
         return -1;

@@ -487,7 +487,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps, cha
 }
 
 /* How long a shutdown may take to deliver what is in flight. */
-#define DRAIN_TIMEOUT_US (5 * LWS_USEC_PER_SEC)
+#define DRAIN_TIMEOUT_US (3 * LWS_USEC_PER_SEC)
 #define DRAIN_TICK_US (50 * 1000)
 
 /* Wakes the loop regularly during a drain so the deadline is seen. */
