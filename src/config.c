@@ -2,25 +2,22 @@
  * and build the plain structs of config.h. Every error is collected, not just
  * the first, as "<source>: <json path>: <what was expected>, got <value>".
  * Templates are checked with route.c, MQTT topic syntax with topic.c. */
-#define _GNU_SOURCE /* vasprintf, strndup, explicit_bzero */
+#define _GNU_SOURCE /* explicit_bzero */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "json_check.h"
 #include "route.h"
 #include "topic.h"
 
-#define PATH_CAP 256   /* longest JSON path shown; longer ones end in "..." */
-#define GOT_CAP 80     /* longest value echoed after "got"; longer ones end in "..." */
-#define MAX_ERRORS 100 /* listed; past that they are only counted */
 #define INT32_LIMIT 2147483647
 
 static const char builtin_source[] = "<built-in>";
@@ -29,182 +26,23 @@ static const char builtin_source[] = "<built-in>";
 static const char default_json[] =
     "{ \"listen\": [ { \"host\": \"127.0.0.1\", \"port\": 8080 } ] }";
 
-/* ------------------------------------------------------------------ memory */
-
-/* Out of memory while loading a config: nothing sensible is left to do. */
-static void oom(void)
-{
-    fputs("wsgate: out of memory\n", stderr);
-    abort();
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p)
-        oom();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        oom();
-    return p;
-}
-
-static char *xvasprintf(const char *fmt, va_list ap)
-{
-    char *s;
-    if (vasprintf(&s, fmt, ap) < 0)
-        oom();
-    return s;
-}
-
-static __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = xvasprintf(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* ------------------------------------------------------- the error collector */
+static char *xstrdup(const char *s) { return jcheck_strndup(s, strlen(s)); }
 
 /* State of one load: where we are in the JSON tree and what went wrong so far. */
 struct loader {
-    const char *source;   /* the file name as the user gave it */
+    struct jcheck jc;     /* the source name, the JSON path and the errors */
     const char *base_dir; /* relative file paths are joined to it; NULL: kept as written */
-    struct config_errors *errs;
-    size_t first_error;  /* errs->count when this load started */
-    size_t n_unlisted;   /* errors past MAX_ERRORS */
-    char path[PATH_CAP]; /* JSON path of the value being checked, e.g. "routes[2].target" */
-    size_t path_len;
     struct wsg_config *cfg;
     json_t *brokers; /* the "brokers" object as written, for routes' cross-checks */
     bool auth_given; /* a top-level auth.jwt exists (even if it has errors) */
 };
 
-static void push_line(struct config_errors *errs, char *line)
-{
-    char **lines = realloc(errs->lines, (errs->count + 1) * sizeof *lines);
-    if (!lines)
-        oom();
-    errs->lines = lines;
-    errs->lines[errs->count++] = line;
-}
-
-/* Adds "<source>: <path>: <message>" (no path part at the top level). */
-static __attribute__((format(printf, 2, 3))) void add_error(struct loader *ld, const char *fmt, ...)
-{
-    if (ld->errs->count - ld->first_error >= MAX_ERRORS) {
-        ld->n_unlisted++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = xvasprintf(fmt, ap);
-    va_end(ap);
-    char *line = ld->path_len ? xasprintf("%s: %s: %s", ld->source, ld->path, msg)
-                              : xasprintf("%s: %s", ld->source, msg);
-    free(msg);
-    push_line(ld->errs, line);
-}
-
-/* Compact JSON of `v` for messages, cut to GOT_CAP bytes on a UTF-8 boundary.
- * Secrets (and values read from the environment) print as <hidden>. */
-static void describe(const json_t *v, bool hidden, char *buf, size_t len)
-{
-    char *s = hidden ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s) {
-        snprintf(buf, len, "<hidden>");
-        return;
-    }
-    size_t n = strlen(s);
-    if (n >= len) {
-        n = len - 4;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-        memcpy(buf, s, n);
-        memcpy(buf + n, "...", 4);
-    } else {
-        memcpy(buf, s, n + 1);
-    }
-    free(s);
-}
-
-/* "<path>: <expected>, got <value>" */
-static void err_value(struct loader *ld, const json_t *v, bool hidden, const char *expected)
-{
-    char got[GOT_CAP];
-    describe(v, hidden, got, sizeof got);
-    add_error(ld, "%s, got %s", expected, got);
-}
-
 /* `s` as a JSON string, so odd bytes cannot break the one-line message. */
 static void quote(const char *s, char *buf, size_t len)
 {
     json_t *v = json_string(s);
-    describe(v, false, buf, len);
+    jcheck_describe(v, false, buf, len);
     json_decref(v);
-}
-
-/* ------------------------------------------------------------ the JSON path */
-
-static void path_append(struct loader *ld, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void path_append(struct loader *ld, const char *fmt, ...)
-{
-    size_t room = sizeof ld->path - ld->path_len;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(ld->path + ld->path_len, room, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= room) {
-        ld->path_len = sizeof ld->path - 1;
-        memcpy(ld->path + ld->path_len - 3, "...", 3);
-    } else {
-        ld->path_len += (size_t)n;
-    }
-}
-
-static bool is_plain_key(const char *key)
-{
-    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
-    return key[0] != '\0' && strspn(key, plain) == strlen(key);
-}
-
-/* Enters object member `key`; returns the mark to leave it with path_pop(). */
-static size_t path_key(struct loader *ld, const char *key)
-{
-    size_t mark = ld->path_len;
-    if (is_plain_key(key)) {
-        path_append(ld, "%s%s", mark ? "." : "", key);
-    } else {
-        /* Odd keys ("my broker", "a.b") are quoted so the path stays readable. */
-        json_t *s = json_string(key);
-        char *quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-        path_append(ld, "[%s]", quoted ? quoted : "?");
-        free(quoted);
-        json_decref(s);
-    }
-    return mark;
-}
-
-static size_t path_index(struct loader *ld, size_t i)
-{
-    size_t mark = ld->path_len;
-    path_append(ld, "[%zu]", i);
-    return mark;
-}
-
-static void path_pop(struct loader *ld, size_t mark)
-{
-    ld->path_len = mark;
-    ld->path[mark] = '\0';
 }
 
 /* ------------------------------------------------------------ keys of objects */
@@ -248,7 +86,7 @@ static void check_keys(struct loader *ld, json_t *obj, const struct key_spec *ke
             char env_key[64];
             snprintf(env_key, sizeof env_key, "%s_env", key);
             if (spec->str && json_object_get(obj, env_key))
-                add_error(ld, "give either \"%s\" or \"%s\", not both", key, env_key);
+                jcheck_error(&ld->jc, "give either \"%s\" or \"%s\", not both", key, env_key);
             continue;
         }
         if (find_env_key(keys, key))
@@ -259,9 +97,7 @@ static void check_keys(struct loader *ld, json_t *obj, const struct key_spec *ke
         for (const struct key_spec *k = keys; k->name && used < sizeof list; k++)
             used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k == keys ? "" : ", ",
                                      k->name);
-        size_t mark = path_key(ld, key);
-        add_error(ld, "unknown key (expected one of: %s)", list);
-        path_pop(ld, mark);
+        jcheck_unknown_key(&ld->jc, key, list);
     }
 }
 
@@ -291,25 +127,25 @@ static bool env_name_is_valid(const char *s)
 /* Reports an error about a string value already fetched by get_str(). */
 static void bad_str(struct loader *ld, const struct strval *sv, const char *expected)
 {
-    size_t mark = sv->key ? path_key(ld, sv->key) : ld->path_len;
+    size_t mark = sv->key ? jcheck_enter_key(&ld->jc, sv->key) : jcheck_mark(&ld->jc);
     if (sv->json)
-        err_value(ld, sv->json, sv->hidden, expected);
+        jcheck_value_error(&ld->jc, sv->json, sv->hidden, expected);
     else
-        add_error(ld, "%s, got <hidden>", expected);
-    path_pop(ld, mark);
+        jcheck_error(&ld->jc, "%s, got <hidden>", expected);
+    jcheck_leave(&ld->jc, mark);
 }
 
 /* Reads the variable that "x_env" (the JSON value `ev`) names. */
 static bool get_env_str(struct loader *ld, json_t *ev, struct strval *sv)
 {
     if (!json_is_string(ev) || !env_name_is_valid(json_string_value(ev))) {
-        err_value(ld, ev, false, "expected the name of an environment variable");
+        jcheck_value_error(&ld->jc, ev, false, "expected the name of an environment variable");
         return false;
     }
     const char *var = json_string_value(ev);
     const char *val = getenv(var);
     if (!val) {
-        add_error(ld, "environment variable %s is not set", var);
+        jcheck_error(&ld->jc, "environment variable %s is not set", var);
         return false;
     }
     sv->s = val;
@@ -334,25 +170,25 @@ static bool get_str(struct loader *ld, json_t *obj, const char *key, unsigned fl
         return false; /* check_keys() reported it */
     if (!v && !ev) {
         if (flags & F_REQUIRED)
-            add_error(ld, "missing \"%s\"", key);
+            jcheck_error(&ld->jc, "missing \"%s\"", key);
         return false;
     }
     memset(sv, 0, sizeof *sv);
     /* The key string must outlive this call: take the object's own copy. */
     sv->key = json_object_iter_key(json_object_iter_at(obj, v ? key : env_key));
-    size_t mark = path_key(ld, sv->key);
+    size_t mark = jcheck_enter_key(&ld->jc, sv->key);
     bool ok;
     if (v) {
         ok = json_is_string(v);
         if (!ok)
-            err_value(ld, v, flags & F_SECRET, expected);
+            jcheck_value_error(&ld->jc, v, flags & F_SECRET, expected);
         sv->s = ok ? json_string_value(v) : NULL;
         sv->json = v;
         sv->hidden = flags & F_SECRET;
     } else {
         ok = get_env_str(ld, ev, sv);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
     if (ok && (flags & F_NONEMPTY) && sv->s[0] == '\0') {
         bad_str(ld, sv, expected);
         ok = false;
@@ -367,7 +203,7 @@ static bool get_int(struct loader *ld, json_t *obj, const char *key, unsigned fl
     json_t *v = json_object_get(obj, key);
     if (!v) {
         if (flags & F_REQUIRED)
-            add_error(ld, "missing \"%s\"", key);
+            jcheck_error(&ld->jc, "missing \"%s\"", key);
         return false;
     }
     if (json_is_integer(v) && json_integer_value(v) >= min && json_integer_value(v) <= max) {
@@ -377,9 +213,9 @@ static bool get_int(struct loader *ld, json_t *obj, const char *key, unsigned fl
     char expected[80];
     snprintf(expected, sizeof expected, "expected an integer %lld..%lld", (long long)min,
              (long long)max);
-    size_t mark = path_key(ld, key);
-    err_value(ld, v, false, expected);
-    path_pop(ld, mark);
+    size_t mark = jcheck_enter_key(&ld->jc, key);
+    jcheck_value_error(&ld->jc, v, false, expected);
+    jcheck_leave(&ld->jc, mark);
     return false;
 }
 
@@ -399,9 +235,9 @@ static void get_bool(struct loader *ld, json_t *obj, const char *key, bool *out)
         *out = json_is_true(v);
         return;
     }
-    size_t mark = path_key(ld, key);
-    err_value(ld, v, false, "expected true or false");
-    path_pop(ld, mark);
+    size_t mark = jcheck_enter_key(&ld->jc, key);
+    jcheck_value_error(&ld->jc, v, false, "expected true or false");
+    jcheck_leave(&ld->jc, mark);
 }
 
 /* One of `names` (NULL-terminated); *out is its index. True if valid. */
@@ -435,14 +271,14 @@ static json_t *get_obj(struct loader *ld, json_t *obj, const char *key, unsigned
     json_t *v = json_object_get(obj, key);
     if (!v) {
         if (flags & F_REQUIRED)
-            add_error(ld, "missing \"%s\"", key);
+            jcheck_error(&ld->jc, "missing \"%s\"", key);
         return NULL;
     }
     if (json_is_object(v))
         return v;
-    size_t mark = path_key(ld, key);
-    err_value(ld, v, false, expected);
-    path_pop(ld, mark);
+    size_t mark = jcheck_enter_key(&ld->jc, key);
+    jcheck_value_error(&ld->jc, v, false, expected);
+    jcheck_leave(&ld->jc, mark);
     return NULL;
 }
 
@@ -452,14 +288,14 @@ static json_t *get_arr(struct loader *ld, json_t *obj, const char *key, unsigned
     json_t *v = json_object_get(obj, key);
     if (!v) {
         if (flags & F_REQUIRED)
-            add_error(ld, "missing \"%s\"", key);
+            jcheck_error(&ld->jc, "missing \"%s\"", key);
         return NULL;
     }
     if (json_is_array(v) && (!(flags & F_NONEMPTY) || json_array_size(v) > 0))
         return v;
-    size_t mark = path_key(ld, key);
-    err_value(ld, v, false, expected);
-    path_pop(ld, mark);
+    size_t mark = jcheck_enter_key(&ld->jc, key);
+    jcheck_value_error(&ld->jc, v, false, expected);
+    jcheck_leave(&ld->jc, mark);
     return NULL;
 }
 
@@ -471,7 +307,7 @@ static char *resolve_path(const struct loader *ld, const char *p)
         return xstrdup(p);
     size_t n = strlen(ld->base_dir);
     const char *sep = n > 0 && ld->base_dir[n - 1] == '/' ? "" : "/";
-    return xasprintf("%s%s%s", ld->base_dir, sep, p);
+    return jcheck_asprintf("%s%s%s", ld->base_dir, sep, p);
 }
 
 /* A string field that names a file: stored resolved against base_dir. */
@@ -491,14 +327,6 @@ static void get_plain_str(struct loader *ld, json_t *obj, const char *key, unsig
 }
 
 /* ------------------------------------------------------------ value syntax */
-
-static bool parse_port(const char *s, size_t n)
-{
-    if (n == 0 || n > 5 || strspn(s, "0123456789") < n)
-        return false;
-    long port = strtol(s, NULL, 10);
-    return port >= 1 && port <= 65535;
-}
 
 /* The first n bytes of s are exactly "host[:port]" or "[v6addr][:port]". */
 static bool parse_authority(const char *s, size_t n, bool port_required)
@@ -522,7 +350,7 @@ static bool parse_authority(const char *s, size_t n, bool port_required)
     }
     if (host_len == n)
         return !port_required;
-    return s[host_len] == ':' && parse_port(s + host_len + 1, n - host_len - 1);
+    return s[host_len] == ':' && jcheck_parse_port(s + host_len + 1, n - host_len - 1) != 0;
 }
 
 /* "scheme://host[:port]" as browsers send it in Origin; lower-cased in place. */
@@ -614,18 +442,6 @@ static bool json_pointer_is_valid(const char *p)
     return true;
 }
 
-/* A host name or address to bind or connect to: no blanks, controls or '/'. */
-static bool host_is_valid(const char *h)
-{
-    if (h[0] == '\0')
-        return false;
-    for (const unsigned char *p = (const unsigned char *)h; *p; p++) {
-        if (*p <= ' ' || *p == 0x7f || *p == '/')
-            return false;
-    }
-    return true;
-}
-
 /* A route or URL path prefix for static files. */
 static bool mount_is_valid(const char *m) { return m[0] == '/' && strpbrk(m, "?# \t\r\n") == NULL; }
 
@@ -641,7 +457,7 @@ static char **get_str_list(struct loader *ld, json_t *arr, bool (*valid)(char *s
                            const char *expected, size_t *count)
 {
     size_t n = json_array_size(arr);
-    char **out = xcalloc(n, sizeof *out);
+    char **out = jcheck_calloc(n, sizeof *out);
     *count = n;
     size_t i;
     json_t *v;
@@ -649,9 +465,9 @@ static char **get_str_list(struct loader *ld, json_t *arr, bool (*valid)(char *s
     {
         char *s = json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
         if (!s || !valid(s)) {
-            size_t mark = path_index(ld, i);
-            err_value(ld, v, false, expected);
-            path_pop(ld, mark);
+            size_t mark = jcheck_enter_index(&ld->jc, i);
+            jcheck_value_error(&ld->jc, v, false, expected);
+            jcheck_leave(&ld->jc, mark);
             free(s);
             continue;
         }
@@ -679,13 +495,13 @@ static const struct key_spec listen_keys[] = {
 static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *l)
 {
     if (!json_is_object(obj)) {
-        err_value(ld, obj, false, "expected an object {\"host\", \"port\", \"tls\"}");
+        jcheck_value_error(&ld->jc, obj, false, "expected an object {\"host\", \"port\", \"tls\"}");
         return;
     }
     check_keys(ld, obj, listen_keys);
     struct strval sv;
     if (get_str(ld, obj, "host", F_NONEMPTY, host_expected, &sv)) {
-        if (host_is_valid(sv.s))
+        if (jcheck_host_is_valid(sv.s, strlen(sv.s)))
             l->host = xstrdup(sv.s);
         else
             bad_str(ld, &sv, host_expected);
@@ -697,12 +513,12 @@ static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *
         l->port = (int)port;
     json_t *tls = get_obj(ld, obj, "tls", 0, "expected an object {\"cert\", \"key\"}");
     if (tls) {
-        size_t mark = path_key(ld, "tls");
+        size_t mark = jcheck_enter_key(&ld->jc, "tls");
         l->has_tls = true;
         check_keys(ld, tls, tls_keys);
         get_file(ld, tls, "cert", F_REQUIRED, &l->tls.cert);
         get_file(ld, tls, "key", F_REQUIRED, &l->tls.key);
-        path_pop(ld, mark);
+        jcheck_leave(&ld->jc, mark);
     }
 }
 
@@ -714,24 +530,24 @@ static void parse_listen(struct loader *ld, json_t *root)
         return;
     struct wsg_config *cfg = ld->cfg;
     cfg->n_listen = json_array_size(arr);
-    cfg->listen = xcalloc(cfg->n_listen, sizeof *cfg->listen);
-    size_t mark = path_key(ld, "listen"), i;
+    cfg->listen = jcheck_calloc(cfg->n_listen, sizeof *cfg->listen);
+    size_t mark = jcheck_enter_key(&ld->jc, "listen"), i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        size_t m = path_index(ld, i);
+        size_t m = jcheck_enter_index(&ld->jc, i);
         struct wsg_listen *l = &cfg->listen[i];
         parse_listen_one(ld, v, l);
         for (size_t j = 0; j < i && l->host && l->port; j++) {
             if (cfg->listen[j].port == l->port && cfg->listen[j].host &&
                 strcasecmp(cfg->listen[j].host, l->host) == 0) {
-                add_error(ld, "duplicate of listen[%zu] (%s:%d)", j, l->host, l->port);
+                jcheck_error(&ld->jc, "duplicate of listen[%zu] (%s:%d)", j, l->host, l->port);
                 break;
             }
         }
-        path_pop(ld, m);
+        jcheck_leave(&ld->jc, m);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_origins(struct loader *ld, json_t *root)
@@ -742,12 +558,12 @@ static void parse_origins(struct loader *ld, json_t *root)
                           "any)");
     if (!arr)
         return;
-    size_t mark = path_key(ld, "origins");
+    size_t mark = jcheck_enter_key(&ld->jc, "origins");
     ld->cfg->origins = get_str_list(ld, arr, origin_normalize,
                                     "expected an origin like \"https://app.example.com\" "
                                     "(scheme://host[:port], no path)",
                                     &ld->cfg->n_origins);
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_limits(struct loader *ld, json_t *root)
@@ -773,14 +589,14 @@ static void parse_limits(struct loader *ld, json_t *root)
     json_t *obj = get_obj(ld, root, "limits", 0, "expected an object of integer limits");
     if (!obj)
         return;
-    size_t mark = path_key(ld, "limits");
+    size_t mark = jcheck_enter_key(&ld->jc, "limits");
     check_keys(ld, obj, keys);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         /* 0 means "none" for every limit; the bound keeps values sane for int APIs. */
         int64_t *dst = (int64_t *)((char *)&ld->cfg->limits + fields[i].offset);
         get_int(ld, obj, fields[i].key, 0, 0, INT32_LIMIT, dst);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static bool proxy_check(char *s) { return proxy_is_valid(s); }
@@ -791,13 +607,13 @@ static void parse_trusted_proxies(struct loader *ld, json_t *root)
         get_arr(ld, root, "trusted_proxies", 0, "expected an array of IP addresses or CIDR blocks");
     if (!arr)
         return;
-    size_t mark = path_key(ld, "trusted_proxies");
+    size_t mark = jcheck_enter_key(&ld->jc, "trusted_proxies");
     ld->cfg->trusted_proxies =
         get_str_list(ld, arr, proxy_check,
                      "expected an IP address or CIDR block (\"10.0.0.1\", \"10.0.0.0/8\", "
                      "\"::1\", \"fd00::/8\")",
                      &ld->cfg->n_trusted_proxies);
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_jwt(struct loader *ld, json_t *obj, struct wsg_jwt *jwt)
@@ -810,9 +626,10 @@ static void parse_jwt(struct loader *ld, json_t *obj, struct wsg_jwt *jwt)
     bool has_secret = json_object_get(obj, "secret") || json_object_get(obj, "secret_env");
     bool has_key = json_object_get(obj, "public_key") || json_object_get(obj, "public_key_env");
     if (has_secret && has_key)
-        add_error(ld, "give either \"secret\" (HS256) or \"public_key\" (RS256/ES256), not both");
+        jcheck_error(&ld->jc,
+                     "give either \"secret\" (HS256) or \"public_key\" (RS256/ES256), not both");
     else if (!has_secret && !has_key)
-        add_error(ld, "missing \"secret\" (HS256) or \"public_key\" (RS256/ES256)");
+        jcheck_error(&ld->jc, "missing \"secret\" (HS256) or \"public_key\" (RS256/ES256)");
     get_plain_str(ld, obj, "secret", F_SECRET | F_NONEMPTY, &jwt->secret);
     get_file(ld, obj, "public_key", 0, &jwt->public_key);
     get_plain_str(ld, obj, "issuer", F_NONEMPTY, &jwt->issuer);
@@ -829,19 +646,19 @@ static void parse_auth(struct loader *ld, json_t *root)
     json_t *obj = get_obj(ld, root, "auth", 0, "expected an object {\"jwt\": {...}}");
     if (!obj)
         return;
-    size_t mark = path_key(ld, "auth");
+    size_t mark = jcheck_enter_key(&ld->jc, "auth");
     check_keys(ld, obj, keys);
     ld->auth_given = json_object_get(obj, "jwt") != NULL;
     json_t *jwt = get_obj(ld, obj, "jwt", F_REQUIRED,
                           "expected an object {\"secret\" or \"public_key\", \"issuer\", "
                           "\"audience\", \"leeway_s\"}");
     if (jwt) {
-        size_t m = path_key(ld, "jwt");
+        size_t m = jcheck_enter_key(&ld->jc, "jwt");
         ld->cfg->auth.has_jwt = true;
         parse_jwt(ld, jwt, &ld->cfg->auth.jwt);
-        path_pop(ld, m);
+        jcheck_leave(&ld->jc, m);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_static(struct loader *ld, json_t *root)
@@ -855,7 +672,7 @@ static void parse_static(struct loader *ld, json_t *root)
     if (!obj)
         return;
     struct wsg_static *st = &ld->cfg->static_files;
-    size_t mark = path_key(ld, "static");
+    size_t mark = jcheck_enter_key(&ld->jc, "static");
     ld->cfg->has_static = true;
     check_keys(ld, obj, keys);
     struct strval sv;
@@ -868,7 +685,7 @@ static void parse_static(struct loader *ld, json_t *root)
         st->mount = xstrdup("/");
     }
     get_file(ld, obj, "dir", F_REQUIRED, &st->dir);
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 /* ------------------------------------------------------------------ brokers */
@@ -888,11 +705,11 @@ static bool parse_broker_uris(struct loader *ld, json_t *obj, struct wsg_broker 
     bool has_uri = json_object_get(obj, "uri") || json_object_get(obj, "uri_env");
     json_t *uris = json_object_get(obj, "uris");
     if (has_uri && uris) {
-        add_error(ld, "give either \"uri\" or \"uris\", not both");
+        jcheck_error(&ld->jc, "give either \"uri\" or \"uris\", not both");
         return false;
     }
     if (!has_uri && !uris) {
-        add_error(ld, "missing \"uri\" (or \"uris\": several nodes of one cluster)");
+        jcheck_error(&ld->jc, "missing \"uri\" (or \"uris\": several nodes of one cluster)");
         return false;
     }
     if (has_uri) {
@@ -904,7 +721,7 @@ static bool parse_broker_uris(struct loader *ld, json_t *obj, struct wsg_broker 
             bad_str(ld, &sv, uri_expected);
             return false;
         }
-        b->uris = xcalloc(1, sizeof *b->uris);
+        b->uris = jcheck_calloc(1, sizeof *b->uris);
         b->uris[0] = xstrdup(sv.s);
         b->n_uris = 1;
     } else {
@@ -912,9 +729,9 @@ static bool parse_broker_uris(struct loader *ld, json_t *obj, struct wsg_broker 
             get_arr(ld, obj, "uris", F_NONEMPTY, "expected a non-empty array of broker URIs");
         if (!arr)
             return false;
-        size_t mark = path_key(ld, "uris");
+        size_t mark = jcheck_enter_key(&ld->jc, "uris");
         b->uris = get_str_list(ld, arr, uri_check, uri_expected, &b->n_uris);
-        path_pop(ld, mark);
+        jcheck_leave(&ld->jc, mark);
     }
     bool any_tls = false;
     for (size_t i = 0; i < b->n_uris; i++) {
@@ -934,7 +751,7 @@ static void parse_broker_tls(struct loader *ld, json_t *obj, struct wsg_broker *
         get_obj(ld, obj, "tls", 0, "expected an object {\"ca\", \"cert\", \"key\", \"insecure\"}");
     if (!tls)
         return;
-    size_t mark = path_key(ld, "tls");
+    size_t mark = jcheck_enter_key(&ld->jc, "tls");
     b->has_tls = true;
     check_keys(ld, tls, keys);
     get_file(ld, tls, "ca", 0, &b->tls.ca);
@@ -943,10 +760,10 @@ static void parse_broker_tls(struct loader *ld, json_t *obj, struct wsg_broker *
     get_bool(ld, tls, "insecure", &b->tls.insecure);
     /* The certificate file may hold the key too, but a key needs a certificate. */
     if (b->tls.key && !b->tls.cert)
-        add_error(ld, "\"key\" needs \"cert\" (the client certificate)");
+        jcheck_error(&ld->jc, "\"key\" needs \"cert\" (the client certificate)");
     if (b->n_uris > 0 && !tls_uri)
-        add_error(ld, "TLS options need an \"ssl://\", \"mqtts://\" or \"wss://\" uri");
-    path_pop(ld, mark);
+        jcheck_error(&ld->jc, "TLS options need an \"ssl://\", \"mqtts://\" or \"wss://\" uri");
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_broker(struct loader *ld, const char *name, json_t *obj, struct wsg_broker *b)
@@ -958,13 +775,13 @@ static void parse_broker(struct loader *ld, const char *name, json_t *obj, struc
     };
     static const char *const versions[] = {"3.1.1", "5", NULL};
     b->name = xstrdup(name);
-    b->client_id = xasprintf("wsgate-%s", name);
+    b->client_id = jcheck_asprintf("wsgate-%s", name);
     b->version = WSG_MQTT_311;
     b->keepalive_s = 30;
     if (!broker_name_is_valid(name))
-        add_error(ld, "a broker name may hold only letters, digits, '_', '.' and '-'");
+        jcheck_error(&ld->jc, "a broker name may hold only letters, digits, '_', '.' and '-'");
     if (!json_is_object(obj)) {
-        err_value(ld, obj, false, "expected an object {\"uri\", \"client_id\", ...}");
+        jcheck_value_error(&ld->jc, obj, false, "expected an object {\"uri\", \"client_id\", ...}");
         return;
     }
     check_keys(ld, obj, keys);
@@ -981,7 +798,7 @@ static void parse_broker(struct loader *ld, const char *name, json_t *obj, struc
     get_plain_str(ld, obj, "password", F_SECRET, &b->password);
     /* MQTT 3.1.1 (3.1.2.9) forbids a password without a user name. */
     if (b->password && !b->username && b->version == WSG_MQTT_311)
-        add_error(ld, "\"password\" needs \"username\" with MQTT 3.1.1");
+        jcheck_error(&ld->jc, "\"password\" needs \"username\" with MQTT 3.1.1");
     get_int(ld, obj, "keepalive_s", 0, 1, 65535, &b->keepalive_s);
     parse_broker_tls(ld, obj, b, tls_uri);
 }
@@ -994,17 +811,17 @@ static void parse_brokers(struct loader *ld, json_t *root)
         return;
     ld->brokers = obj;
     struct wsg_config *cfg = ld->cfg;
-    cfg->brokers = xcalloc(json_object_size(obj), sizeof *cfg->brokers);
-    size_t mark = path_key(ld, "brokers");
+    cfg->brokers = jcheck_calloc(json_object_size(obj), sizeof *cfg->brokers);
+    size_t mark = jcheck_enter_key(&ld->jc, "brokers");
     const char *name;
     json_t *v;
     json_object_foreach(obj, name, v)
     {
-        size_t m = path_key(ld, name);
+        size_t m = jcheck_enter_key(&ld->jc, name);
         parse_broker(ld, name, v, &cfg->brokers[cfg->n_brokers++]);
-        path_pop(ld, m);
+        jcheck_leave(&ld->jc, m);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 /* ------------------------------------------------------------------ routes */
@@ -1021,7 +838,7 @@ enum tmpl_syntax { SYNTAX_KEY, SYNTAX_TOPIC, SYNTAX_FILTER };
  * syntax checks see (values are refused if they hold '/', '+' or '#'). */
 static char *tmpl_sample(const char *tmpl)
 {
-    char *out = xcalloc(strlen(tmpl) + 1, 1), *o = out;
+    char *out = jcheck_calloc(strlen(tmpl) + 1, 1), *o = out;
     for (const char *p = tmpl; *p; p++) {
         if (*p == '{') {
             const char *close = strchr(p, '}');
@@ -1114,13 +931,13 @@ static const struct key_spec target_keys[] = {
 static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
 {
     if (!json_is_object(obj)) {
-        err_value(ld, obj, false, "expected an object {\"host\", \"port\"}");
+        jcheck_value_error(&ld->jc, obj, false, "expected an object {\"host\", \"port\"}");
         return;
     }
     check_keys(ld, obj, target_keys);
     struct strval sv;
     if (get_str(ld, obj, "host", F_REQUIRED | F_NONEMPTY, host_expected, &sv)) {
-        if (host_is_valid(sv.s))
+        if (jcheck_host_is_valid(sv.s, strlen(sv.s)))
             t->host = xstrdup(sv.s);
         else
             bad_str(ld, &sv, host_expected);
@@ -1137,16 +954,16 @@ static void parse_targets(struct loader *ld, json_t *obj, struct wsg_route *r)
     if (!arr)
         return;
     r->n_targets = json_array_size(arr);
-    r->targets = xcalloc(r->n_targets, sizeof *r->targets);
-    size_t mark = path_key(ld, "targets"), i;
+    r->targets = jcheck_calloc(r->n_targets, sizeof *r->targets);
+    size_t mark = jcheck_enter_key(&ld->jc, "targets"), i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        size_t m = path_index(ld, i);
+        size_t m = jcheck_enter_index(&ld->jc, i);
         parse_target(ld, v, &r->targets[i]);
-        path_pop(ld, m);
+        jcheck_leave(&ld->jc, m);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_target_map(struct loader *ld, json_t *obj, struct wsg_route *r,
@@ -1160,11 +977,11 @@ static void parse_target_map(struct loader *ld, json_t *obj, struct wsg_route *r
     json_t *map = get_obj(ld, obj, "target_map", 0, "expected an object {\"file\", \"key\"}");
     if (!map)
         return;
-    size_t mark = path_key(ld, "target_map");
+    size_t mark = jcheck_enter_key(&ld->jc, "target_map");
     check_keys(ld, map, keys);
     get_file(ld, map, "file", F_REQUIRED, &r->target_map_file);
     get_template(ld, map, "key", F_REQUIRED, tc, 0, SYNTAX_KEY, &r->target_map_key);
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_tcp_route(struct loader *ld, json_t *obj, struct wsg_route *r,
@@ -1176,15 +993,15 @@ static void parse_tcp_route(struct loader *ld, json_t *obj, struct wsg_route *r,
     int given = (target != NULL) + (json_object_get(obj, "targets") != NULL) +
                 (json_object_get(obj, "target_map") != NULL);
     if (given == 0)
-        add_error(ld, "missing \"target\", \"targets\" or \"target_map\"");
+        jcheck_error(&ld->jc, "missing \"target\", \"targets\" or \"target_map\"");
     else if (given > 1)
-        add_error(ld, "give only one of \"target\", \"targets\" or \"target_map\"");
+        jcheck_error(&ld->jc, "give only one of \"target\", \"targets\" or \"target_map\"");
     if (target && given == 1) {
-        r->targets = xcalloc(1, sizeof *r->targets);
+        r->targets = jcheck_calloc(1, sizeof *r->targets);
         r->n_targets = 1;
-        size_t mark = path_key(ld, "target");
+        size_t mark = jcheck_enter_key(&ld->jc, "target");
         parse_target(ld, target, &r->targets[0]);
-        path_pop(ld, mark);
+        jcheck_leave(&ld->jc, mark);
     } else if (given == 1) {
         parse_targets(ld, obj, r);
         parse_target_map(ld, obj, r, tc);
@@ -1206,7 +1023,7 @@ static bool parse_when(struct loader *ld, json_t *rule, struct wsg_publish_rule 
     json_t *when = get_obj(ld, rule, "when", 0, "expected an object {\"pointer\", \"equals\"}");
     if (!when)
         return json_object_get(rule, "when") != NULL;
-    size_t mark = path_key(ld, "when");
+    size_t mark = jcheck_enter_key(&ld->jc, "when");
     check_keys(ld, when, keys);
     static const char pointer_expected[] = "expected a JSON Pointer (\"\" or \"/a/b\", '~' only "
                                            "as \"~0\" or \"~1\")";
@@ -1219,11 +1036,11 @@ static bool parse_when(struct loader *ld, json_t *rule, struct wsg_publish_rule 
     }
     json_t *equals = json_object_get(when, "equals");
     if (!equals) {
-        add_error(ld, "missing \"equals\"");
+        jcheck_error(&ld->jc, "missing \"equals\"");
     } else {
         pr->when_equals = json_dumps(equals, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!pr->when_equals)
-            oom();
+            jcheck_oom();
     }
     /* Both or neither, as config.h promises. */
     if (!pr->when_pointer || !pr->when_equals) {
@@ -1231,7 +1048,7 @@ static bool parse_when(struct loader *ld, json_t *rule, struct wsg_publish_rule 
         free(pr->when_equals);
         pr->when_pointer = pr->when_equals = NULL;
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
     return true;
 }
 
@@ -1243,7 +1060,8 @@ static bool parse_publish_rule(struct loader *ld, json_t *rule, struct wsg_publi
         {"when", false}, {"topic", true}, {"qos", false}, {"retain", false}, {NULL, false},
     };
     if (!json_is_object(rule)) {
-        err_value(ld, rule, false, "expected an object {\"when\", \"topic\", \"qos\", \"retain\"}");
+        jcheck_value_error(&ld->jc, rule, false,
+                           "expected an object {\"when\", \"topic\", \"qos\", \"retain\"}");
         return true;
     }
     check_keys(ld, rule, keys);
@@ -1257,32 +1075,33 @@ static bool parse_publish_rule(struct loader *ld, json_t *rule, struct wsg_publi
 static void parse_raw_publish(struct loader *ld, json_t *pub, struct wsg_route *r,
                               const struct tmpl_ctx *tc)
 {
-    size_t mark = path_key(ld, "publish");
+    size_t mark = jcheck_enter_key(&ld->jc, "publish");
     if (json_is_object(pub)) {
-        r->publish = xcalloc(1, sizeof *r->publish);
+        r->publish = jcheck_calloc(1, sizeof *r->publish);
         r->n_publish = 1;
         parse_publish_rule(ld, pub, &r->publish[0], tc);
     } else if (json_is_array(pub) && json_array_size(pub) > 0) {
         r->n_publish = json_array_size(pub);
-        r->publish = xcalloc(r->n_publish, sizeof *r->publish);
+        r->publish = jcheck_calloc(r->n_publish, sizeof *r->publish);
         size_t i, catch_all = SIZE_MAX;
         json_t *v;
         json_array_foreach(pub, i, v)
         {
-            size_t m = path_index(ld, i);
+            size_t m = jcheck_enter_index(&ld->jc, i);
             if (catch_all != SIZE_MAX && catch_all + 1 == i)
-                add_error(ld, "never used: publish[%zu] has no \"when\" and takes every message",
-                          catch_all);
+                jcheck_error(&ld->jc,
+                             "never used: publish[%zu] has no \"when\" and takes every message",
+                             catch_all);
             if (!parse_publish_rule(ld, v, &r->publish[i], tc) && catch_all == SIZE_MAX)
                 catch_all = i;
-            path_pop(ld, m);
+            jcheck_leave(&ld->jc, m);
         }
     } else {
-        err_value(ld, pub, false,
-                  "expected a rule {\"topic\", \"qos\", \"retain\"} or a non-empty array of "
-                  "rules");
+        jcheck_value_error(&ld->jc, pub, false,
+                           "expected a rule {\"topic\", \"qos\", \"retain\"} or a non-empty "
+                           "array of rules");
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 static void parse_raw_subscribe(struct loader *ld, json_t *sub, struct wsg_route *r,
@@ -1293,30 +1112,31 @@ static void parse_raw_subscribe(struct loader *ld, json_t *sub, struct wsg_route
         {"qos", false},
         {NULL, false},
     };
-    size_t mark = path_key(ld, "subscribe");
+    size_t mark = jcheck_enter_key(&ld->jc, "subscribe");
     if (!json_is_array(sub) || json_array_size(sub) == 0) {
-        err_value(ld, sub, false, "expected a non-empty array of {\"filter\", \"qos\"} objects");
-        path_pop(ld, mark);
+        jcheck_value_error(&ld->jc, sub, false,
+                           "expected a non-empty array of {\"filter\", \"qos\"} objects");
+        jcheck_leave(&ld->jc, mark);
         return;
     }
     r->n_subscribe = json_array_size(sub);
-    r->subscribe = xcalloc(r->n_subscribe, sizeof *r->subscribe);
+    r->subscribe = jcheck_calloc(r->n_subscribe, sizeof *r->subscribe);
     size_t i;
     json_t *v;
     json_array_foreach(sub, i, v)
     {
-        size_t m = path_index(ld, i);
+        size_t m = jcheck_enter_index(&ld->jc, i);
         if (!json_is_object(v)) {
-            err_value(ld, v, false, "expected an object {\"filter\", \"qos\"}");
+            jcheck_value_error(&ld->jc, v, false, "expected an object {\"filter\", \"qos\"}");
         } else {
             check_keys(ld, v, keys);
             get_template(ld, v, "filter", F_REQUIRED, tc, 0, SYNTAX_FILTER,
                          &r->subscribe[i].filter);
             get_qos(ld, v, &r->subscribe[i].qos);
         }
-        path_pop(ld, m);
+        jcheck_leave(&ld->jc, m);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 /* "allow": a non-empty array of filter templates (envelope format). */
@@ -1327,21 +1147,21 @@ static char **parse_allow(struct loader *ld, json_t *obj, const struct tmpl_ctx 
     if (!arr)
         return NULL;
     *n = json_array_size(arr);
-    char **out = xcalloc(*n, sizeof *out);
-    size_t mark = path_key(ld, "allow"), i;
+    char **out = jcheck_calloc(*n, sizeof *out);
+    size_t mark = jcheck_enter_key(&ld->jc, "allow"), i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        size_t m = path_index(ld, i);
+        size_t m = jcheck_enter_index(&ld->jc, i);
         /* An element has no key of its own: the path already points at it. */
         struct strval sv = {json_string_value(v), v, NULL, false};
         if (!sv.s)
-            err_value(ld, v, false, filter_expected);
+            jcheck_value_error(&ld->jc, v, false, filter_expected);
         else if (check_template(ld, tc, &sv, 0, SYNTAX_FILTER))
             out[i] = xstrdup(sv.s);
-        path_pop(ld, m);
+        jcheck_leave(&ld->jc, m);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
     return out;
 }
 
@@ -1360,18 +1180,18 @@ static void parse_envelope(struct loader *ld, json_t *obj, struct wsg_route *r,
     json_t *pub = get_obj(ld, obj, "publish", 0,
                           "expected an object {\"allow\": [filters], \"qos\": highest QoS}");
     if (pub) {
-        size_t mark = path_key(ld, "publish");
+        size_t mark = jcheck_enter_key(&ld->jc, "publish");
         check_keys(ld, pub, pub_keys);
         r->publish_allow = parse_allow(ld, pub, tc, &r->n_publish_allow);
         get_qos(ld, pub, &r->publish_qos_max);
-        path_pop(ld, mark);
+        jcheck_leave(&ld->jc, mark);
     }
     json_t *sub = get_obj(ld, obj, "subscribe", 0, "expected an object {\"allow\": [filters]}");
     if (sub) {
-        size_t mark = path_key(ld, "subscribe");
+        size_t mark = jcheck_enter_key(&ld->jc, "subscribe");
         check_keys(ld, sub, sub_keys);
         r->subscribe_allow = parse_allow(ld, sub, tc, &r->n_subscribe_allow);
-        path_pop(ld, mark);
+        jcheck_leave(&ld->jc, mark);
     }
 }
 
@@ -1385,14 +1205,14 @@ static bool parse_presence(struct loader *ld, json_t *obj, const char *key, stru
                            "expected an object {\"topic\", \"payload\", \"qos\", \"retain\"}");
     if (!pres)
         return false;
-    size_t mark = path_key(ld, key);
+    size_t mark = jcheck_enter_key(&ld->jc, key);
     check_keys(ld, pres, keys);
     get_template(ld, pres, "topic", F_REQUIRED, tc, 0, SYNTAX_TOPIC, &p->topic);
     struct strval sv;
     p->payload = xstrdup(get_str(ld, pres, "payload", 0, NULL, &sv) ? sv.s : "");
     get_qos(ld, pres, &p->qos);
     get_bool(ld, pres, "retain", &p->retain);
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
     return true;
 }
 
@@ -1415,7 +1235,7 @@ static void parse_route_broker(struct loader *ld, json_t *obj, struct wsg_route 
         json_object_foreach(ld->brokers, name, v)
         {
             if (used < sizeof expected) {
-                char q[GOT_CAP];
+                char q[JCHECK_GOT_CAP];
                 quote(name, q, sizeof q);
                 used += (size_t)snprintf(expected + used, sizeof expected - used, "%s%s",
                                          n++ ? ", " : "", q);
@@ -1439,7 +1259,8 @@ static void parse_mqtt_route(struct loader *ld, json_t *obj, struct wsg_route *r
     r->format = (enum wsg_mqtt_format)format;
     json_t *pub = json_object_get(obj, "publish"), *sub = json_object_get(obj, "subscribe");
     if (!pub && !sub)
-        add_error(ld, "missing \"publish\" or \"subscribe\" (an mqtt route needs at least one)");
+        jcheck_error(&ld->jc,
+                     "missing \"publish\" or \"subscribe\" (an mqtt route needs at least one)");
     if (format_ok && r->format == WSG_FORMAT_RAW) {
         if (pub)
             parse_raw_publish(ld, pub, r, tc);
@@ -1490,9 +1311,10 @@ static void check_type_keys(struct loader *ld, json_t *obj, enum wsg_route_type 
             spec = find_env_key(route_keys, key); /* "broker_env" is "broker" */
         for (size_t i = 0; spec && wrong[i]; i++) {
             if (strcmp(spec->name, wrong[i]) == 0) {
-                size_t mark = path_key(ld, key);
-                add_error(ld, "only for type \"%s\"", type == WSG_ROUTE_TCP ? "mqtt" : "tcp");
-                path_pop(ld, mark);
+                size_t mark = jcheck_enter_key(&ld->jc, key);
+                jcheck_error(&ld->jc, "only for type \"%s\"",
+                             type == WSG_ROUTE_TCP ? "mqtt" : "tcp");
+                jcheck_leave(&ld->jc, mark);
             }
         }
     }
@@ -1502,25 +1324,26 @@ static void parse_subprotocols(struct loader *ld, json_t *obj, struct wsg_route 
 {
     json_t *arr = get_arr(ld, obj, "subprotocols", 0, "expected an array of subprotocol names");
     if (arr) {
-        size_t mark = path_key(ld, "subprotocols"), i;
+        size_t mark = jcheck_enter_key(&ld->jc, "subprotocols"), i;
         r->n_subprotocols = json_array_size(arr);
-        r->subprotocols = xcalloc(r->n_subprotocols, sizeof *r->subprotocols);
+        r->subprotocols = jcheck_calloc(r->n_subprotocols, sizeof *r->subprotocols);
         json_t *v;
         json_array_foreach(arr, i, v)
         {
-            size_t m = path_index(ld, i);
+            size_t m = jcheck_enter_index(&ld->jc, i);
             const char *s = json_string_value(v);
             if (!s || !token_is_valid(s)) {
-                err_value(ld, v, false,
-                          "expected a subprotocol name (an RFC 7230 token, e.g. \"binary\")");
+                jcheck_value_error(&ld->jc, v, false,
+                                   "expected a subprotocol name (an RFC 7230 token, e.g. "
+                                   "\"binary\")");
             } else if (strncmp(s, "bearer.", 7) == 0) {
                 /* "bearer.<jwt>" carries a token beside the real subprotocol. */
-                err_value(ld, v, false,
-                          "expected a subprotocol name not starting with \"bearer.\"");
+                jcheck_value_error(&ld->jc, v, false,
+                                   "expected a subprotocol name not starting with \"bearer.\"");
             } else {
                 for (size_t j = 0; j < i; j++) {
                     if (r->subprotocols[j] && strcmp(r->subprotocols[j], s) == 0) {
-                        add_error(ld, "\"%s\" is already subprotocols[%zu]", s, j);
+                        jcheck_error(&ld->jc, "\"%s\" is already subprotocols[%zu]", s, j);
                         s = NULL;
                         break;
                     }
@@ -1528,15 +1351,15 @@ static void parse_subprotocols(struct loader *ld, json_t *obj, struct wsg_route 
                 if (s)
                     r->subprotocols[i] = xstrdup(s);
             }
-            path_pop(ld, m);
+            jcheck_leave(&ld->jc, m);
         }
-        path_pop(ld, mark);
+        jcheck_leave(&ld->jc, mark);
     }
     get_bool(ld, obj, "require_subprotocol", &r->require_subprotocol);
     if (r->require_subprotocol && json_array_size(arr) == 0) {
-        size_t mark = path_key(ld, "require_subprotocol");
-        add_error(ld, "true needs a non-empty \"subprotocols\"");
-        path_pop(ld, mark);
+        size_t mark = jcheck_enter_key(&ld->jc, "require_subprotocol");
+        jcheck_error(&ld->jc, "true needs a non-empty \"subprotocols\"");
+        jcheck_leave(&ld->jc, mark);
     }
 }
 
@@ -1548,9 +1371,9 @@ static void parse_route_auth(struct loader *ld, json_t *obj, struct wsg_route *r
         return;
     r->auth_jwt = true;
     if (!ld->auth_given) {
-        size_t mark = path_key(ld, "auth");
-        add_error(ld, "\"jwt\" needs a top-level \"auth\": {\"jwt\": {...}}");
-        path_pop(ld, mark);
+        size_t mark = jcheck_enter_key(&ld->jc, "auth");
+        jcheck_error(&ld->jc, "\"jwt\" needs a top-level \"auth\": {\"jwt\": {...}}");
+        jcheck_leave(&ld->jc, mark);
     }
 }
 
@@ -1559,7 +1382,8 @@ static void parse_route(struct loader *ld, json_t *obj, struct wsg_route *r)
     static const char *const types[] = {"tcp", "mqtt", NULL};
     r->publish_qos_max = 2;
     if (!json_is_object(obj)) {
-        err_value(ld, obj, false, "expected a route object {\"path\", \"type\", ...}");
+        jcheck_value_error(&ld->jc, obj, false,
+                           "expected a route object {\"path\", \"type\", ...}");
         return;
     }
     check_keys(ld, obj, route_keys);
@@ -1599,21 +1423,21 @@ static void check_route_unique(struct loader *ld, json_t *obj, size_t i)
     const struct wsg_route *routes = ld->cfg->routes, *r = &routes[i];
     for (size_t j = 0; j < i && r->path; j++) {
         if (routes[j].path && strcmp(routes[j].path, r->path) == 0) {
-            size_t mark = path_key(ld, "path");
-            add_error(ld, "same as routes[%zu].path: routes[%zu] could never match", j, i);
-            path_pop(ld, mark);
+            size_t mark = jcheck_enter_key(&ld->jc, "path");
+            jcheck_error(&ld->jc, "same as routes[%zu].path: routes[%zu] could never match", j, i);
+            jcheck_leave(&ld->jc, mark);
             return;
         }
     }
     bool named = json_object_get(obj, "name") || json_object_get(obj, "name_env");
     for (size_t j = 0; j < i && r->name; j++) {
         if (routes[j].name && strcmp(routes[j].name, r->name) == 0) {
-            size_t mark = named ? path_key(ld, "name") : ld->path_len;
-            char q[GOT_CAP];
+            size_t mark = named ? jcheck_enter_key(&ld->jc, "name") : jcheck_mark(&ld->jc);
+            char q[JCHECK_GOT_CAP];
             quote(r->name, q, sizeof q);
-            add_error(ld, "%sname %s is already the name of routes[%zu]",
-                      named ? "" : "the default ", q, j);
-            path_pop(ld, mark);
+            jcheck_error(&ld->jc, "%sname %s is already the name of routes[%zu]",
+                         named ? "" : "the default ", q, j);
+            jcheck_leave(&ld->jc, mark);
             return;
         }
     }
@@ -1626,17 +1450,17 @@ static void parse_routes(struct loader *ld, json_t *root)
         return;
     struct wsg_config *cfg = ld->cfg;
     cfg->n_routes = json_array_size(arr);
-    cfg->routes = xcalloc(cfg->n_routes, sizeof *cfg->routes);
-    size_t mark = path_key(ld, "routes"), i;
+    cfg->routes = jcheck_calloc(cfg->n_routes, sizeof *cfg->routes);
+    size_t mark = jcheck_enter_key(&ld->jc, "routes"), i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        size_t m = path_index(ld, i);
+        size_t m = jcheck_enter_index(&ld->jc, i);
         parse_route(ld, v, &cfg->routes[i]);
         check_route_unique(ld, v, i);
-        path_pop(ld, m);
+        jcheck_leave(&ld->jc, m);
     }
-    path_pop(ld, mark);
+    jcheck_leave(&ld->jc, mark);
 }
 
 /* ------------------------------------------------------------- entry points */
@@ -1650,7 +1474,7 @@ static const struct key_spec root_keys[] = {
 static void parse_root(struct loader *ld, json_t *root)
 {
     if (!json_is_object(root)) {
-        err_value(ld, root, false, "expected a JSON object at the top level");
+        jcheck_value_error(&ld->jc, root, false, "expected a JSON object at the top level");
         return;
     }
     check_keys(ld, root, root_keys);
@@ -1666,7 +1490,7 @@ static void parse_root(struct loader *ld, json_t *root)
 
 static struct wsg_config *config_new(const char *source, const char *base_dir)
 {
-    struct wsg_config *cfg = xcalloc(1, sizeof *cfg);
+    struct wsg_config *cfg = jcheck_calloc(1, sizeof *cfg);
     cfg->source = xstrdup(source);
     cfg->base_dir = xstrdup(base_dir ? base_dir : ".");
     cfg->limits = (struct wsg_limits){
@@ -1686,32 +1510,14 @@ static struct wsg_config *config_new(const char *source, const char *base_dir)
 static struct wsg_config *load_root(json_t *root, const char *source, const char *base_dir,
                                     struct config_errors *errs)
 {
-    struct loader ld = {
-        .source = source,
-        .base_dir = base_dir,
-        .errs = errs,
-        .first_error = errs->count,
-    };
+    struct loader ld = {.base_dir = base_dir};
+    jcheck_begin(&ld.jc, source, errs);
     ld.cfg = config_new(source, base_dir);
     parse_root(&ld, root);
-    if (ld.n_unlisted) {
-        ld.path_len = 0;
-        ld.path[0] = '\0';
-        push_line(errs, xasprintf("%s: %zu more errors not listed", source, ld.n_unlisted));
-    }
-    if (errs->count == ld.first_error)
+    if (jcheck_end(&ld.jc) == 0)
         return ld.cfg;
     config_free(ld.cfg);
     return NULL;
-}
-
-static void syntax_error(struct config_errors *errs, const char *source, const json_error_t *e)
-{
-    if (e->line > 0)
-        push_line(errs, xasprintf("%s:%d:%d: %s", source, e->line, e->column > 0 ? e->column : 1,
-                                  e->text));
-    else
-        push_line(errs, xasprintf("%s: %s", source, e->text));
 }
 
 /* Callers may pass NULL for errs when they only want success or failure. */
@@ -1731,13 +1537,13 @@ struct wsg_config *config_load_string(const char *json_text, const char *source_
         errs = &scratch;
     const char *source = source_name ? source_name : "<string>";
     if (!json_text) {
-        push_line(errs, xasprintf("%s: no config text", source));
+        jcheck_add_line(errs, "%s: no config text", source);
         return finish(NULL, errs, &scratch);
     }
     json_error_t jerr;
     json_t *root = json_loads(json_text, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        syntax_error(errs, source, &jerr);
+        jcheck_syntax_error(errs, source, &jerr, NULL);
         return finish(NULL, errs, &scratch);
     }
     struct wsg_config *cfg = load_root(root, source, base_dir, errs);
@@ -1753,7 +1559,7 @@ static char *dir_of(const char *path)
         return xstrdup(".");
     if (slash == path)
         return xstrdup("/");
-    return strndup(path, (size_t)(slash - path));
+    return jcheck_strndup(path, (size_t)(slash - path));
 }
 
 struct wsg_config *config_load_file(const char *path, struct config_errors *errs)
@@ -1763,19 +1569,17 @@ struct wsg_config *config_load_file(const char *path, struct config_errors *errs
         errs = &scratch;
     FILE *f = fopen(path, "r");
     if (!f) {
-        push_line(errs, xasprintf("%s: cannot open: %s", path, strerror(errno)));
+        jcheck_add_line(errs, "%s: cannot open: %s", path, strerror(errno));
         return finish(NULL, errs, &scratch);
     }
     json_error_t jerr;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
     fclose(f);
     if (!root) {
-        syntax_error(errs, path, &jerr);
+        jcheck_syntax_error(errs, path, &jerr, NULL);
         return finish(NULL, errs, &scratch);
     }
     char *dir = dir_of(path);
-    if (!dir)
-        oom();
     struct wsg_config *cfg = load_root(root, path, dir, errs);
     free(dir);
     json_decref(root);
@@ -1790,11 +1594,11 @@ struct wsg_config *config_load_default(const char *www_dir, struct config_errors
     json_error_t jerr;
     json_t *root = json_loads(default_json, 0, &jerr);
     if (!root)
-        oom(); /* the text is a constant: only allocation can fail */
+        jcheck_oom(); /* the text is a constant: only allocation can fail */
     if (www_dir) {
         json_t *st = json_pack("{s:s, s:s}", "mount", "/", "dir", www_dir);
         if (!st || json_object_set_new(root, "static", st))
-            oom();
+            jcheck_oom();
     }
     struct wsg_config *cfg = load_root(root, builtin_source, NULL, errs);
     json_decref(root);

@@ -2,21 +2,18 @@
  * target(s)) into an immutable, sorted snapshot for fast per-connection
  * lookup. Errors are reported like the config's, with the file's JSON paths;
  * watching the file and swapping snapshots is left to map_watch.c. */
-#define _GNU_SOURCE /* vasprintf, strndup */
 #include "target_map.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PATH_CAP 256   /* longest JSON path shown; longer ones end in "..." */
-#define GOT_CAP 80     /* longest value echoed after "got"; longer ones end in "..." */
-#define MAX_ERRORS 100 /* listed; past that they are only counted (as config.c does) */
+#include "json_check.h"
+
 #define MAX_KEY_BYTES 256
 
 /* One key of the map and its targets, in the order they are tried. */
@@ -31,162 +28,6 @@ struct target_map {
     size_t n;
 };
 
-/* ------------------------------------------------------------------ memory */
-
-/* Out of memory while loading: nothing sensible is left to do. */
-static void oom(void)
-{
-    fputs("wsgate: out of memory\n", stderr);
-    abort();
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p)
-        oom();
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = strndup(s, n);
-    if (!p)
-        oom();
-    return p;
-}
-
-static __attribute__((format(printf, 1, 0))) char *xvasprintf(const char *fmt, va_list ap)
-{
-    char *s;
-    if (vasprintf(&s, fmt, ap) < 0)
-        oom();
-    return s;
-}
-
-static __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = xvasprintf(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* ------------------------------------------------------- the error collector */
-
-/* State of one load: where we are in the JSON tree and what went wrong so far. */
-struct loader {
-    const char *source; /* the file name used in messages */
-    struct config_errors *errs;
-    size_t first_error;  /* errs->count when this load started */
-    size_t n_unlisted;   /* errors past MAX_ERRORS */
-    char path[PATH_CAP]; /* JSON path of the value being checked, e.g. "vm1[1].host" */
-    size_t path_len;
-};
-
-static void push_line(struct config_errors *errs, char *line)
-{
-    char **lines = realloc(errs->lines, (errs->count + 1) * sizeof *lines);
-    if (!lines)
-        oom();
-    errs->lines = lines;
-    errs->lines[errs->count++] = line;
-}
-
-/* Adds "<source>: <path>: <message>" (no path part at the top level). */
-static __attribute__((format(printf, 2, 3))) void add_error(struct loader *ld, const char *fmt, ...)
-{
-    /* A systematic mistake in a 100,000-key file must not flood the log. */
-    if (ld->errs->count - ld->first_error >= MAX_ERRORS) {
-        ld->n_unlisted++;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = xvasprintf(fmt, ap);
-    va_end(ap);
-    char *line = ld->path_len ? xasprintf("%s: %s: %s", ld->source, ld->path, msg)
-                              : xasprintf("%s: %s", ld->source, msg);
-    free(msg);
-    push_line(ld->errs, line);
-}
-
-/* "<expected>, got <v as compact JSON>", the value cut on a UTF-8 boundary. */
-static void err_value(struct loader *ld, const json_t *v, const char *expected)
-{
-    char got[GOT_CAP];
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s)
-        oom();
-    size_t n = strlen(s);
-    if (n >= sizeof got) {
-        n = sizeof got - 4;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-        memcpy(got, s, n);
-        memcpy(got + n, "...", 4);
-    } else {
-        memcpy(got, s, n + 1);
-    }
-    free(s);
-    add_error(ld, "%s, got %s", expected, got);
-}
-
-/* ------------------------------------------------------------ the JSON path */
-
-static __attribute__((format(printf, 2, 3))) void path_append(struct loader *ld, const char *fmt,
-                                                              ...)
-{
-    size_t room = sizeof ld->path - ld->path_len;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(ld->path + ld->path_len, room, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= room) {
-        ld->path_len = sizeof ld->path - 1;
-        memcpy(ld->path + ld->path_len - 3, "...", 3);
-    } else {
-        ld->path_len += (size_t)n;
-    }
-}
-
-static bool is_plain_key(const char *key)
-{
-    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
-    return key[0] != '\0' && strspn(key, plain) == strlen(key);
-}
-
-/* Enters object member `key`; returns the mark to leave it with path_pop(). */
-static size_t path_key(struct loader *ld, const char *key)
-{
-    size_t mark = ld->path_len;
-    if (is_plain_key(key)) {
-        path_append(ld, "%s%s", mark ? "." : "", key);
-        return mark;
-    }
-    /* Odd keys ("my vm", "a.b") are quoted so the path stays readable. */
-    json_t *s = json_string(key);
-    char *quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-    path_append(ld, "[%s]", quoted ? quoted : "?");
-    free(quoted);
-    json_decref(s);
-    return mark;
-}
-
-static size_t path_index(struct loader *ld, size_t i)
-{
-    size_t mark = ld->path_len;
-    path_append(ld, "[%zu]", i);
-    return mark;
-}
-
-static void path_pop(struct loader *ld, size_t mark)
-{
-    ld->path_len = mark;
-    ld->path[mark] = '\0';
-}
-
 /* ------------------------------------------------------------ value syntax */
 
 static const char map_expected[] = "expected an object mapping keys to targets";
@@ -196,29 +37,6 @@ static const char element_expected[] = "expected a target {\"host\", \"port\"} o
 static const char host_expected[] = "expected a host name or address";
 static const char port_expected[] = "expected an integer 1..65535";
 
-/* A host name or address to connect to: no blanks, controls or '/' (as config.c). */
-static bool host_is_valid(const char *h, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)h[i];
-        if (c <= ' ' || c == 0x7f || c == '/')
-            return false;
-    }
-    return true;
-}
-
-/* 1..65535 written as 1 to 5 decimal digits and nothing else. */
-static int parse_port(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 5 || strspn(s, "0123456789") != n)
-        return 0;
-    long port = strtol(s, NULL, 10);
-    return port >= 1 && port <= 65535 ? (int)port : 0;
-}
-
 /* The inside of "[...]": an IPv6 address, optionally with a "%zone" suffix. */
 static bool v6_is_valid(const char *a, size_t n)
 {
@@ -227,7 +45,7 @@ static bool v6_is_valid(const char *a, size_t n)
     size_t addr_len = pct ? (size_t)(pct - a) : n;
     if (addr_len == 0 || addr_len >= sizeof buf)
         return false;
-    if (pct && !host_is_valid(pct + 1, n - addr_len - 1))
+    if (pct && !jcheck_host_is_valid(pct + 1, n - addr_len - 1))
         return false;
     memcpy(buf, a, addr_len);
     buf[addr_len] = '\0';
@@ -255,16 +73,16 @@ static const char *parse_host_port(const char *s, struct wsg_target *t)
     } else {
         colon = strrchr(s, ':');
         host_len = colon ? (size_t)(colon - s) : strlen(s);
-        if (!host_is_valid(host, host_len))
+        if (!jcheck_host_is_valid(host, host_len))
             return "expected \"host:port\" with a host name or address (no blanks, control "
                    "characters or '/')";
         if (memchr(host, ':', host_len))
             return "expected \"[v6addr]:port\": an IPv6 address needs brackets";
     }
-    int port = colon ? parse_port(colon + 1) : 0;
+    int port = colon ? jcheck_parse_port(colon + 1, strlen(colon + 1)) : 0;
     if (!port)
         return "expected \"host:port\" with a port 1..65535";
-    t->host = xstrndup(host, host_len);
+    t->host = jcheck_strndup(host, host_len);
     t->port = port;
     return NULL;
 }
@@ -272,7 +90,7 @@ static const char *parse_host_port(const char *s, struct wsg_target *t)
 /* ------------------------------------------------------------ one target */
 
 /* Unknown keys are errors, as in the config: a typo must never be ignored. */
-static void check_target_keys(struct loader *ld, json_t *obj)
+static void check_target_keys(struct jcheck *jc, json_t *obj)
 {
     const char *key;
     json_t *v;
@@ -280,33 +98,31 @@ static void check_target_keys(struct loader *ld, json_t *obj)
     {
         if (strcmp(key, "host") == 0 || strcmp(key, "port") == 0)
             continue;
-        size_t mark = path_key(ld, key);
-        add_error(ld, "unknown key (expected one of: host, port)");
-        path_pop(ld, mark);
+        jcheck_unknown_key(jc, key, "host, port");
     }
 }
 
-static void get_host(struct loader *ld, json_t *obj, struct wsg_target *t)
+static void get_host(struct jcheck *jc, json_t *obj, struct wsg_target *t)
 {
     json_t *host = json_object_get(obj, "host");
     if (!host) {
-        add_error(ld, "missing \"host\"");
+        jcheck_error(jc, "missing \"host\"");
         return;
     }
     const char *h = json_string_value(host);
-    size_t mark = path_key(ld, "host");
-    if (h && host_is_valid(h, strlen(h)))
-        t->host = xstrndup(h, strlen(h));
+    size_t mark = jcheck_enter_key(jc, "host");
+    if (h && jcheck_host_is_valid(h, strlen(h)))
+        t->host = jcheck_strndup(h, strlen(h));
     else
-        err_value(ld, host, host_expected);
-    path_pop(ld, mark);
+        jcheck_value_error(jc, host, false, host_expected);
+    jcheck_leave(jc, mark);
 }
 
-static void get_port(struct loader *ld, json_t *obj, struct wsg_target *t)
+static void get_port(struct jcheck *jc, json_t *obj, struct wsg_target *t)
 {
     json_t *port = json_object_get(obj, "port");
     if (!port) {
-        add_error(ld, "missing \"port\"");
+        jcheck_error(jc, "missing \"port\"");
         return;
     }
     json_int_t p = json_is_integer(port) ? json_integer_value(port) : 0;
@@ -314,66 +130,66 @@ static void get_port(struct loader *ld, json_t *obj, struct wsg_target *t)
         t->port = (int)p;
         return;
     }
-    size_t mark = path_key(ld, "port");
-    err_value(ld, port, port_expected);
-    path_pop(ld, mark);
+    size_t mark = jcheck_enter_key(jc, "port");
+    jcheck_value_error(jc, port, false, port_expected);
+    jcheck_leave(jc, mark);
 }
 
 /* One target, at the path already entered; `expected` words a wrong type. */
-static void parse_target(struct loader *ld, json_t *v, struct wsg_target *t, const char *expected)
+static void parse_target(struct jcheck *jc, json_t *v, struct wsg_target *t, const char *expected)
 {
     if (json_is_object(v)) {
-        check_target_keys(ld, v);
-        get_host(ld, v, t);
-        get_port(ld, v, t);
+        check_target_keys(jc, v);
+        get_host(jc, v, t);
+        get_port(jc, v, t);
     } else if (json_is_string(v)) {
         const char *why = parse_host_port(json_string_value(v), t);
         if (why)
-            err_value(ld, v, why);
+            jcheck_value_error(jc, v, false, why);
     } else {
-        err_value(ld, v, expected);
+        jcheck_value_error(jc, v, false, expected);
     }
 }
 
 /* The value of one key: a target or a non-empty array of them. */
-static void parse_value(struct loader *ld, json_t *v, struct entry *e)
+static void parse_value(struct jcheck *jc, json_t *v, struct entry *e)
 {
     if (!json_is_array(v)) {
-        e->targets = xcalloc(1, sizeof *e->targets);
+        e->targets = jcheck_calloc(1, sizeof *e->targets);
         e->n_targets = 1;
-        parse_target(ld, v, &e->targets[0], value_expected);
+        parse_target(jc, v, &e->targets[0], value_expected);
         return;
     }
     if (json_array_size(v) == 0) {
-        err_value(ld, v, value_expected);
+        jcheck_value_error(jc, v, false, value_expected);
         return;
     }
     e->n_targets = json_array_size(v);
-    e->targets = xcalloc(e->n_targets, sizeof *e->targets);
+    e->targets = jcheck_calloc(e->n_targets, sizeof *e->targets);
     size_t i;
     json_t *elem;
     json_array_foreach(v, i, elem)
     {
-        size_t mark = path_index(ld, i);
-        parse_target(ld, elem, &e->targets[i], element_expected);
-        path_pop(ld, mark);
+        size_t mark = jcheck_enter_index(jc, i);
+        parse_target(jc, elem, &e->targets[i], element_expected);
+        jcheck_leave(jc, mark);
     }
 }
 
 /* Captures and claims refuse '/', '+', '#' and NUL, so no request could
  * ever produce a key holding one: such a key is a mistake in the file. */
-static void check_key(struct loader *ld, const char *key, size_t len)
+static void check_key(struct jcheck *jc, const char *key, size_t len)
 {
     static const char refused[] = "(captures refuse '/', '+', '#' and NUL)";
     size_t bad = strcspn(key, "/+#");
     if (len == 0)
-        add_error(ld, "expected a non-empty key");
+        jcheck_error(jc, "expected a non-empty key");
     else if (len > MAX_KEY_BYTES)
-        add_error(ld, "expected a key of at most %d bytes, got %zu bytes", MAX_KEY_BYTES, len);
+        jcheck_error(jc, "expected a key of at most %d bytes, got %zu bytes", MAX_KEY_BYTES, len);
     else if (memchr(key, '\0', len)) /* jansson refuses these today; keep it true anyway */
-        add_error(ld, "key holds a NUL byte: it could never be looked up %s", refused);
+        jcheck_error(jc, "key holds a NUL byte: it could never be looked up %s", refused);
     else if (key[bad])
-        add_error(ld, "key holds '%c': it could never be looked up %s", key[bad], refused);
+        jcheck_error(jc, "key holds '%c': it could never be looked up %s", key[bad], refused);
 }
 
 /* ------------------------------------------------------------ the snapshot */
@@ -383,25 +199,25 @@ static int entry_cmp(const void *a, const void *b)
     return strcmp(((const struct entry *)a)->key, ((const struct entry *)b)->key);
 }
 
-static struct target_map *build(struct loader *ld, json_t *root)
+static struct target_map *build(struct jcheck *jc, json_t *root)
 {
-    struct target_map *m = xcalloc(1, sizeof *m);
+    struct target_map *m = jcheck_calloc(1, sizeof *m);
     if (!json_is_object(root)) {
-        err_value(ld, root, map_expected);
+        jcheck_value_error(jc, root, false, map_expected);
         return m;
     }
-    m->entries = xcalloc(json_object_size(root), sizeof *m->entries);
+    m->entries = jcheck_calloc(json_object_size(root), sizeof *m->entries);
     const char *key;
     size_t len;
     json_t *v;
     json_object_keylen_foreach(root, key, len, v)
     {
         struct entry *e = &m->entries[m->n++];
-        e->key = xstrndup(key, len);
-        size_t mark = path_key(ld, e->key);
-        check_key(ld, key, len);
-        parse_value(ld, v, e);
-        path_pop(ld, mark);
+        e->key = jcheck_strndup(key, len);
+        size_t mark = jcheck_enter_key(jc, e->key);
+        check_key(jc, key, len);
+        parse_value(jc, v, e);
+        jcheck_leave(jc, mark);
     }
     /* Sorted once here so every lookup is a binary search. */
     qsort(m->entries, m->n, sizeof *m->entries, entry_cmp);
@@ -411,27 +227,13 @@ static struct target_map *build(struct loader *ld, json_t *root)
 /* Validates a parsed document; the snapshot, or NULL with errors appended. */
 static struct target_map *load_root(json_t *root, const char *source, struct config_errors *errs)
 {
-    struct loader ld = {.source = source, .errs = errs, .first_error = errs->count};
-    struct target_map *m = build(&ld, root);
-    if (ld.n_unlisted)
-        push_line(errs, xasprintf("%s: %zu more errors not listed", source, ld.n_unlisted));
-    if (errs->count == ld.first_error)
+    struct jcheck jc;
+    jcheck_begin(&jc, source, errs);
+    struct target_map *m = build(&jc, root);
+    if (jcheck_end(&jc) == 0)
         return m;
     target_map_free(m);
     return NULL;
-}
-
-static void syntax_error(struct config_errors *errs, const char *source, const json_error_t *e)
-{
-    /* jansson's own words are right but do not say why it matters here. */
-    const char *why = json_error_code(e) == json_error_null_byte_in_key
-                          ? " (such a key could never be looked up)"
-                          : "";
-    if (e->line > 0)
-        push_line(errs, xasprintf("%s:%d:%d: %s%s", source, e->line, e->column > 0 ? e->column : 1,
-                                  e->text, why));
-    else
-        push_line(errs, xasprintf("%s: %s%s", source, e->text, why));
 }
 
 /* The whole file, or NULL with errno set. A directory fails here (EISDIR)
@@ -444,14 +246,14 @@ static char *read_file(const char *path, size_t *len)
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
     if (!buf)
-        oom();
+        jcheck_oom();
     for (;;) {
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap)
             break;
         char *bigger = realloc(buf, cap *= 2);
         if (!bigger)
-            oom();
+            jcheck_oom();
         buf = bigger;
     }
     int err = ferror(f) ? errno : 0;
@@ -477,16 +279,20 @@ struct target_map *target_map_load(const char *path, const char *display_name,
     size_t len = 0;
     char *text = read_file(path, &len);
     if (!text) {
-        push_line(out, xasprintf("%s: cannot read: %s", source, strerror(errno)));
+        jcheck_add_line(out, "%s: cannot read: %s", source, strerror(errno));
     } else {
         json_error_t jerr;
         /* DECODE_ANY: a top level like `5` gets our message, not jansson's. */
         json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         free(text);
+        /* For a NUL in a key jansson's words are right but do not say why it
+         * matters here. */
         if (root)
             m = load_root(root, source, out);
+        else if (json_error_code(&jerr) == json_error_null_byte_in_key)
+            jcheck_syntax_error(out, source, &jerr, " (such a key could never be looked up)");
         else
-            syntax_error(out, source, &jerr);
+            jcheck_syntax_error(out, source, &jerr, NULL);
         json_decref(root);
     }
     if (out == &scratch)

@@ -1,0 +1,238 @@
+/* json_check.c - the JSON path, the capped error list and the host/port
+ * syntax shared by wsgate's JSON file checkers (config.c, target_map.c).
+ * What a file must hold is left to them. */
+#define _GNU_SOURCE /* vasprintf, strndup */
+#include "json_check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define MAX_ERRORS 100 /* listed per check; past that they are only counted */
+
+/* ------------------------------------------------------------------ memory */
+
+void jcheck_oom(void)
+{
+    fputs("wsgate: out of memory\n", stderr);
+    abort();
+}
+
+void *jcheck_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p)
+        jcheck_oom();
+    return p;
+}
+
+char *jcheck_strndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (!p)
+        jcheck_oom();
+    return p;
+}
+
+static __attribute__((format(printf, 1, 0))) char *xvasprintf(const char *fmt, va_list ap)
+{
+    char *s;
+    if (vasprintf(&s, fmt, ap) < 0)
+        jcheck_oom();
+    return s;
+}
+
+char *jcheck_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = xvasprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* ------------------------------------------------------------ the error list */
+
+/* `line` (malloc'd) becomes the list's. */
+static void push_line(struct config_errors *errs, char *line)
+{
+    char **lines = realloc(errs->lines, (errs->count + 1) * sizeof *lines);
+    if (!lines)
+        jcheck_oom();
+    errs->lines = lines;
+    errs->lines[errs->count++] = line;
+}
+
+void jcheck_add_line(struct config_errors *errs, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    push_line(errs, xvasprintf(fmt, ap));
+    va_end(ap);
+}
+
+void jcheck_begin(struct jcheck *jc, const char *source, struct config_errors *errs)
+{
+    memset(jc, 0, sizeof *jc);
+    jc->source = source;
+    jc->errs = errs;
+    jc->first_error = errs->count;
+}
+
+int jcheck_end(struct jcheck *jc)
+{
+    if (jc->n_unlisted)
+        jcheck_add_line(jc->errs, "%s: %zu more errors not listed", jc->source, jc->n_unlisted);
+    return jc->errs->count == jc->first_error ? 0 : -1;
+}
+
+void jcheck_error(struct jcheck *jc, const char *fmt, ...)
+{
+    /* A systematic mistake in a 100,000-key file must not flood the log. */
+    if (jc->errs->count - jc->first_error >= MAX_ERRORS) {
+        jc->n_unlisted++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    if (jc->path_len)
+        jcheck_add_line(jc->errs, "%s: %s: %s", jc->source, jc->path, msg);
+    else
+        jcheck_add_line(jc->errs, "%s: %s", jc->source, msg);
+    free(msg);
+}
+
+void jcheck_describe(const json_t *v, bool hidden, char *buf, size_t len)
+{
+    if (hidden) {
+        snprintf(buf, len, "<hidden>");
+        return;
+    }
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s)
+        jcheck_oom(); /* with JSON_ENCODE_ANY nothing else makes it fail */
+    size_t n = strlen(s);
+    if (n >= len) {
+        n = len - 4;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+        memcpy(buf, s, n);
+        memcpy(buf + n, "...", 4);
+    } else {
+        memcpy(buf, s, n + 1);
+    }
+    free(s);
+}
+
+void jcheck_value_error(struct jcheck *jc, const json_t *v, bool hidden, const char *expected)
+{
+    char got[JCHECK_GOT_CAP];
+    jcheck_describe(v, hidden, got, sizeof got);
+    jcheck_error(jc, "%s, got %s", expected, got);
+}
+
+void jcheck_unknown_key(struct jcheck *jc, const char *key, const char *known)
+{
+    size_t mark = jcheck_enter_key(jc, key);
+    jcheck_error(jc, "unknown key (expected one of: %s)", known);
+    jcheck_leave(jc, mark);
+}
+
+void jcheck_syntax_error(struct config_errors *errs, const char *source, const json_error_t *e,
+                         const char *note)
+{
+    if (!note)
+        note = "";
+    if (e->line > 0)
+        jcheck_add_line(errs, "%s:%d:%d: %s%s", source, e->line, e->column > 0 ? e->column : 1,
+                        e->text, note);
+    else
+        jcheck_add_line(errs, "%s: %s%s", source, e->text, note);
+}
+
+/* ------------------------------------------------------------ the JSON path */
+
+static __attribute__((format(printf, 2, 3))) void path_append(struct jcheck *jc, const char *fmt,
+                                                              ...)
+{
+    size_t room = sizeof jc->path - jc->path_len;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(jc->path + jc->path_len, room, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= room) {
+        jc->path_len = sizeof jc->path - 1;
+        memcpy(jc->path + jc->path_len - 3, "...", 3);
+    } else {
+        jc->path_len += (size_t)n;
+    }
+}
+
+static bool is_plain_key(const char *key)
+{
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    return key[0] != '\0' && strspn(key, plain) == strlen(key);
+}
+
+size_t jcheck_enter_key(struct jcheck *jc, const char *key)
+{
+    size_t mark = jc->path_len;
+    if (is_plain_key(key)) {
+        path_append(jc, "%s%s", mark ? "." : "", key);
+        return mark;
+    }
+    /* Odd keys ("my vm", "a.b") are quoted so the path stays readable. */
+    json_t *s = json_string(key);
+    char *quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    path_append(jc, "[%s]", quoted ? quoted : "?");
+    free(quoted);
+    json_decref(s);
+    return mark;
+}
+
+size_t jcheck_enter_index(struct jcheck *jc, size_t i)
+{
+    size_t mark = jc->path_len;
+    path_append(jc, "[%zu]", i);
+    return mark;
+}
+
+void jcheck_leave(struct jcheck *jc, size_t mark)
+{
+    jc->path_len = mark;
+    jc->path[mark] = '\0';
+}
+
+size_t jcheck_mark(const struct jcheck *jc) { return jc->path_len; }
+
+/* ----------------------------------------------------------- value syntax */
+
+bool jcheck_host_is_valid(const char *h, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (c <= ' ' || c == 0x7f || c == '/')
+            return false;
+    }
+    return true;
+}
+
+int jcheck_parse_port(const char *s, size_t n)
+{
+    if (n == 0 || n > 5)
+        return 0;
+    int port = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port <= 65535 ? port : 0;
+}
