@@ -363,7 +363,8 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg)
     p[n++] = (struct lws_protocols){.name = DEFAULT_PROTOCOL_NAME,
                                     .callback = server_callback,
                                     .per_session_data_size = sizeof(struct http_state),
-                                    .rx_buffer_size = WS_RX_BUFFER_BYTES};
+                                    .rx_buffer_size = WS_RX_BUFFER_BYTES,
+                                    .tx_packet_size = SESSION_TX_PACKET_BYTES};
     for (size_t r = 0; r < cfg->n_routes; r++)
         for (size_t i = 0; i < cfg->routes[r].n_subprotocols; i++) {
             const char *name = cfg->routes[r].subprotocols[i];
@@ -371,7 +372,8 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg)
                 continue;
             p[n++] = (struct lws_protocols){.name = name,
                                             .callback = server_callback,
-                                            .rx_buffer_size = WS_RX_BUFFER_BYTES};
+                                            .rx_buffer_size = WS_RX_BUFFER_BYTES,
+                                            .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
     p[n++] = (struct lws_protocols){.name = TCP_BACKEND_PROTOCOL_NAME,
                                     .callback = tcp_backend_lws_callback};

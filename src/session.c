@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "msg_queue.h"
+#include "sock_room.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #define CHUNK_TEXT 1u
+
 
 struct session {
     struct session *prev, *next; /* in the list of open sessions */
@@ -45,6 +47,7 @@ struct session {
 
     uint64_t started_us;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+
 };
 
 /* Every open session, for shutdown. */
@@ -240,20 +243,40 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
     return 0;
 }
 
+/* Frame headers lws puts in front of a fragment (at most 10 bytes). */
+#define WS_HEADER_MAX 14
+/* Smallest fragment worth sending when the socket reports little room. */
+#define MIN_FRAGMENT 512
+
+/* Sends (part of) the first queued message. A message larger than the
+ * socket can take now, or than lws sends in one go (SESSION_TX_PACKET_BYTES),
+ * goes out as several fragments of one WebSocket message, so that lws never
+ * has to hold a partly sent buffer (see sock_room.h for why that matters). */
 static int on_writable(struct session *s)
 {
     struct msg_chunk *c = msg_queue_peek(&s->out);
     if (c) {
-        enum lws_write_protocol type =
-            (c->flags & CHUNK_TEXT) ? LWS_WRITE_TEXT : LWS_WRITE_BINARY;
-        size_t n = c->len;
-        /* lws finishes a partial write itself before the next WRITEABLE. */
-        if (lws_write(s->wsi, msg_chunk_data(c), n, type) < 0)
+        bool first = c->sent == 0;
+        size_t left = c->len - c->sent;
+        size_t room = sock_send_room(lws_get_socket_fd(s->wsi));
+        size_t n = left < SESSION_TX_PACKET_BYTES ? left : SESSION_TX_PACKET_BYTES;
+        if (room != SIZE_MAX && n + WS_HEADER_MAX > room)
+            n = room > MIN_FRAGMENT + WS_HEADER_MAX ? room - WS_HEADER_MAX : MIN_FRAGMENT;
+        if (n > left)
+            n = left;
+        int type = !first                       ? LWS_WRITE_CONTINUATION
+                   : (c->flags & CHUNK_TEXT)    ? LWS_WRITE_TEXT
+                                                : LWS_WRITE_BINARY;
+        if (n < left)
+            type |= LWS_WRITE_NO_FIN;
+        if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n, (enum lws_write_protocol)type) < 0)
             return -1;
         s->bytes_out += n;
-        s->msgs_out++;
         s->metrics->bytes_out += n;
-        s->metrics->messages_out++;
+        if (n == left) {
+            s->msgs_out++;
+            s->metrics->messages_out++;
+        }
         size_t bound = (size_t)s->limits->max_queue_bytes;
         bool was_above = s->out.bytes > bound / 2;
         msg_queue_consume(&s->out, n);

@@ -27,6 +27,10 @@ enum {
 
 struct session;
 
+/* lws sends at most a protocol's tx_packet_size per write and buffers the
+ * rest itself; sessions never hand it more (server.c sets this size). */
+#define SESSION_TX_PACKET_BYTES 65536
+
 /* Created when a handshake is accepted (before lws binds the connection to
  * its protocol); takes ownership of `match`'s contents and leaves it empty,
  * and copies the backend targets chosen for it (from the route or its

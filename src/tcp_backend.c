@@ -8,8 +8,10 @@
 
 #include "msg_queue.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -161,24 +163,29 @@ static bool peer_reset(struct lws *wsi)
     return info.tcpi_state == TCP_CLOSE;
 }
 
+/* Writes with send() rather than lws_write(): what the socket does not take
+ * stays in our queue, so lws never holds a partly sent buffer for a backend
+ * (see sock_room.h for why that matters). */
 static int on_writable(struct tcp_backend *b, struct lws *wsi)
 {
     struct msg_chunk *c = msg_queue_peek(&b->out);
     if (c) {
-        size_t n = c->len - c->sent;
-        /* lws keeps whatever the socket does not take and finishes it before
-         * the next WRITEABLE, so a successful write consumes it all. */
-        if (lws_write(wsi, msg_chunk_data(c) + c->sent, n, LWS_WRITE_RAW) < 0) {
-            snprintf(b->detail, sizeof(b->detail), "write to backend failed");
+        ssize_t n = send(lws_get_socket_fd(wsi), msg_chunk_data(c) + c->sent, c->len - c->sent,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            snprintf(b->detail, sizeof(b->detail), "write to backend failed: %s",
+                     strerror(errno));
             b->write_failed = true;
             return -1;
         }
-        bool was_above = b->out.bytes > b->queue_bound / 2;
-        msg_queue_consume(&b->out, n);
-        if (was_above && b->out.bytes <= b->queue_bound / 2 && b->owner)
-            b->events->drained(b->owner);
+        if (n > 0) {
+            bool was_above = b->out.bytes > b->queue_bound / 2;
+            msg_queue_consume(&b->out, (size_t)n);
+            if (was_above && b->out.bytes <= b->queue_bound / 2 && b->owner)
+                b->events->drained(b->owner);
+        }
     }
-    if (!msg_queue_empty(&b->out) || (b->closing && lws_partial_buffered(wsi))) {
+    if (!msg_queue_empty(&b->out)) {
         lws_callback_on_writable(wsi);
         return 0;
     }
