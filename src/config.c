@@ -492,6 +492,25 @@ static const struct key_spec listen_keys[] = {
     {NULL, false},
 };
 
+/* Reads "host" (with host_flags) and the required "port" of a listener or
+ * target. Returns true if a host was given (valid or not). */
+static bool get_host_port(struct loader *ld, json_t *obj, unsigned host_flags, char **host,
+                          int *port)
+{
+    struct strval sv;
+    bool given = get_str(ld, obj, "host", host_flags | F_NONEMPTY, host_expected, &sv);
+    if (given) {
+        if (jcheck_host_is_valid(sv.s, strlen(sv.s)))
+            *host = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, host_expected);
+    }
+    int64_t value;
+    if (get_int(ld, obj, "port", F_REQUIRED, 1, 65535, &value))
+        *port = (int)value;
+    return given;
+}
+
 static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *l)
 {
     if (!json_is_object(obj)) {
@@ -499,18 +518,9 @@ static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *
         return;
     }
     check_keys(ld, obj, listen_keys);
-    struct strval sv;
-    if (get_str(ld, obj, "host", F_NONEMPTY, host_expected, &sv)) {
-        if (jcheck_host_is_valid(sv.s, strlen(sv.s)))
-            l->host = xstrdup(sv.s);
-        else
-            bad_str(ld, &sv, host_expected);
-    } else if (!json_object_get(obj, "host") && !json_object_get(obj, "host_env")) {
+    if (!get_host_port(ld, obj, 0, &l->host, &l->port) && !json_object_get(obj, "host") &&
+        !json_object_get(obj, "host_env"))
         l->host = xstrdup("0.0.0.0"); /* like nginx: every interface */
-    }
-    int64_t port;
-    if (get_int(ld, obj, "port", F_REQUIRED, 1, 65535, &port))
-        l->port = (int)port;
     json_t *tls = get_obj(ld, obj, "tls", 0, "expected an object {\"cert\", \"key\"}");
     if (tls) {
         size_t mark = jcheck_enter_key(&ld->jc, "tls");
@@ -935,16 +945,7 @@ static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
         return;
     }
     check_keys(ld, obj, target_keys);
-    struct strval sv;
-    if (get_str(ld, obj, "host", F_REQUIRED | F_NONEMPTY, host_expected, &sv)) {
-        if (jcheck_host_is_valid(sv.s, strlen(sv.s)))
-            t->host = xstrdup(sv.s);
-        else
-            bad_str(ld, &sv, host_expected);
-    }
-    int64_t port;
-    if (get_int(ld, obj, "port", F_REQUIRED, 1, 65535, &port))
-        t->port = (int)port;
+    get_host_port(ld, obj, F_REQUIRED, &t->host, &t->port);
 }
 
 static void parse_targets(struct loader *ld, json_t *obj, struct wsg_route *r)
