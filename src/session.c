@@ -247,6 +247,8 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 #define WS_HEADER_MAX 14
 /* Smallest fragment worth sending when the socket reports little room. */
 #define MIN_FRAGMENT 512
+/* Writes up to this size go out without asking the socket for room. */
+#define SMALL_WRITE_BYTES 2048
 
 /* Sends (part of) the first queued message. A message larger than the
  * socket can take now, or than lws sends in one go (SESSION_TX_PACKET_BYTES),
@@ -258,7 +260,11 @@ static int on_writable(struct session *s)
     if (c) {
         bool first = c->sent == 0;
         size_t left = c->len - c->sent;
-        size_t room = sock_send_room(lws_get_socket_fd(s->wsi));
+        /* WRITEABLE comes on POLLOUT, which Linux signals only with a third
+         * or more of the send buffer free: small writes always fit, and
+         * need no extra system call to ask. */
+        size_t room = left > SMALL_WRITE_BYTES ? sock_send_room(lws_get_socket_fd(s->wsi))
+                                               : SIZE_MAX;
         size_t n = left < SESSION_TX_PACKET_BYTES ? left : SESSION_TX_PACKET_BYTES;
         if (room != SIZE_MAX && n + WS_HEADER_MAX > room)
             n = room > MIN_FRAGMENT + WS_HEADER_MAX ? room - WS_HEADER_MAX : MIN_FRAGMENT;
