@@ -1,0 +1,564 @@
+/* envelope.c - the JSON envelope codec of "format": "envelope" mqtt routes:
+ * parses and checks client requests, checks topics against allow filters,
+ * builds the gateway's messages, acks and errors. Pure: jansson and topic.c;
+ * what to do with a request (publish, subscribe, reply) is the bridge's. */
+#include "envelope.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "topic.h"
+
+#define ID_MAX_BYTES 256 /* longest string "id" (its UTF-8 bytes) */
+#define QUOTE_MAX 60     /* most bytes of a client's topic or key put in a message */
+#define QUOTE_BUF (QUOTE_MAX + sizeof "...")
+
+/* NUL is allowed in strings so that a payload with NUL bytes, sent to the
+ * browser as "\u0000", can come back the same way. jansson never allows it
+ * in keys, and topics are checked for it. */
+#define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
+
+/* Nothing sensible is left to do without memory (as in json_check.c). */
+static void oom(void) { abort(); }
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom();
+    return p;
+}
+
+static char *dump(const json_t *v)
+{
+    char *s = json_dumps(v, DUMP_FLAGS);
+    if (!s)
+        oom();
+    return s;
+}
+
+/* ----------------------------------------------------------------- UTF-8 */
+
+/* The length of the longest prefix of [s, s+n) that does not end inside a
+ * character: `s` was valid UTF-8 before it was cut at n. */
+static size_t utf8_whole(const char *s, size_t n)
+{
+    for (size_t back = 1; back <= 4 && back <= n; back++) {
+        unsigned char c = (unsigned char)s[n - back];
+        if ((c & 0xC0) == 0x80)
+            continue; /* a continuation byte: its lead is further back */
+        size_t need = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        return need > back ? n - back : n;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- base64 */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* malloc'd, NUL-terminated; NULL if the result would not fit a size_t. */
+static char *base64_encode(const uint8_t *in, size_t len, size_t *out_len)
+{
+    if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
+        return NULL;
+    size_t n = (len + 2) / 3 * 4;
+    char *out = xmalloc(n + 1), *o = out;
+    size_t i = 0;
+    for (; len - i >= 3; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        *o++ = b64_alphabet[v >> 18];
+        *o++ = b64_alphabet[(v >> 12) & 63];
+        *o++ = b64_alphabet[(v >> 6) & 63];
+        *o++ = b64_alphabet[v & 63];
+    }
+    if (len - i > 0) {
+        uint32_t v = (uint32_t)in[i] << 16 | (len - i == 2 ? (uint32_t)in[i + 1] << 8 : 0);
+        *o++ = b64_alphabet[v >> 18];
+        *o++ = b64_alphabet[(v >> 12) & 63];
+        *o++ = len - i == 2 ? b64_alphabet[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    *out_len = n;
+    return out;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* Strict RFC 4648 base64: padded to a multiple of 4, '=' only at the end,
+ * no whitespace, and the bits the padding drops must be zero, so that every
+ * payload has exactly one encoding. Output malloc'd (len + 1, NUL after). */
+static int base64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len)
+{
+    if (len % 4 != 0)
+        return -1;
+    uint8_t *buf = xmalloc(len / 4 * 3 + 1), *o = buf;
+    for (size_t i = 0; i < len; i += 4) {
+        bool last = i + 4 == len;
+        size_t pad = last ? (in[i + 3] == '=') + (in[i + 3] == '=' && in[i + 2] == '=') : 0;
+        uint32_t v = 0;
+        for (size_t k = 0; k < 4 - pad; k++) {
+            int d = b64_value((unsigned char)in[i + k]);
+            if (d < 0)
+                goto bad;
+            v = v << 6 | (uint32_t)d;
+        }
+        v <<= 6 * pad;
+        if ((pad == 1 && (v & 0xFF)) || (pad == 2 && (v & 0xFFFF)))
+            goto bad; /* non-zero bits under the padding */
+        *o++ = (uint8_t)(v >> 16);
+        if (pad < 2)
+            *o++ = (uint8_t)(v >> 8);
+        if (pad < 1)
+            *o++ = (uint8_t)v;
+    }
+    *o = 0;
+    *out = buf;
+    *out_len = (size_t)(o - buf);
+    return 0;
+bad:
+    free(buf);
+    return -1;
+}
+
+/* ------------------------------------------------------ errors and quoting */
+
+/* Where envelope_parse's error goes: the code and the caller's buffer. */
+struct perr {
+    const char **code;
+    char *msg;
+    size_t cap;
+};
+
+static int fail(struct perr *e, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct perr *e, const char *code, const char *fmt, ...)
+{
+    if (e->code)
+        *e->code = code;
+    if (e->msg && e->cap > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(e->msg, e->cap, fmt, ap);
+        va_end(ap);
+        /* A small buffer may cut a quoted character: keep the text UTF-8. */
+        if (n >= 0 && (size_t)n >= e->cap)
+            e->msg[utf8_whole(e->msg, e->cap - 1)] = '\0';
+    }
+    return -1;
+}
+
+/* At most QUOTE_MAX bytes of a client's (valid UTF-8) string for a message,
+ * cut on a character boundary, control characters shown as '?' so that
+ * the message stays one line; "..." when cut. */
+static const char *quote(const char *s, size_t len, char buf[QUOTE_BUF])
+{
+    size_t n = len > QUOTE_MAX ? utf8_whole(s, QUOTE_MAX) : len;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = c < 0x20 || c == 0x7F ? '?' : (char)c;
+    }
+    strcpy(buf + n, n < len ? "..." : "");
+    return buf;
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    default:
+        return "an object";
+    }
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+/* The keys each kind of request may carry; the first names the kind. */
+static const char *const publish_keys[] = {"topic", "payload",  "qos", "retain",
+                                           "id",    "encoding", NULL};
+static const char *const subscribe_keys[] = {"subscribe", "qos", "id", NULL};
+static const char *const unsubscribe_keys[] = {"unsubscribe", "id", NULL};
+
+static const char *const *const kind_keys[] = {
+    [ENVELOPE_PUBLISH] = publish_keys,
+    [ENVELOPE_SUBSCRIBE] = subscribe_keys,
+    [ENVELOPE_UNSUBSCRIBE] = unsubscribe_keys,
+};
+static const char *const kind_names[] = {
+    [ENVELOPE_PUBLISH] = "a publish",
+    [ENVELOPE_SUBSCRIBE] = "a subscribe",
+    [ENVELOPE_UNSUBSCRIBE] = "an unsubscribe",
+};
+
+/* jansson's reason without its " near '<token>'" part, which may quote the
+ * payload; its position says where instead. */
+static int fail_syntax(struct perr *e, const json_error_t *je)
+{
+    const char *near = strstr(je->text, " near ");
+    int n = near ? (int)(near - je->text) : (int)strlen(je->text);
+    return fail(e, ENVELOPE_ERR_BAD_JSON, "not valid JSON: %.*s (at byte %d)", n, je->text,
+                je->position);
+}
+
+/* "id": a string of at most ID_MAX_BYTES or an integer, kept as compact JSON. */
+static int read_id(const json_t *req, char **id, struct perr *e)
+{
+    const json_t *v = json_object_get(req, "id");
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) && !(json_is_string(v) && json_string_length(v) <= ID_MAX_BYTES))
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST,
+                    "\"id\" must be a string of at most %d bytes or an integer", ID_MAX_BYTES);
+    *id = dump(v);
+    return 0;
+}
+
+static int read_kind(const json_t *req, enum envelope_kind *kind, struct perr *e)
+{
+    int found = 0;
+    for (enum envelope_kind k = ENVELOPE_PUBLISH; k <= ENVELOPE_UNSUBSCRIBE; k++) {
+        if (json_object_get(req, kind_keys[k][0])) {
+            *kind = k;
+            found++;
+        }
+    }
+    if (found != 1)
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST,
+                    "a request has exactly one of \"topic\" (publish), \"subscribe\" or "
+                    "\"unsubscribe\"");
+    return 0;
+}
+
+static bool key_is_known(const char *const *keys, const char *key)
+{
+    for (; *keys; keys++) {
+        if (strcmp(*keys, key) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int check_keys(json_t *req, enum envelope_kind kind, struct perr *e)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach (req, key, v) {
+        if (!key_is_known(kind_keys[kind], key)) {
+            char q[QUOTE_BUF];
+            return fail(e, ENVELOPE_ERR_BAD_REQUEST, "unknown key \"%s\" in %s request",
+                        quote(key, strlen(key), q), kind_names[kind]);
+        }
+    }
+    return 0;
+}
+
+static int read_qos(const json_t *req, int *qos, struct perr *e)
+{
+    const json_t *v = json_object_get(req, "qos");
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 2)
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"qos\" must be 0, 1 or 2");
+    *qos = (int)json_integer_value(v);
+    return 0;
+}
+
+static int read_retain(const json_t *req, bool *retain, struct perr *e)
+{
+    const json_t *v = json_object_get(req, "retain");
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"retain\" must be true or false");
+    *retain = json_is_true(v);
+    return 0;
+}
+
+/* Why `s` (valid UTF-8, from jansson) is no MQTT topic name / filter, or
+ * NULL; *hint says what to do about it, if anything. */
+static const char *topic_problem(const char *s, size_t len, bool filter, const char **hint)
+{
+    *hint = "";
+    if (len == 0)
+        return "is empty";
+    if (strlen(s) != len)
+        return "contains a NUL character";
+    if (len > TOPIC_MAX_BYTES)
+        return "is longer than 65535 bytes";
+    if (filter && !topic_filter_is_valid(s)) {
+        *hint = " ('+' and '#' must be whole levels, '#' only the last)";
+        return "is not a valid filter";
+    }
+    if (!filter && !topic_name_is_valid(s)) {
+        *hint = " ('+' and '#' are only for subscribing)";
+        return "is not a valid topic name";
+    }
+    return NULL;
+}
+
+/* The topic (publish) or filter ((un)subscribe) under `key`, strdup'd. */
+static int read_topic(const json_t *req, const char *key, bool filter, char **out, struct perr *e)
+{
+    const json_t *v = json_object_get(req, key);
+    if (!json_is_string(v))
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"%s\" must be a string", key);
+    const char *s = json_string_value(v), *hint;
+    size_t len = json_string_length(v);
+    const char *why = topic_problem(s, len, filter, &hint);
+    if (why) {
+        char q[QUOTE_BUF];
+        return fail(e, ENVELOPE_ERR_BAD_TOPIC, "\"%s\" %s: \"%s\"%s", key, why, quote(s, len, q),
+                    hint);
+    }
+    *out = xmalloc(len + 1);
+    memcpy(*out, s, len + 1);
+    return 0;
+}
+
+/* "payload" (and "encoding") into out->payload: always non-NULL and
+ * NUL-terminated (not counted in payload_len), for callers' convenience. */
+static int read_payload(const json_t *req, struct envelope_request *out, struct perr *e)
+{
+    const json_t *v = json_object_get(req, "payload");
+    const json_t *enc = json_object_get(req, "encoding");
+    if (!v)
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"payload\" is required in a publish request");
+    if (enc && !(json_is_string(enc) && strcmp(json_string_value(enc), "base64") == 0 &&
+                 json_string_length(enc) == 6))
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"encoding\" must be \"base64\"");
+    if (enc && !json_is_string(v))
+        return fail(e, ENVELOPE_ERR_BAD_REQUEST,
+                    "\"encoding\": \"base64\" needs a string \"payload\", got %s",
+                    json_type_name(v));
+    if (enc) {
+        if (base64_decode(json_string_value(v), json_string_length(v), &out->payload,
+                          &out->payload_len) < 0)
+            return fail(e, ENVELOPE_ERR_BAD_REQUEST,
+                        "\"payload\" is not valid base64 (RFC 4648, padded, no whitespace)");
+        return 0;
+    }
+    if (json_is_string(v)) {
+        out->payload_len = json_string_length(v);
+        out->payload = xmalloc(out->payload_len + 1);
+        memcpy(out->payload, json_string_value(v), out->payload_len + 1);
+        return 0;
+    }
+    char *text = dump(v);
+    out->payload = (uint8_t *)text;
+    out->payload_len = strlen(text);
+    return 0;
+}
+
+static int parse_fields(json_t *req, struct envelope_request *out, struct perr *e)
+{
+    if (read_kind(req, &out->kind, e) < 0 || check_keys(req, out->kind, e) < 0)
+        return -1;
+    switch (out->kind) {
+    case ENVELOPE_PUBLISH:
+        if (read_qos(req, &out->qos, e) < 0 || read_retain(req, &out->retain, e) < 0 ||
+            read_payload(req, out, e) < 0)
+            return -1;
+        return read_topic(req, "topic", false, &out->topic, e);
+    case ENVELOPE_SUBSCRIBE:
+        if (read_qos(req, &out->qos, e) < 0)
+            return -1;
+        return read_topic(req, "subscribe", true, &out->topic, e);
+    case ENVELOPE_UNSUBSCRIBE:
+        return read_topic(req, "unsubscribe", true, &out->topic, e);
+    }
+    return -1;
+}
+
+int envelope_parse(const uint8_t *msg, size_t len, struct envelope_request *out, const char **code,
+                   char *message, size_t message_len)
+{
+    struct perr e = {code, message, message_len};
+    memset(out, 0, sizeof *out);
+    if (!msg || len == 0)
+        return fail(&e, ENVELOPE_ERR_BAD_JSON, "empty message");
+    json_error_t je;
+    json_t *req = json_loadb((const char *)msg, len, LOAD_FLAGS | JSON_DECODE_ANY, &je);
+    if (!req)
+        return fail_syntax(&e, &je);
+    int rc;
+    if (!json_is_object(req))
+        rc = fail(&e, ENVELOPE_ERR_BAD_JSON, "a request is a JSON object, got %s",
+                  json_type_name(req));
+    else
+        rc = read_id(req, &out->id, &e) < 0 ? -1 : parse_fields(req, out, &e);
+    json_decref(req);
+    if (rc < 0) {
+        /* Only the id survives an error, for the reply to echo. */
+        char *id = out->id;
+        out->id = NULL;
+        envelope_request_free(out);
+        out->id = id;
+    }
+    return rc;
+}
+
+void envelope_request_free(struct envelope_request *r)
+{
+    if (!r)
+        return;
+    free(r->topic);
+    free(r->payload);
+    free(r->id);
+    memset(r, 0, sizeof *r);
+}
+
+/* ------------------------------------------------------------------- ACL */
+
+bool envelope_may_publish(char *const *allow, size_t n_allow, const char *topic)
+{
+    if (!allow || !topic_name_is_valid(topic))
+        return false;
+    for (size_t i = 0; i < n_allow; i++) {
+        /* An invalid filter ("a/#/b") would match oddly: it allows nothing. */
+        if (topic_filter_is_valid(allow[i]) && topic_filter_matches(allow[i], topic))
+            return true;
+    }
+    return false;
+}
+
+bool envelope_may_subscribe(char *const *allow, size_t n_allow, const char *filter)
+{
+    if (!allow || !topic_filter_is_valid(filter))
+        return false;
+    for (size_t i = 0; i < n_allow; i++) {
+        if (topic_filter_is_valid(allow[i]) && topic_filter_covers(allow[i], filter))
+            return true;
+    }
+    return false;
+}
+
+/* -------------------------------------------------------------- building */
+
+/* `obj` as compact JSON text (consumes the reference); NULL if obj is. */
+static char *finish(json_t *obj, size_t *len)
+{
+    if (!obj)
+        return NULL;
+    char *s = json_dumps(obj, DUMP_FLAGS);
+    json_decref(obj);
+    if (s && len)
+        *len = strlen(s); /* NUL bytes in strings are escaped: strlen is the length */
+    return s;
+}
+
+/* A JSON object or array in the payload, else NULL. Only text that starts
+ * like one is handed to jansson: most payloads fail on the first byte. */
+static json_t *payload_as_json(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    if (i == len || (p[i] != '{' && p[i] != '['))
+        return NULL;
+    return json_loadb((const char *)p, len, LOAD_FLAGS, NULL);
+}
+
+char *envelope_message(const char *topic, const uint8_t *payload, size_t payload_len, size_t *len)
+{
+    if (!topic || (!payload && payload_len > 0))
+        return NULL;
+    json_t *obj = json_object();
+    if (json_object_set_new(obj, "topic", json_string(topic)) < 0)
+        goto fail; /* also a topic that is not UTF-8 */
+    json_t *p = payload_len == 0 ? json_string("") : payload_as_json(payload, payload_len);
+    if (!p)
+        p = json_stringn((const char *)payload, payload_len); /* NULL unless UTF-8 */
+    if (p) {
+        if (json_object_set_new(obj, "payload", p) < 0)
+            goto fail;
+        return finish(obj, len);
+    }
+    size_t n;
+    char *b64 = base64_encode(payload, payload_len, &n);
+    if (!b64)
+        goto fail;
+    p = json_stringn(b64, n);
+    free(b64);
+    if (json_object_set_new(obj, "payload", p) < 0 ||
+        json_object_set_new(obj, "encoding", json_string("base64")) < 0)
+        goto fail;
+    return finish(obj, len);
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+/* An id from envelope_parse (compact JSON), as a value; NULL if none or not JSON. */
+static json_t *load_id(const char *id)
+{
+    return id ? json_loads(id, LOAD_FLAGS | JSON_DECODE_ANY, NULL) : NULL;
+}
+
+char *envelope_ack(const char *id, size_t *len)
+{
+    json_t *v = load_id(id);
+    if (!v)
+        return NULL; /* an ack without an id acknowledges nothing */
+    json_t *obj = json_object();
+    if (json_object_set_new(obj, "ack", v) == 0)
+        return finish(obj, len);
+    json_decref(obj);
+    return NULL;
+}
+
+/* jansson's json_object_set_new() takes the value even when it fails (or
+ * when the object is NULL), so nothing below leaks on out-of-memory. */
+char *envelope_error(const char *code, const char *message, const char *id, size_t *len)
+{
+    if (!code)
+        return NULL;
+    json_t *obj = json_object(), *err = json_object();
+    if (json_object_set_new(obj, "error", err) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    /* Never lose an error reply to a bad argument: a message that is not
+     * UTF-8 becomes the code, an id that is not JSON is left out. */
+    json_t *m = message ? json_string(message) : NULL;
+    json_t *v = load_id(id);
+    int rc = json_object_set_new(err, "code", json_string(code));
+    rc |= json_object_set_new(err, "message", m ? m : json_string(code));
+    if (v)
+        rc |= json_object_set_new(err, "request", v);
+    if (rc != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return finish(obj, len);
+}
