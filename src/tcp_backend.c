@@ -31,7 +31,7 @@ struct tcp_backend {
     bool paused;
     bool in_connect; /* inside lws_client_connect_via_info() */
     bool failed;     /* the connect failed inside that call: report it later */
-    bool write_failed;
+    bool failed_midstream; /* a write error or a reset by the peer: 1011, not 1000 */
     lws_sorted_usec_list_t deferred; /* reports a failure from inside connect */
     char detail[96];
 };
@@ -117,8 +117,6 @@ long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len)
     return (long)b->out.bytes;
 }
 
-size_t tcp_backend_queued(const struct tcp_backend *b) { return b->out.bytes; }
-
 void tcp_backend_pause_reading(struct tcp_backend *b, bool paused)
 {
     if (b->paused == paused)
@@ -175,7 +173,7 @@ static int on_writable(struct tcp_backend *b, struct lws *wsi)
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             snprintf(b->detail, sizeof(b->detail), "write to backend failed: %s",
                      strerror(errno));
-            b->write_failed = true;
+            b->failed_midstream = true;
             return -1;
         }
         if (n > 0) {
@@ -240,13 +238,13 @@ int tcp_backend_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         if (!b)
             return 0;
         lws_set_opaque_user_data(wsi, NULL);
-        if (!b->write_failed && b->connected && peer_reset(wsi)) {
-            b->write_failed = true;
+        if (!b->failed_midstream && b->connected && peer_reset(wsi)) {
+            b->failed_midstream = true;
             snprintf(b->detail, sizeof(b->detail), "connection reset by backend");
         }
         if (!b->detail[0])
             snprintf(b->detail, sizeof(b->detail), "backend closed the connection");
-        backend_ended(b, b->write_failed ? TCP_BACKEND_RESET : TCP_BACKEND_CLOSED);
+        backend_ended(b, b->failed_midstream ? TCP_BACKEND_RESET : TCP_BACKEND_CLOSED);
         return 0;
 
     default:

@@ -46,8 +46,6 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
  * allocation failure. The caller pauses its producer past the bound. */
 long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len);
 
-size_t tcp_backend_queued(const struct tcp_backend *b);
-
 /* Stops or resumes reading from the backend (backpressure from the client). */
 void tcp_backend_pause_reading(struct tcp_backend *b, bool paused);
 
