@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# bench/run.sh - wsgate vs websockify vs direct TCP, all in one run on this machine.
+#
+# Starts one wsgate-echo, websockify in front of it and wsgate in front of it (each on
+# a free 127.0.0.1 port), drives every scenario against all three with bench/wsbench,
+# and writes docs/benchmarks/results.md and throughput.png. Figures from a shared,
+# noisy machine only mean something beside the same run's baselines, so the report
+# gives ratios to direct TCP and wsgate / websockify next to the raw numbers, and each
+# scenario runs in rounds that take the three targets in turn (the report keeps each
+# target's median round), so a burst of someone else's load hits all three alike.
+#
+#   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j
+#   bench/run.sh                       # uses build/wsgate and build/wsgate-echo
+#
+# Environment: WSGATE_BUILD (build directory, default "build"), BENCH_SECONDS
+# (measured seconds per scenario per target, default 5), BENCH_ROUNDS (rounds they are
+# split into, default 3), BENCH_WARMUP (seconds before each round, default 0.5),
+# BENCH_OUT (where results go, default docs/benchmarks), BENCH_ONLY (space-separated
+# scenario names to run, e.g. "lat-64B 64K-100c").
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${WSGATE_BUILD:-build}
+[[ $BUILD = /* ]] || BUILD="$ROOT/$BUILD"
+SECS=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+WARMUP=${BENCH_WARMUP:-0.5}
+OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+for bin in wsgate wsgate-echo; do
+    [[ -x $BUILD/$bin ]] || die "$BUILD/$bin not found. Build first:
+  cmake -S $ROOT -B $BUILD -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build $BUILD -j
+(or set WSGATE_BUILD to an existing Release/RelWithDebInfo build directory)"
+done
+command -v websockify >/dev/null || die "websockify not found: apt-get install websockify"
+command -v python3 >/dev/null || die "python3 not found (writes the report)"
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+case $build_type in
+Release | RelWithDebInfo) ;;
+*) echo "run.sh: warning: $BUILD is a '${build_type:-unknown}' build; numbers want Release or RelWithDebInfo" >&2 ;;
+esac
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS: expected a positive integer, got '$ROUNDS'"
+ROUND_SECS=$(python3 -c "print(round($SECS / $ROUNDS, 3))") || die "BENCH_SECONDS: not a number"
+
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+# Which source the binaries are, read now: others may commit while this runs.
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$ROOT" status --porcelain -- src tools CMakeLists.txt 2>/dev/null |
+    awk '{print $2}' | tr '\n' ' ' | sed 's/ $//')
+[[ -z $dirty ]] || commit="$commit + uncommitted changes in $dirty"
+newer=$(find "$ROOT/src" "$ROOT/tools" -newer "$BUILD/wsgate" -type f 2>/dev/null | head -3 |
+    sed "s|$ROOT/||" | tr '\n' ' ' | sed 's/ $//')
+if [[ -n $newer ]]; then
+    echo "run.sh: warning: $BUILD/wsgate is older than $newer; rebuild to measure the tree" >&2
+    commit="$commit (binary older than $newer)"
+fi
+
+make -s -C "$ROOT/bench" wsbench
+WSBENCH=$ROOT/bench/wsbench
+
+# 1,000 connections need ~2,000 descriptors in a relay; websockify still uses select().
+ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+WORK=$(mktemp -d /tmp/wsgate-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    sleep 0.3
+    for pid in "${PIDS[@]}"; do
+        # websockify's per-connection children, by parent PID, if any outlived it
+        for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+            kill -9 "$child" 2>/dev/null || true
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+on_exit() {
+    local rc=$?
+    cleanup
+    if [[ $rc -ne 0 ]]; then
+        echo "run.sh: failed (exit $rc); logs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until something accepts on 127.0.0.1:$1, or dies naming the log to read.
+wait_port() {
+    local port=$1 pid=$2 log=$3
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited at start; see $log:
+$(tail -5 "$log")"
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "nothing listening on 127.0.0.1:$port after 10 s; see $log"
+}
+
+# --- the three servers --------------------------------------------------------------
+"$BUILD/wsgate-echo" --host 127.0.0.1 --port 0 >"$WORK/echo.log" 2>&1 &
+ECHO_PID=$!
+PIDS+=("$ECHO_PID")
+for _ in $(seq 50); do
+    grep -q '^listening on' "$WORK/echo.log" && break
+    sleep 0.1
+done
+ECHO_PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/echo.log")
+[[ -n $ECHO_PORT ]] || die "wsgate-echo did not start: $(cat "$WORK/echo.log")"
+
+WSK_PORT=$(free_port)
+websockify "127.0.0.1:$WSK_PORT" "127.0.0.1:$ECHO_PORT" >"$WORK/websockify.log" 2>&1 &
+WSK_PID=$!
+PIDS+=("$WSK_PID")
+
+GW_PORT=$(free_port)
+cat >"$WORK/wsgate.json" <<EOF
+{"listen": [{"host": "127.0.0.1", "port": $GW_PORT}],
+ "limits": {"max_message_bytes": 1048576},
+ "routes": [{"name": "echo", "path": "/echo", "type": "tcp", "subprotocols": ["binary"],
+             "target": {"host": "127.0.0.1", "port": $ECHO_PORT}}]}
+EOF
+"$BUILD/wsgate" -c "$WORK/wsgate.json" --log-level warn >"$WORK/wsgate.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+
+wait_port "$WSK_PORT" "$WSK_PID" "$WORK/websockify.log"
+wait_port "$GW_PORT" "$GW_PID" "$WORK/wsgate.log"
+echo "run.sh: echo :$ECHO_PORT (pid $ECHO_PID), websockify :$WSK_PORT (pid $WSK_PID)," \
+    "wsgate :$GW_PORT (pid $GW_PID); $ROUNDS rounds of $ROUND_SECS s per scenario and target" >&2
+
+# --- scenarios: name size conns inflight ---------------------------------------------
+SCENARIOS=(
+    "64B-1c 64 1 16"
+    "64B-100c 64 100 16"
+    "4K-100c 4096 100 8"
+    "64K-1c 65536 1 2"
+    "64K-100c 65536 100 2"
+    "4K-1000c 4096 1000 2"
+    "lat-64B 64 1 1"
+)
+TARGETS=(tcp websockify wsgate)
+
+# Lets websockify reap the previous run's children so they cost the next run nothing.
+settle() {
+    for _ in $(seq 100); do
+        [[ -z $(ps -o pid= --ppid "$WSK_PID" 2>/dev/null) ]] && break
+        sleep 0.1
+    done
+    sleep 0.3
+}
+
+RESULTS=$WORK/results.jsonl
+: >"$RESULTS"
+for sc in "${SCENARIOS[@]}"; do
+    read -r name size conns inflight <<<"$sc"
+    if [[ -n ${BENCH_ONLY:-} && " $BENCH_ONLY " != *" $name "* ]]; then
+        continue
+    fi
+    for ((round = 0; round < ROUNDS; round++)); do
+        # Each round starts with a different target, so none always goes first.
+        for ((k = 0; k < ${#TARGETS[@]}; k++)); do
+            tgt=${TARGETS[$(((round + k) % ${#TARGETS[@]}))]}
+            case $tgt in
+            tcp) args=(--mode tcp --port "$ECHO_PORT" --cpu-pid "server=$ECHO_PID") ;;
+            websockify) args=(--mode ws --port "$WSK_PORT" --path / --subprotocol binary
+                --cpu-pid "server=$WSK_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            wsgate) args=(--mode ws --port "$GW_PORT" --path /echo --subprotocol binary
+                --cpu-pid "server=$GW_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            esac
+            settle
+            for pid in "$ECHO_PID" "$WSK_PID" "$GW_PID"; do
+                kill -0 "$pid" 2>/dev/null || die "server pid $pid died; logs in $WORK"
+            done
+            line=$("$WSBENCH" "${args[@]}" --size "$size" --conns "$conns" \
+                --inflight "$inflight" --duration "$ROUND_SECS" --warmup "$WARMUP" \
+                2>"$WORK/wsbench.err") || true
+            sed "s/^/    [$name $tgt $round] /" "$WORK/wsbench.err" >&2
+            [[ -n $line ]] || line=null
+            printf '{"scenario":"%s","target":"%s","round":%d,"result":%s}\n' \
+                "$name" "$tgt" "$round" "$line" >>"$RESULTS"
+            echo "run.sh: $name $tgt round $round: $line" >&2
+        done
+    done
+done
+settle
+
+# What each server said, for the report (websockify logs a line per connection).
+grep -c 'select()' "$WORK/websockify.log" >"$WORK/wsk_select_errors" || true
+
+mkdir -p "$OUT"
+# websockify unmasks with numpy when its interpreter has it, much faster than without.
+wsk_python=$(head -1 "$(command -v websockify)" | sed -E 's/^#! *//; s/ .*//')
+wsk_numpy=no
+"$wsk_python" -c 'import numpy' 2>/dev/null && wsk_numpy=yes
+ymin=$(python3 "$ROOT/bench/report.py" \
+    --results "$RESULTS" --out "$OUT" --seconds "$ROUND_SECS" --rounds "$ROUNDS" --warmup "$WARMUP" \
+    --commit "$commit" --date "$started" \
+    --wsgate-version "$("$BUILD/wsgate" --version 2>&1 | head -1)" \
+    --build-type "${build_type:-unknown}" \
+    --websockify-version "$(dpkg-query -W -f '${Version}' websockify 2>/dev/null || echo unknown)" \
+    --websockify-numpy "$wsk_numpy" \
+    --websockify-select-errors "$(cat "$WORK/wsk_select_errors")")
+
+if command -v gnuplot >/dev/null; then
+    gnuplot -e "datafile='$OUT/throughput.dat'; outfile='$OUT/throughput.png'; ymin=$ymin" \
+        -e "subtitle='$(date -u +%Y-%m-%d), ${commit%% *}, $(nproc) cores, median of $ROUNDS x ${ROUND_SECS} s'" \
+        "$ROOT/bench/throughput.gp"
+    rm -f "$OUT/throughput.dat"
+    echo "run.sh: wrote $OUT/results.md and $OUT/throughput.png" >&2
+else
+    echo "run.sh: gnuplot not found (apt-get install gnuplot-nox): no plot;" \
+        "wrote $OUT/results.md" >&2
+fi
+cp "$RESULTS" "$OUT/results.jsonl"

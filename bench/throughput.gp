@@ -1,0 +1,31 @@
+# bench/throughput.gp - bars of echoed MB/s per scenario per target (log scale).
+# run.sh passes datafile, outfile, ymin and subtitle with -e.
+if (!exists("subtitle")) subtitle = ""
+if (!exists("ymin")) ymin = 0.1
+
+set terminal pngcairo size 1200,650 font "DejaVu Sans,12"
+set output outfile
+set title "Echo throughput: direct TCP vs websockify vs wsgate\n{/*0.8 ".subtitle."}"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.9 border rgb "#333333"
+set boxwidth 0.9
+set logscale y
+# The axis starts at ymin, the power of ten below the smallest bar (from report.py).
+set yrange [ymin : *]
+set format y "%g"
+set ylabel "MB/s echoed (payload, log scale)"
+set xlabel "message size × connections"
+set grid ytics mytics lc rgb "#dddddd"
+set key top left box opaque
+set xtics nomirror scale 0
+set ytics nomirror
+
+mb(v) = v >= 100 ? sprintf("%.0f", v) : sprintf("%.3g", v)
+# Bar k of 3 sits at x = row + (k - 1) * 0.25 with "gap 1".
+plot datafile using 2:xtic(1) title "direct TCP" lc rgb "#7f7f7f", \
+     ''       using 3 title "websockify" lc rgb "#e69f00", \
+     ''       using 4 title "wsgate"     lc rgb "#0072b2", \
+     ''       using ($0 - 0.25):2:(mb($2)) with labels offset 0,0.7 font ",9" notitle, \
+     ''       using ($0):3:(mb($3)) with labels offset 0,0.7 font ",9" notitle, \
+     ''       using ($0 + 0.25):4:(mb($4)) with labels offset 0,0.7 font ",9" notitle
