@@ -264,9 +264,10 @@ static bool get_enum(struct loader *ld, json_t *obj, const char *key, unsigned f
     return false;
 }
 
-/* An object member that must itself be an object; NULL if absent or wrong. */
-static json_t *get_obj(struct loader *ld, json_t *obj, const char *key, unsigned flags,
-                       const char *expected)
+/* The member `key` if present and `ok` (its shape test) accepts it; NULL if
+ * absent (an error when required) or refused (an error naming `expected`). */
+static json_t *get_member(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                          const char *expected, bool ok)
 {
     json_t *v = json_object_get(obj, key);
     if (!v) {
@@ -274,7 +275,7 @@ static json_t *get_obj(struct loader *ld, json_t *obj, const char *key, unsigned
             jcheck_error(&ld->jc, "missing \"%s\"", key);
         return NULL;
     }
-    if (json_is_object(v))
+    if (ok)
         return v;
     size_t mark = jcheck_enter_key(&ld->jc, key);
     jcheck_value_error(&ld->jc, v, false, expected);
@@ -282,21 +283,20 @@ static json_t *get_obj(struct loader *ld, json_t *obj, const char *key, unsigned
     return NULL;
 }
 
+/* An object member that must itself be an object; NULL if absent or wrong. */
+static json_t *get_obj(struct loader *ld, json_t *obj, const char *key, unsigned flags,
+                       const char *expected)
+{
+    json_t *v = json_object_get(obj, key);
+    return get_member(ld, obj, key, flags, expected, json_is_object(v));
+}
+
 static json_t *get_arr(struct loader *ld, json_t *obj, const char *key, unsigned flags,
                        const char *expected)
 {
     json_t *v = json_object_get(obj, key);
-    if (!v) {
-        if (flags & F_REQUIRED)
-            jcheck_error(&ld->jc, "missing \"%s\"", key);
-        return NULL;
-    }
-    if (json_is_array(v) && (!(flags & F_NONEMPTY) || json_array_size(v) > 0))
-        return v;
-    size_t mark = jcheck_enter_key(&ld->jc, key);
-    jcheck_value_error(&ld->jc, v, false, expected);
-    jcheck_leave(&ld->jc, mark);
-    return NULL;
+    return get_member(ld, obj, key, flags, expected,
+                      json_is_array(v) && (!(flags & F_NONEMPTY) || json_array_size(v) > 0));
 }
 
 /* Relative file paths are relative to the config file's directory, so a
