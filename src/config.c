@@ -1270,6 +1270,10 @@ static void parse_mqtt_route(struct loader *ld, json_t *obj, struct wsg_route *r
     } else if (format_ok) {
         parse_envelope(ld, obj, r, tc);
     }
+    static const char *const policies[] = {"drop", "close", NULL};
+    int policy = 0;
+    get_enum(ld, obj, "slow_consumer", 0, policies, &policy);
+    r->slow_consumer = (enum wsg_slow_consumer)policy;
     r->has_on_connect = parse_presence(ld, obj, "on_connect", &r->on_connect, tc);
     r->has_on_disconnect = parse_presence(ld, obj, "on_disconnect", &r->on_disconnect, tc);
 }
@@ -1292,6 +1296,7 @@ static const struct key_spec route_keys[] = {
     {"subscribe", false},
     {"on_connect", false},
     {"on_disconnect", false},
+    {"slow_consumer", true},
     {NULL, false},
 };
 
@@ -1300,8 +1305,9 @@ static void check_type_keys(struct loader *ld, json_t *obj, enum wsg_route_type 
 {
     static const char *const tcp_only[] = {"target",  "targets", "target_map",
                                            "framing", "message", NULL};
-    static const char *const mqtt_only[] = {"broker",     "format",        "publish", "subscribe",
-                                            "on_connect", "on_disconnect", NULL};
+    static const char *const mqtt_only[] = {"broker",        "format",        "publish",
+                                            "subscribe",     "on_connect",    "on_disconnect",
+                                            "slow_consumer", NULL};
     const char *const *wrong = type == WSG_ROUTE_TCP ? mqtt_only : tcp_only;
     const char *key;
     json_t *v;

@@ -84,6 +84,8 @@ enum wsg_route_type { WSG_ROUTE_TCP, WSG_ROUTE_MQTT };
 enum wsg_framing { WSG_FRAMING_RAW, WSG_FRAMING_LINES, WSG_FRAMING_LENGTH32 };
 enum wsg_message { WSG_MESSAGE_BINARY, WSG_MESSAGE_TEXT };
 enum wsg_mqtt_format { WSG_FORMAT_RAW, WSG_FORMAT_ENVELOPE };
+/* What happens to broker messages for a client whose queue is full. */
+enum wsg_slow_consumer { WSG_SLOW_DROP, WSG_SLOW_CLOSE };
 
 /* One raw-format publish rule: "publish" as an object is one rule without "when". */
 struct wsg_publish_rule {
@@ -139,6 +141,7 @@ struct wsg_route {
     struct wsg_presence on_connect;
     bool has_on_disconnect;
     struct wsg_presence on_disconnect;
+    enum wsg_slow_consumer slow_consumer; /* default drop */
 };
 
 struct wsg_config {

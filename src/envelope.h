@@ -29,6 +29,10 @@ struct envelope_request {
 #define ENVELOPE_ERR_BAD_TOPIC "bad_topic"          /* not a valid topic name / filter */
 #define ENVELOPE_ERR_NOT_ALLOWED "not_allowed"      /* outside the route's allow list */
 #define ENVELOPE_ERR_QOS_NOT_ALLOWED "qos_not_allowed" /* above the route's publish qos */
+#define ENVELOPE_ERR_NOT_SUBSCRIBED "not_subscribed"   /* unsubscribe of a filter not held */
+#define ENVELOPE_ERR_QUEUE_FULL "queue_full"           /* too much waiting for the broker */
+#define ENVELOPE_ERR_PUBLISH_FAILED "publish_failed"   /* the broker refused a publish */
+#define ENVELOPE_ERR_SUBSCRIBE_FAILED "subscribe_failed" /* the broker refused a subscribe */
 
 /* Parses one client message:
  *   {"topic": "t", "payload": P, "qos": 0|1|2, "retain": bool, "id": I,

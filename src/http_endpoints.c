@@ -5,6 +5,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "mqtt_broker.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -110,12 +111,12 @@ void http_state_release(struct http_state *st)
 
 static int readyz(struct lws *wsi, struct http_state *st, const struct wsg_config *cfg)
 {
-    /* MQTT sessions are not part of this build yet: a configured broker is
-     * honestly reported as not connected. */
-    if (cfg->n_brokers > 0) {
+    (void)cfg;
+    const char *down = mqtt_brokers_first_down();
+    if (down) {
         char text[300];
         snprintf(text, sizeof(text), "{\"status\":\"unavailable\",\"broker\":\"%s\"}\n",
-                 cfg->brokers[0].name);
+                 down);
         return respond_text(wsi, st, 503, "application/json", text);
     }
     return respond_text(wsi, st, 200, "application/json", "{\"status\":\"ok\"}\n");

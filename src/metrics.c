@@ -78,6 +78,11 @@ static const char *const backend_error_names[BACKEND_ERR_COUNT] = {
     [BACKEND_ERR_RESET] = "reset",
 };
 
+static const char *const drop_reason_names[DROP_COUNT] = {
+    [DROP_SLOW_CONSUMER] = "slow_consumer",
+    [DROP_NO_RULE] = "no_rule",
+};
+
 /* Label values are route and broker names from the config: escape them. */
 static void put_label(FILE *out, const char *v)
 {
@@ -139,6 +144,11 @@ char *metrics_render(size_t *len_out)
         route_series(out, "wsgate_backend_errors_total", "reason", backend_error_names[r],
                      offsetof(struct route_metrics, backend_errors) +
                          (size_t)r * sizeof(uint64_t));
+    header(out, "wsgate_messages_dropped_total", "counter",
+           "Messages not delivered, by reason (never silently: each one counts here).");
+    for (int r = 0; r < DROP_COUNT; r++)
+        route_series(out, "wsgate_messages_dropped_total", "reason", drop_reason_names[r],
+                     offsetof(struct route_metrics, dropped) + (size_t)r * sizeof(uint64_t));
 
     header(out, "wsgate_mqtt_connected", "gauge", "1 while the broker session is up.");
     for (struct broker_entry *e = brokers; e; e = e->next) {

@@ -15,6 +15,14 @@ enum backend_error {
     BACKEND_ERR_COUNT
 };
 
+/* Why a message was not delivered, the `reason` label of
+ * wsgate_messages_dropped_total. */
+enum drop_reason {
+    DROP_SLOW_CONSUMER = 0, /* the client's queue was over max_queue_bytes */
+    DROP_NO_RULE,           /* no publish rule matched a client message */
+    DROP_COUNT
+};
+
 struct route_metrics {
     uint64_t connections_active; /* gauge */
     uint64_t connections_total;
@@ -23,6 +31,7 @@ struct route_metrics {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t backend_errors[BACKEND_ERR_COUNT];
+    uint64_t dropped[DROP_COUNT];
 };
 
 /* The series of one route, created on first use; the pointer stays valid

@@ -8,12 +8,14 @@
  * (see choose_subprotocol). */
 #include "server.h"
 
+#include "bridge.h"
 #include "config.h"
 #include "handshake.h"
 #include "http_endpoints.h"
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
+#include "mqtt_broker.h"
 #include "route.h"
 #include "session.h"
 #include "tcp_backend.h"
@@ -227,12 +229,9 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
         goto refuse;
     }
 
-    if (match.route->type == WSG_ROUTE_MQTT) {
-        status = 503;
-        snprintf(reason, sizeof(reason), "route %s: mqtt routes are not available yet",
-                 match.route->name);
+    status = bridge_check_request(&match, reason, sizeof(reason));
+    if (status)
         goto refuse;
-    }
     const struct wsg_target *targets = match.route->targets;
     size_t n_targets = match.route->n_targets;
     if (match.route->target_map_file) {
@@ -328,6 +327,11 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLOSED:
         return s ? session_lws_event(s, wsi, reason, in, len) : -1;
+
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* Sent to every protocol of every vhost: the first call takes all. */
+        mqtt_brokers_service();
+        return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
         if (s) {
@@ -485,6 +489,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps, cha
     }
     if (any_target_map(cfg))
         lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
+    if (mqtt_brokers_start(cfg, srv->context, err, err_len) != 0) {
+        server_destroy(srv);
+        return NULL;
+    }
     return srv;
 }
 
@@ -521,7 +529,8 @@ int server_run(struct server *srv)
     session_close_all(CLOSE_GOING_AWAY, "server shutting down");
     lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
     drain_tick(&srv->drain_timer);
-    while ((session_count() > 0 || tcp_backend_count() > 0) && lws_now_usecs() < deadline)
+    while ((session_count() > 0 || tcp_backend_count() > 0 || !mqtt_brokers_flushed()) &&
+           lws_now_usecs() < deadline)
         if (lws_service(srv->context, 0) < 0)
             break;
     return 0;
@@ -548,8 +557,9 @@ void server_destroy(struct server *srv)
     if (srv->context) {
         lws_sul_cancel(&srv->drain_timer);
         lws_sul_cancel(&srv->map_poll_timer);
-        lws_context_destroy(srv->context);
+        lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
     }
+    mqtt_brokers_stop();
     map_watch_destroy(srv->maps);
     route_table_destroy(srv->routes);
     free(srv->protocols);

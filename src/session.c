@@ -167,6 +167,8 @@ long session_send(struct session *s, const void *data, size_t len, bool text)
     return (long)s->out.bytes;
 }
 
+size_t session_queued_bytes(const struct session *s) { return s->out.bytes; }
+
 void session_close(struct session *s, int code, const char *reason)
 {
     if (s->close_pending || !s->wsi)

@@ -58,6 +58,9 @@ void session_close_all(int code, const char *reason);
  * client, or -1 if the session is closing or out of memory. */
 long session_send(struct session *s, const void *data, size_t len, bool text);
 
+/* Bytes queued for the client and not yet sent. */
+size_t session_queued_bytes(const struct session *s);
+
 /* Sends what is queued, then closes with `code` and a one-line reason. */
 void session_close(struct session *s, int code, const char *reason);
 

@@ -29,6 +29,7 @@ struct filter {
     size_t cap;                 /* power of two, or 0 */
     size_t count;
     size_t by_qos[3]; /* holders at each QoS: the max after a remove in O(1) */
+    void *data;       /* the caller's (topic_tree_filter_data); not owned */
     char text[];      /* the filter as subscribed, for resubscribe */
 };
 
@@ -671,3 +672,11 @@ void topic_tree_each_filter(const struct topic_tree *t, topic_tree_filter_fn fn,
 }
 
 size_t topic_tree_filter_count(const struct topic_tree *t) { return t ? t->filters : 0; }
+
+void **topic_tree_filter_data(struct topic_tree *t, const char *filter)
+{
+    if (!t || !filter)
+        return NULL;
+    struct node *n = path_find(t, filter);
+    return n && n->filter ? &n->filter->data : NULL;
+}

@@ -1,0 +1,506 @@
+/* mqtt_bridge.c - the bridge of "mqtt" routes (see bridge.h and docs/MQTT.md):
+ * a client's link to the route's shared broker session.
+ *
+ * Client -> broker: whole client messages (reassembled here, bounded by
+ * max_message_bytes) become publishes - by the route's publish rules
+ * ("raw") or as JSON requests checked against the route's allow filters
+ * ("envelope"). Publishes the broker has not taken yet count against
+ * max_queue_bytes: past it a raw client stops being read, an envelope
+ * publish is answered "queue_full".
+ * Broker -> client: messages on the link's filters, as payloads (raw) or
+ * {"topic", "payload"} (envelope). A client whose send queue is over
+ * max_queue_bytes gets the route's slow_consumer policy: drop (counted) or
+ * close 1008; the broker session never waits for one client. */
+#include "bridge_impl.h"
+
+#include "config.h"
+#include "envelope.h"
+#include "framing.h"
+#include "log.h"
+#include "metrics.h"
+#include "mqtt_broker.h"
+#include "publish_rules.h"
+#include "route.h"
+#include "session.h"
+#include "topic.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* With max_message_bytes 0 ("none"), a client message still stops here. */
+#define REASSEMBLY_CAP_BYTES ((size_t)64 << 20)
+/* Longest topic or filter a template may expand to. */
+#define TOPIC_BUF_BYTES 1024
+
+struct mqtt_bridge {
+    struct bridge base; /* first: bridge.c dispatches through it */
+    struct session *session;
+    const struct wsg_route *route;
+    struct mqtt_link *link; /* owned */
+    size_t bound;           /* max_queue_bytes */
+    size_t max_message;
+    bool reading_paused;
+    bool announced; /* open: on_disconnect is owed */
+
+    uint8_t *message; /* the client message being reassembled; owned */
+    size_t message_len, message_cap;
+
+    /* envelope: the route's allow filters with this client's values filled in; owned */
+    char **publish_allow;
+    size_t n_publish_allow;
+    char **subscribe_allow;
+    size_t n_subscribe_allow;
+};
+
+static void close_client(struct mqtt_bridge *b, int code, const char *what)
+{
+    char reason[123]; /* a close frame's reason holds at most 123 bytes */
+    snprintf(reason, sizeof(reason), "route %s: %s", b->route->name, what);
+    session_close(b->session, code, reason);
+}
+
+/* --- templates ------------------------------------------------------------- */
+
+struct msg_lookup {
+    json_t *doc;
+    char number[32];
+};
+
+static const char *lookup_msg_value(void *ctx, const char *name)
+{
+    struct msg_lookup *ml = ctx;
+    return publish_msg_value(ml->doc, name, ml->number, sizeof(ml->number));
+}
+
+/* Expands a topic or filter template for this client. 0 or -1 with err. */
+static int expand(const struct route_match *m, const char *tmpl, json_t *doc, bool filter,
+                  char *out, size_t out_len, char *err, size_t err_len)
+{
+    struct msg_lookup ml = {.doc = doc};
+    if (route_expand(tmpl, m, doc ? lookup_msg_value : NULL, &ml, out, out_len, err, err_len) <
+        0)
+        return -1;
+    if (filter ? !topic_filter_is_valid(out) : !topic_name_is_valid(out)) {
+        snprintf(err, err_len, "\"%s\" is not a valid MQTT topic%s", tmpl,
+                 filter ? " filter" : "");
+        return -1;
+    }
+    return 0;
+}
+
+static bool uses_msg(const char *tmpl) { return strstr(tmpl, "{msg.") != NULL; }
+
+/* Every template that depends only on the request, expanded once to find a
+ * missing query parameter before the upgrade (HTTP 400). */
+int mqtt_bridge_check_request(const struct route_match *m, char *reason, size_t reason_len)
+{
+    const struct wsg_route *r = m->route;
+    char out[TOPIC_BUF_BYTES], err[200];
+    struct tmpl_use {
+        const char *tmpl;
+        bool filter;
+    } t[64];
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_subscribe && n < 64; i++)
+        t[n++] = (struct tmpl_use){r->subscribe[i].filter, true};
+    for (size_t i = 0; i < r->n_publish && n < 64; i++)
+        if (!uses_msg(r->publish[i].topic))
+            t[n++] = (struct tmpl_use){r->publish[i].topic, false};
+    for (size_t i = 0; i < r->n_publish_allow && n < 64; i++)
+        t[n++] = (struct tmpl_use){r->publish_allow[i], true};
+    for (size_t i = 0; i < r->n_subscribe_allow && n < 64; i++)
+        t[n++] = (struct tmpl_use){r->subscribe_allow[i], true};
+    if (r->has_on_connect && n < 64)
+        t[n++] = (struct tmpl_use){r->on_connect.topic, false};
+    if (r->has_on_disconnect && n < 64)
+        t[n++] = (struct tmpl_use){r->on_disconnect.topic, false};
+    for (size_t i = 0; i < n; i++) {
+        if (expand(m, t[i].tmpl, NULL, t[i].filter, out, sizeof(out), err, sizeof(err)) != 0) {
+            snprintf(reason, reason_len, "route %s: %s", r->name, err);
+            return 400;
+        }
+    }
+    if (!mqtt_broker_find(r->broker)) {
+        snprintf(reason, reason_len, "route %s: broker %s not running", r->name, r->broker);
+        return 503;
+    }
+    return 0;
+}
+
+/* --- client -> broker ------------------------------------------------------ */
+
+static void send_reply(struct mqtt_bridge *b, char *json, size_t len)
+{
+    if (!json) {
+        close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    long queued = session_send(b->session, json, len, true);
+    free(json);
+    /* A client that sends requests and never reads the answers is paused. */
+    if (queued > 0 && (size_t)queued > b->bound && !b->reading_paused) {
+        b->reading_paused = true;
+        session_pause_reading(b->session, true);
+    }
+}
+
+static void reply_error(struct mqtt_bridge *b, const char *code, const char *message,
+                        const char *id)
+{
+    size_t len = 0;
+    char *json = envelope_error(code, message, id, &len);
+    send_reply(b, json, len);
+}
+
+static void reply_ack(struct mqtt_bridge *b, const char *id)
+{
+    size_t len = 0;
+    if (!id)
+        return;
+    char *json = envelope_ack(id, &len);
+    send_reply(b, json, len);
+}
+
+static void maybe_resume(struct mqtt_bridge *b)
+{
+    if (b->reading_paused && mqtt_link_pending_bytes(b->link) <= b->bound / 2 &&
+        session_queued_bytes(b->session) <= b->bound / 2) {
+        b->reading_paused = false;
+        session_pause_reading(b->session, false);
+    }
+}
+
+static void publish(struct mqtt_bridge *b, const char *topic, const uint8_t *payload, size_t len,
+                    int qos, bool retain, const char *ack_id)
+{
+    long pending = mqtt_link_publish(b->link, topic, payload, len, qos, retain, ack_id);
+    if (pending < 0) {
+        close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    if ((size_t)pending > b->bound && !b->reading_paused) {
+        b->reading_paused = true;
+        session_pause_reading(b->session, true);
+    }
+}
+
+static void drop_message(struct mqtt_bridge *b, const char *why)
+{
+    session_metrics(b->session)->dropped[DROP_NO_RULE]++;
+    log_debug("client message not published", "route", b->route->name, "reason", why);
+}
+
+static void raw_message(struct mqtt_bridge *b, const uint8_t *msg, size_t len)
+{
+    const struct wsg_route *r = b->route;
+    if (r->n_publish == 0) {
+        drop_message(b, "the route publishes nothing");
+        return;
+    }
+    bool needs_json = false;
+    for (size_t i = 0; i < r->n_publish; i++)
+        needs_json |= r->publish[i].when_pointer || uses_msg(r->publish[i].topic);
+    json_t *doc = needs_json ? publish_message_json(msg, len) : NULL;
+    long i = publish_rule_pick(r->publish, r->n_publish, doc);
+    char topic[TOPIC_BUF_BYTES], err[200];
+    if (i < 0) {
+        drop_message(b, "no publish rule matches");
+    } else if (expand(session_match(b->session), r->publish[i].topic, doc, false, topic,
+                      sizeof(topic), err, sizeof(err)) != 0) {
+        drop_message(b, err);
+    } else {
+        publish(b, topic, msg, len, r->publish[i].qos, r->publish[i].retain, NULL);
+    }
+    json_decref(doc);
+}
+
+static void envelope_request(struct mqtt_bridge *b, const uint8_t *msg, size_t len)
+{
+    struct envelope_request req;
+    const char *code = NULL;
+    char text[200];
+    if (envelope_parse(msg, len, &req, &code, text, sizeof(text)) != 0) {
+        reply_error(b, code, text, req.id);
+        envelope_request_free(&req);
+        return;
+    }
+    switch (req.kind) {
+    case ENVELOPE_PUBLISH:
+        if (!envelope_may_publish(b->publish_allow, b->n_publish_allow, req.topic)) {
+            snprintf(text, sizeof(text), "publishing to this topic is not allowed on route %s",
+                     b->route->name);
+            reply_error(b, ENVELOPE_ERR_NOT_ALLOWED, text, req.id);
+        } else if (req.qos > b->route->publish_qos_max) {
+            snprintf(text, sizeof(text), "qos %d is above this route's %d", req.qos,
+                     b->route->publish_qos_max);
+            reply_error(b, ENVELOPE_ERR_QOS_NOT_ALLOWED, text, req.id);
+        } else if (mqtt_link_pending_bytes(b->link) + req.payload_len > b->bound) {
+            reply_error(b, ENVELOPE_ERR_QUEUE_FULL,
+                        "too many publishes waiting for the broker; retry later", req.id);
+        } else {
+            publish(b, req.topic, req.payload, req.payload_len, req.qos, req.retain, req.id);
+        }
+        break;
+    case ENVELOPE_SUBSCRIBE:
+        if (!envelope_may_subscribe(b->subscribe_allow, b->n_subscribe_allow, req.topic)) {
+            snprintf(text, sizeof(text), "subscribing to this filter is not allowed on route %s",
+                     b->route->name);
+            reply_error(b, ENVELOPE_ERR_NOT_ALLOWED, text, req.id);
+        } else if (mqtt_link_subscribe(b->link, req.topic, req.qos, req.id) != 0) {
+            close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        }
+        break;
+    case ENVELOPE_UNSUBSCRIBE:
+        if (mqtt_link_unsubscribe(b->link, req.topic) != 0)
+            reply_error(b, ENVELOPE_ERR_NOT_SUBSCRIBED, "not subscribed to this filter", req.id);
+        else
+            reply_ack(b, req.id);
+        break;
+    }
+    envelope_request_free(&req);
+}
+
+static int hold_message_piece(struct mqtt_bridge *b, const uint8_t *data, size_t len)
+{
+    size_t need = b->message_len + len;
+    if (need > b->max_message)
+        return -1;
+    if (need > b->message_cap) {
+        size_t cap = b->message_cap ? b->message_cap : 1024;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *grown = realloc(b->message, cap);
+        if (!grown)
+            return -1;
+        b->message = grown;
+        b->message_cap = cap;
+    }
+    memcpy(b->message + b->message_len, data, len);
+    b->message_len = need;
+    return 0;
+}
+
+static void client_data(struct bridge *base, const uint8_t *data, size_t len, bool first,
+                        bool final, bool text)
+{
+    (void)text;
+    struct mqtt_bridge *b = (struct mqtt_bridge *)base;
+    if (first)
+        b->message_len = 0;
+    if (first && final) { /* the common case: no copy */
+        if (b->route->format == WSG_FORMAT_ENVELOPE)
+            envelope_request(b, data, len);
+        else
+            raw_message(b, data, len);
+        return;
+    }
+    if (len && hold_message_piece(b, data, len) != 0) {
+        close_client(b, CLOSE_TOO_BIG, "message too big");
+        return;
+    }
+    if (!final)
+        return;
+    if (b->route->format == WSG_FORMAT_ENVELOPE)
+        envelope_request(b, b->message, b->message_len);
+    else
+        raw_message(b, b->message, b->message_len);
+    b->message_len = 0;
+    if (b->message_cap > 64 * 1024) { /* don't keep a big buffer per idle client */
+        free(b->message);
+        b->message = NULL;
+        b->message_cap = 0;
+    }
+}
+
+static void client_drained(struct bridge *base) { maybe_resume((struct mqtt_bridge *)base); }
+
+/* --- broker -> client ------------------------------------------------------ */
+
+static void on_message(void *owner, struct mqtt_delivery *d)
+{
+    struct mqtt_bridge *b = owner;
+    const void *data;
+    size_t len;
+    bool text;
+    if (b->route->format == WSG_FORMAT_ENVELOPE) {
+        if (!d->envelope)
+            d->envelope = envelope_message(d->topic, d->payload, d->len, &d->envelope_len);
+        if (!d->envelope)
+            return;
+        data = d->envelope;
+        len = d->envelope_len;
+        text = true;
+    } else {
+        if (d->utf8 < 0)
+            d->utf8 = utf8_is_valid(d->payload, d->len);
+        data = d->payload;
+        len = d->len;
+        text = d->utf8 == 1;
+    }
+    if (session_queued_bytes(b->session) + len > b->bound) {
+        if (b->route->slow_consumer == WSG_SLOW_CLOSE) {
+            close_client(b, CLOSE_POLICY, "client too slow");
+        } else {
+            session_metrics(b->session)->dropped[DROP_SLOW_CONSUMER]++;
+        }
+        return;
+    }
+    session_send(b->session, data, len, text);
+}
+
+static void on_published(void *owner, const char *ack_id, bool ok, const char *detail)
+{
+    struct mqtt_bridge *b = owner;
+    if (b->route->format == WSG_FORMAT_ENVELOPE) {
+        if (ok)
+            reply_ack(b, ack_id);
+        else
+            reply_error(b, ENVELOPE_ERR_PUBLISH_FAILED, detail ? detail : "publish failed",
+                        ack_id);
+        return;
+    }
+    if (!ok)
+        log_warn("mqtt publish failed", "route", b->route->name, "error",
+                 detail ? detail : "refused");
+}
+
+static void on_subscribed(void *owner, const char *filter, const char *ack_id, bool ok,
+                          const char *detail)
+{
+    struct mqtt_bridge *b = owner;
+    if (ok) {
+        if (b->route->format == WSG_FORMAT_ENVELOPE)
+            reply_ack(b, ack_id);
+        return;
+    }
+    if (b->route->format == WSG_FORMAT_ENVELOPE) {
+        reply_error(b, ENVELOPE_ERR_SUBSCRIBE_FAILED,
+                    detail ? detail : "the broker refused the subscription", ack_id);
+        /* The filter is refused: the gateway must not hold it for the client. */
+        char *copy = strdup(filter);
+        if (copy) {
+            mqtt_link_unsubscribe(b->link, copy);
+            free(copy);
+        }
+        return;
+    }
+    close_client(b, CLOSE_INTERNAL_ERROR, "the broker refused a subscription");
+}
+
+static void on_link_drained(void *owner) { maybe_resume(owner); }
+
+static const struct mqtt_link_events link_events = {
+    .message = on_message,
+    .published = on_published,
+    .subscribed = on_subscribed,
+    .drained = on_link_drained,
+};
+
+/* --- lifetime -------------------------------------------------------------- */
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* The allow filters with this client's values filled in. */
+static char **expand_list(struct mqtt_bridge *b, char *const *tmpls, size_t n, size_t *n_out)
+{
+    *n_out = 0;
+    if (n == 0)
+        return NULL;
+    char **out = calloc(n, sizeof(*out));
+    char buf[TOPIC_BUF_BYTES], err[200];
+    for (size_t i = 0; out && i < n; i++) {
+        if (expand(session_match(b->session), tmpls[i], NULL, true, buf, sizeof(buf), err,
+                   sizeof(err)) != 0 ||
+            !(out[i] = strdup(buf))) {
+            free_list(out, i);
+            return NULL;
+        }
+    }
+    if (out)
+        *n_out = n;
+    return out;
+}
+
+static void publish_presence(struct mqtt_bridge *b, const struct wsg_presence *p)
+{
+    char topic[TOPIC_BUF_BYTES], err[200];
+    if (expand(session_match(b->session), p->topic, NULL, false, topic, sizeof(topic), err,
+               sizeof(err)) != 0) {
+        log_warn("presence not published", "route", b->route->name, "error", err);
+        return;
+    }
+    if (mqtt_link_publish(b->link, topic, p->payload, strlen(p->payload), p->qos, p->retain,
+                          NULL) < 0)
+        log_warn("presence not published", "route", b->route->name, "error", "out of memory");
+}
+
+static void client_gone(struct bridge *base)
+{
+    struct mqtt_bridge *b = (struct mqtt_bridge *)base;
+    if (b->announced && b->route->has_on_disconnect)
+        publish_presence(b, &b->route->on_disconnect);
+    mqtt_link_destroy(b->link);
+    free_list(b->publish_allow, b->n_publish_allow);
+    free_list(b->subscribe_allow, b->n_subscribe_allow);
+    free(b->message);
+    free(b);
+}
+
+static const struct bridge_ops mqtt_bridge_ops = {
+    .client_data = client_data,
+    .client_drained = client_drained,
+    .client_gone = client_gone,
+};
+
+struct bridge *mqtt_bridge_open(struct session *s)
+{
+    const struct route_match *m = session_match(s);
+    const struct wsg_route *r = m->route;
+    const struct wsg_limits *limits = session_limits(s);
+    struct mqtt_bridge *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->base.ops = &mqtt_bridge_ops;
+    b->session = s;
+    b->route = r;
+    b->bound = limits->max_queue_bytes > 0 ? (size_t)limits->max_queue_bytes : (size_t)1 << 20;
+    b->max_message = limits->max_message_bytes > 0 &&
+                             (size_t)limits->max_message_bytes < REASSEMBLY_CAP_BYTES
+                         ? (size_t)limits->max_message_bytes
+                         : REASSEMBLY_CAP_BYTES;
+    b->link = mqtt_link_create(mqtt_broker_find(r->broker), &link_events, b, b->bound);
+    if (!b->link) {
+        client_gone(&b->base);
+        return NULL;
+    }
+    if (r->format == WSG_FORMAT_ENVELOPE) {
+        b->publish_allow = expand_list(b, r->publish_allow, r->n_publish_allow,
+                                       &b->n_publish_allow);
+        b->subscribe_allow = expand_list(b, r->subscribe_allow, r->n_subscribe_allow,
+                                         &b->n_subscribe_allow);
+        if (b->n_publish_allow != r->n_publish_allow ||
+            b->n_subscribe_allow != r->n_subscribe_allow) {
+            client_gone(&b->base);
+            return NULL;
+        }
+    }
+    char filter[TOPIC_BUF_BYTES], err[200];
+    for (size_t i = 0; i < r->n_subscribe; i++) {
+        if (expand(m, r->subscribe[i].filter, NULL, true, filter, sizeof(filter), err,
+                   sizeof(err)) != 0 ||
+            mqtt_link_subscribe(b->link, filter, r->subscribe[i].qos, NULL) != 0) {
+            client_gone(&b->base);
+            return NULL;
+        }
+    }
+    if (r->has_on_connect)
+        publish_presence(b, &r->on_connect);
+    b->announced = true;
+    return &b->base;
+}

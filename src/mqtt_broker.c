@@ -1,0 +1,1112 @@
+/* mqtt_broker.c - one Paho MQTT session per broker; see mqtt_broker.h.
+ *
+ * Threads: Paho calls back on its own threads. Those callbacks touch nothing
+ * but the event queue below: they copy what they learned into a
+ * `struct broker_event`, append it under a mutex and wake the lws loop with
+ * lws_cancel_service(). Everything else - brokers, links, ops, the topic
+ * trees - belongs to the loop thread. The queue is bounded: when incoming
+ * messages fill it, Paho's receiving thread waits, so the broker's TCP
+ * connection backs up instead of our memory.
+ *
+ * Ops: every publish / subscribe / unsubscribe handed to Paho is an `op`
+ * with a 64-bit id; Paho's callbacks carry only that id, and the loop looks
+ * it up. An op dropped on our side (connection lost, link gone) simply is not
+ * found when a late callback names it.
+ *
+ * Reconnects are ours (not Paho's automaticReconnect), so the loop always
+ * knows the state: after a lost connection or failed connect, retry after
+ * 0.5 s doubling to 15 s with jitter; on success restore every subscription
+ * and send the publishes that waited, oldest first. */
+#include "mqtt_broker.h"
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "topic_tree.h"
+
+#include <MQTTAsync.h>
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RETRY_FIRST_MS 500
+#define RETRY_MAX_MS 15000
+/* Publishes handed to Paho and not yet done, per broker. */
+#define MAX_IN_FLIGHT 1024
+/* Incoming message bytes queued for the loop before Paho's thread waits. */
+#define EVENT_QUEUE_MAX_BYTES ((size_t)32 << 20)
+/* A publish failing this often while connected is given up. */
+#define MAX_PUBLISH_ATTEMPTS 5
+#define CONNECT_TIMEOUT_S 10
+#define DISCONNECT_TIMEOUT_MS 1000
+
+/* --- types ---------------------------------------------------------------- */
+
+enum op_kind { OP_PUBLISH, OP_SUBSCRIBE };
+
+struct op {
+    uint64_t id;   /* while handed to Paho (in the id map), else 0 */
+    uint64_t seq;  /* publish order, to resend in order */
+    enum op_kind kind;
+    struct mqtt_broker *broker;
+    struct op *prev, *next;           /* broker's waiting or in-flight list */
+    struct op *link_prev, *link_next; /* the link's publishes */
+    struct mqtt_link *link;           /* NULL once the link is gone */
+    char *ack_id;                     /* owned, may be NULL */
+    char *topic;                      /* owned: topic, or filter */
+    uint8_t *payload;                 /* owned */
+    size_t len;
+    int qos;
+    bool retain;
+    int attempts;
+};
+
+struct op_list {
+    struct op *head, *tail;
+    size_t count;
+};
+
+/* Someone waiting for a filter to be confirmed by a SUBACK. */
+struct sub_waiter {
+    struct sub_waiter *next;
+    struct mqtt_link *link;
+    char *ack_id; /* owned, may be NULL */
+};
+
+/* Per held filter (the topic tree's data slot). */
+struct filter_state {
+    bool confirmed;        /* SUBACKed on the current connection */
+    struct sub_waiter *waiters;
+};
+
+struct mqtt_link {
+    struct mqtt_broker *broker;
+    const struct mqtt_link_events *ev;
+    void *owner;
+    size_t bound;
+    size_t pending_bytes;
+    struct op *ops; /* its publishes not yet done */
+    char **filters; /* owned, held filters */
+    size_t n_filters, cap_filters;
+};
+
+struct mqtt_broker {
+    struct mqtt_broker *next;
+    const struct wsg_broker *cfg; /* borrowed */
+    MQTTAsync client;
+    bool v5;
+    bool connected;
+    bool connecting;
+    int retry_ms;
+    lws_sorted_usec_list_t retry_timer;
+    struct topic_tree *tree;
+    struct op_list waiting;   /* publishes not yet handed to Paho, oldest first */
+    struct op_list in_flight; /* handed to Paho (publishes only) */
+    MQTTAsync_SSLOptions ssl;
+};
+
+enum event_kind {
+    EV_CONNECTED,
+    EV_CONNECT_FAILED,
+    EV_CONNECTION_LOST,
+    EV_MESSAGE,
+    EV_OP_DONE,
+};
+
+struct broker_event {
+    struct broker_event *next;
+    enum event_kind kind;
+    struct mqtt_broker *broker; /* connection events */
+    uint64_t op_id;             /* EV_OP_DONE */
+    bool ok;
+    bool refused; /* the broker said no (not a lost connection) */
+    bool retained;
+    int code;
+    size_t topic_len, payload_len;
+    char data[]; /* topic NUL payload (messages) or a message text (failures) */
+};
+
+/* --- globals (loop thread, except the event queue) ------------------------ */
+
+static struct mqtt_broker *brokers;
+static struct lws_context *loop_context;
+static uint64_t next_op_id = 1, next_seq = 1;
+
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t queue_room = PTHREAD_COND_INITIALIZER;
+static struct broker_event *queue_head, *queue_tail;
+static size_t queue_bytes;
+static bool queue_closed; /* stopping: Paho threads must not wait any more */
+
+/* --- op id map: open addressing, linear probing --------------------------- */
+
+static struct op **id_slots;
+static size_t id_cap, id_count;
+
+static size_t id_home(uint64_t id) { return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 20); }
+
+static void id_place(struct op **slots, size_t cap, struct op *o)
+{
+    size_t i = id_home(o->id) & (cap - 1);
+    while (slots[i])
+        i = (i + 1) & (cap - 1);
+    slots[i] = o;
+}
+
+static int id_insert(struct op *o)
+{
+    if ((id_count + 1) * 2 > id_cap) {
+        size_t cap = id_cap ? id_cap * 2 : 64;
+        struct op **slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < id_cap; i++)
+            if (id_slots[i])
+                id_place(slots, cap, id_slots[i]);
+        free(id_slots);
+        id_slots = slots;
+        id_cap = cap;
+    }
+    id_place(id_slots, id_cap, o);
+    id_count++;
+    return 0;
+}
+
+static size_t id_index(uint64_t id)
+{
+    if (!id_cap || !id)
+        return SIZE_MAX;
+    for (size_t i = id_home(id) & (id_cap - 1);; i = (i + 1) & (id_cap - 1)) {
+        if (!id_slots[i])
+            return SIZE_MAX;
+        if (id_slots[i]->id == id)
+            return i;
+    }
+}
+
+/* Removes the op from the map (backward-shift deletion) and clears its id. */
+static void id_remove(struct op *o)
+{
+    size_t i = id_index(o->id);
+    o->id = 0;
+    if (i == SIZE_MAX)
+        return;
+    size_t mask = id_cap - 1;
+    id_slots[i] = NULL;
+    id_count--;
+    for (size_t j = (i + 1) & mask; id_slots[j]; j = (j + 1) & mask) {
+        size_t home = id_home(id_slots[j]->id) & mask;
+        /* Move j back into the hole if its home is not in (i, j]. */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            id_slots[i] = id_slots[j];
+            id_slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+static struct op *id_find(uint64_t id)
+{
+    size_t i = id_index(id);
+    return i == SIZE_MAX ? NULL : id_slots[i];
+}
+
+static int op_hand_out(struct op *o)
+{
+    o->id = next_op_id++;
+    if (id_insert(o) != 0) {
+        o->id = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* --- op lists ------------------------------------------------------------- */
+
+static void list_unlink(struct op_list *l, struct op *o)
+{
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        l->head = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+    else
+        l->tail = o->prev;
+    o->prev = o->next = NULL;
+    l->count--;
+}
+
+static void list_append(struct op_list *l, struct op *o)
+{
+    o->next = NULL;
+    o->prev = l->tail;
+    if (l->tail)
+        l->tail->next = o;
+    else
+        l->head = o;
+    l->tail = o;
+    l->count++;
+}
+
+/* Inserts by seq (publishes that must go again come before newer ones). */
+static void list_insert_ordered(struct op_list *l, struct op *o)
+{
+    struct op *after = NULL;
+    for (struct op *c = l->head; c && c->seq < o->seq; c = c->next)
+        after = c;
+    o->prev = after;
+    o->next = after ? after->next : l->head;
+    if (o->next)
+        o->next->prev = o;
+    else
+        l->tail = o;
+    if (after)
+        after->next = o;
+    else
+        l->head = o;
+    l->count++;
+}
+
+static void op_free(struct op *o)
+{
+    if (!o)
+        return;
+    free(o->ack_id);
+    free(o->topic);
+    free(o->payload);
+    free(o);
+}
+
+static void link_detach_op(struct op *o)
+{
+    struct mqtt_link *l = o->link;
+    if (!l)
+        return;
+    if (o->link_prev)
+        o->link_prev->link_next = o->link_next;
+    else
+        l->ops = o->link_next;
+    if (o->link_next)
+        o->link_next->link_prev = o->link_prev;
+    o->link_prev = o->link_next = NULL;
+    o->link = NULL;
+}
+
+/* --- the event queue (any thread) ----------------------------------------- */
+
+static struct broker_event *event_new(enum event_kind kind, struct mqtt_broker *b, size_t extra)
+{
+    struct broker_event *e = calloc(1, sizeof(*e) + extra + 1);
+    if (e) {
+        e->kind = kind;
+        e->broker = b;
+    }
+    return e;
+}
+
+/* Messages wait for room; everything else always gets in (it is small and
+ * rare, and a lost connection event must never be lost). */
+static void event_push(struct broker_event *e, bool may_wait)
+{
+    size_t size = sizeof(*e) + e->topic_len + e->payload_len;
+    pthread_mutex_lock(&queue_lock);
+    while (may_wait && !queue_closed && queue_bytes > 0 &&
+           queue_bytes + size > EVENT_QUEUE_MAX_BYTES) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&queue_room, &queue_lock, &until);
+    }
+    if (queue_closed) {
+        pthread_mutex_unlock(&queue_lock);
+        free(e);
+        return;
+    }
+    bool was_empty = queue_head == NULL;
+    if (queue_tail)
+        queue_tail->next = e;
+    else
+        queue_head = e;
+    queue_tail = e;
+    queue_bytes += size;
+    struct lws_context *ctx = loop_context;
+    pthread_mutex_unlock(&queue_lock);
+    if (was_empty && ctx)
+        lws_cancel_service(ctx);
+}
+
+static void push_simple(enum event_kind kind, struct mqtt_broker *b, int code, const char *text)
+{
+    size_t tlen = text ? strlen(text) : 0;
+    struct broker_event *e = event_new(kind, b, tlen);
+    if (!e)
+        return; /* out of memory on a Paho thread: nothing better to do */
+    e->code = code;
+    if (tlen)
+        memcpy(e->data, text, tlen);
+    event_push(e, false);
+}
+
+static void push_op_done(void *context, bool ok, bool refused, int code, const char *text)
+{
+    size_t tlen = text ? strlen(text) : 0;
+    struct broker_event *e = event_new(EV_OP_DONE, NULL, tlen);
+    if (!e)
+        return;
+    e->op_id = (uint64_t)(uintptr_t)context;
+    e->ok = ok;
+    e->refused = refused;
+    e->code = code;
+    if (tlen)
+        memcpy(e->data, text, tlen);
+    event_push(e, false);
+}
+
+/* --- Paho callbacks (Paho's threads: queue only) --------------------------- */
+
+static void on_connect_ok(void *context, MQTTAsync_successData *r)
+{
+    (void)r;
+    push_simple(EV_CONNECTED, context, 0, NULL);
+}
+
+static void on_connect_ok5(void *context, MQTTAsync_successData5 *r)
+{
+    (void)r;
+    push_simple(EV_CONNECTED, context, 0, NULL);
+}
+
+static void on_connect_fail(void *context, MQTTAsync_failureData *r)
+{
+    push_simple(EV_CONNECT_FAILED, context, r ? r->code : 0, r ? r->message : NULL);
+}
+
+static void on_connect_fail5(void *context, MQTTAsync_failureData5 *r)
+{
+    push_simple(EV_CONNECT_FAILED, context, r ? (int)r->reasonCode : 0,
+                r ? r->message : NULL);
+}
+
+static void on_connection_lost(void *context, char *cause)
+{
+    push_simple(EV_CONNECTION_LOST, context, 0, cause);
+}
+
+static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
+{
+    size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+    size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    struct broker_event *e = event_new(EV_MESSAGE, context, tlen + 1 + plen);
+    if (e) {
+        e->retained = m->retained != 0;
+        e->topic_len = tlen;
+        e->payload_len = plen;
+        memcpy(e->data, topic, tlen);
+        if (plen)
+            memcpy(e->data + tlen + 1, m->payload, plen);
+        event_push(e, true);
+    }
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
+}
+
+static void on_op_ok(void *context, MQTTAsync_successData *r)
+{
+    (void)r;
+    push_op_done(context, true, false, 0, NULL);
+}
+
+/* MQTT 3.1.1 SUBACK: 0x80 is a refusal. */
+static void on_sub_ok(void *context, MQTTAsync_successData *r)
+{
+    bool refused = r && r->alt.qos == MQTT_BAD_SUBSCRIBE;
+    push_op_done(context, !refused, refused, 0, refused ? "broker refused the subscription" : NULL);
+}
+
+static void on_op_fail(void *context, MQTTAsync_failureData *r)
+{
+    push_op_done(context, false, false, r ? r->code : 0, r ? r->message : NULL);
+}
+
+/* MQTT 5: reason codes from 0x80 up are refusals. */
+static void on_op_ok5(void *context, MQTTAsync_successData5 *r)
+{
+    bool refused = r && r->reasonCode >= 0x80;
+    if (r && r->alt.sub.reasonCodeCount > 0 && r->alt.sub.reasonCodes &&
+        r->alt.sub.reasonCodes[0] >= 0x80)
+        refused = true;
+    push_op_done(context, !refused, refused, r ? (int)r->reasonCode : 0,
+                 refused ? "broker refused (MQTT 5 reason code)" : NULL);
+}
+
+static void on_pub_ok5(void *context, MQTTAsync_successData5 *r)
+{
+    bool refused = r && r->reasonCode >= 0x80;
+    push_op_done(context, !refused, refused, r ? (int)r->reasonCode : 0,
+                 refused ? "broker refused the publish (MQTT 5 reason code)" : NULL);
+}
+
+static void on_op_fail5(void *context, MQTTAsync_failureData5 *r)
+{
+    bool refused = r && r->reasonCode >= 0x80;
+    push_op_done(context, false, refused, r ? (int)r->reasonCode : 0, r ? r->message : NULL);
+}
+
+/* --- connecting ----------------------------------------------------------- */
+
+static void schedule_retry(struct mqtt_broker *b);
+
+static void broker_connect(struct mqtt_broker *b)
+{
+    const struct wsg_broker *c = b->cfg;
+    MQTTAsync_connectOptions o;
+    if (b->v5) {
+        MQTTAsync_connectOptions init5 = MQTTAsync_connectOptions_initializer5;
+        o = init5;
+        o.cleanstart = 1;
+        o.onSuccess5 = on_connect_ok5;
+        o.onFailure5 = on_connect_fail5;
+    } else {
+        MQTTAsync_connectOptions init = MQTTAsync_connectOptions_initializer;
+        o = init;
+        o.cleansession = 1;
+        o.MQTTVersion = MQTTVERSION_3_1_1;
+        o.onSuccess = on_connect_ok;
+        o.onFailure = on_connect_fail;
+    }
+    o.keepAliveInterval = (int)c->keepalive_s;
+    o.maxInflight = MAX_IN_FLIGHT;
+    o.connectTimeout = CONNECT_TIMEOUT_S;
+    o.username = c->username;
+    o.password = c->password;
+    o.serverURIs = c->uris;
+    o.serverURIcount = (int)c->n_uris;
+    o.context = b;
+    o.automaticReconnect = 0;
+    if (c->has_tls)
+        o.ssl = &b->ssl;
+    b->connecting = true;
+    int rc = MQTTAsync_connect(b->client, &o);
+    if (rc != MQTTASYNC_SUCCESS) {
+        b->connecting = false;
+        log_warn("mqtt connect failed", "broker", c->name, "error", MQTTAsync_strerror(rc));
+        schedule_retry(b);
+    }
+}
+
+static void retry_due(lws_sorted_usec_list_t *sul)
+{
+    struct mqtt_broker *b = lws_container_of(sul, struct mqtt_broker, retry_timer);
+    if (!b->connected && !b->connecting)
+        broker_connect(b);
+}
+
+static void schedule_retry(struct mqtt_broker *b)
+{
+    /* +-20 % jitter so that a fleet of gateways does not reconnect in step. */
+    int jitter = b->retry_ms / 5;
+    int delay = b->retry_ms - jitter + (jitter ? rand() % (2 * jitter + 1) : 0);
+    lws_sul_schedule(loop_context, 0, &b->retry_timer, retry_due,
+                     (lws_usec_t)delay * LWS_US_PER_MS);
+    b->retry_ms = b->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : b->retry_ms * 2;
+}
+
+/* --- publishing ----------------------------------------------------------- */
+
+static void publish_done(struct op *o, bool ok, const char *detail)
+{
+    struct mqtt_link *l = o->link;
+    if (l) {
+        bool was_above = l->pending_bytes > l->bound / 2;
+        l->pending_bytes -= o->len;
+        link_detach_op(o);
+        if (l->ev->published && (o->ack_id || !ok))
+            l->ev->published(l->owner, o->ack_id, ok, detail);
+        if (was_above && l->pending_bytes <= l->bound / 2 && l->ev->drained)
+            l->ev->drained(l->owner);
+    } else if (!ok) {
+        log_warn("mqtt publish failed", "broker", o->broker->cfg->name, "topic", o->topic,
+                 "error", detail);
+    }
+    op_free(o);
+}
+
+/* Hands waiting publishes to Paho, oldest first, within MAX_IN_FLIGHT. */
+static void broker_pump(struct mqtt_broker *b)
+{
+    while (b->connected && b->waiting.head && b->in_flight.count < MAX_IN_FLIGHT) {
+        struct op *o = b->waiting.head;
+        if (op_hand_out(o) != 0)
+            return;
+        MQTTAsync_message msg = MQTTAsync_message_initializer;
+        msg.payload = o->payload;
+        msg.payloadlen = (int)o->len;
+        msg.qos = o->qos;
+        msg.retained = o->retain;
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.context = (void *)(uintptr_t)o->id;
+        if (b->v5) {
+            ro.onSuccess5 = on_pub_ok5;
+            ro.onFailure5 = on_op_fail5;
+        } else {
+            ro.onSuccess = on_op_ok;
+            ro.onFailure = on_op_fail;
+        }
+        o->attempts++;
+        int rc = MQTTAsync_sendMessage(b->client, o->topic, &msg, &ro);
+        if (rc == MQTTASYNC_SUCCESS) {
+            list_unlink(&b->waiting, o);
+            list_append(&b->in_flight, o);
+            continue;
+        }
+        id_remove(o);
+        if (rc == MQTTASYNC_DISCONNECTED || rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT ||
+            rc == MQTTASYNC_NO_MORE_MSGIDS || rc == MQTTASYNC_OPERATION_INCOMPLETE) {
+            o->attempts--;
+            return; /* try again on the next completion or connection */
+        }
+        list_unlink(&b->waiting, o);
+        publish_done(o, false, MQTTAsync_strerror(rc));
+    }
+}
+
+/* --- subscriptions --------------------------------------------------------- */
+
+static void waiters_answer(struct filter_state *fs, const char *filter, bool ok,
+                           const char *detail)
+{
+    struct sub_waiter *w = fs->waiters;
+    fs->waiters = NULL;
+    while (w) {
+        struct sub_waiter *next = w->next;
+        if (w->link && w->link->ev->subscribed)
+            w->link->ev->subscribed(w->link->owner, filter, w->ack_id, ok, detail);
+        free(w->ack_id);
+        free(w);
+        w = next;
+    }
+}
+
+static struct filter_state *filter_state_of(struct mqtt_broker *b, const char *filter)
+{
+    void **slot = topic_tree_filter_data(b->tree, filter);
+    return slot ? *slot : NULL;
+}
+
+static void send_subscribe(struct mqtt_broker *b, const char *filter, int qos)
+{
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o || !(o->topic = strdup(filter)) || op_hand_out(o) != 0) {
+        op_free(o);
+        return; /* retried with every filter at the next reconnect */
+    }
+    o->kind = OP_SUBSCRIBE;
+    o->broker = b;
+    o->qos = qos;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.context = (void *)(uintptr_t)o->id;
+    if (b->v5) {
+        ro.onSuccess5 = on_op_ok5;
+        ro.onFailure5 = on_op_fail5;
+    } else {
+        ro.onSuccess = on_sub_ok;
+        ro.onFailure = on_op_fail;
+    }
+    if (MQTTAsync_subscribe(b->client, filter, qos, &ro) != MQTTASYNC_SUCCESS) {
+        id_remove(o);
+        op_free(o);
+    }
+}
+
+static void send_unsubscribe(struct mqtt_broker *b, const char *filter)
+{
+    if (!b->connected)
+        return; /* the clean session forgot it already */
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    MQTTAsync_unsubscribe(b->client, filter, &ro);
+}
+
+static void resubscribe_one(void *ctx, const char *filter, int max_qos)
+{
+    send_subscribe(ctx, filter, max_qos);
+}
+
+static void subscribe_done(struct op *o, bool ok, bool refused, const char *detail)
+{
+    struct mqtt_broker *b = o->broker;
+    struct filter_state *fs = filter_state_of(b, o->topic);
+    if (!fs)
+        return; /* everybody left meanwhile */
+    if (ok) {
+        fs->confirmed = true;
+        waiters_answer(fs, o->topic, true, NULL);
+    } else if (refused) {
+        log_warn("mqtt subscribe refused", "broker", b->cfg->name, "filter", o->topic);
+        waiters_answer(fs, o->topic, false, detail ? detail : "broker refused the subscription");
+    }
+    /* Otherwise the connection dropped: the reconnect subscribes again. */
+}
+
+/* --- connection events ----------------------------------------------------- */
+
+static void unconfirm_one(void *ctx, const char *filter, int max_qos)
+{
+    (void)max_qos;
+    struct filter_state *fs = filter_state_of(ctx, filter);
+    if (fs)
+        fs->confirmed = false;
+}
+
+static void broker_up(struct mqtt_broker *b)
+{
+    b->connecting = false;
+    b->connected = true;
+    b->retry_ms = RETRY_FIRST_MS;
+    metrics_set_broker_connected(b->cfg->name, 1);
+    char filters[24], waiting[24];
+    snprintf(filters, sizeof(filters), "%zu", topic_tree_filter_count(b->tree));
+    snprintf(waiting, sizeof(waiting), "%zu", b->waiting.count);
+    log_info("mqtt broker connected", "broker", b->cfg->name, "filters", filters,
+             "publishes_waiting", waiting);
+    topic_tree_each_filter(b->tree, resubscribe_one, b);
+    broker_pump(b);
+}
+
+static void broker_down(struct mqtt_broker *b, bool was_connected, const char *why)
+{
+    b->connecting = false;
+    b->connected = false;
+    metrics_set_broker_connected(b->cfg->name, 0);
+    /* What Paho had not finished goes again, in order, after the reconnect. */
+    while (b->in_flight.head) {
+        struct op *o = b->in_flight.head;
+        list_unlink(&b->in_flight, o);
+        id_remove(o);
+        list_insert_ordered(&b->waiting, o);
+    }
+    topic_tree_each_filter(b->tree, unconfirm_one, b);
+    char retry[24];
+    snprintf(retry, sizeof(retry), "%d", b->retry_ms);
+    if (was_connected)
+        log_warn("mqtt broker connection lost", "broker", b->cfg->name, "error",
+                 why && *why ? why : "connection closed", "retry_in_ms", retry);
+    else
+        log_warn("mqtt broker unreachable", "broker", b->cfg->name, "error",
+                 why && *why ? why : "connect failed", "retry_in_ms", retry);
+    schedule_retry(b);
+}
+
+/* --- delivering ------------------------------------------------------------ */
+
+static void deliver_to_link(void *ctx, void *sub)
+{
+    struct mqtt_link *l = sub;
+    if (l->ev->message)
+        l->ev->message(l->owner, ctx);
+}
+
+static void broker_message(struct mqtt_broker *b, const struct broker_event *e)
+{
+    struct mqtt_delivery d = {
+        .topic = e->data,
+        .payload = (const uint8_t *)e->data + e->topic_len + 1,
+        .len = e->payload_len,
+        .retained = e->retained,
+        .utf8 = -1,
+    };
+    topic_tree_match(b->tree, d.topic, deliver_to_link, &d);
+    free(d.envelope);
+}
+
+static void op_event(const struct broker_event *e)
+{
+    struct op *o = id_find(e->op_id);
+    if (!o)
+        return; /* dropped on our side already */
+    struct mqtt_broker *b = o->broker;
+    id_remove(o);
+    const char *detail = e->data[0] ? e->data : e->ok ? NULL : "failed";
+    switch (o->kind) {
+    case OP_PUBLISH:
+        list_unlink(&b->in_flight, o);
+        if (e->ok || e->refused || o->attempts >= MAX_PUBLISH_ATTEMPTS) {
+            publish_done(o, e->ok, detail);
+        } else {
+            /* The connection went under it: send again, in order. */
+            list_insert_ordered(&b->waiting, o);
+        }
+        broker_pump(b);
+        return;
+    case OP_SUBSCRIBE:
+        subscribe_done(o, e->ok, e->refused, detail);
+        op_free(o);
+        return;
+    }
+}
+
+static void handle_event(struct broker_event *e)
+{
+    switch (e->kind) {
+    case EV_CONNECTED:
+        broker_up(e->broker);
+        return;
+    case EV_CONNECT_FAILED:
+        broker_down(e->broker, false, e->data);
+        return;
+    case EV_CONNECTION_LOST:
+        if (e->broker->connected)
+            broker_down(e->broker, true, e->data);
+        return;
+    case EV_MESSAGE:
+        broker_message(e->broker, e);
+        return;
+    case EV_OP_DONE:
+        op_event(e);
+        return;
+    }
+}
+
+void mqtt_brokers_service(void)
+{
+    pthread_mutex_lock(&queue_lock);
+    struct broker_event *e = queue_head;
+    queue_head = queue_tail = NULL;
+    queue_bytes = 0;
+    pthread_cond_broadcast(&queue_room);
+    pthread_mutex_unlock(&queue_lock);
+    while (e) {
+        struct broker_event *next = e->next;
+        handle_event(e);
+        free(e);
+        e = next;
+    }
+}
+
+/* --- links ----------------------------------------------------------------- */
+
+struct mqtt_broker *mqtt_broker_find(const char *name)
+{
+    for (struct mqtt_broker *b = brokers; b; b = b->next)
+        if (strcmp(b->cfg->name, name) == 0)
+            return b;
+    return NULL;
+}
+
+bool mqtt_broker_connected(const struct mqtt_broker *b) { return b->connected; }
+const char *mqtt_broker_name(const struct mqtt_broker *b) { return b->cfg->name; }
+
+struct mqtt_link *mqtt_link_create(struct mqtt_broker *b, const struct mqtt_link_events *ev,
+                                   void *owner, size_t bound)
+{
+    if (!b)
+        return NULL;
+    struct mqtt_link *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->broker = b;
+    l->ev = ev;
+    l->owner = owner;
+    l->bound = bound;
+    return l;
+}
+
+static ssize_t link_filter_index(const struct mqtt_link *l, const char *filter)
+{
+    for (size_t i = 0; i < l->n_filters; i++)
+        if (strcmp(l->filters[i], filter) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void waiters_forget_link(struct filter_state *fs, const struct mqtt_link *l)
+{
+    struct sub_waiter **p = &fs->waiters;
+    while (*p) {
+        struct sub_waiter *w = *p;
+        if (w->link == l) {
+            *p = w->next;
+            free(w->ack_id);
+            free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
+
+/* Drops the link's holding of filter i. */
+static void link_release_filter(struct mqtt_link *l, size_t i)
+{
+    struct mqtt_broker *b = l->broker;
+    char *filter = l->filters[i];
+    void **slot = topic_tree_filter_data(b->tree, filter);
+    struct filter_state *fs = slot ? *slot : NULL;
+    if (fs)
+        waiters_forget_link(fs, l);
+    /* The state goes with the last holder (then no waiter is left either). */
+    if (topic_tree_remove(b->tree, filter, l) == 1) {
+        free(fs);
+        send_unsubscribe(b, filter);
+    }
+    free(filter);
+    l->filters[i] = l->filters[--l->n_filters];
+}
+
+int mqtt_link_subscribe(struct mqtt_link *l, const char *filter, int qos, const char *ack_id)
+{
+    struct mqtt_broker *b = l->broker;
+    bool held = link_filter_index(l, filter) >= 0;
+    if (!held && l->n_filters == l->cap_filters) {
+        size_t cap = l->cap_filters ? l->cap_filters * 2 : 4;
+        char **grown = realloc(l->filters, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        l->filters = grown;
+        l->cap_filters = cap;
+    }
+    char *copy = held ? NULL : strdup(filter);
+    if (!held && !copy)
+        return -1;
+    int changed = topic_tree_add(b->tree, filter, l, qos);
+    if (changed < 0) {
+        free(copy);
+        return -1;
+    }
+    if (!held)
+        l->filters[l->n_filters++] = copy;
+    void **slot = topic_tree_filter_data(b->tree, filter);
+    if (!*slot && !(*slot = calloc(1, sizeof(struct filter_state)))) {
+        mqtt_link_unsubscribe(l, filter);
+        return -1;
+    }
+    struct filter_state *fs = *slot;
+    if (changed == 1)
+        fs->confirmed = false; /* new, or a higher QoS to ask for */
+    if (fs->confirmed && b->connected) {
+        if (l->ev->subscribed)
+            l->ev->subscribed(l->owner, filter, ack_id, true, NULL);
+        return 0;
+    }
+    struct sub_waiter *w = calloc(1, sizeof(*w));
+    if (!w || (ack_id && !(w->ack_id = strdup(ack_id)))) {
+        free(w);
+        mqtt_link_unsubscribe(l, filter);
+        return -1;
+    }
+    w->link = l;
+    w->next = fs->waiters;
+    fs->waiters = w;
+    if (changed == 1 && b->connected)
+        send_subscribe(b, filter, qos > 0 ? qos : 0);
+    return 0;
+}
+
+int mqtt_link_unsubscribe(struct mqtt_link *l, const char *filter)
+{
+    ssize_t i = link_filter_index(l, filter);
+    if (i < 0)
+        return -1;
+    link_release_filter(l, (size_t)i);
+    return 0;
+}
+
+long mqtt_link_publish(struct mqtt_link *l, const char *topic, const void *payload, size_t len,
+                       int qos, bool retain, const char *ack_id)
+{
+    struct mqtt_broker *b = l->broker;
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -1;
+    o->kind = OP_PUBLISH;
+    o->broker = b;
+    o->seq = next_seq++;
+    o->qos = qos;
+    o->retain = retain;
+    o->len = len;
+    o->topic = strdup(topic);
+    o->payload = malloc(len ? len : 1);
+    if (!o->topic || !o->payload || (ack_id && !(o->ack_id = strdup(ack_id)))) {
+        op_free(o);
+        return -1;
+    }
+    if (len)
+        memcpy(o->payload, payload, len);
+    o->link = l;
+    o->link_next = l->ops;
+    if (l->ops)
+        l->ops->link_prev = o;
+    l->ops = o;
+    l->pending_bytes += len;
+    list_append(&b->waiting, o);
+    broker_pump(b);
+    return (long)l->pending_bytes;
+}
+
+size_t mqtt_link_pending_bytes(const struct mqtt_link *l) { return l->pending_bytes; }
+
+void mqtt_link_destroy(struct mqtt_link *l)
+{
+    if (!l)
+        return;
+    while (l->n_filters)
+        link_release_filter(l, l->n_filters - 1);
+    free(l->filters);
+    while (l->ops)
+        link_detach_op(l->ops);
+    free(l);
+}
+
+/* --- lifetime -------------------------------------------------------------- */
+
+static void broker_free(struct mqtt_broker *b)
+{
+    if (b->client)
+        MQTTAsync_destroy(&b->client);
+    lws_sul_cancel(&b->retry_timer);
+    struct op_list *lists[] = {&b->waiting, &b->in_flight};
+    for (size_t i = 0; i < 2; i++)
+        while (lists[i]->head) {
+            struct op *o = lists[i]->head;
+            list_unlink(lists[i], o);
+            id_remove(o);
+            link_detach_op(o);
+            op_free(o);
+        }
+    topic_tree_destroy(b->tree);
+    free(b);
+}
+
+static int broker_create(const struct wsg_broker *c, char *err, size_t err_len)
+{
+    struct mqtt_broker *b = calloc(1, sizeof(*b));
+    if (!b || !(b->tree = topic_tree_create())) {
+        free(b);
+        snprintf(err, err_len, "broker %s: out of memory", c->name);
+        return -1;
+    }
+    b->cfg = c;
+    b->v5 = c->version == WSG_MQTT_5;
+    b->retry_ms = RETRY_FIRST_MS;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    ssl.trustStore = c->tls.ca;
+    ssl.keyStore = c->tls.cert;
+    ssl.privateKey = c->tls.key;
+    ssl.enableServerCertAuth = !c->tls.insecure;
+    ssl.verify = !c->tls.insecure;
+    ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+    b->ssl = ssl;
+
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+    co.MQTTVersion = b->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    int rc = MQTTAsync_createWithOptions(&b->client, c->uris[0], c->client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    if (rc == MQTTASYNC_SUCCESS)
+        rc = MQTTAsync_setCallbacks(b->client, b, on_connection_lost, on_message, NULL);
+    if (rc != MQTTASYNC_SUCCESS) {
+        snprintf(err, err_len, "broker %s: cannot create an MQTT client for %s: %s", c->name,
+                 c->uris[0], MQTTAsync_strerror(rc));
+        broker_free(b);
+        return -1;
+    }
+    b->next = brokers;
+    brokers = b;
+    return 0;
+}
+
+int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context, char *err,
+                       size_t err_len)
+{
+    if (cfg->n_brokers == 0)
+        return 0;
+    MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
+    init.do_openssl_init = 0; /* libwebsockets and OpenSSL 3 initialise it */
+    MQTTAsync_global_init(&init);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    pthread_mutex_lock(&queue_lock);
+    loop_context = context;
+    queue_closed = false;
+    pthread_mutex_unlock(&queue_lock);
+    for (size_t i = 0; i < cfg->n_brokers; i++) {
+        metrics_set_broker_connected(cfg->brokers[i].name, 0);
+        if (broker_create(&cfg->brokers[i], err, err_len) != 0) {
+            mqtt_brokers_stop();
+            return -1;
+        }
+    }
+    for (struct mqtt_broker *b = brokers; b; b = b->next)
+        broker_connect(b);
+    return 0;
+}
+
+const char *mqtt_brokers_first_down(void)
+{
+    const char *down = NULL;
+    /* The list is in reverse config order: the last one found is the first. */
+    for (struct mqtt_broker *b = brokers; b; b = b->next)
+        if (!b->connected)
+            down = b->cfg->name;
+    return down;
+}
+
+bool mqtt_brokers_flushed(void)
+{
+    for (struct mqtt_broker *b = brokers; b; b = b->next)
+        if (b->connected && (b->waiting.head || b->in_flight.head))
+            return false;
+    return true;
+}
+
+void mqtt_brokers_stop(void)
+{
+    /* Paho threads waiting for room must give up before we disconnect. */
+    pthread_mutex_lock(&queue_lock);
+    queue_closed = true;
+    pthread_cond_broadcast(&queue_room);
+    pthread_mutex_unlock(&queue_lock);
+
+    for (struct mqtt_broker *b = brokers; b; b = b->next) {
+        size_t lost = b->waiting.count + b->in_flight.count;
+        if (lost) {
+            char n[24];
+            snprintf(n, sizeof(n), "%zu", lost);
+            log_warn("mqtt publishes not delivered at shutdown", "broker", b->cfg->name,
+                     "count", n);
+        }
+        if (b->client && MQTTAsync_isConnected(b->client)) {
+            MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+            d.timeout = DISCONNECT_TIMEOUT_MS;
+            if (MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS)
+                for (int i = 0; i < 150 && MQTTAsync_isConnected(b->client); i++)
+                    usleep(10 * 1000);
+        }
+    }
+    while (brokers) {
+        struct mqtt_broker *b = brokers;
+        brokers = b->next;
+        broker_free(b);
+    }
+    pthread_mutex_lock(&queue_lock);
+    struct broker_event *e = queue_head;
+    queue_head = queue_tail = NULL;
+    queue_bytes = 0;
+    loop_context = NULL;
+    pthread_mutex_unlock(&queue_lock);
+    while (e) {
+        struct broker_event *next = e->next;
+        free(e);
+        e = next;
+    }
+    free(id_slots);
+    id_slots = NULL;
+    id_cap = id_count = 0;
+}

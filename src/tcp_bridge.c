@@ -1,0 +1,380 @@
+/* tcp_bridge.c - the bridge of "tcp" routes (see bridge.h): one backend
+ * connection per client, opened when the client
+ * connects. Targets are tried in the order target_pool gives (round-robin,
+ * healthy ones first); a failed or timed-out attempt moves on to the next.
+ * Client messages are encoded by the route's framing on the way in; backend
+ * bytes are cut into messages by a framing decoder on the way out. Each
+ * direction is bounded by max_queue_bytes: past the bound the producing side
+ * stops being read, and resumes once the consumer has drained half. */
+#include "bridge_impl.h"
+
+#include "config.h"
+#include "framing.h"
+#include "log.h"
+#include "metrics.h"
+#include "msg_queue.h"
+#include "session.h"
+#include "target_pool.h"
+#include "tcp_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* With max_message_bytes 0 ("none"), messages that must be held whole
+ * (length32 from the client, a backend line or frame) still stop here. */
+#define REASSEMBLY_CAP_BYTES ((size_t)64 << 20)
+#define PENDING_CHUNK_BYTES (64 * 1024)
+
+struct tcp_bridge {
+    struct bridge base; /* first: bridge.c dispatches through it */
+    struct session *session; /* the owner; outlives the bridge */
+    const struct wsg_route *route;
+    size_t queue_bound; /* max_queue_bytes for each direction */
+    size_t max_message; /* for reassembly and the decoder */
+
+    /* targets: borrowed from the session; order[] owned */
+    const struct wsg_target *targets;
+    size_t n_targets;
+    size_t *order;
+    size_t attempt; /* index into order of the current attempt */
+    size_t failed_attempts;
+    char target[80]; /* "host:port" of the current attempt (cut if long) */
+
+    struct tcp_backend *backend; /* NULL between attempts, after the end, or once let go */
+    bool connected;
+    lws_sorted_usec_list_t connect_timer;
+
+    struct msg_queue pending; /* client bytes waiting for a connection; owned */
+    uint8_t *message;         /* a length32 client message being reassembled; owned */
+    size_t message_len, message_cap;
+
+    struct framing_decoder decoder; /* backend bytes -> messages; owns its tail */
+};
+
+static uint64_t now_ms(void) { return (uint64_t)lws_now_usecs() / 1000; }
+
+static void close_client(struct tcp_bridge *b, int code, const char *what)
+{
+    char reason[123]; /* a close frame's reason holds at most 123 bytes */
+    snprintf(reason, sizeof(reason), "route %s: %s", b->route->name, what);
+    session_close(b->session, code, reason);
+}
+
+/* Lets the backend go now (its queued bytes too): the client is closing
+ * because of something the backend did. */
+static void drop_backend(struct tcp_bridge *b)
+{
+    lws_sul_cancel(&b->connect_timer);
+    if (b->backend)
+        tcp_backend_abort(b->backend);
+    b->backend = NULL;
+}
+
+static const struct tcp_backend_events backend_events;
+static void on_connect_timeout(lws_sorted_usec_list_t *sul);
+
+/* Starts the attempt at order[b->attempt]; false if none are left. */
+static bool start_attempt(struct tcp_bridge *b)
+{
+    if (b->attempt >= b->n_targets)
+        return false;
+    const struct wsg_target *t = &b->targets[b->order[b->attempt]];
+    snprintf(b->target, sizeof(b->target), "%s:%d", t->host, t->port);
+    struct lws *wsi = session_wsi(b->session);
+    b->backend = tcp_backend_connect(lws_get_context(wsi), lws_get_vhost(wsi), t->host, t->port,
+                                     b->queue_bound, &backend_events, b);
+    if (!b->backend)
+        return false;
+    int64_t timeout_ms = session_limits(b->session)->connect_timeout_ms;
+    if (timeout_ms > 0)
+        lws_sul_schedule(lws_get_context(wsi), 0, &b->connect_timer, on_connect_timeout,
+                         (lws_usec_t)timeout_ms * 1000);
+    return true;
+}
+
+/* The current attempt failed: remember it, then try the next target. */
+static void attempt_failed(struct tcp_bridge *b, enum backend_error why, const char *detail)
+{
+    const struct wsg_target *t = &b->targets[b->order[b->attempt]];
+    target_pool_report(t, false, now_ms());
+    session_metrics(b->session)->backend_errors[why]++;
+    log_warn(why == BACKEND_ERR_CONNECT_TIMEOUT ? "backend connect timed out"
+                                                : "backend unreachable",
+             "route", b->route->name, "target", b->target, "error", detail);
+    b->failed_attempts++;
+    b->attempt++;
+    if (start_attempt(b))
+        return;
+    char what[110];
+    if (b->failed_attempts > 1)
+        snprintf(what, sizeof(what), "no backend reachable (%zu tried)", b->failed_attempts);
+    else
+        snprintf(what, sizeof(what), "backend %s %s", b->target,
+                 why == BACKEND_ERR_CONNECT_TIMEOUT ? "timed out" : "unreachable");
+    close_client(b, CLOSE_INTERNAL_ERROR, what);
+}
+
+static void on_connect_timeout(lws_sorted_usec_list_t *sul)
+{
+    struct tcp_bridge *b = lws_container_of(sul, struct tcp_bridge, connect_timer);
+    if (b->connected || !b->backend)
+        return;
+    tcp_backend_abort(b->backend);
+    b->backend = NULL;
+    attempt_failed(b, BACKEND_ERR_CONNECT_TIMEOUT, "no connection within connect_timeout_ms");
+}
+
+/* --- client -> backend ---------------------------------------------------- */
+
+/* Queues bytes for the backend (or for the connection still being made) and
+ * pauses the client past the bound. */
+static void to_backend(struct tcp_bridge *b, const void *data, size_t len)
+{
+    long queued;
+    if (len == 0)
+        return;
+    if (b->connected && b->backend)
+        queued = tcp_backend_write(b->backend, data, len);
+    else
+        queued = msg_queue_append(&b->pending, data, len, 0, PENDING_CHUNK_BYTES) == 0
+                     ? (long)b->pending.bytes
+                     : -1;
+    if (queued < 0) {
+        drop_backend(b);
+        close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    if ((size_t)queued > b->queue_bound)
+        session_pause_reading(b->session, true);
+}
+
+static int hold_message_piece(struct tcp_bridge *b, const uint8_t *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    size_t need = b->message_len + len;
+    if (need > b->max_message)
+        return -1;
+    if (need > b->message_cap) {
+        size_t cap = b->message_cap ? b->message_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *grown = realloc(b->message, cap);
+        if (!grown)
+            return -1;
+        b->message = grown;
+        b->message_cap = cap;
+    }
+    memcpy(b->message + b->message_len, data, len);
+    b->message_len = need;
+    return 0;
+}
+
+static void client_data(struct bridge *base, const uint8_t *data, size_t len, bool first,
+                        bool final, bool text)
+{
+    struct tcp_bridge *b = (struct tcp_bridge *)base;
+    (void)text; /* text frames were checked for UTF-8 by lws; bytes are bytes */
+    if (!b->backend && !b->connected && b->attempt >= b->n_targets)
+        return; /* every target failed: the client is being closed */
+    if (b->connected && !b->backend)
+        return; /* the backend is gone */
+
+    switch (b->route->framing) {
+    case WSG_FRAMING_RAW:
+        to_backend(b, data, len);
+        break;
+    case WSG_FRAMING_LINES:
+        to_backend(b, data, len);
+        if (final)
+            to_backend(b, "\n", 1);
+        break;
+    case WSG_FRAMING_LENGTH32:
+        /* The header needs the whole length: hold the message until final. */
+        if (first)
+            b->message_len = 0;
+        if (hold_message_piece(b, data, len) != 0) {
+            drop_backend(b);
+            close_client(b, CLOSE_TOO_BIG, "message too big for length32 framing");
+            return;
+        }
+        if (final) {
+            uint8_t header[4];
+            framing_length32_header((uint32_t)b->message_len, header);
+            to_backend(b, header, sizeof(header));
+            to_backend(b, b->message, b->message_len);
+            b->message_len = 0;
+            if (b->message_cap > 64 * 1024) { /* don't keep a big buffer per idle client */
+                free(b->message);
+                b->message = NULL;
+                b->message_cap = 0;
+            }
+        }
+        break;
+    }
+}
+
+static void client_drained(struct bridge *base)
+{
+    struct tcp_bridge *b = (struct tcp_bridge *)base;
+    if (b->backend && b->connected)
+        tcp_backend_pause_reading(b->backend, false);
+}
+
+/* --- backend -> client ---------------------------------------------------- */
+
+static void on_backend_connected(void *owner)
+{
+    struct tcp_bridge *b = owner;
+    b->connected = true;
+    lws_sul_cancel(&b->connect_timer);
+    target_pool_report(&b->targets[b->order[b->attempt]], true, now_ms());
+    log_debug("backend connected", "route", b->route->name, "target", b->target);
+
+    /* What the client sent meanwhile goes first. */
+    long queued = 0;
+    for (struct msg_chunk *c = msg_queue_peek(&b->pending); c; c = c->next) {
+        queued = tcp_backend_write(b->backend, msg_chunk_data(c), c->len);
+        if (queued < 0) {
+            drop_backend(b);
+            close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+            return;
+        }
+    }
+    msg_queue_clear(&b->pending);
+    if ((size_t)queued <= b->queue_bound / 2)
+        session_pause_reading(b->session, false);
+}
+
+static int emit_to_client(void *ctx, const uint8_t *msg, size_t len)
+{
+    struct tcp_bridge *b = ctx;
+    long queued = session_send(b->session, msg, len, b->route->message == WSG_MESSAGE_TEXT);
+    if (queued >= 0 && (size_t)queued > b->queue_bound && b->backend)
+        tcp_backend_pause_reading(b->backend, true);
+    return 0; /* the overshoot is at most one read: keep going */
+}
+
+static void on_backend_data(void *owner, const uint8_t *bytes, size_t len)
+{
+    struct tcp_bridge *b = owner;
+    switch (framing_decode(&b->decoder, bytes, len, emit_to_client, b)) {
+    case FRAMING_OK:
+        return;
+    case FRAMING_TOO_BIG:
+        drop_backend(b);
+        close_client(b, CLOSE_TOO_BIG, "backend message too big");
+        return;
+    case FRAMING_BAD_UTF8:
+        drop_backend(b);
+        close_client(b, CLOSE_INVALID_PAYLOAD, "backend sent invalid UTF-8");
+        return;
+    case FRAMING_NO_MEMORY:
+        drop_backend(b);
+        close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+}
+
+static void on_backend_drained(void *owner)
+{
+    struct tcp_bridge *b = owner;
+    session_pause_reading(b->session, false);
+}
+
+static void on_backend_ended(void *owner, enum tcp_backend_end how, const char *detail)
+{
+    struct tcp_bridge *b = owner;
+    b->backend = NULL;
+    lws_sul_cancel(&b->connect_timer);
+
+    if (how == TCP_BACKEND_CONNECT_FAILED) {
+        attempt_failed(b, BACKEND_ERR_CONNECT_REFUSED, detail);
+        return;
+    }
+    if (how == TCP_BACKEND_RESET) {
+        session_metrics(b->session)->backend_errors[BACKEND_ERR_RESET]++;
+        log_warn("backend failed", "route", b->route->name, "target", b->target, "error",
+                 detail);
+        char what[110];
+        snprintf(what, sizeof(what), "backend %s reset the connection", b->target);
+        close_client(b, CLOSE_INTERNAL_ERROR, what);
+        return;
+    }
+    /* An orderly close: what it sent is queued for the client already; a
+     * partial line or frame it left behind can never complete. */
+    close_client(b, CLOSE_NORMAL, "backend closed");
+}
+
+static const struct tcp_backend_events backend_events = {
+    .connected = on_backend_connected,
+    .data = on_backend_data,
+    .drained = on_backend_drained,
+    .ended = on_backend_ended,
+};
+
+/* --- lifetime ------------------------------------------------------------- */
+
+static void client_gone(struct bridge *base);
+
+static const struct bridge_ops tcp_bridge_ops = {
+    .client_data = client_data,
+    .client_drained = client_drained,
+    .client_gone = client_gone,
+};
+
+struct bridge *tcp_bridge_open(struct session *s)
+{
+    const struct route_match *m = session_match(s);
+    const struct wsg_limits *limits = session_limits(s);
+    size_t n_targets = 0;
+    const struct wsg_target *targets = session_targets(s, &n_targets);
+    if (m->route->type != WSG_ROUTE_TCP || n_targets == 0)
+        return NULL;
+
+    struct tcp_bridge *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->order = calloc(n_targets, sizeof(*b->order));
+    if (!b->order) {
+        free(b);
+        return NULL;
+    }
+    b->base.ops = &tcp_bridge_ops;
+    b->session = s;
+    b->route = m->route;
+    b->queue_bound = limits->max_queue_bytes > 0 ? (size_t)limits->max_queue_bytes
+                                                 : (size_t)1 << 20;
+    b->max_message = limits->max_message_bytes > 0 &&
+                             (size_t)limits->max_message_bytes < REASSEMBLY_CAP_BYTES
+                         ? (size_t)limits->max_message_bytes
+                         : REASSEMBLY_CAP_BYTES;
+    b->targets = targets;
+    b->n_targets = target_pool_order(m->route->name, targets, n_targets, now_ms(), b->order);
+    framing_decoder_init(&b->decoder, m->route->framing, m->route->message == WSG_MESSAGE_TEXT,
+                         m->route->framing == WSG_FRAMING_RAW ? 0 : b->max_message);
+    if (!start_attempt(b)) {
+        client_gone(&b->base);
+        return NULL;
+    }
+    return &b->base;
+}
+
+static void client_gone(struct bridge *base)
+{
+    struct tcp_bridge *b = (struct tcp_bridge *)base;
+    lws_sul_cancel(&b->connect_timer);
+    if (b->backend) {
+        /* A connection still being made takes the client's bytes with it. */
+        for (struct msg_chunk *c = msg_queue_peek(&b->pending); c; c = c->next)
+            if (tcp_backend_write(b->backend, msg_chunk_data(c), c->len) < 0)
+                break;
+        tcp_backend_close(b->backend);
+    }
+    msg_queue_clear(&b->pending);
+    framing_decoder_free(&b->decoder);
+    free(b->message);
+    free(b->order);
+    free(b);
+}
