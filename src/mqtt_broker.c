@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "topic.h"
 #include "topic_tree.h"
 
 #include <MQTTAsync.h>
@@ -78,10 +79,30 @@ struct sub_waiter {
     char *ack_id; /* owned, may be NULL */
 };
 
-/* Per held filter (the topic tree's data slot). */
+/* Per held filter (the topic tree's data slot).
+ *
+ * Retained messages: the broker sends a filter's retained messages after
+ * each SUBACK for it, flagged "retained". A client joining a filter the
+ * gateway already holds must get them too, so its join sends the SUBSCRIBE
+ * again (MQTT: the subscription is replaced, the flow goes on, the retained
+ * messages come again) - one at a time per filter, every joiner meanwhile
+ * waiting for the same SUBACK. Each SUBACK opens a new `round`; retained
+ * messages then go only to the holdings that waited for it, so the clients
+ * that had them already get no duplicates. After a reconnect the round is
+ * everyone's: a client directly on the broker would get them again too. */
 struct filter_state {
-    bool confirmed;        /* SUBACKed on the current connection */
+    bool confirmed;     /* SUBACKed on the current connection */
+    bool sub_in_flight; /* a SUBSCRIBE is out, its SUBACK not yet back */
+    bool everyone;      /* the current round is a reconnect's: all get retained */
+    bool resubscribe;   /* the SUBSCRIBE out is a reconnect's */
+    uint64_t round;     /* counts SUBACKs */
     struct sub_waiter *waiters;
+};
+
+/* One filter a link holds. */
+struct holding {
+    char *filter;   /* owned */
+    uint64_t round; /* the filter's round whose SUBACK this holding waited for */
 };
 
 struct mqtt_link {
@@ -91,7 +112,7 @@ struct mqtt_link {
     size_t bound;
     size_t pending_bytes;
     struct op *ops; /* its publishes not yet done */
-    char **filters; /* owned, held filters */
+    struct holding *filters; /* owned */
     size_t n_filters, cap_filters;
 };
 
@@ -583,6 +604,8 @@ static void broker_pump(struct mqtt_broker *b)
 
 /* --- subscriptions --------------------------------------------------------- */
 
+static struct holding *link_holding(struct mqtt_link *l, const char *filter);
+
 static void waiters_answer(struct filter_state *fs, const char *filter, bool ok,
                            const char *detail)
 {
@@ -590,6 +613,9 @@ static void waiters_answer(struct filter_state *fs, const char *filter, bool ok,
     fs->waiters = NULL;
     while (w) {
         struct sub_waiter *next = w->next;
+        struct holding *h = ok && w->link ? link_holding(w->link, filter) : NULL;
+        if (h)
+            h->round = fs->round; /* the retained messages that follow are its */
         if (w->link && w->link->ev->subscribed)
             w->link->ev->subscribed(w->link->owner, filter, w->ack_id, ok, detail);
         free(w->ack_id);
@@ -604,7 +630,7 @@ static struct filter_state *filter_state_of(struct mqtt_broker *b, const char *f
     return slot ? *slot : NULL;
 }
 
-static void send_subscribe(struct mqtt_broker *b, const char *filter, int qos)
+static void send_subscribe(struct mqtt_broker *b, const char *filter, int qos, bool resubscribe)
 {
     struct op *o = calloc(1, sizeof(*o));
     if (!o || !(o->topic = strdup(filter)) || op_hand_out(o) != 0) {
@@ -626,6 +652,12 @@ static void send_subscribe(struct mqtt_broker *b, const char *filter, int qos)
     if (MQTTAsync_subscribe(b->client, filter, qos, &ro) != MQTTASYNC_SUCCESS) {
         id_remove(o);
         op_free(o);
+        return;
+    }
+    struct filter_state *fs = filter_state_of(b, filter);
+    if (fs) {
+        fs->sub_in_flight = true;
+        fs->resubscribe = resubscribe;
     }
 }
 
@@ -639,7 +671,7 @@ static void send_unsubscribe(struct mqtt_broker *b, const char *filter)
 
 static void resubscribe_one(void *ctx, const char *filter, int max_qos)
 {
-    send_subscribe(ctx, filter, max_qos);
+    send_subscribe(ctx, filter, max_qos, true);
 }
 
 static void subscribe_done(struct op *o, bool ok, bool refused, const char *detail)
@@ -648,8 +680,11 @@ static void subscribe_done(struct op *o, bool ok, bool refused, const char *deta
     struct filter_state *fs = filter_state_of(b, o->topic);
     if (!fs)
         return; /* everybody left meanwhile */
+    fs->sub_in_flight = false;
     if (ok) {
         fs->confirmed = true;
+        fs->round++;
+        fs->everyone = fs->resubscribe;
         waiters_answer(fs, o->topic, true, NULL);
     } else if (refused) {
         log_warn("mqtt subscribe refused", "broker", b->cfg->name, "filter", o->topic);
@@ -665,7 +700,7 @@ static void unconfirm_one(void *ctx, const char *filter, int max_qos)
     (void)max_qos;
     struct filter_state *fs = filter_state_of(ctx, filter);
     if (fs)
-        fs->confirmed = false;
+        fs->confirmed = fs->sub_in_flight = false;
 }
 
 static void broker_up(struct mqtt_broker *b)
@@ -709,11 +744,29 @@ static void broker_down(struct mqtt_broker *b, bool was_connected, const char *w
 
 /* --- delivering ------------------------------------------------------------ */
 
+/* A retained message goes to a link only if one of its holdings matching
+ * the topic waited for the SUBACK that brought it (see filter_state). */
+static bool link_wants_retained(struct mqtt_link *l, const char *topic)
+{
+    for (size_t i = 0; i < l->n_filters; i++) {
+        const struct holding *h = &l->filters[i];
+        if (!topic_filter_matches(h->filter, topic))
+            continue;
+        struct filter_state *fs = filter_state_of(l->broker, h->filter);
+        if (fs && (fs->everyone || (h->round != 0 && h->round == fs->round)))
+            return true;
+    }
+    return false;
+}
+
 static void deliver_to_link(void *ctx, void *sub)
 {
     struct mqtt_link *l = sub;
+    struct mqtt_delivery *d = ctx;
+    if (d->retained && !link_wants_retained(l, d->topic))
+        return;
     if (l->ev->message)
-        l->ev->message(l->owner, ctx);
+        l->ev->message(l->owner, d);
 }
 
 static void broker_message(struct mqtt_broker *b, const struct broker_event *e)
@@ -824,9 +877,15 @@ struct mqtt_link *mqtt_link_create(struct mqtt_broker *b, const struct mqtt_link
 static ssize_t link_filter_index(const struct mqtt_link *l, const char *filter)
 {
     for (size_t i = 0; i < l->n_filters; i++)
-        if (strcmp(l->filters[i], filter) == 0)
+        if (strcmp(l->filters[i].filter, filter) == 0)
             return (ssize_t)i;
     return -1;
+}
+
+static struct holding *link_holding(struct mqtt_link *l, const char *filter)
+{
+    ssize_t i = link_filter_index(l, filter);
+    return i < 0 ? NULL : &l->filters[i];
 }
 
 static void waiters_forget_link(struct filter_state *fs, const struct mqtt_link *l)
@@ -848,7 +907,7 @@ static void waiters_forget_link(struct filter_state *fs, const struct mqtt_link 
 static void link_release_filter(struct mqtt_link *l, size_t i)
 {
     struct mqtt_broker *b = l->broker;
-    char *filter = l->filters[i];
+    char *filter = l->filters[i].filter;
     void **slot = topic_tree_filter_data(b->tree, filter);
     struct filter_state *fs = slot ? *slot : NULL;
     if (fs)
@@ -868,7 +927,7 @@ int mqtt_link_subscribe(struct mqtt_link *l, const char *filter, int qos, const 
     bool held = link_filter_index(l, filter) >= 0;
     if (!held && l->n_filters == l->cap_filters) {
         size_t cap = l->cap_filters ? l->cap_filters * 2 : 4;
-        char **grown = realloc(l->filters, cap * sizeof(*grown));
+        struct holding *grown = realloc(l->filters, cap * sizeof(*grown));
         if (!grown)
             return -1;
         l->filters = grown;
@@ -883,7 +942,7 @@ int mqtt_link_subscribe(struct mqtt_link *l, const char *filter, int qos, const 
         return -1;
     }
     if (!held)
-        l->filters[l->n_filters++] = copy;
+        l->filters[l->n_filters++] = (struct holding){.filter = copy};
     void **slot = topic_tree_filter_data(b->tree, filter);
     if (!*slot && !(*slot = calloc(1, sizeof(struct filter_state)))) {
         mqtt_link_unsubscribe(l, filter);
@@ -892,8 +951,8 @@ int mqtt_link_subscribe(struct mqtt_link *l, const char *filter, int qos, const 
     struct filter_state *fs = *slot;
     if (changed == 1)
         fs->confirmed = false; /* new, or a higher QoS to ask for */
-    if (fs->confirmed && b->connected) {
-        if (l->ev->subscribed)
+    if (held && fs->confirmed && b->connected) {
+        if (l->ev->subscribed) /* nothing new: no retained messages are owed */
             l->ev->subscribed(l->owner, filter, ack_id, true, NULL);
         return 0;
     }
@@ -906,8 +965,11 @@ int mqtt_link_subscribe(struct mqtt_link *l, const char *filter, int qos, const 
     w->link = l;
     w->next = fs->waiters;
     fs->waiters = w;
-    if (changed == 1 && b->connected)
-        send_subscribe(b, filter, qos > 0 ? qos : 0);
+    /* New at the broker, a higher QoS, or a join that is owed the filter's
+     * retained messages: (re)subscribe, unless a SUBSCRIBE is out already
+     * and nothing changed (then its SUBACK answers this waiter too). */
+    if (b->connected && (changed == 1 || !fs->sub_in_flight))
+        send_subscribe(b, filter, topic_tree_max_qos(b->tree, filter), false);
     return 0;
 }
 

@@ -673,6 +673,12 @@ void topic_tree_each_filter(const struct topic_tree *t, topic_tree_filter_fn fn,
 
 size_t topic_tree_filter_count(const struct topic_tree *t) { return t ? t->filters : 0; }
 
+int topic_tree_max_qos(const struct topic_tree *t, const char *filter)
+{
+    struct node *n = t && filter ? path_find(t, filter) : NULL;
+    return n && n->filter ? max_qos(n->filter) : -1;
+}
+
 void **topic_tree_filter_data(struct topic_tree *t, const char *filter)
 {
     if (!t || !filter)

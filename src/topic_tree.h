@@ -41,6 +41,9 @@ void topic_tree_each_filter(const struct topic_tree *t, topic_tree_filter_fn fn,
 
 size_t topic_tree_filter_count(const struct topic_tree *t);
 
+/* The highest QoS any holder asked for `filter`, or -1 if nobody holds it. */
+int topic_tree_max_qos(const struct topic_tree *t, const char *filter);
+
 /* The caller's slot for per-filter state of a held filter (NULL before the
  * first add and after the last remove). The tree never reads or frees it:
  * free what you keep there before the remove that returns 1. */

@@ -362,7 +362,7 @@ static const struct error_case error_cases[] = {
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"tagret\": {}, " TCP_TARGET "}]}",
      SRC ": routes[0].tagret: unknown key (expected one of: path, name, type, subprotocols, "
          "require_subprotocol, auth, target, targets, target_map, framing, message, broker, "
-         "format, publish, subscribe, on_connect, on_disconnect)",
+         "format, publish, subscribe, on_connect, on_disconnect, slow_consumer)",
      1, false},
     {"route_name_empty",
      "{" L ", \"routes\": [{\"name\": \"\", \"path\": \"/x\", \"type\": \"tcp\", " TCP_TARGET "}]}",
@@ -499,6 +499,14 @@ static const struct error_case error_cases[] = {
      SRC ": routes[0].target_map.key: expected a non-empty string, got \"\"", 1, false},
 
     /* routes: mqtt */
+    {"mqtt_bad_slow_consumer",
+     "{" L ", " B ", \"routes\": [{\"path\": \"/x\", \"type\": \"mqtt\", \"broker\": \"main\", "
+     "\"slow_consumer\": \"block\", \"subscribe\": [{\"filter\": \"a\"}]}]}",
+     SRC ": routes[0].slow_consumer: expected \"drop\" or \"close\", got \"block\"", 1, false},
+    {"tcp_route_with_slow_consumer",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"slow_consumer\": \"drop\", "
+     TCP_TARGET "}]}",
+     SRC ": routes[0].slow_consumer: only for type \"mqtt\"", 1, false},
     {"mqtt_route_with_tcp_key",
      "{" L ", " B ", \"routes\": [{\"path\": \"/x\", \"type\": \"mqtt\", \"broker\": \"main\", "
      "\"framing\": \"lines\", \"subscribe\": [{\"filter\": \"a\"}]}]}",
@@ -934,11 +942,13 @@ static void test_full_config_field_by_field(void **state)
     assert_string_equal(r->on_disconnect.payload, "");
     assert_int_equal(r->on_disconnect.qos, 0);
     assert_false(r->on_disconnect.retain);
+    assert_int_equal(r->slow_consumer, WSG_SLOW_DROP);
 
     /* routes[4]: mqtt envelope */
     r = &cfg->routes[4];
     assert_string_equal(r->broker, "main");
     assert_int_equal(r->format, WSG_FORMAT_ENVELOPE);
+    assert_int_equal(r->slow_consumer, WSG_SLOW_CLOSE);
     assert_int_equal(r->n_publish, 0);
     assert_int_equal(r->n_subscribe, 0);
     assert_int_equal(r->n_publish_allow, 2);
@@ -1184,7 +1194,7 @@ static void test_multiple_errors_reported_together(void **state)
                     SRC ": routes[0].tagret: unknown key (expected one of: path, name, type, "
                         "subprotocols, require_subprotocol, auth, target, targets, target_map, "
                         "framing, message, broker, format, publish, subscribe, on_connect, "
-                        "on_disconnect)");
+                        "on_disconnect, slow_consumer)");
     assert_has_line(&errs, SRC ": routes[0]: missing \"target\", \"targets\" or \"target_map\"");
     assert_has_line(&errs,
                     SRC ": routes[1].target.port: expected an integer 1..65535, got \"80a\"");
