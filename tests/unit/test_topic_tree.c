@@ -519,6 +519,37 @@ static void test_random_cross_check(void **state)
     free(ta.count);
 }
 
+/* --- per-filter data and max QoS ---------------------------------------------- */
+
+static void test_filter_data_and_max_qos(void **state)
+{
+    (void)state;
+    struct topic_tree *t = topic_tree_create();
+    assert_non_null(t);
+    int a, b;
+    assert_null(topic_tree_filter_data(t, "x/+"));
+    assert_int_equal(topic_tree_max_qos(t, "x/+"), -1);
+    assert_int_equal(topic_tree_add(t, "x/+", &a, 0), 1);
+    void **slot = topic_tree_filter_data(t, "x/+");
+    assert_non_null(slot);
+    assert_null(*slot); /* starts empty */
+    *slot = &b;
+    assert_int_equal(topic_tree_max_qos(t, "x/+"), 0);
+    assert_int_equal(topic_tree_add(t, "x/+", &b, 2), 1); /* QoS rose */
+    assert_int_equal(topic_tree_max_qos(t, "x/+"), 2);
+    assert_ptr_equal(*topic_tree_filter_data(t, "x/+"), &b); /* kept across adds */
+    assert_null(topic_tree_filter_data(t, "x"));   /* a node on the way, not a filter */
+    assert_null(topic_tree_filter_data(t, "x/y")); /* matching is not holding */
+    assert_int_equal(topic_tree_remove(t, "x/+", &b), 0);
+    assert_int_equal(topic_tree_max_qos(t, "x/+"), 0); /* back down with the holder */
+    assert_int_equal(topic_tree_remove(t, "x/+", &a), 1);
+    assert_null(topic_tree_filter_data(t, "x/+"));
+    assert_int_equal(topic_tree_max_qos(t, "x/+"), -1);
+    assert_int_equal(topic_tree_add(t, "x/+", &a, 1), 1);
+    assert_null(*topic_tree_filter_data(t, "x/+")); /* a new filter: a fresh slot */
+    topic_tree_destroy(t);
+}
+
 /* --- each_filter ------------------------------------------------------------ */
 
 struct expect_filter {
@@ -686,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_many_filters),
         cmocka_unit_test(test_random_cross_check),
         cmocka_unit_test(test_each_filter),
+        cmocka_unit_test(test_filter_data_and_max_qos),
         cmocka_unit_test(test_deep_topic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
