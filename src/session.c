@@ -252,6 +252,76 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 /* Writes up to this size go out without asking the socket for room. */
 #define SMALL_WRITE_BYTES 2048
 
+/* Counts one message (or the last piece of one) as sent to the client. */
+static void count_sent(struct session *s, size_t n, bool message_done)
+{
+    s->bytes_out += n;
+    s->metrics->bytes_out += n;
+    if (message_done) {
+        s->msgs_out++;
+        s->metrics->messages_out++;
+    }
+}
+
+/* After sending: resume the bridge past half the bound, ask for more room. */
+static void after_send(struct session *s, size_t queued_before)
+{
+    size_t bound = (size_t)s->limits->max_queue_bytes;
+    if (queued_before > bound / 2 && s->out.bytes <= bound / 2 && s->bridge)
+        bridge_client_drained(s->bridge);
+    if (!msg_queue_empty(&s->out) || s->close_pending)
+        lws_callback_on_writable(s->wsi);
+}
+
+/* Several small queued messages go out as one write: their WebSocket frames
+ * are built here, back to back, and handed to lws as bytes it passes
+ * through (LWS_WRITE_HTTP is written raw on a WebSocket connection, see
+ * lws 4.1.6 roles/ws/ops-ws.c). One system call instead of one per message
+ * is most of what fan-out and small-message echo cost. */
+#define COALESCE_BYTES 65536
+static uint8_t coalesce_buf[LWS_PRE + COALESCE_BYTES]; /* the loop thread's */
+
+static size_t frame_header(uint8_t *h, size_t len, bool text)
+{
+    h[0] = 0x80 | (text ? 0x1 : 0x2); /* FIN, opcode */
+    if (len < 126) {
+        h[1] = (uint8_t)len;
+        return 2;
+    }
+    h[1] = 126; /* len < COALESCE_BYTES: 16 bits always do */
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
+    return 4;
+}
+
+/* Returns 1 if it wrote, 0 if the queue does not lend itself, -1 on error. */
+static int write_coalesced(struct session *s)
+{
+    struct msg_chunk *c = msg_queue_peek(&s->out);
+    if (!c || c->sent || !c->next || c->len + 4 > COALESCE_BYTES / 2)
+        return 0;
+    size_t room = sock_send_room(lws_get_socket_fd(s->wsi));
+    size_t limit = room < COALESCE_BYTES ? room : COALESCE_BYTES;
+    uint8_t *out = coalesce_buf + LWS_PRE;
+    size_t used = 0, count = 0;
+    for (; c && used + 4 + c->len <= limit; c = c->next, count++) {
+        used += frame_header(out + used, c->len, c->flags & CHUNK_TEXT);
+        memcpy(out + used, msg_chunk_data(c), c->len);
+        used += c->len;
+    }
+    if (count < 2)
+        return 0; /* one message: the plain path fragments it if need be */
+    if (lws_write(s->wsi, out, used, LWS_WRITE_HTTP) < 0)
+        return -1;
+    size_t queued_before = s->out.bytes;
+    while (count--) {
+        count_sent(s, msg_queue_peek(&s->out)->len, true);
+        msg_queue_consume(&s->out, msg_queue_peek(&s->out)->len);
+    }
+    after_send(s, queued_before);
+    return 1;
+}
+
 /* Sends (part of) the first queued message. A message larger than the
  * socket can take now, or than lws sends in one go (SESSION_TX_PACKET_BYTES),
  * goes out as several fragments of one WebSocket message, so that lws never
@@ -260,6 +330,9 @@ static int on_writable(struct session *s)
 {
     struct msg_chunk *c = msg_queue_peek(&s->out);
     if (c) {
+        int r = write_coalesced(s);
+        if (r != 0)
+            return r < 0 ? -1 : 0;
         bool first = c->sent == 0;
         size_t left = c->len - c->sent;
         /* WRITEABLE comes on POLLOUT, which Linux signals only with a third
@@ -279,19 +352,10 @@ static int on_writable(struct session *s)
             type |= LWS_WRITE_NO_FIN;
         if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n, (enum lws_write_protocol)type) < 0)
             return -1;
-        s->bytes_out += n;
-        s->metrics->bytes_out += n;
-        if (n == left) {
-            s->msgs_out++;
-            s->metrics->messages_out++;
-        }
-        size_t bound = (size_t)s->limits->max_queue_bytes;
-        bool was_above = s->out.bytes > bound / 2;
+        count_sent(s, n, n == left);
+        size_t queued_before = s->out.bytes;
         msg_queue_consume(&s->out, n);
-        if (was_above && s->out.bytes <= bound / 2 && s->bridge)
-            bridge_client_drained(s->bridge);
-        if (!msg_queue_empty(&s->out) || s->close_pending)
-            lws_callback_on_writable(s->wsi);
+        after_send(s, queued_before);
         return 0;
     }
     if (s->close_pending) {
