@@ -463,10 +463,9 @@ static void on_op_fail(void *context, MQTTAsync_failureData *r)
 /* MQTT 5: reason codes from 0x80 up are refusals. */
 static void on_op_ok5(void *context, MQTTAsync_successData5 *r)
 {
+    /* One filter per SUBSCRIBE: its reason code is reasonCode (alt.sub is
+     * only filled for subscribeMany). */
     bool refused = r && r->reasonCode >= 0x80;
-    if (r && r->alt.sub.reasonCodeCount > 0 && r->alt.sub.reasonCodes &&
-        r->alt.sub.reasonCodes[0] >= 0x80)
-        refused = true;
     push_op_done(context, !refused, refused, r ? (int)r->reasonCode : 0,
                  refused ? "broker refused (MQTT 5 reason code)" : NULL);
 }
