@@ -1665,6 +1665,53 @@ static void free_broker(struct wsg_broker *b)
     free(b->tls.key);
 }
 
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+struct wsg_broker *config_broker_copy(const struct wsg_broker *b)
+{
+    struct wsg_broker *c = jcheck_calloc(1, sizeof(*c));
+    *c = *b;
+    c->name = xstrdup(b->name);
+    c->uris = jcheck_calloc(b->n_uris ? b->n_uris : 1, sizeof(*c->uris));
+    for (size_t i = 0; i < b->n_uris; i++)
+        c->uris[i] = xstrdup(b->uris[i]);
+    c->client_id = dup_or_null(b->client_id);
+    c->username = dup_or_null(b->username);
+    c->password = dup_or_null(b->password);
+    c->tls.ca = dup_or_null(b->tls.ca);
+    c->tls.cert = dup_or_null(b->tls.cert);
+    c->tls.key = dup_or_null(b->tls.key);
+    return c;
+}
+
+void config_broker_free(struct wsg_broker *b)
+{
+    if (!b)
+        return;
+    free_broker(b);
+    free(b);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool config_broker_equal(const struct wsg_broker *a, const struct wsg_broker *b)
+{
+    if (!same_str(a->name, b->name) || a->n_uris != b->n_uris || a->version != b->version ||
+        a->keepalive_s != b->keepalive_s || a->has_tls != b->has_tls ||
+        a->tls.insecure != b->tls.insecure || !same_str(a->client_id, b->client_id) ||
+        !same_str(a->username, b->username) || !same_str(a->password, b->password) ||
+        !same_str(a->tls.ca, b->tls.ca) || !same_str(a->tls.cert, b->tls.cert) ||
+        !same_str(a->tls.key, b->tls.key))
+        return false;
+    for (size_t i = 0; i < a->n_uris; i++)
+        if (!same_str(a->uris[i], b->uris[i]))
+            return false;
+    return true;
+}
+
 void config_free(struct wsg_config *cfg)
 {
     if (!cfg)

@@ -175,7 +175,7 @@ int main(int argc, char **argv)
     log_route_lws();
     install_signals();
     char err[512];
-    struct server *srv = server_create(cfg, maps, err, sizeof(err));
+    struct server *srv = server_create(cfg, maps, config_path, err, sizeof(err));
     if (!srv) {
         log_error("cannot start", "error", err);
         metrics_shutdown();

@@ -26,6 +26,8 @@ struct refused_entry {
 static struct route_entry *routes, **routes_tail = &routes;
 static struct broker_entry *brokers, **brokers_tail = &brokers;
 static struct refused_entry refused[8];
+static uint64_t reloads_ok, reloads_failed;
+static int last_reload_ok = 1;
 
 struct route_metrics *metrics_route(const char *route_name)
 {
@@ -59,6 +61,30 @@ void metrics_set_broker_connected(const char *broker_name, int connected)
     e->connected = connected;
     *brokers_tail = e;
     brokers_tail = &e->next;
+}
+
+void metrics_count_reload(int ok)
+{
+    if (ok)
+        reloads_ok++;
+    else
+        reloads_failed++;
+    last_reload_ok = ok ? 1 : 0;
+}
+
+void metrics_remove_broker(const char *broker_name)
+{
+    for (struct broker_entry **p = &brokers; *p; p = &(*p)->next) {
+        struct broker_entry *e = *p;
+        if (strcmp(e->name, broker_name) == 0) {
+            *p = e->next;
+            if (brokers_tail == &e->next)
+                brokers_tail = p;
+            free(e->name);
+            free(e);
+            return;
+        }
+    }
 }
 
 void metrics_count_refused(int http_status)
@@ -157,6 +183,15 @@ char *metrics_render(size_t *len_out)
         fprintf(out, "\"} %d\n", e->connected);
     }
 
+    header(out, "wsgate_config_reloads_total", "counter", "SIGHUP config reloads by result.");
+    fprintf(out, "wsgate_config_reloads_total{result=\"success\"} %llu\n",
+            (unsigned long long)reloads_ok);
+    fprintf(out, "wsgate_config_reloads_total{result=\"failure\"} %llu\n",
+            (unsigned long long)reloads_failed);
+    header(out, "wsgate_config_last_reload_successful", "gauge",
+           "1 if the last reload applied (or none was tried), 0 if it was refused.");
+    fprintf(out, "wsgate_config_last_reload_successful %d\n", last_reload_ok);
+
     header(out, "wsgate_handshakes_refused_total", "counter",
            "WebSocket handshakes refused, by HTTP status.");
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]) && refused[i].status; i++)
@@ -188,4 +223,6 @@ void metrics_shutdown(void)
     }
     brokers_tail = &brokers;
     memset(refused, 0, sizeof(refused));
+    reloads_ok = reloads_failed = 0;
+    last_reload_ok = 1;
 }

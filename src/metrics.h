@@ -41,6 +41,12 @@ struct route_metrics *metrics_route(const char *route_name);
 /* Sets wsgate_mqtt_connected{broker}: 1 or 0. */
 void metrics_set_broker_connected(const char *broker_name, int connected);
 
+/* A SIGHUP reload applied (1) or refused (0). */
+void metrics_count_reload(int ok);
+
+/* Drops a broker's series (removed by a config reload). */
+void metrics_remove_broker(const char *broker_name);
+
 /* Handshakes refused before a route was bound, by HTTP status. */
 void metrics_count_refused(int http_status);
 

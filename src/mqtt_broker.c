@@ -118,7 +118,12 @@ struct mqtt_link {
 
 struct mqtt_broker {
     struct mqtt_broker *next;
-    const struct wsg_broker *cfg; /* borrowed */
+    struct wsg_broker *cfg; /* owned copy: a broker outlives the config that made it */
+    bool retired;    /* replaced or removed by a reload; serves its old links */
+    bool closing;    /* retired and unused: flushing, then disconnecting */
+    size_t links;
+    lws_usec_t close_deadline;
+    lws_sorted_usec_list_t close_timer;
     MQTTAsync client;
     bool v5;
     bool connected;
@@ -154,7 +159,9 @@ struct broker_event {
 
 /* --- globals (loop thread, except the event queue) ------------------------ */
 
-static struct mqtt_broker *brokers;
+static struct mqtt_broker *brokers; /* current ones, in config order */
+static struct mqtt_broker *retired;  /* replaced ones still in use */
+static bool paho_ready;
 static struct lws_context *loop_context;
 static uint64_t next_op_id = 1, next_seq = 1;
 
@@ -528,7 +535,7 @@ static void broker_connect(struct mqtt_broker *b)
 static void retry_due(lws_sorted_usec_list_t *sul)
 {
     struct mqtt_broker *b = lws_container_of(sul, struct mqtt_broker, retry_timer);
-    if (!b->connected && !b->connecting)
+    if (!b->connected && !b->connecting && !b->closing)
         broker_connect(b);
 }
 
@@ -707,7 +714,8 @@ static void broker_up(struct mqtt_broker *b)
     b->connecting = false;
     b->connected = true;
     b->retry_ms = RETRY_FIRST_MS;
-    metrics_set_broker_connected(b->cfg->name, 1);
+    if (!b->retired)
+        metrics_set_broker_connected(b->cfg->name, 1);
     char filters[24], waiting[24];
     snprintf(filters, sizeof(filters), "%zu", topic_tree_filter_count(b->tree));
     snprintf(waiting, sizeof(waiting), "%zu", b->waiting.count);
@@ -721,7 +729,8 @@ static void broker_down(struct mqtt_broker *b, bool was_connected, const char *w
 {
     b->connecting = false;
     b->connected = false;
-    metrics_set_broker_connected(b->cfg->name, 0);
+    if (!b->retired)
+        metrics_set_broker_connected(b->cfg->name, 0);
     /* What Paho had not finished goes again, in order, after the reconnect. */
     while (b->in_flight.head) {
         struct op *o = b->in_flight.head;
@@ -829,20 +838,131 @@ static void handle_event(struct broker_event *e)
     }
 }
 
+/* Messages are taken in small batches: after each, lws gets to write to the
+ * clients before the next is queued for them, so a client that reads keeps
+ * its queue short and only one that does not falls behind its bound. */
+#define SERVICE_BATCH_MESSAGES 64
+#define SERVICE_BATCH_BYTES (16 * 1024)
+
 void mqtt_brokers_service(void)
 {
     pthread_mutex_lock(&queue_lock);
-    struct broker_event *e = queue_head;
-    queue_head = queue_tail = NULL;
-    queue_bytes = 0;
-    pthread_cond_broadcast(&queue_room);
-    pthread_mutex_unlock(&queue_lock);
-    while (e) {
-        struct broker_event *next = e->next;
-        handle_event(e);
-        free(e);
-        e = next;
+    struct broker_event *first = queue_head, *last = NULL;
+    size_t taken = 0, messages = 0, payload = 0;
+    for (struct broker_event *e = queue_head; e; e = e->next) {
+        if (e->kind == EV_MESSAGE &&
+            (messages >= SERVICE_BATCH_MESSAGES || payload >= SERVICE_BATCH_BYTES))
+            break;
+        if (e->kind == EV_MESSAGE) {
+            messages++;
+            payload += e->payload_len;
+        }
+        taken += sizeof(*e) + e->topic_len + e->payload_len;
+        last = e;
     }
+    if (last) {
+        queue_head = last->next;
+        if (!queue_head)
+            queue_tail = NULL;
+        last->next = NULL;
+        queue_bytes -= taken;
+        pthread_cond_broadcast(&queue_room);
+    } else {
+        first = NULL;
+    }
+    bool more = queue_head != NULL;
+    pthread_mutex_unlock(&queue_lock);
+    while (first) {
+        struct broker_event *next = first->next;
+        handle_event(first);
+        free(first);
+        first = next;
+    }
+    if (more && loop_context)
+        lws_cancel_service(loop_context); /* the rest after lws had its turn */
+}
+
+/* --- retiring (config reload) ---------------------------------------------- */
+
+static void broker_free(struct mqtt_broker *b);
+
+static void unlink_from(struct mqtt_broker **list, struct mqtt_broker *b)
+{
+    for (struct mqtt_broker **p = list; *p; p = &(*p)->next)
+        if (*p == b) {
+            *p = b->next;
+            b->next = NULL;
+            return;
+        }
+}
+
+/* Drops the events queued for b (after Paho stopped calling back for it). */
+static void purge_events(const struct mqtt_broker *b)
+{
+    pthread_mutex_lock(&queue_lock);
+    struct broker_event **p = &queue_head, *last = NULL;
+    while (*p) {
+        struct broker_event *e = *p;
+        if (e->broker == b) {
+            *p = e->next;
+            queue_bytes -= sizeof(*e) + e->topic_len + e->payload_len;
+            free(e);
+        } else {
+            last = e;
+            p = &e->next;
+        }
+    }
+    queue_tail = last;
+    pthread_mutex_unlock(&queue_lock);
+}
+
+#define CLOSE_TICK_US (100 * 1000)
+#define CLOSE_FLUSH_US (3 * LWS_USEC_PER_SEC)
+
+/* A retired broker nobody uses: give its held publishes a moment to go out,
+ * then disconnect, then free it - each step from a timer, never blocking. */
+static void close_tick(lws_sorted_usec_list_t *sul)
+{
+    struct mqtt_broker *b = lws_container_of(sul, struct mqtt_broker, close_timer);
+    lws_usec_t now = lws_now_usecs();
+    bool flushed = !b->waiting.head && !b->in_flight.head;
+    if (!b->closing) {
+        if (!flushed && b->connected && now < b->close_deadline) {
+            lws_sul_schedule(loop_context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+            return;
+        }
+        b->closing = true;
+        b->close_deadline = now + 1500 * LWS_US_PER_MS;
+        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+        d.timeout = DISCONNECT_TIMEOUT_MS;
+        if (MQTTAsync_isConnected(b->client) &&
+            MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS) {
+            lws_sul_schedule(loop_context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+            return;
+        }
+    } else if (MQTTAsync_isConnected(b->client) && now < b->close_deadline) {
+        lws_sul_schedule(loop_context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+        return;
+    }
+    log_info("mqtt broker session closed (replaced by a reload)", "broker", b->cfg->name);
+    unlink_from(&retired, b);
+    broker_free(b);
+}
+
+static void broker_start_closing(struct mqtt_broker *b)
+{
+    b->close_deadline = lws_now_usecs() + CLOSE_FLUSH_US;
+    lws_sul_cancel(&b->retry_timer);
+    lws_sul_schedule(loop_context, 0, &b->close_timer, close_tick, 1);
+}
+
+static void broker_retire(struct mqtt_broker *b)
+{
+    b->retired = true;
+    b->next = retired;
+    retired = b;
+    if (b->links == 0)
+        broker_start_closing(b);
 }
 
 /* --- links ----------------------------------------------------------------- */
@@ -870,6 +990,7 @@ struct mqtt_link *mqtt_link_create(struct mqtt_broker *b, const struct mqtt_link
     l->ev = ev;
     l->owner = owner;
     l->bound = bound;
+    b->links++;
     return l;
 }
 
@@ -1024,7 +1145,10 @@ void mqtt_link_destroy(struct mqtt_link *l)
     free(l->filters);
     while (l->ops)
         link_detach_op(l->ops);
+    struct mqtt_broker *b = l->broker;
     free(l);
+    if (--b->links == 0 && b->retired)
+        broker_start_closing(b);
 }
 
 /* --- lifetime -------------------------------------------------------------- */
@@ -1033,7 +1157,9 @@ static void broker_free(struct mqtt_broker *b)
 {
     if (b->client)
         MQTTAsync_destroy(&b->client);
+    purge_events(b);
     lws_sul_cancel(&b->retry_timer);
+    lws_sul_cancel(&b->close_timer);
     struct op_list *lists[] = {&b->waiting, &b->in_flight};
     for (size_t i = 0; i < 2; i++)
         while (lists[i]->head) {
@@ -1044,18 +1170,20 @@ static void broker_free(struct mqtt_broker *b)
             op_free(o);
         }
     topic_tree_destroy(b->tree);
+    config_broker_free(b->cfg);
     free(b);
 }
 
-static int broker_create(const struct wsg_broker *c, char *err, size_t err_len)
+static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char *err,
+                                         size_t err_len)
 {
     struct mqtt_broker *b = calloc(1, sizeof(*b));
     if (!b || !(b->tree = topic_tree_create())) {
         free(b);
-        snprintf(err, err_len, "broker %s: out of memory", c->name);
-        return -1;
+        snprintf(err, err_len, "broker %s: out of memory", settings->name);
+        return NULL;
     }
-    b->cfg = c;
+    const struct wsg_broker *c = b->cfg = config_broker_copy(settings);
     b->v5 = c->version == WSG_MQTT_5;
     b->retry_ms = RETRY_FIRST_MS;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
@@ -1077,46 +1205,81 @@ static int broker_create(const struct wsg_broker *c, char *err, size_t err_len)
         snprintf(err, err_len, "broker %s: cannot create an MQTT client for %s: %s", c->name,
                  c->uris[0], MQTTAsync_strerror(rc));
         broker_free(b);
-        return -1;
+        return NULL;
     }
-    b->next = brokers;
-    brokers = b;
-    return 0;
+    return b;
 }
 
 int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context, char *err,
                        size_t err_len)
 {
-    if (cfg->n_brokers == 0)
-        return 0;
-    MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
-    init.do_openssl_init = 0; /* libwebsockets and OpenSSL 3 initialise it */
-    MQTTAsync_global_init(&init);
-    srand((unsigned)time(NULL) ^ (unsigned)getpid());
     pthread_mutex_lock(&queue_lock);
     loop_context = context;
     queue_closed = false;
     pthread_mutex_unlock(&queue_lock);
+    return mqtt_brokers_reload(cfg, err, err_len);
+}
+
+int mqtt_brokers_reload(const struct wsg_config *cfg, char *err, size_t err_len)
+{
+    if (cfg->n_brokers > 0 && !paho_ready) {
+        MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
+        init.do_openssl_init = 0; /* libwebsockets and OpenSSL 3 initialise it */
+        MQTTAsync_global_init(&init);
+        srand((unsigned)time(NULL) ^ (unsigned)getpid());
+        paho_ready = true;
+    }
+    /* Create what is new or changed first: if that fails, nothing changed. */
+    struct mqtt_broker **fresh = calloc(cfg->n_brokers ? cfg->n_brokers : 1, sizeof(*fresh));
+    if (!fresh) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
     for (size_t i = 0; i < cfg->n_brokers; i++) {
-        metrics_set_broker_connected(cfg->brokers[i].name, 0);
-        if (broker_create(&cfg->brokers[i], err, err_len) != 0) {
-            mqtt_brokers_stop();
+        struct mqtt_broker *cur = mqtt_broker_find(cfg->brokers[i].name);
+        if (cur && config_broker_equal(cur->cfg, &cfg->brokers[i]))
+            continue;
+        if (!(fresh[i] = broker_create(&cfg->brokers[i], err, err_len))) {
+            while (i--)
+                if (fresh[i])
+                    broker_free(fresh[i]);
+            free(fresh);
             return -1;
         }
     }
-    for (struct mqtt_broker *b = brokers; b; b = b->next)
-        broker_connect(b);
+    /* The new list, in config order; the ones left behind retire. */
+    struct mqtt_broker *list = NULL, **tail = &list;
+    for (size_t i = 0; i < cfg->n_brokers; i++) {
+        struct mqtt_broker *b = mqtt_broker_find(cfg->brokers[i].name);
+        if (b)
+            unlink_from(&brokers, b);
+        if (fresh[i]) {
+            if (b)
+                broker_retire(b);
+            b = fresh[i];
+            metrics_set_broker_connected(b->cfg->name, 0);
+            broker_connect(b);
+        }
+        *tail = b;
+        tail = &b->next;
+    }
+    while (brokers) {
+        struct mqtt_broker *gone = brokers;
+        brokers = gone->next;
+        metrics_remove_broker(gone->cfg->name);
+        broker_retire(gone);
+    }
+    brokers = list;
+    free(fresh);
     return 0;
 }
 
 const char *mqtt_brokers_first_down(void)
 {
-    const char *down = NULL;
-    /* The list is in reverse config order: the last one found is the first. */
     for (struct mqtt_broker *b = brokers; b; b = b->next)
         if (!b->connected)
-            down = b->cfg->name;
-    return down;
+            return b->cfg->name;
+    return NULL;
 }
 
 bool mqtt_brokers_flushed(void)
@@ -1135,6 +1298,13 @@ void mqtt_brokers_stop(void)
     pthread_cond_broadcast(&queue_room);
     pthread_mutex_unlock(&queue_lock);
 
+    /* Retired sessions go down with the current ones. */
+    while (retired) {
+        struct mqtt_broker *b = retired;
+        retired = b->next;
+        b->next = brokers;
+        brokers = b;
+    }
     for (struct mqtt_broker *b = brokers; b; b = b->next) {
         size_t lost = b->waiting.count + b->in_flight.count;
         if (lost) {

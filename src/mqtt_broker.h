@@ -51,6 +51,12 @@ struct mqtt_link_events {
 int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context, char *err,
                        size_t err_len);
 
+/* A reload: brokers whose settings are unchanged keep their session; new
+ * or changed ones get a new session for new clients, while the replaced
+ * session serves the links it has until the last one goes, then flushes and
+ * disconnects. Removed brokers likewise. 0, or -1 (nothing changed). */
+int mqtt_brokers_reload(const struct wsg_config *cfg, char *err, size_t err_len);
+
 /* Takes the events Paho's threads queued (call on LWS_CALLBACK_EVENT_WAIT_CANCELLED). */
 void mqtt_brokers_service(void);
 

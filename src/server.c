@@ -12,13 +12,16 @@
 #include "config.h"
 #include "handshake.h"
 #include "http_endpoints.h"
+#include "json_check.h"
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
 #include "mqtt_broker.h"
 #include "route.h"
+#include "rules.h"
 #include "session.h"
 #include "tcp_backend.h"
+#include "tls_check.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -34,10 +37,10 @@
 
 struct server {
     struct lws_context *context;
-    struct wsg_config *cfg;       /* owned */
-    struct route_table *routes;   /* owned; borrows cfg */
-    struct map_watch *maps;       /* owned; borrows cfg */
-    struct lws_protocols *protocols; /* owned array, NULL-terminated; names borrow cfg */
+    struct rules *rules;             /* a reference: the rules for new connections */
+    char *config_path;               /* owned; NULL for the built-in config */
+    struct lws_protocols *protocols; /* owned array, NULL-terminated, names owned too */
+    size_t n_protocols;
     volatile sig_atomic_t stopping;
     volatile sig_atomic_t reload_requested;
     lws_sorted_usec_list_t drain_timer;
@@ -180,7 +183,7 @@ static int map_targets(struct server *srv, const struct route_match *match,
         snprintf(reason, reason_len, "route %s: %s", match->route->name, err);
         return 400;
     }
-    *targets = map_watch_lookup(srv->maps, match->route_index, key, n);
+    *targets = map_watch_lookup(srv->rules->maps, match->route_index, key, n);
     if (!*targets) {
         snprintf(reason, reason_len, "route %s: no target for this key", match->route->name);
         return 404;
@@ -210,7 +213,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
         snprintf(reason, sizeof(reason), "shutting down");
         goto refuse;
     }
-    switch (route_table_match(srv->routes, uri, &match, reason, sizeof(reason))) {
+    struct rules *rules = srv->rules;
+    switch (route_table_match(rules->routes, uri, &match, reason, sizeof(reason))) {
     case ROUTE_OK:
         break;
     case ROUTE_NOT_FOUND:
@@ -223,7 +227,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
 
     char origin[256];
     bool has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
-    if (!handshake_origin_allowed(srv->cfg, has_origin ? origin : NULL)) {
+    if (!handshake_origin_allowed(rules->cfg, has_origin ? origin : NULL)) {
         status = 403;
         snprintf(reason, sizeof(reason), "origin not allowed");
         goto refuse;
@@ -240,7 +244,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
             goto refuse;
     }
 
-    const struct wsg_limits *limits = &srv->cfg->limits;
+    const struct wsg_limits *limits = &rules->cfg->limits;
     if (limits->max_connections > 0 && session_count() >= (size_t)limits->max_connections) {
         status = 503;
         snprintf(reason, sizeof(reason), "too many connections");
@@ -252,7 +256,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
     if (status)
         goto refuse;
 
-    struct session *s = session_create(wsi, &match, chosen, limits, targets, n_targets);
+    struct session *s = session_create(wsi, &match, chosen, rules, targets, n_targets);
     if (!s) {
         status = 503;
         snprintf(reason, sizeof(reason), "out of memory");
@@ -301,7 +305,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        return http_endpoints_request(wsi, user, in, srv->cfg);
+        return http_endpoints_request(wsi, user, in, srv->rules->cfg);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return http_endpoints_writable(wsi, user);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
@@ -347,6 +351,14 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 /* --- setup -------------------------------------------------------------- */
 
+/* Entries between the first (default) and the last (backend) hold strdup'd names. */
+static void free_protocols(struct lws_protocols *p, size_t n)
+{
+    for (size_t i = 1; p && i + 1 < n; i++)
+        free((char *)p[i].name);
+    free(p);
+}
+
 static bool protocol_listed(const struct lws_protocols *p, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -355,7 +367,9 @@ static bool protocol_listed(const struct lws_protocols *p, size_t n, const char 
     return false;
 }
 
-static struct lws_protocols *build_protocols(const struct wsg_config *cfg)
+/* Names are copied: the protocol table lives as long as the context, which
+ * outlives any config a reload replaces. */
+static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_t *count)
 {
     size_t max = 3;
     for (size_t r = 0; r < cfg->n_routes; r++)
@@ -374,13 +388,21 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg)
             const char *name = cfg->routes[r].subprotocols[i];
             if (protocol_listed(p, n, name))
                 continue;
-            p[n++] = (struct lws_protocols){.name = name,
+            char *copy = strdup(name);
+            if (!copy) {
+                while (n-- > 1)
+                    free((char *)p[n].name);
+                free(p);
+                return NULL;
+            }
+            p[n++] = (struct lws_protocols){.name = copy,
                                             .callback = server_callback,
                                             .rx_buffer_size = WS_RX_BUFFER_BYTES,
                                             .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
     p[n++] = (struct lws_protocols){.name = TCP_BACKEND_PROTOCOL_NAME,
                                     .callback = tcp_backend_lws_callback};
+    *count = n;
     return p; /* the zeroed last entry terminates the list */
 }
 
@@ -406,7 +428,7 @@ static const char *bind_iface(const char *host)
 static void map_poll(lws_sorted_usec_list_t *sul)
 {
     struct server *srv = lws_container_of(sul, struct server, map_poll_timer);
-    map_watch_poll(srv->maps);
+    map_watch_poll(srv->rules->maps);
     lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
 }
 
@@ -418,21 +440,20 @@ static bool any_target_map(const struct wsg_config *cfg)
     return false;
 }
 
-struct server *server_create(struct wsg_config *cfg, struct map_watch *maps, char *err,
-                             size_t err_len)
+struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
+                             const char *config_path, char *err, size_t err_len)
 {
     struct server *srv = calloc(1, sizeof(*srv));
-    if (!srv) {
+    struct rules *rules = rules_create(cfg, maps); /* owns both from here, even on failure */
+    if (!srv || !rules || (config_path && !(srv->config_path = strdup(config_path)))) {
         snprintf(err, err_len, "out of memory");
-        map_watch_destroy(maps);
-        config_free(cfg);
+        rules_unref(rules);
+        free(srv);
         return NULL;
     }
-    srv->cfg = cfg;
-    srv->maps = maps;
-    srv->routes = route_table_create(cfg);
-    srv->protocols = build_protocols(cfg);
-    if (!srv->routes || !srv->protocols) {
+    srv->rules = rules;
+    srv->protocols = build_protocols(cfg, &srv->n_protocols);
+    if (!srv->protocols) {
         snprintf(err, err_len, "out of memory");
         server_destroy(srv);
         return NULL;
@@ -474,6 +495,12 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps, cha
         vi.timeout_secs = info.timeout_secs;
         vi.keepalive_timeout = 5;
         if (l->has_tls) {
+            char tls_err[300];
+            if (tls_check_pair(l->tls.cert, l->tls.key, tls_err, sizeof(tls_err)) != 0) {
+                snprintf(err, err_len, "listen %s (tls): %s", name, tls_err);
+                server_destroy(srv);
+                return NULL;
+            }
             vi.ssl_cert_filepath = l->tls.cert;
             vi.ssl_private_key_filepath = l->tls.key;
         }
@@ -507,6 +534,72 @@ static void drain_tick(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(srv->context, 0, &srv->drain_timer, drain_tick, DRAIN_TICK_US);
 }
 
+static bool protocol_known(void *ctx, const char *name)
+{
+    struct server *srv = ctx;
+    return protocol_listed(srv->protocols, srv->n_protocols, name);
+}
+
+/* Certificates are re-read on every SIGHUP (renewed files, same paths); a
+ * pair that does not load is reported and the vhost keeps the one it has. */
+static void reload_certificates(struct server *srv)
+{
+    const struct wsg_config *cfg = srv->rules->cfg;
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const struct wsg_listen *l = &cfg->listen[i];
+        if (!l->has_tls)
+            continue;
+        char err[300];
+        if (tls_check_pair(l->tls.cert, l->tls.key, err, sizeof(err)) != 0) {
+            log_error("certificate not reloaded", "listen", l->host, "error", err);
+            continue;
+        }
+        lws_tls_cert_updated(srv->context, l->tls.cert, l->tls.key, NULL, 0, NULL, 0);
+    }
+}
+
+/* SIGHUP: the whole config is loaded and checked first; only a config that
+ * passes replaces the running one, for new connections (open ones keep the
+ * rules they hold). Anything else is logged and changes nothing. */
+static void server_reload(struct server *srv)
+{
+    if (!srv->config_path) {
+        log_info("SIGHUP: built-in config, nothing to reload");
+        return;
+    }
+    struct config_errors errs = {0};
+    struct rules *next = rules_load(srv->config_path, &errs);
+    if (next)
+        rules_check_reloadable(srv->rules->cfg, next->cfg, protocol_known, srv, &errs);
+    char err[300] = "";
+    if (next && errs.count == 0 && mqtt_brokers_reload(next->cfg, err, sizeof(err)) != 0)
+        jcheck_add_line(&errs, "%s: brokers: %s", srv->config_path, err);
+    if (errs.count > 0) {
+        for (size_t i = 0; i < errs.count; i++)
+            log_error("config reload refused", "error", errs.lines[i]);
+        log_warn("config reload failed: the running config stays", "config", srv->config_path);
+        config_errors_free(&errs);
+        rules_unref(next);
+        metrics_count_reload(false);
+        return;
+    }
+    for (size_t i = 0; i < next->cfg->n_routes; i++)
+        metrics_route(next->cfg->routes[i].name);
+    struct rules *old = srv->rules;
+    srv->rules = next;
+    rules_unref(old); /* freed now, or with its last connection */
+    reload_certificates(srv);
+    if (any_target_map(next->cfg))
+        lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
+    else
+        lws_sul_cancel(&srv->map_poll_timer);
+    metrics_count_reload(true);
+    char routes[24], brokers[24];
+    snprintf(routes, sizeof(routes), "%zu", next->cfg->n_routes);
+    snprintf(brokers, sizeof(brokers), "%zu", next->cfg->n_brokers);
+    log_info("config reloaded", "config", srv->config_path, "routes", routes, "brokers", brokers);
+}
+
 int server_run(struct server *srv)
 {
     while (!srv->stopping) {
@@ -514,9 +607,7 @@ int server_run(struct server *srv)
             return 0;
         if (srv->reload_requested) {
             srv->reload_requested = 0;
-            /* Config reload comes with the operations work; maps reload now. */
-            log_info("SIGHUP: re-reading target maps");
-            map_watch_reload(srv->maps);
+            server_reload(srv);
         }
     }
 
@@ -560,9 +651,8 @@ void server_destroy(struct server *srv)
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
     }
     mqtt_brokers_stop();
-    map_watch_destroy(srv->maps);
-    route_table_destroy(srv->routes);
-    free(srv->protocols);
-    config_free(srv->cfg);
+    rules_unref(srv->rules);
+    free_protocols(srv->protocols, srv->n_protocols);
+    free(srv->config_path);
     free(srv);
 }

@@ -11,15 +11,16 @@ struct map_watch;
 struct server;
 
 /* Creates the context and binds every listener. Takes ownership of cfg and
- * maps (the target maps loaded for it). On failure returns NULL with a
- * message naming the listener in err. */
-struct server *server_create(struct wsg_config *cfg, struct map_watch *maps, char *err,
-                             size_t err_len);
+ * maps (the target maps loaded for it). `config_path` is re-read on SIGHUP
+ * (NULL: the built-in config, nothing to re-read). On failure returns NULL
+ * with a message naming the listener in err. */
+struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
+                             const char *config_path, char *err, size_t err_len);
 
 /* Runs the loop until server_stop() is called. Returns 0. */
 int server_run(struct server *srv);
 
-/* Async-signal-safe: asks the loop to re-read what can be re-read (SIGHUP). */
+/* Async-signal-safe: asks the loop to reload the config (SIGHUP). */
 void server_request_reload(struct server *srv);
 
 /* Async-signal-safe: asks the loop to stop. */

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "msg_queue.h"
+#include "rules.h"
 #include "sock_room.h"
 
 #include <inttypes.h>
@@ -27,7 +28,8 @@ struct session {
     struct route_match match; /* owned: route, captures, query */
     struct wsg_target *targets; /* owned copies (hosts too) */
     size_t n_targets;
-    const struct wsg_limits *limits; /* borrowed from the config */
+    struct rules *rules;             /* a reference: the config this connection keeps */
+    const struct wsg_limits *limits; /* in rules */
     struct route_metrics *metrics;
     struct bridge *bridge; /* owned; NULL before ESTABLISHED and after CLOSED */
     struct msg_queue out;  /* messages to the client; bounded by max_queue_bytes
@@ -86,7 +88,7 @@ static struct wsg_target *copy_targets(const struct wsg_target *targets, size_t 
 }
 
 struct session *session_create(struct lws *wsi, struct route_match *match,
-                               const char *subprotocol, const struct wsg_limits *limits,
+                               const char *subprotocol, struct rules *rules,
                                const struct wsg_target *targets, size_t n_targets)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -100,7 +102,8 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
     s->wsi = wsi;
     s->match = *match;
     memset(match, 0, sizeof(*match));
-    s->limits = limits;
+    s->rules = rules_ref(rules);
+    s->limits = &rules->cfg->limits;
     s->metrics = metrics_route(s->match.route->name);
     snprintf(s->subprotocol, sizeof(s->subprotocol), "%s", subprotocol ? subprotocol : "");
     if (!lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)))
@@ -147,6 +150,7 @@ void session_destroy(struct session *s)
     msg_queue_clear(&s->out);
     route_match_clear(&s->match);
     free_targets(s->targets, s->n_targets);
+    rules_unref(s->rules);
     if (s->prev)
         s->prev->next = s->next;
     else

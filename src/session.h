@@ -14,6 +14,7 @@
 struct wsg_limits;
 struct wsg_target;
 struct route_metrics;
+struct rules;
 
 /* WebSocket close codes used by wsgate (RFC 6455 section 7.4.1). */
 enum {
@@ -33,11 +34,12 @@ struct session;
 
 /* Created when a handshake is accepted (before lws binds the connection to
  * its protocol); takes ownership of `match`'s contents and leaves it empty,
- * and copies the backend targets chosen for it (from the route or its
- * target map), so that a map reload never touches an open connection.
- * Destroyed by session_destroy() when lws frees the connection. */
+ * holds a reference to the rules it was accepted under (match's route and
+ * the limits live there) and copies the backend targets chosen for it (from
+ * the route or its target map), so that a reload never touches an open
+ * connection. Destroyed by session_destroy() when lws frees the connection. */
 struct session *session_create(struct lws *wsi, struct route_match *match,
-                               const char *subprotocol, const struct wsg_limits *limits,
+                               const char *subprotocol, struct rules *rules,
                                const struct wsg_target *targets, size_t n_targets);
 void session_destroy(struct session *s);
 
