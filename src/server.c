@@ -24,6 +24,7 @@
 #include "tls_check.h"
 
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,11 @@
 #define DEFAULT_PROTOCOL_NAME "wsgate-default"
 #define WS_RX_BUFFER_BYTES 16384
 #define MAX_URI_BYTES 2048
+/* TLS 1.2 suites offered (1.3 uses OpenSSL's defaults, all modern). */
+#define TLS12_CIPHERS                                                                     \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                          \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                          \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 /* Bytes lws keeps for one request's headers (URI included). */
 #define HEADER_DATA_BYTES 4096
 
@@ -503,6 +509,14 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
             }
             vi.ssl_cert_filepath = l->tls.cert;
             vi.ssl_private_key_filepath = l->tls.key;
+            /* Modern defaults (Mozilla "intermediate"): TLS 1.2 and 1.3 only,
+             * forward-secret AEAD suites. ALPN offers HTTP/1.1 only, so a
+             * browser never runs a WebSocket over HTTP/2 (RFC 8441), where
+             * the handshake checks of confirm_upgrade() would not run. */
+            vi.ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 |
+                                 SSL_OP_NO_TLSv1_1 | SSL_OP_NO_COMPRESSION;
+            vi.ssl_cipher_list = TLS12_CIPHERS;
+            vi.alpn = "http/1.1";
         }
         errno = 0;
         if (!lws_create_vhost(srv->context, &vi)) {
