@@ -136,7 +136,7 @@ static void send_reply(struct mqtt_bridge *b, char *json, size_t len)
         close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
         return;
     }
-    long queued = session_send(b->session, json, len, true);
+    long queued = session_reply(b->session, json, len);
     free(json);
     /* A client that sends requests and never reads the answers is paused. */
     if (queued > 0 && (size_t)queued > b->bound && !b->reading_paused) {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #define CHUNK_TEXT 1u
+#define CHUNK_REPLY 2u /* the gateway's own answer: not counted as relayed */
 
 
 struct session {
@@ -161,14 +162,24 @@ void session_destroy(struct session *s)
     free(s);
 }
 
-long session_send(struct session *s, const void *data, size_t len, bool text)
+static long queue_for_client(struct session *s, const void *data, size_t len, unsigned flags)
 {
     if (s->close_pending || !s->wsi)
         return -1;
-    if (msg_queue_push(&s->out, data, len, text ? CHUNK_TEXT : 0) != 0)
+    if (msg_queue_push(&s->out, data, len, flags) != 0)
         return -1;
     lws_callback_on_writable(s->wsi);
     return (long)s->out.bytes;
+}
+
+long session_send(struct session *s, const void *data, size_t len, bool text)
+{
+    return queue_for_client(s, data, len, text ? CHUNK_TEXT : 0);
+}
+
+long session_reply(struct session *s, const char *text, size_t len)
+{
+    return queue_for_client(s, text, len, CHUNK_TEXT | CHUNK_REPLY);
 }
 
 size_t session_queued_bytes(const struct session *s) { return s->out.bytes; }
@@ -257,13 +268,17 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 #define SMALL_WRITE_BYTES 2048
 
 /* Counts one message (or the last piece of one) as sent to the client. */
-static void count_sent(struct session *s, size_t n, bool message_done)
+static void count_sent(struct session *s, const struct msg_chunk *c, size_t n,
+                       bool message_done)
 {
+    bool relayed = !(c->flags & CHUNK_REPLY);
     s->bytes_out += n;
-    s->metrics->bytes_out += n;
+    if (relayed)
+        s->metrics->bytes_out += n;
     if (message_done) {
         s->msgs_out++;
-        s->metrics->messages_out++;
+        if (relayed)
+            s->metrics->messages_out++;
     }
 }
 
@@ -319,7 +334,7 @@ static int write_coalesced(struct session *s)
         return -1;
     size_t queued_before = s->out.bytes;
     while (count--) {
-        count_sent(s, msg_queue_peek(&s->out)->len, true);
+        count_sent(s, msg_queue_peek(&s->out), msg_queue_peek(&s->out)->len, true);
         msg_queue_consume(&s->out, msg_queue_peek(&s->out)->len);
     }
     after_send(s, queued_before);
@@ -356,7 +371,7 @@ static int on_writable(struct session *s)
             type |= LWS_WRITE_NO_FIN;
         if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n, (enum lws_write_protocol)type) < 0)
             return -1;
-        count_sent(s, n, n == left);
+        count_sent(s, c, n, n == left);
         size_t queued_before = s->out.bytes;
         msg_queue_consume(&s->out, n);
         after_send(s, queued_before);

@@ -60,6 +60,10 @@ void session_close_all(int code, const char *reason);
  * client, or -1 if the session is closing or out of memory. */
 long session_send(struct session *s, const void *data, size_t len, bool text);
 
+/* Queues one of the gateway's own text messages (an ack, an error): like
+ * session_send(), but not counted in the route's relayed messages/bytes. */
+long session_reply(struct session *s, const char *text, size_t len);
+
 /* Bytes queued for the client and not yet sent. */
 size_t session_queued_bytes(const struct session *s);
 
