@@ -15,6 +15,8 @@ struct broker_entry {
     struct broker_entry *next;
     char *name; /* owned */
     int connected;
+    uint64_t connects;         /* sessions established (the first, and reconnects) */
+    uint64_t subscribe_denied; /* SUBACKs that refused a filter */
 };
 
 struct refused_entry {
@@ -46,21 +48,33 @@ struct route_metrics *metrics_route(const char *route_name)
     return &e->m;
 }
 
-void metrics_set_broker_connected(const char *broker_name, int connected)
+static struct broker_entry *broker_entry(const char *broker_name)
 {
     for (struct broker_entry *e = brokers; e; e = e->next)
-        if (strcmp(e->name, broker_name) == 0) {
-            e->connected = connected;
-            return;
-        }
+        if (strcmp(e->name, broker_name) == 0)
+            return e;
     struct broker_entry *e = calloc(1, sizeof(*e));
     if (!e || !(e->name = strdup(broker_name))) {
         free(e);
-        return;
+        static struct broker_entry sink; /* out of memory: count into nothing */
+        return &sink;
     }
-    e->connected = connected;
     *brokers_tail = e;
     brokers_tail = &e->next;
+    return e;
+}
+
+void metrics_set_broker_connected(const char *broker_name, int connected)
+{
+    struct broker_entry *e = broker_entry(broker_name);
+    if (connected && !e->connected)
+        e->connects++;
+    e->connected = connected;
+}
+
+void metrics_count_subscribe_denied(const char *broker_name)
+{
+    broker_entry(broker_name)->subscribe_denied++;
 }
 
 void metrics_count_reload(int ok)
@@ -181,6 +195,20 @@ char *metrics_render(size_t *len_out)
         fputs("wsgate_mqtt_connected{broker=\"", out);
         put_label(out, e->name);
         fprintf(out, "\"} %d\n", e->connected);
+    }
+    header(out, "wsgate_mqtt_connects_total", "counter",
+           "Broker sessions established: the first, then each reconnect.");
+    for (struct broker_entry *e = brokers; e; e = e->next) {
+        fputs("wsgate_mqtt_connects_total{broker=\"", out);
+        put_label(out, e->name);
+        fprintf(out, "\"} %llu\n", (unsigned long long)e->connects);
+    }
+    header(out, "wsgate_mqtt_subscribe_denied_total", "counter",
+           "SUBSCRIBEs the broker refused (each retried with backoff).");
+    for (struct broker_entry *e = brokers; e; e = e->next) {
+        fputs("wsgate_mqtt_subscribe_denied_total{broker=\"", out);
+        put_label(out, e->name);
+        fprintf(out, "\"} %llu\n", (unsigned long long)e->subscribe_denied);
     }
 
     header(out, "wsgate_config_reloads_total", "counter", "SIGHUP config reloads by result.");

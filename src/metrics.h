@@ -38,8 +38,12 @@ struct route_metrics {
  * until metrics_shutdown(). */
 struct route_metrics *metrics_route(const char *route_name);
 
-/* Sets wsgate_mqtt_connected{broker}: 1 or 0. */
+/* Sets wsgate_mqtt_connected{broker}: 1 or 0 (a 0 -> 1 counts in
+ * wsgate_mqtt_connects_total). */
 void metrics_set_broker_connected(const char *broker_name, int connected);
+
+/* A SUBSCRIBE refused by the broker (wsgate_mqtt_subscribe_denied_total). */
+void metrics_count_subscribe_denied(const char *broker_name);
 
 /* A SIGHUP reload applied (1) or refused (0). */
 void metrics_count_reload(int ok);

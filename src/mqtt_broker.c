@@ -43,7 +43,11 @@
 #define EVENT_QUEUE_MAX_BYTES ((size_t)32 << 20)
 /* A publish failing this often while connected is given up. */
 #define MAX_PUBLISH_ATTEMPTS 5
-#define CONNECT_TIMEOUT_S 10
+/* A node that takes the TCP connection but sends no CONNACK (a cluster
+ * re-electing) is given up after this, and the next URI tried. */
+#define CONNECT_TIMEOUT_S 4
+/* Retries of a refused SUBSCRIBE: after 1, 2, 4, 8, 16 s (about 30 s). */
+#define SUBSCRIBE_RETRIES 5
 #define DISCONNECT_TIMEOUT_MS 1000
 
 /* --- types ---------------------------------------------------------------- */
@@ -97,7 +101,22 @@ struct filter_state {
     bool resubscribe;   /* the SUBSCRIBE out is a reconnect's */
     uint64_t round;     /* counts SUBACKs */
     struct sub_waiter *waiters;
+    /* A refused SUBSCRIBE is tried again with backoff: a clustered broker
+     * re-electing its leaders (NATS: 10-20 s) denies them for a while. */
+    int denials;
+    struct mqtt_broker *broker;
+    char *filter; /* owned copy, for the retry timer */
+    lws_sorted_usec_list_t retry_timer;
 };
+
+static void filter_state_free(struct filter_state *fs)
+{
+    if (!fs)
+        return;
+    lws_sul_cancel(&fs->retry_timer);
+    free(fs->filter);
+    free(fs);
+}
 
 /* One filter a link holds. */
 struct holding {
@@ -464,7 +483,10 @@ static void on_sub_ok(void *context, MQTTAsync_successData *r)
 
 static void on_op_fail(void *context, MQTTAsync_failureData *r)
 {
-    push_op_done(context, false, false, r ? r->code : 0, r ? r->message : NULL);
+    /* Paho reports a SUBACK of 0x80 as a failure with that code. */
+    bool refused = r && r->code == MQTT_BAD_SUBSCRIBE;
+    push_op_done(context, false, refused, r ? r->code : 0,
+                 refused ? "broker refused the subscription" : r ? r->message : NULL);
 }
 
 /* MQTT 5: reason codes from 0x80 up are refusals. */
@@ -680,6 +702,14 @@ static void resubscribe_one(void *ctx, const char *filter, int max_qos)
     send_subscribe(ctx, filter, max_qos, true);
 }
 
+static void retry_subscribe(lws_sorted_usec_list_t *sul)
+{
+    struct filter_state *fs = lws_container_of(sul, struct filter_state, retry_timer);
+    struct mqtt_broker *b = fs->broker;
+    if (b->connected && !fs->sub_in_flight)
+        send_subscribe(b, fs->filter, topic_tree_max_qos(b->tree, fs->filter), false);
+}
+
 static void subscribe_done(struct op *o, bool ok, bool refused, const char *detail)
 {
     struct mqtt_broker *b = o->broker;
@@ -692,8 +722,21 @@ static void subscribe_done(struct op *o, bool ok, bool refused, const char *deta
         fs->round++;
         fs->everyone = fs->resubscribe;
         waiters_answer(fs, o->topic, true, NULL);
+        fs->denials = 0;
     } else if (refused) {
+        metrics_count_subscribe_denied(b->cfg->name);
+        if (fs->denials < SUBSCRIBE_RETRIES && b->connected) {
+            int delay_s = 1 << fs->denials++;
+            char in[16];
+            snprintf(in, sizeof(in), "%d", delay_s);
+            log_warn("mqtt subscribe refused, retrying", "broker", b->cfg->name, "filter",
+                     o->topic, "retry_in_s", in);
+            lws_sul_schedule(loop_context, 0, &fs->retry_timer, retry_subscribe,
+                             (lws_usec_t)delay_s * LWS_USEC_PER_SEC);
+            return;
+        }
         log_warn("mqtt subscribe refused", "broker", b->cfg->name, "filter", o->topic);
+        fs->denials = 0;
         waiters_answer(fs, o->topic, false, detail ? detail : "broker refused the subscription");
     }
     /* Otherwise the connection dropped: the reconnect subscribes again. */
@@ -705,8 +748,11 @@ static void unconfirm_one(void *ctx, const char *filter, int max_qos)
 {
     (void)max_qos;
     struct filter_state *fs = filter_state_of(ctx, filter);
-    if (fs)
+    if (fs) {
         fs->confirmed = fs->sub_in_flight = false;
+        fs->denials = 0;
+        lws_sul_cancel(&fs->retry_timer); /* the reconnect subscribes everything */
+    }
 }
 
 static void broker_up(struct mqtt_broker *b)
@@ -1034,7 +1080,7 @@ static void link_release_filter(struct mqtt_link *l, size_t i)
         waiters_forget_link(fs, l);
     /* The state goes with the last holder (then no waiter is left either). */
     if (topic_tree_remove(b->tree, filter, l) == 1) {
-        free(fs);
+        filter_state_free(fs);
         send_unsubscribe(b, filter);
     }
     free(filter);
@@ -1064,9 +1110,15 @@ int mqtt_link_subscribe(struct mqtt_link *l, const char *filter, int qos, const 
     if (!held)
         l->filters[l->n_filters++] = (struct holding){.filter = copy};
     void **slot = topic_tree_filter_data(b->tree, filter);
-    if (!*slot && !(*slot = calloc(1, sizeof(struct filter_state)))) {
-        mqtt_link_unsubscribe(l, filter);
-        return -1;
+    if (!*slot) {
+        struct filter_state *created = calloc(1, sizeof(*created));
+        if (!created || !(created->filter = strdup(filter))) {
+            free(created);
+            mqtt_link_unsubscribe(l, filter);
+            return -1;
+        }
+        created->broker = b;
+        *slot = created;
     }
     struct filter_state *fs = *slot;
     if (changed == 1)

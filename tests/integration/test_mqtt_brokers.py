@@ -5,10 +5,13 @@ credentials (accepted, refused - and never logged)."""
 
 import json
 import os
+import time
+import signal
 import subprocess
 import unittest
 
 import harness
+from fake_broker import FakeBroker
 from harness import HOST
 from mqtt_peers import (MqttTestCase, Mosquitto, gateway_config, unique_id, wait_ready,
                         readyz)
@@ -139,6 +142,62 @@ class BrokerOptionsTest(MqttTestCase):
             self.assertNotIn("s3cret-pw", gw.log())
             self.assertNotIn("wrong-pw-123", gw.log())
 
+    def test_denied_subscription_retried(self):
+        """SUBACKs that refuse a filter (what a NATS cluster answers while it
+        re-elects its leaders) are retried with backoff, counted and logged;
+        an envelope client's ack waits for the grant; then messages flow."""
+        broker = FakeBroker(self.h, deny={"secret/#": 2, "app/x/out": 1})
+        port = harness.free_port()
+        feed = {"name": "feed", "path": "/feed", "type": "mqtt", "broker": "main",
+                "subscribe": [{"filter": "secret/#"}]}
+        gw = self.h.start_gateway({"listen": [{"host": HOST, "port": port}],
+                                   "brokers": {"main": {"uri": broker.uri,
+                                                        "client_id": unique_id("wsgate-deny")}},
+                                   "routes": [feed, BUS]})
+        wait_ready(port, 200, timeout=15)
+        from mqtt_peers import WsClient
+        raw = WsClient(port, "/feed")
+        env = WsClient(port, "/bus")
+        env.send_text(json.dumps({"subscribe": "app/x/out", "id": "s"}))
+        # secret/# is refused twice (retried 1 s, then 2 s later), then
+        # granted; app/x/out once: its ack comes with the grant, not before.
+        t0 = time.monotonic()
+        self.assertEqual(env.recv_json(10), {"ack": "s"})
+        self.assertGreater(time.monotonic() - t0, 0.8, "acked before the retry")
+        self.assertEqual(broker.granted("app/x/out"), [False, True])
+        deadline = time.monotonic() + 15
+        while broker.granted("secret/#") != [False, False, True]:
+            self.assertLess(time.monotonic(), deadline, "SUBSCRIBEs seen: %r\n%s"
+                            % (broker.subscribes, gw.log()))
+            time.sleep(0.05)
+        self.assertEqual(gw.log().count("mqtt subscribe refused, retrying"), 3)
+        self.assertEqual(harness.metric(harness.parse_prometheus(
+            harness.http_get(port, "/metrics").body.decode()),
+            "wsgate_mqtt_subscribe_denied_total", broker="main"), 3)
+        time.sleep(0.1)
+        broker.publish("secret/x", "granted")
+        broker.publish("app/x/out", "hi")
+        self.assertEqual(raw.recv(10), (harness.OP_TEXT, b"granted"))
+        self.assertEqual(env.recv_json(), {"topic": "app/x/out", "payload": "hi"})
+        raw.close()
+        env.close()
+
+    def test_silent_node_skipped(self):
+        """A node that takes the TCP connection but never answers CONNECT is
+        given up after the connect timeout and the next of `uris` is used."""
+        silent = FakeBroker(self.h, connack=False)
+        good = FakeBroker(self.h)
+        port = harness.free_port()
+        self.h.start_gateway({"listen": [{"host": HOST, "port": port}],
+                              "brokers": {"main": {"uris": [silent.uri, good.uri],
+                                                   "client_id": unique_id("wsgate-silent")}},
+                              "routes": [BUS]})
+        start = time.monotonic()
+        wait_ready(port, 200, timeout=20)
+        took = time.monotonic() - start
+        self.assertEqual(silent.connects, 1)
+        self.assertEqual(good.connects, 1)
+        self.assertLess(took, 10, "the silent node held the gateway for %.1f s" % took)
 
 if __name__ == "__main__":
     unittest.main()
