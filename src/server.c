@@ -333,6 +333,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             return -1;
         return s ? session_lws_event(s, wsi, reason, in, len) : -1;
     case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLOSED:

@@ -51,6 +51,17 @@ struct session {
     uint64_t started_us;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 
+    /* liveness: pings, idle timeout (see keepalive_tick) */
+    lws_sorted_usec_list_t keepalive;
+    uint64_t last_rx_us;   /* anything from the client, pongs included */
+    uint64_t last_data_us; /* a data message either way */
+    bool ping_due;         /* send a ping at the next WRITEABLE */
+    bool ping_outstanding; /* sent, no pong (or anything) since */
+
+    /* max_messages_per_s: a token bucket of one second's worth */
+    double tokens;
+    uint64_t tokens_at_us;
+
 };
 
 /* Every open session, for shutdown. */
@@ -140,6 +151,7 @@ void session_destroy(struct session *s)
 {
     if (!s)
         return;
+    lws_sul_cancel(&s->keepalive);
     if (s->bridge) {
         bridge_client_gone(s->bridge);
         s->bridge = NULL;
@@ -227,8 +239,76 @@ static int close_now(struct session *s, int code, const char *reason)
     return -1;
 }
 
+/* One more client message under max_messages_per_s? A token bucket that
+ * holds one second's worth, so a steady rate passes and a burst does not. */
+static bool rate_allows(struct session *s)
+{
+    int64_t rate = s->limits->max_messages_per_s;
+    if (rate <= 0)
+        return true;
+    uint64_t now = (uint64_t)lws_now_usecs();
+    s->tokens += (double)(now - s->tokens_at_us) * (double)rate / 1e6;
+    if (s->tokens > (double)rate)
+        s->tokens = (double)rate;
+    s->tokens_at_us = now;
+    if (s->tokens < 1.0)
+        return false;
+    s->tokens -= 1.0;
+    return true;
+}
+
+/* Every ping_interval_s: a client silent for that long gets a ping, and one
+ * that has not answered the previous ping (nor sent anything) by now is
+ * dropped - its backend released. A client with no data message either way
+ * for idle_timeout_s is closed with 1001. */
+static void keepalive_tick(lws_sorted_usec_list_t *sul)
+{
+    struct session *s = lws_container_of(sul, struct session, keepalive);
+    if (!s->wsi || s->close_pending)
+        return;
+    uint64_t now = (uint64_t)lws_now_usecs();
+    int64_t ping_s = s->limits->ping_interval_s, idle_s = s->limits->idle_timeout_s;
+    uint64_t next = UINT64_MAX;
+
+    if (idle_s > 0) {
+        uint64_t idle_at = s->last_data_us + (uint64_t)idle_s * 1000000u;
+        if (now >= idle_at) {
+            char reason[64];
+            snprintf(reason, sizeof(reason), "idle for %" PRId64 " s", idle_s);
+            session_close(s, CLOSE_GOING_AWAY, reason);
+            /* A peer that is not reading must not hold the slot forever. */
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+            return;
+        }
+        next = idle_at;
+    }
+    if (ping_s > 0) {
+        uint64_t interval = (uint64_t)ping_s * 1000000u;
+        if (s->ping_outstanding && now - s->last_rx_us >= interval) {
+            s->close_code = CLOSE_GOING_AWAY;
+            snprintf(s->close_reason, sizeof(s->close_reason), "no pong within %" PRId64 " s",
+                     ping_s);
+            log_debug("client missed a pong", "route", s->match.route->name, "peer", s->peer);
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            return;
+        }
+        if (now - s->last_rx_us >= interval) {
+            s->ping_due = true;
+            lws_callback_on_writable(s->wsi);
+        }
+        uint64_t ping_at = (s->ping_due || s->ping_outstanding ? now : s->last_rx_us) + interval;
+        if (ping_at < next)
+            next = ping_at;
+    }
+    if (next != UINT64_MAX)
+        lws_sul_schedule(lws_get_context(s->wsi), 0, &s->keepalive, keepalive_tick,
+                         (lws_usec_t)(next > now ? next - now : 1000));
+}
+
 static int on_receive(struct session *s, const uint8_t *in, size_t len)
 {
+    s->last_rx_us = (uint64_t)lws_now_usecs();
+    s->ping_outstanding = false;
     if (s->close_pending)
         return 0; /* closing: the client's late messages go nowhere */
     bool first = !s->rx_in_message;
@@ -255,6 +335,13 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
         s->msgs_in++;
         s->metrics->messages_in++;
     }
+    if (final && !rate_allows(s)) {
+        char reason[96];
+        snprintf(reason, sizeof(reason), "more than %" PRId64 " messages per second",
+                 s->limits->max_messages_per_s);
+        return close_now(s, CLOSE_POLICY, reason);
+    }
+    s->last_data_us = s->last_rx_us;
     if (s->bridge)
         bridge_client_data(s->bridge, in, len, first, final, !lws_frame_is_binary(s->wsi));
     return 0;
@@ -337,6 +424,7 @@ static int write_coalesced(struct session *s)
         count_sent(s, msg_queue_peek(&s->out), msg_queue_peek(&s->out)->len, true);
         msg_queue_consume(&s->out, msg_queue_peek(&s->out)->len);
     }
+    s->last_data_us = (uint64_t)lws_now_usecs();
     after_send(s, queued_before);
     return 1;
 }
@@ -347,6 +435,16 @@ static int write_coalesced(struct session *s)
  * has to hold a partly sent buffer (see sock_room.h for why that matters). */
 static int on_writable(struct session *s)
 {
+    if (s->ping_due && !s->close_pending) {
+        uint8_t ping[LWS_PRE + 8];
+        memcpy(ping + LWS_PRE, "wsgate", 6);
+        s->ping_due = false;
+        s->ping_outstanding = true;
+        if (lws_write(s->wsi, ping + LWS_PRE, 6, LWS_WRITE_PING) < 0)
+            return -1;
+        lws_callback_on_writable(s->wsi); /* the data, if any, next time */
+        return 0;
+    }
     struct msg_chunk *c = msg_queue_peek(&s->out);
     if (c) {
         int r = write_coalesced(s);
@@ -372,6 +470,7 @@ static int on_writable(struct session *s)
         if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n, (enum lws_write_protocol)type) < 0)
             return -1;
         count_sent(s, c, n, n == left);
+        s->last_data_us = (uint64_t)lws_now_usecs();
         size_t queued_before = s->out.bytes;
         msg_queue_consume(&s->out, n);
         after_send(s, queued_before);
@@ -408,6 +507,11 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->metrics->connections_active++;
         log_debug("connection open", "route", s->match.route->name, "peer", s->peer,
                   "subprotocol", s->subprotocol);
+        s->last_rx_us = s->last_data_us = s->tokens_at_us = (uint64_t)lws_now_usecs();
+        s->tokens = (double)s->limits->max_messages_per_s;
+        if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
+            lws_sul_schedule(lws_get_context(wsi), 0, &s->keepalive, keepalive_tick,
+                             LWS_USEC_PER_SEC);
         s->bridge = bridge_open(s);
         if (!s->bridge) {
             char reason_text[120];
@@ -423,11 +527,17 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writable(s);
 
+    case LWS_CALLBACK_RECEIVE_PONG:
+        s->last_rx_us = (uint64_t)lws_now_usecs();
+        s->ping_outstanding = false;
+        return 0;
+
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         note_peer_close(s, in, len);
         return 0;
 
     case LWS_CALLBACK_CLOSED:
+        lws_sul_cancel(&s->keepalive);
         if (s->bridge) {
             bridge_client_gone(s->bridge);
             s->bridge = NULL;
