@@ -284,11 +284,12 @@ class _PahoClient:
         self.connect_count = 0
         self.client.on_connect = self._on_connect_base
         self.client.on_disconnect = self._on_disconnect
+        self.install_callbacks()  # before the network thread runs, so none is missed
+        self.closed = False
         if h is not None:
             h.backends.append(self)
         self.client.connect(HOST, port, keepalive=10)
         self.client.loop_start()
-        self.closed = False
 
     def _on_connect_base(self, client, userdata, flags, rc):
         if rc != 0:
@@ -298,6 +299,9 @@ class _PahoClient:
             self.connect_count += 1
             self.cond.notify_all()
         self.on_connected(flags)
+
+    def install_callbacks(self):
+        pass
 
     def on_connected(self, flags):
         pass
@@ -337,9 +341,11 @@ class Subscriber(_PahoClient):
         self.messages = []
         self.suback_count = 0
         super().__init__(h, port, client_id, clean_session, "test-sub")
+        self.wait_subscribed(1, timeout)
+
+    def install_callbacks(self):
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.wait_subscribed(1, timeout)
 
     def on_connected(self, flags):
         self.client.subscribe([(f, self.qos) for f in self.filters])
@@ -748,10 +754,14 @@ def bulk_payload(i, size):
     return b"%06d" % i + b"\xff" + _FILL[off:off + size - 7]
 
 
-def _bulk_publish_main(port, topic, start, n, size, qos, client_id):
+def _bulk_publish_main(port, topic, start, n, size, qos, client_id, rate):
     pub = Publisher(None, port, client_id=client_id)
     t0 = time.monotonic()
     for i in range(start, start + n):
+        if rate:
+            left = t0 + (i - start) / rate - time.monotonic()
+            if left > 0:
+                time.sleep(left)
         pub.publish(topic, bulk_payload(i, size), qos=qos, wait=(i % 100 == 99) or
                     i == start + n - 1, timeout=30)
     print("published %d x %d bytes in %.2f s" % (n, size, time.monotonic() - t0), flush=True)
@@ -760,13 +770,15 @@ def _bulk_publish_main(port, topic, start, n, size, qos, client_id):
 
 class BulkPublisher:
     """Publishes messages start..start+n-1 (bulk_payload) from a child
-    process; wait() returns once the broker has them all."""
+    process, at most `rate` a second (None: as fast as the broker takes
+    them); wait() returns once the broker has them all."""
 
-    def __init__(self, h, port, topic, start, n, size, qos=1):
+    def __init__(self, h, port, topic, start, n, size, qos=1, rate=None):
         import sys
         code = ("import sys; sys.path.insert(0, %r); import mqtt_peers; "
-                "mqtt_peers._bulk_publish_main(%d, %r, %d, %d, %d, %d, %r)"
-                % (harness.HERE, port, topic, start, n, size, qos, unique_id("test-bulk")))
+                "mqtt_peers._bulk_publish_main(%d, %r, %d, %d, %d, %d, %r, %r)"
+                % (harness.HERE, port, topic, start, n, size, qos, unique_id("test-bulk"),
+                   rate))
         self.proc = harness.popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT)
         self.output = None
