@@ -1,6 +1,7 @@
 /* rules.c - the rules in force, shared by reference; see rules.h. */
 #include "rules.h"
 
+#include "client_addr.h"
 #include "json_check.h"
 #include "map_watch.h"
 #include "route.h"
@@ -16,8 +17,13 @@ struct rules *rules_create(struct wsg_config *cfg, struct map_watch *maps)
         r->cfg = cfg;
         r->maps = maps;
         r->routes = route_table_create(cfg);
+        r->trusted = addr_set_create(cfg->trusted_proxies, cfg->n_trusted_proxies);
     }
-    if (!r || !r->routes) {
+    if (!r || !r->routes || !r->trusted) {
+        if (r) {
+            route_table_destroy(r->routes);
+            addr_set_destroy(r->trusted);
+        }
         free(r);
         map_watch_destroy(maps);
         config_free(cfg);
@@ -82,6 +88,7 @@ void rules_unref(struct rules *r)
         return;
     map_watch_destroy(r->maps);
     route_table_destroy(r->routes);
+    addr_set_destroy(r->trusted);
     config_free(r->cfg);
     free(r);
 }

@@ -12,12 +12,14 @@
 
 struct route_table;
 struct map_watch;
+struct addr_set;
 
 struct rules {
     unsigned refs;
     struct wsg_config *cfg;     /* owned */
     struct route_table *routes; /* owned; borrows cfg */
     struct map_watch *maps;     /* owned; borrows cfg */
+    struct addr_set *trusted;   /* owned: trusted_proxies compiled */
 };
 
 /* Takes ownership of cfg and maps (both freed on failure). One reference. */

@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include "bridge.h"
+#include "client_addr.h"
 #include "config.h"
 #include "handshake.h"
 #include "http_endpoints.h"
@@ -197,6 +198,20 @@ static int map_targets(struct server *srv, const struct route_match *match,
     return 0;
 }
 
+/* The client's address: the peer, or what a trusted proxy says it is. */
+static void client_of(struct lws *wsi, const struct rules *rules, char *out, size_t out_len)
+{
+    char peer[64] = "", xff[512] = "", real_ip[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    if (addr_set_contains(rules->trusted, peer)) {
+        if (lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) < 0)
+            xff[0] = '\0'; /* longer than we read: ignored */
+        if (lws_hdr_copy(wsi, real_ip, sizeof(real_ip), WSI_TOKEN_HTTP_X_REAL_IP) < 0)
+            real_ip[0] = '\0';
+    }
+    client_addr_pick(rules->trusted, peer, xff, real_ip, out, out_len);
+}
+
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide, then create the session.
  * Returns 0 to accept, 1 after writing a refusal. */
 static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgrade)
@@ -262,7 +277,9 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
     if (status)
         goto refuse;
 
-    struct session *s = session_create(wsi, &match, chosen, rules, targets, n_targets);
+    char client[64];
+    client_of(wsi, rules, client, sizeof(client));
+    struct session *s = session_create(wsi, &match, chosen, rules, targets, n_targets, client);
     if (!s) {
         status = 503;
         snprintf(reason, sizeof(reason), "out of memory");

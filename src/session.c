@@ -36,7 +36,8 @@ struct session {
     struct msg_queue out;  /* messages to the client; bounded by max_queue_bytes
                               through backpressure on the backend */
     char subprotocol[64];
-    char peer[64];
+    char peer[64];   /* the TCP peer */
+    char client[64]; /* the client behind trusted proxies (= peer otherwise) */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
@@ -101,7 +102,8 @@ static struct wsg_target *copy_targets(const struct wsg_target *targets, size_t 
 
 struct session *session_create(struct lws *wsi, struct route_match *match,
                                const char *subprotocol, struct rules *rules,
-                               const struct wsg_target *targets, size_t n_targets)
+                               const struct wsg_target *targets, size_t n_targets,
+                               const char *client_addr)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -122,6 +124,8 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
         snprintf(s->peer, sizeof(s->peer), "unknown");
     else if (strncmp(s->peer, "::ffff:", 7) == 0) /* IPv4 on a dual-stack socket */
         memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
+    snprintf(s->client, sizeof(s->client), "%s", client_addr && *client_addr ? client_addr
+                                                                                : s->peer);
     s->started_us = (uint64_t)lws_now_usecs();
     s->next = sessions;
     if (sessions)
@@ -141,8 +145,8 @@ static void log_access(const struct session *s)
     snprintf(in_m, sizeof(in_m), "%" PRIu64, s->msgs_in);
     snprintf(out_m, sizeof(out_m), "%" PRIu64, s->msgs_out);
     snprintf(code, sizeof(code), "%d", s->close_code ? s->close_code : 1006);
-    log_info("connection closed", "route", s->match.route->name, "peer", s->peer,
-             "subprotocol", s->subprotocol, "duration_s", duration, "bytes_in", in_b,
+    log_info("connection closed", "route", s->match.route->name, "peer", s->peer, "client",
+             s->client, "subprotocol", s->subprotocol, "duration_s", duration, "bytes_in", in_b,
              "bytes_out", out_b, "messages_in", in_m, "messages_out", out_m, "close_code",
              code, "close_reason", s->close_reason);
 }
@@ -505,8 +509,8 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->counted = true;
         s->metrics->connections_total++;
         s->metrics->connections_active++;
-        log_debug("connection open", "route", s->match.route->name, "peer", s->peer,
-                  "subprotocol", s->subprotocol);
+        log_debug("connection open", "route", s->match.route->name, "peer", s->peer, "client",
+                  s->client, "subprotocol", s->subprotocol);
         s->last_rx_us = s->last_data_us = s->tokens_at_us = (uint64_t)lws_now_usecs();
         s->tokens = (double)s->limits->max_messages_per_s;
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)

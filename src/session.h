@@ -32,7 +32,9 @@ struct session;
  * rest itself; sessions never hand it more (server.c sets this size). */
 #define SESSION_TX_PACKET_BYTES 65536
 
-/* Created when a handshake is accepted (before lws binds the connection to
+/* `client_addr`: the client as trusted_proxies see it (client_addr.h), for
+ * the logs.
+ * Created when a handshake is accepted (before lws binds the connection to
  * its protocol); takes ownership of `match`'s contents and leaves it empty,
  * holds a reference to the rules it was accepted under (match's route and
  * the limits live there) and copies the backend targets chosen for it (from
@@ -40,7 +42,8 @@ struct session;
  * connection. Destroyed by session_destroy() when lws frees the connection. */
 struct session *session_create(struct lws *wsi, struct route_match *match,
                                const char *subprotocol, struct rules *rules,
-                               const struct wsg_target *targets, size_t n_targets);
+                               const struct wsg_target *targets, size_t n_targets,
+                               const char *client_addr);
 void session_destroy(struct session *s);
 
 /* WebSocket events from the server's lws callback (ESTABLISHED, RECEIVE,
