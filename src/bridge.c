@@ -7,10 +7,11 @@
 #include "route.h"
 #include "session.h"
 
-int bridge_check_request(const struct route_match *m, char *reason, size_t reason_len)
+int bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
+                         size_t reason_len)
 {
     if (m->route->type == WSG_ROUTE_MQTT)
-        return mqtt_bridge_check_request(m, reason, reason_len);
+        return mqtt_bridge_check_request(m, claims, reason, reason_len);
     return 0;
 }
 

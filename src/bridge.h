@@ -4,6 +4,7 @@
 #ifndef WSGATE_BRIDGE_H
 #define WSGATE_BRIDGE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +16,8 @@ struct route_match;
 /* Checks, before the upgrade, what the route's backend side needs from the
  * request (e.g. query parameters its topics name). 0, or an HTTP status
  * with a one-line reason. */
-int bridge_check_request(const struct route_match *m, char *reason, size_t reason_len);
+int bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
+                         size_t reason_len);
 
 /* Opens the backend side for a newly established session. Returns NULL if
  * that cannot even start (the session then closes with 1011). The session

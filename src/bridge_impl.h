@@ -20,6 +20,7 @@ struct bridge {
 /* Each returns NULL when the backend side cannot even start. */
 struct bridge *tcp_bridge_open(struct session *s);
 struct bridge *mqtt_bridge_open(struct session *s);
-int mqtt_bridge_check_request(const struct route_match *m, char *reason, size_t reason_len);
+int mqtt_bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
+                              size_t reason_len);
 
 #endif

@@ -13,6 +13,7 @@
  * close 1008; the broker session never waits for one client. */
 #include "bridge_impl.h"
 
+#include "auth.h"
 #include "config.h"
 #include "envelope.h"
 #include "framing.h"
@@ -62,24 +63,27 @@ static void close_client(struct mqtt_bridge *b, int code, const char *what)
 
 /* --- templates ------------------------------------------------------------- */
 
-struct msg_lookup {
-    json_t *doc;
+/* {jwt.<claim>} from the client's token, {msg./pointer} from its message. */
+struct value_lookup {
+    json_t *claims; /* or NULL */
+    json_t *doc;    /* or NULL */
     char number[32];
 };
 
-static const char *lookup_msg_value(void *ctx, const char *name)
+static const char *lookup_value(void *ctx, const char *name)
 {
-    struct msg_lookup *ml = ctx;
-    return publish_msg_value(ml->doc, name, ml->number, sizeof(ml->number));
+    struct value_lookup *vl = ctx;
+    if (strncmp(name, "jwt.", 4) == 0)
+        return auth_claim_value(vl->claims, name + 4, vl->number, sizeof(vl->number));
+    return publish_msg_value(vl->doc, name, vl->number, sizeof(vl->number));
 }
 
 /* Expands a topic or filter template for this client. 0 or -1 with err. */
-static int expand(const struct route_match *m, const char *tmpl, json_t *doc, bool filter,
-                  char *out, size_t out_len, char *err, size_t err_len)
+static int expand(const struct route_match *m, json_t *claims, const char *tmpl, json_t *doc,
+                  bool filter, char *out, size_t out_len, char *err, size_t err_len)
 {
-    struct msg_lookup ml = {.doc = doc};
-    if (route_expand(tmpl, m, doc ? lookup_msg_value : NULL, &ml, out, out_len, err, err_len) <
-        0)
+    struct value_lookup vl = {.claims = claims, .doc = doc};
+    if (route_expand(tmpl, m, lookup_value, &vl, out, out_len, err, err_len) < 0)
         return -1;
     if (filter ? !topic_filter_is_valid(out) : !topic_name_is_valid(out)) {
         snprintf(err, err_len, "\"%s\" is not a valid MQTT topic%s", tmpl,
@@ -93,7 +97,8 @@ static bool uses_msg(const char *tmpl) { return strstr(tmpl, "{msg.") != NULL; }
 
 /* Every template that depends only on the request, expanded once to find a
  * missing query parameter before the upgrade (HTTP 400). */
-int mqtt_bridge_check_request(const struct route_match *m, char *reason, size_t reason_len)
+int mqtt_bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
+                              size_t reason_len)
 {
     const struct wsg_route *r = m->route;
     char out[TOPIC_BUF_BYTES], err[200];
@@ -116,7 +121,8 @@ int mqtt_bridge_check_request(const struct route_match *m, char *reason, size_t 
     if (r->has_on_disconnect && n < 64)
         t[n++] = (struct tmpl_use){r->on_disconnect.topic, false};
     for (size_t i = 0; i < n; i++) {
-        if (expand(m, t[i].tmpl, NULL, t[i].filter, out, sizeof(out), err, sizeof(err)) != 0) {
+        if (expand(m, claims, t[i].tmpl, NULL, t[i].filter, out, sizeof(out), err,
+                   sizeof(err)) != 0) {
             snprintf(reason, reason_len, "route %s: %s", r->name, err);
             return 400;
         }
@@ -206,8 +212,9 @@ static void raw_message(struct mqtt_bridge *b, const uint8_t *msg, size_t len)
     char topic[TOPIC_BUF_BYTES], err[200];
     if (i < 0) {
         drop_message(b, "no publish rule matches");
-    } else if (expand(session_match(b->session), r->publish[i].topic, doc, false, topic,
-                      sizeof(topic), err, sizeof(err)) != 0) {
+    } else if (expand(session_match(b->session), session_claims(b->session),
+                      r->publish[i].topic, doc, false, topic, sizeof(topic), err,
+                      sizeof(err)) != 0) {
         drop_message(b, err);
     } else {
         publish(b, topic, msg, len, r->publish[i].qos, r->publish[i].retain, NULL);
@@ -415,8 +422,8 @@ static char **expand_list(struct mqtt_bridge *b, char *const *tmpls, size_t n, s
     char **out = calloc(n, sizeof(*out));
     char buf[TOPIC_BUF_BYTES], err[200];
     for (size_t i = 0; out && i < n; i++) {
-        if (expand(session_match(b->session), tmpls[i], NULL, true, buf, sizeof(buf), err,
-                   sizeof(err)) != 0 ||
+        if (expand(session_match(b->session), session_claims(b->session), tmpls[i], NULL, true,
+                   buf, sizeof(buf), err, sizeof(err)) != 0 ||
             !(out[i] = strdup(buf))) {
             free_list(out, i);
             return NULL;
@@ -430,8 +437,8 @@ static char **expand_list(struct mqtt_bridge *b, char *const *tmpls, size_t n, s
 static void publish_presence(struct mqtt_bridge *b, const struct wsg_presence *p)
 {
     char topic[TOPIC_BUF_BYTES], err[200];
-    if (expand(session_match(b->session), p->topic, NULL, false, topic, sizeof(topic), err,
-               sizeof(err)) != 0) {
+    if (expand(session_match(b->session), session_claims(b->session), p->topic, NULL, false,
+               topic, sizeof(topic), err, sizeof(err)) != 0) {
         log_warn("presence not published", "route", b->route->name, "error", err);
         return;
     }
@@ -492,8 +499,8 @@ struct bridge *mqtt_bridge_open(struct session *s)
     }
     char filter[TOPIC_BUF_BYTES], err[200];
     for (size_t i = 0; i < r->n_subscribe; i++) {
-        if (expand(m, r->subscribe[i].filter, NULL, true, filter, sizeof(filter), err,
-                   sizeof(err)) != 0 ||
+        if (expand(m, session_claims(s), r->subscribe[i].filter, NULL, true, filter,
+                   sizeof(filter), err, sizeof(err)) != 0 ||
             mqtt_link_subscribe(b->link, filter, r->subscribe[i].qos, NULL) != 0) {
             client_gone(&b->base);
             return NULL;

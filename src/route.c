@@ -634,6 +634,19 @@ static int query_param(const char *query, const char *name, size_t len, char *ou
     return 1;
 }
 
+int route_query_param(const struct route_match *m, const char *name, char *out, size_t out_len)
+{
+    size_t used = 0;
+    char err[8];
+    if (!out || out_len == 0)
+        return -1;
+    out[0] = '\0';
+    int r = query_param(m->query, name, strlen(name), out, out_len, &used, err, sizeof(err));
+    if (r == 0)
+        out[used] = '\0';
+    return r;
+}
+
 int route_expand(const char *tmpl, const struct route_match *m, route_lookup_fn lookup,
                  void *lookup_ctx, char *out, size_t out_len, char *err, size_t err_len)
 {

@@ -77,6 +77,10 @@ typedef const char *(*route_lookup_fn)(void *ctx, const char *name);
 int route_expand(const char *tmpl, const struct route_match *m, route_lookup_fn lookup,
                  void *lookup_ctx, char *out, size_t out_len, char *err, size_t err_len);
 
+/* The first query parameter `name`, percent-decoded into out: 0, 1 if
+ * absent, -1 if badly encoded or longer than out. */
+int route_query_param(const struct route_match *m, const char *name, char *out, size_t out_len);
+
 /* True if a (decoded) value may be put into a topic or key: non-empty and
  * free of '+', '#', '/' and NUL. `len` counts bytes (values may hold NUL). */
 bool route_value_is_safe(const char *value, size_t len);

@@ -1,25 +1,31 @@
 /* rules.c - the rules in force, shared by reference; see rules.h. */
 #include "rules.h"
 
+#include "auth.h"
 #include "client_addr.h"
 #include "json_check.h"
 #include "map_watch.h"
 #include "route.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct rules *rules_create(struct wsg_config *cfg, struct map_watch *maps)
+struct rules *rules_create(struct wsg_config *cfg, struct map_watch *maps, char *err,
+                           size_t err_len)
 {
     struct rules *r = calloc(1, sizeof(*r));
+    snprintf(err, err_len, "out of memory");
     if (r) {
         r->refs = 1;
         r->cfg = cfg;
         r->maps = maps;
         r->routes = route_table_create(cfg);
         r->trusted = addr_set_create(cfg->trusted_proxies, cfg->n_trusted_proxies);
+        if (cfg->auth.has_jwt && !(r->auth = auth_verifier_create(&cfg->auth.jwt, err, err_len)))
+            r->cfg = NULL; /* marks the failure below */
     }
-    if (!r || !r->routes || !r->trusted) {
+    if (!r || !r->routes || !r->trusted || !r->cfg) {
         if (r) {
             route_table_destroy(r->routes);
             addr_set_destroy(r->trusted);
@@ -42,7 +48,11 @@ struct rules *rules_load(const char *path, struct config_errors *errs)
         config_free(cfg);
         return NULL;
     }
-    return rules_create(cfg, maps);
+    char err[300];
+    struct rules *r = rules_create(cfg, maps, err, sizeof(err));
+    if (!r)
+        jcheck_add_line(errs, "%s: %s", path, err);
+    return r;
 }
 
 static bool same_str(const char *a, const char *b)
@@ -89,6 +99,7 @@ void rules_unref(struct rules *r)
     map_watch_destroy(r->maps);
     route_table_destroy(r->routes);
     addr_set_destroy(r->trusted);
+    auth_verifier_destroy(r->auth);
     config_free(r->cfg);
     free(r);
 }

@@ -13,6 +13,7 @@
 struct route_table;
 struct map_watch;
 struct addr_set;
+struct auth_verifier;
 
 struct rules {
     unsigned refs;
@@ -20,10 +21,13 @@ struct rules {
     struct route_table *routes; /* owned; borrows cfg */
     struct map_watch *maps;     /* owned; borrows cfg */
     struct addr_set *trusted;   /* owned: trusted_proxies compiled */
+    struct auth_verifier *auth; /* owned; NULL without auth.jwt */
 };
 
-/* Takes ownership of cfg and maps (both freed on failure). One reference. */
-struct rules *rules_create(struct wsg_config *cfg, struct map_watch *maps);
+/* Takes ownership of cfg and maps (both freed on failure). One reference.
+ * NULL with a one-line reason in err (a public key that does not load). */
+struct rules *rules_create(struct wsg_config *cfg, struct map_watch *maps, char *err,
+                           size_t err_len);
 
 /* Loads the config file `path` and its target maps. NULL with every error in
  * errs when either fails. */

@@ -8,6 +8,7 @@
  * (see choose_subprotocol). */
 #include "server.h"
 
+#include "auth.h"
 #include "bridge.h"
 #include "client_addr.h"
 #include "config.h"
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_PROTOCOL_NAME "wsgate-default"
 #define WS_RX_BUFFER_BYTES 16384
@@ -212,12 +214,44 @@ static void client_of(struct lws *wsi, const struct rules *rules, char *out, siz
     client_addr_pick(rules->trusted, peer, xff, real_ip, out, out_len);
 }
 
+/* A route with "auth": "jwt": the request's token (Authorization: Bearer,
+ * ?token=, or a "bearer.<jwt>" subprotocol entry) must verify. 0 with the
+ * claims, or 401 with a reason that never holds the token. */
+static int authenticate(struct lws *wsi, const struct rules *rules,
+                        const struct route_match *match, json_t **claims, char *reason,
+                        size_t reason_len)
+{
+    char authorization[AUTH_TOKEN_MAX_BYTES + 16] = "", query_token[AUTH_TOKEN_MAX_BYTES] = "";
+    char offered[AUTH_TOKEN_MAX_BYTES] = "", token[AUTH_TOKEN_MAX_BYTES], why[160];
+    if (lws_hdr_copy(wsi, authorization, sizeof(authorization), WSI_TOKEN_HTTP_AUTHORIZATION) <
+        0)
+        authorization[0] = '\0';
+    if (route_query_param(match, "token", query_token, sizeof(query_token)) != 0)
+        query_token[0] = '\0';
+    if (lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL) < 0)
+        offered[0] = '\0';
+    long len = auth_find_token(authorization, query_token, offered, token, sizeof(token));
+    if (len <= 0) {
+        snprintf(why, sizeof(why), "%s", len < 0 ? "token too long" : "no token");
+        *claims = NULL;
+    } else {
+        *claims = auth_verify(rules->auth, token, (size_t)len, (int64_t)time(NULL), why,
+                              sizeof(why));
+        OPENSSL_cleanse(token, sizeof(token));
+    }
+    if (*claims)
+        return 0;
+    snprintf(reason, reason_len, "route %s: %s", match->route->name, why);
+    return 401;
+}
+
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide, then create the session.
  * Returns 0 to accept, 1 after writing a refusal. */
 static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgrade)
 {
     char uri[MAX_URI_BYTES * 2] = "", reason[300], chosen[64] = "";
     struct route_match match;
+    json_t *claims = NULL; /* owned until the session takes it */
     int status = 0;
 
     if (strcasecmp(upgrade, "websocket") != 0)
@@ -254,7 +288,12 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
         goto refuse;
     }
 
-    status = bridge_check_request(&match, reason, sizeof(reason));
+    if (match.route->auth_jwt) {
+        status = authenticate(wsi, rules, &match, &claims, reason, sizeof(reason));
+        if (status)
+            goto refuse;
+    }
+    status = bridge_check_request(&match, claims, reason, sizeof(reason));
     if (status)
         goto refuse;
     const struct wsg_target *targets = match.route->targets;
@@ -279,7 +318,9 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, const char *upgr
 
     char client[64];
     client_of(wsi, rules, client, sizeof(client));
-    struct session *s = session_create(wsi, &match, chosen, rules, targets, n_targets, client);
+    struct session *s =
+        session_create(wsi, &match, chosen, rules, targets, n_targets, client, claims);
+    claims = NULL; /* the session's now, even when it failed */
     if (!s) {
         status = 503;
         snprintf(reason, sizeof(reason), "out of memory");
@@ -301,6 +342,7 @@ refuse:;
     log_info("handshake refused", "status", status_text, "peer", peer, "uri", uri, "reason",
              reason);
     route_match_clear(&match);
+    json_decref(claims);
     return http_refuse(wsi, status, reason) == 0 ? 1 : -1;
 }
 
@@ -468,9 +510,11 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
                              const char *config_path, char *err, size_t err_len)
 {
     struct server *srv = calloc(1, sizeof(*srv));
-    struct rules *rules = rules_create(cfg, maps); /* owns both from here, even on failure */
+    /* rules own cfg and maps from here, even on failure */
+    struct rules *rules = rules_create(cfg, maps, err, err_len);
     if (!srv || !rules || (config_path && !(srv->config_path = strdup(config_path)))) {
-        snprintf(err, err_len, "out of memory");
+        if (rules)
+            snprintf(err, err_len, "out of memory");
         rules_unref(rules);
         free(srv);
         return NULL;

@@ -38,6 +38,7 @@ struct session {
     char subprotocol[64];
     char peer[64];   /* the TCP peer */
     char client[64]; /* the client behind trusted proxies (= peer otherwise) */
+    json_t *claims;  /* owned reference: the verified JWT's claims, or NULL */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
@@ -103,12 +104,16 @@ static struct wsg_target *copy_targets(const struct wsg_target *targets, size_t 
 struct session *session_create(struct lws *wsi, struct route_match *match,
                                const char *subprotocol, struct rules *rules,
                                const struct wsg_target *targets, size_t n_targets,
-                               const char *client_addr)
+                               const char *client_addr, json_t *claims)
 {
     struct session *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        json_decref(claims);
         return NULL;
+    }
+    s->claims = claims;
     if (!(s->targets = copy_targets(targets, n_targets))) {
+        json_decref(s->claims);
         free(s);
         return NULL;
     }
@@ -168,6 +173,7 @@ void session_destroy(struct session *s)
     route_match_clear(&s->match);
     free_targets(s->targets, s->n_targets);
     rules_unref(s->rules);
+    json_decref(s->claims);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -222,6 +228,7 @@ void session_pause_reading(struct session *s, bool paused)
 }
 
 const struct route_match *session_match(const struct session *s) { return &s->match; }
+json_t *session_claims(const struct session *s) { return s->claims; }
 const struct wsg_limits *session_limits(const struct session *s) { return s->limits; }
 struct route_metrics *session_metrics(const struct session *s) { return s->metrics; }
 struct lws *session_wsi(const struct session *s) { return s->wsi; }

@@ -5,6 +5,7 @@
 #ifndef WSGATE_SESSION_H
 #define WSGATE_SESSION_H
 
+#include <jansson.h>
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,7 +34,8 @@ struct session;
 #define SESSION_TX_PACKET_BYTES 65536
 
 /* `client_addr`: the client as trusted_proxies see it (client_addr.h), for
- * the logs.
+ * the logs. `claims`: the verified JWT's claims or NULL; the session takes
+ * the reference.
  * Created when a handshake is accepted (before lws binds the connection to
  * its protocol); takes ownership of `match`'s contents and leaves it empty,
  * holds a reference to the rules it was accepted under (match's route and
@@ -43,7 +45,7 @@ struct session;
 struct session *session_create(struct lws *wsi, struct route_match *match,
                                const char *subprotocol, struct rules *rules,
                                const struct wsg_target *targets, size_t n_targets,
-                               const char *client_addr);
+                               const char *client_addr, json_t *claims);
 void session_destroy(struct session *s);
 
 /* WebSocket events from the server's lws callback (ESTABLISHED, RECEIVE,
@@ -77,6 +79,7 @@ void session_close(struct session *s, int code, const char *reason);
 void session_pause_reading(struct session *s, bool paused);
 
 const struct route_match *session_match(const struct session *s);
+json_t *session_claims(const struct session *s); /* NULL on routes without auth */
 const struct wsg_limits *session_limits(const struct session *s);
 struct route_metrics *session_metrics(const struct session *s);
 struct lws *session_wsi(const struct session *s);
