@@ -159,6 +159,26 @@ class StaticFilesTest(GatewayTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, self.FILE)
 
+    def test_h2c_upgrade_served_as_http11(self):
+        # lws 4.1.6 would switch to HTTP/2 and send a file past 16 KiB in one
+        # oversized DATA frame (the client aborts); wsgate ignores the offer.
+        import socket
+        big = bytes(range(256)) * 200  # 51,200 bytes
+        self.ch.write_file("www/big.bin", big)
+        s = socket.create_connection((HOST, self.port), timeout=5)
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < len(big):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:200])
+        self.assertEqual(body[:len(big)], big)
+
     def test_missing_file_404(self):
         r = harness.http_get(self.port, "/nope")
         self.assertEqual(r.status, 404)
