@@ -12,6 +12,9 @@ packages=(
   websockify
   # tests: noVNC in headless Chromium against a real VNC server
   chromium xvfb x11vnc x11-xserver-utils
+  # tests: the Docker image, built with podman on a debootstrapped base
+  # (tests/docker/; python3-yaml reads docker/compose.yaml)
+  podman debootstrap python3-yaml
 )
 
 missing=()

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -34,6 +35,15 @@ struct auth_verifier {
 static const char *const alg_names[] = {"HS256", "RS256", "ES256"};
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* ES256 is P-256 only (RFC 7518 3.4): not secp256k1 nor brainpoolP256r1. */
+static bool is_p256(EVP_PKEY *key)
+{
+    char group[64] = "";
+    return EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                          NULL) == 1 &&
+           strcmp(group, "prime256v1") == 0;
+}
 
 struct auth_verifier *auth_verifier_create(const struct wsg_jwt *cfg, char *err, size_t err_len)
 {
@@ -71,7 +81,7 @@ struct auth_verifier *auth_verifier_create(const struct wsg_jwt *cfg, char *err,
     int type = EVP_PKEY_get_base_id(v->key);
     if (type == EVP_PKEY_RSA && EVP_PKEY_get_bits(v->key) >= 2048) {
         v->alg = ALG_RS256;
-    } else if (type == EVP_PKEY_EC && EVP_PKEY_get_bits(v->key) == 256) {
+    } else if (type == EVP_PKEY_EC && is_p256(v->key)) {
         v->alg = ALG_ES256;
     } else {
         snprintf(err, err_len,
@@ -224,7 +234,8 @@ static bool check_claims(const struct auth_verifier *v, json_t *claims, int64_t 
         snprintf(reason, reason_len, "token \"exp\"/\"nbf\" is not a number");
         return false;
     }
-    if ((double)now > json_number_value(exp) + (double)v->leeway_s) {
+    /* RFC 7519 4.1.4: not accepted "on or after" exp. */
+    if ((double)now >= json_number_value(exp) + (double)v->leeway_s) {
         snprintf(reason, reason_len, "token expired");
         return false;
     }
@@ -282,7 +293,13 @@ json_t *auth_verify(const struct auth_verifier *v, const char *token, size_t len
         return NULL;
     }
     bool alg_ok = strcmp(json_string_value(alg), alg_names[v->alg]) == 0;
+    /* RFC 7515 4.1.11: extensions we do not implement must be refused. */
+    bool has_crit = json_object_get(header, "crit") != NULL;
     json_decref(header);
+    if (has_crit) {
+        snprintf(reason, reason_len, "token header has \"crit\" extensions (not supported)");
+        return NULL;
+    }
     if (!alg_ok) {
         snprintf(reason, reason_len, "token algorithm not accepted (expected %s)",
                  alg_names[v->alg]);

@@ -226,7 +226,13 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
     if (lws_hdr_copy(wsi, authorization, sizeof(authorization), WSI_TOKEN_HTTP_AUTHORIZATION) <
         0)
         authorization[0] = '\0';
-    if (route_query_param(match, "token", query_token, sizeof(query_token)) != 0)
+    int q = route_query_param(match, "token", query_token, sizeof(query_token));
+    if (q < 0) {
+        snprintf(reason, reason_len, "route %s: token too long or badly encoded",
+                 match->route->name);
+        return 401;
+    }
+    if (q != 0)
         query_token[0] = '\0';
     if (lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL) < 0)
         offered[0] = '\0';
