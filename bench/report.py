@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """bench/report.py - turns one run's wsbench JSON lines into docs/benchmarks/results.md.
 
-Called by bench/run.sh. Every figure is shown beside the same run's baselines (direct TCP
+Called by bench/run.sh, and with --fanout by bench/fanout.sh (see fanout_main: the MQTT
+fan-out section of results.md, kept between markers so each script can rerun alone).
+Every figure is shown beside the same run's baselines (direct TCP
 to the echo server, websockify) as a ratio, because the machine is shared and noisy: the
 absolute numbers move from run to run, the ratios much less. Each scenario ran in rounds
 that took the targets in turn; a target's figures are those of its median round (by
@@ -121,12 +123,15 @@ def spread(rounds, key, fmt):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", required=True)
+    ap.add_argument("--fanout", help="fan-out mode: bench/fanout.sh's fanout.jsonl")
+    ap.add_argument("--server-log", action="append", default=[],
+                    help="fan-out mode: NAME=FILE, the tail of a server's log")
+    ap.add_argument("--results")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--seconds", required=True)
-    ap.add_argument("--rounds", required=True)
-    ap.add_argument("--warmup", required=True)
-    ap.add_argument("--commit", required=True)
+    ap.add_argument("--seconds")
+    ap.add_argument("--rounds")
+    ap.add_argument("--warmup")
+    ap.add_argument("--commit")
     ap.add_argument("--date", help="when the run started (default: now)")
     ap.add_argument("--wsgate-version", default="unknown")
     ap.add_argument("--build-type", default="unknown")
@@ -134,6 +139,12 @@ def main():
     ap.add_argument("--websockify-numpy", default="unknown")
     ap.add_argument("--websockify-select-errors", default="0")
     a = ap.parse_args()
+    if a.fanout:
+        fanout_main(a)
+        return
+    for need in ("results", "seconds", "rounds", "warmup", "commit"):
+        if getattr(a, need) is None:
+            ap.error("--%s is required" % need)
 
     all_rounds = {}  # (scenario, target) -> [result or None, one per round]
     order = []
@@ -258,8 +269,13 @@ def main():
           "counted above, left as they are (summed over all rounds)." % sel)
         w("")
 
-    with open(os.path.join(a.out, "results.md"), "w") as f:
+    # The fan-out section comes from bench/fanout.sh's own run: keep it as it was.
+    md = os.path.join(a.out, "results.md")
+    kept = fanout_section_of(md)
+    with open(md, "w") as f:
         f.write("\n".join(out))
+        if kept:
+            f.write("\n" + kept)
 
     # The plot's table: throughput scenarios only, NaN where a run produced nothing.
     # Prints the plot's y-axis floor, the power of ten below the smallest bar, for run.sh.
@@ -278,6 +294,247 @@ def main():
                     smallest = v
             f.write('"%s" %s\n' % (short, " ".join(vals)))
     print(10 ** math.floor(math.log10(smallest)) if smallest else 0.1)
+
+
+# --- MQTT fan-out (bench/fanout.sh) ----------------------------------------------------
+
+FANOUT_START = "<!-- fanout: written by bench/fanout.sh -->"
+FANOUT_END = "<!-- /fanout -->"
+FANOUT_TARGETS = [("mosquitto", "mosquitto WebSocket listener"), ("wsgate", "wsgate mqtt route")]
+
+
+def fanout_section_of(md):
+    """The fan-out section of an existing results.md, markers included, or None."""
+    try:
+        with open(md) as f:
+            text = f.read()
+    except OSError:
+        return None
+    i, j = text.find(FANOUT_START), text.find(FANOUT_END)
+    if i < 0 or j < i:
+        return None
+    return text[i:j + len(FANOUT_END)] + "\n"
+
+
+def ms(v):
+    if v is None:
+        return "—"
+    v = v / 1000.0
+    return "{:,.0f}".format(v) if v >= 100 else ("%.1f" % v if v >= 10 else "%.2f" % v)
+
+
+def loss_cell(r):
+    if r is None:
+        return "—"
+    if r["expected"] == 0:
+        return "—"
+    if r["lost"] == 0:
+        return "0"
+    return "**%s of %s** (%.2f %%)" % ("{:,}".format(r["lost"]), "{:,}".format(r["expected"]),
+                                       100.0 * r["lost"] / r["expected"])
+
+
+def fanout_errors(rounds, subs):
+    done = [r for r in rounds if r is not None]
+    failed = len(rounds) - len(done)
+    n = sum(r["errors"] for r in done)
+    parts = []
+    kinds = {}
+    for r in done:
+        for k, v in r["error_kinds"].items():
+            kinds[k] = kinds.get(k, 0) + v
+    parts += ["%d %s" % (v, k) for k, v in kinds.items() if v]
+    short = [r["subs_ok"] for r in done if r["subs_ok"] < subs]
+    if short:
+        parts.append("only %d of %d subscribers received" % (min(short), subs))
+    stalls = sum(r.get("stalls", 0) for r in done)
+    if stalls:
+        parts.append("%d window stalls" % stalls)
+    if failed:
+        parts.append("%d rounds gave no result" % failed)
+    if n == 0 and not parts:
+        return "0"
+    return "**%d** (%s)" % (n, "; ".join(parts))
+
+
+def fanout_main(a):
+    meta, all_rounds, order, paced = {}, {}, [], {}
+    with open(a.fanout) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            rec = json.loads(line)
+            if "meta" in rec:
+                meta = rec["meta"]
+                continue
+            if rec["subs"] not in order:
+                order.append(rec["subs"])
+            if rec.get("paced"):
+                paced[(rec["subs"], rec["target"])] = rec["result"]
+                continue
+            all_rounds.setdefault((rec["subs"], rec["target"]), []).append(rec["result"])
+
+    def median(rounds):
+        done = sorted((r for r in rounds if r is not None and r.get("deliveries_per_s")),
+                      key=lambda r: r["deliveries_per_s"])
+        return done[(len(done) - 1) // 2] if done else None
+
+    runs = {k: median(v) for k, v in all_rounds.items()}
+
+    def get(n, t, key):
+        r = runs.get((n, t))
+        return None if r is None else r.get(key)
+
+    logs = {}
+    for spec in a.server_log:
+        name, _, path = spec.partition("=")
+        try:
+            with open(path) as f:
+                logs[name] = f.read().strip()
+        except OSError:
+            pass
+
+    out = []
+    w = out.append
+    w(FANOUT_START)
+    w("## MQTT fan-out: mosquitto's WebSocket listener vs wsgate's mqtt route")
+    w("")
+    w("Generated by `bench/fanout.sh` (also run by `bench/run.sh`); method: "
+      "[README.md](README.md#mqtt-fan-out). Plot: [fanout.png](fanout.png).")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    w("| Date | %s |" % meta.get("date", "unknown"))
+    w("| Machine | %d cores (nproc), %s, %s RAM, Linux %s — shared with other work, so "
+      "compare ratios, not absolute numbers |"
+      % (len(os.sched_getaffinity(0)), cpu_model(), mem_gib(), platform.release()))
+    w("| Commit | `%s` |" % meta.get("commit", "unknown"))
+    w("| wsgate | %s, %s build, `--log-level warn`, one raw mqtt route subscribed to "
+      "`bench/fan` |" % (meta.get("wsgate_version", "unknown"), meta.get("build_type", "unknown")))
+    w("| Broker | mosquitto %s (Debian), one process for both setups: `set_tcp_nodelay true`, "
+      "`max_queued_messages 1000`, `max_inflight_messages 20` (2.0's defaults, written "
+      "out), `persistence false` |" % meta.get("mosquitto_version", "unknown"))
+    w("| Publisher | one MQTT 3.1.1 client over TCP, QoS 0, 64-byte ASCII payloads; at most "
+      "*window* = clamp(%d ÷ subscribers, 2, 64) messages not yet received by every "
+      "subscriber |" % meta.get("budget", 4096))
+    w("| Per point | %s rounds; each round runs both setups in turn (a different one first "
+      "each round), each with fresh connections, %s s warm-up + %s s measured; figures from "
+      "the median round by deliveries/s, errors summed over all rounds |"
+      % (meta.get("rounds", "?"), meta.get("warmup", "?"), meta.get("seconds", "?")))
+    w("| Client | `bench/fanout`: publisher and all subscribers on one epoll thread, on the "
+      "same 2 cores as broker and gateway; descriptor limit %s |" % meta.get("fd_limit", "?"))
+    w("")
+    w("Deliveries/s: 64-byte messages received per second by all subscribers together. "
+      "Latency: from the publisher handing a message to its socket to a subscriber having "
+      "parsed it (one clock, one machine), over every delivery in the measured window; with "
+      "many subscribers it is mostly the time the server takes to reach them all. Lost: "
+      "of the messages published in the window, published × subscribers minus those "
+      "delivered by the end (QoS 0: a broker or gateway may drop).")
+    w("")
+    w("| subscribers | mosquitto-ws deliveries/s | wsgate deliveries/s | wsgate ÷ mosquitto "
+      "| p99 mosquitto-ws ms | p99 wsgate ms | lost mosquitto-ws | lost wsgate |")
+    w("|---:|---:|---:|---:|---:|---:|---|---|")
+    for n in order:
+        m, g = get(n, "mosquitto", "deliveries_per_s"), get(n, "wsgate", "deliveries_per_s")
+        w("| %s | %s | %s | %s | %s | %s | %s | %s |"
+          % ("{:,}".format(n), num(m), num(g), fmt_ratio(ratio(g, m)),
+             ms(get(n, "mosquitto", "p99_us")), ms(get(n, "wsgate", "p99_us")),
+             loss_cell(runs.get((n, "mosquitto"))), loss_cell(runs.get((n, "wsgate")))))
+    w("")
+    if paced:
+        w("### Latency at the same load: %s deliveries/s on both"
+          % "{:,}".format(meta.get("paced", 0)))
+        w("")
+        w("One more round per point and setup, the publisher paced at %s ÷ N messages/s "
+          "(in steps of 1 ms) with a window that never binds, so both servers carry the "
+          "same load and the latency is no longer that of a saturated queue."
+          % "{:,}".format(meta.get("paced", 0)))
+        w("")
+        w("| subscribers | published/s | mosquitto-ws deliveries/s | wsgate deliveries/s "
+          "| p50 ms mosquitto-ws | p50 ms wsgate | p99 ms mosquitto-ws | p99 ms wsgate "
+          "| p99 wsgate ÷ mosquitto | server CPU s mosquitto-ws | server CPU s wsgate "
+          "| lost mosquitto-ws | lost wsgate |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        for n in order:
+            m, g = paced.get((n, "mosquitto")), paced.get((n, "wsgate"))
+            if m is None and g is None:
+                continue
+            pget = lambda r, k: None if r is None else r.get(k)
+            cpu = lambda r: None if r is None else r["cpu_s"].get("server")
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+              % ("{:,}".format(n), num(pget(g or m, "published_per_s")),
+                 num(pget(m, "deliveries_per_s")), num(pget(g, "deliveries_per_s")),
+                 ms(pget(m, "p50_us")), ms(pget(g, "p50_us")), ms(pget(m, "p99_us")),
+                 ms(pget(g, "p99_us")), fmt_ratio(ratio(pget(g, "p99_us"), pget(m, "p99_us"))),
+                 "%.2f" % cpu(m) if cpu(m) is not None else "—",
+                 "%.2f" % cpu(g) if cpu(g) is not None else "—", loss_cell(m), loss_cell(g)))
+        w("")
+    w("### Details")
+    w("")
+    w("| subscribers | setup | window | deliveries/s | over rounds | published/s "
+      "| p50 ms | p99 ms | p99.9 ms | lost | errors | server CPU s | broker CPU s "
+      "| deliveries per server CPU-s | client CPU s |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
+    for n in order:
+        for t, label in FANOUT_TARGETS:
+            rounds = all_rounds.get((n, t), [])
+            r = runs.get((n, t))
+            if r is None:
+                w("| %s | %s | | no result | | | | | | | %s | | | | |"
+                  % ("{:,}".format(n), label, fanout_errors(rounds, n)))
+                continue
+            cpu = r["cpu_s"].get("server")
+            broker = r["cpu_s"].get("broker") if t == "wsgate" else cpu
+            secs = r.get("seconds") or 0
+            eff = r["deliveries"] / cpu if cpu and cpu > 0 else None
+            w("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+              % ("{:,}".format(n), label, r["window"], num(r["deliveries_per_s"]),
+                 spread(rounds, "deliveries_per_s", num), num(r["published_per_s"]),
+                 ms(r["p50_us"]), ms(r["p99_us"]), ms(r["p999_us"]), loss_cell(r),
+                 fanout_errors(rounds, n), "%.2f" % cpu if cpu is not None else "—",
+                 "%.2f" % broker if broker is not None else "—", num(eff),
+                 "%.2f" % r["client_cpu_s"]))
+    w("")
+    w("Server CPU: the run time of all the server's threads over the measured window "
+      "(mosquitto for its own listener; wsgate, Paho's threads included, for the route — its "
+      "broker's share is the next column). Deliveries per server CPU-s divides the "
+      "window's deliveries by it.")
+    w("")
+    for name, text in logs.items():
+        if text:
+            w("%s logged (last lines):" % name)
+            w("")
+            w("```")
+            w(text)
+            w("```")
+            w("")
+    w(FANOUT_END)
+
+    md = os.path.join(a.out, "results.md")
+    try:
+        with open(md) as f:
+            text = f.read()
+    except OSError:
+        text = "# wsgate benchmark results\n\n"
+    i, j = text.find(FANOUT_START), text.find(FANOUT_END)
+    section = "\n".join(out) + "\n"
+    if i >= 0 and j > i:
+        text = text[:i] + section + text[j + len(FANOUT_END):].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(md, "w") as f:
+        f.write(text)
+
+    with open(os.path.join(a.out, "fanout.dat"), "w") as f:
+        f.write("# subscribers mosquitto_dps wsgate_dps mosquitto_p99_ms wsgate_p99_ms\n")
+        for n in order:
+            vals = []
+            for key, scale in (("deliveries_per_s", 1.0), ("p99_us", 1000.0)):
+                for t, _ in FANOUT_TARGETS:
+                    v = get(n, t, key)
+                    vals.append("%.4f" % (v / scale) if v else "NaN")
+            f.write("%d %s\n" % (n, " ".join(vals)))
 
 
 if __name__ == "__main__":

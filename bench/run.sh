@@ -16,7 +16,11 @@
 # (measured seconds per scenario per target, default 5), BENCH_ROUNDS (rounds they are
 # split into, default 3), BENCH_WARMUP (seconds before each round, default 0.5),
 # BENCH_OUT (where results go, default docs/benchmarks), BENCH_ONLY (space-separated
-# scenario names to run, e.g. "lat-64B 64K-100c").
+# scenario names to run, e.g. "lat-64B 64K-100c"; "fanout" for every MQTT fan-out point,
+# "fanout-1000" for one).
+#
+# The MQTT fan-out (mosquitto's WebSocket listener vs wsgate's mqtt route) is
+# bench/fanout.sh, run after the echo scenarios (see its own variables, FANOUT_*).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +32,27 @@ WARMUP=${BENCH_WARMUP:-0.5}
 OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
 
 die() { echo "run.sh: $*" >&2; exit 1; }
+
+# Which halves BENCH_ONLY selects: the echo scenarios here, the fan-out in fanout.sh.
+ECHO_NAMES=" 64B-1c 64B-100c 4K-100c 64K-1c 64K-100c 4K-1000c lat-64B "
+want_echo=yes
+want_fanout=yes
+if [[ -n ${BENCH_ONLY:-} ]]; then
+    want_echo=no
+    want_fanout=no
+    for name in $BENCH_ONLY; do
+        if [[ $ECHO_NAMES == *" $name "* ]]; then
+            want_echo=yes
+        elif [[ $name == fanout || $name == fanout-* ]]; then
+            want_fanout=yes
+        else
+            die "BENCH_ONLY: unknown scenario '$name' (echo:$ECHO_NAMES; fan-out: fanout, fanout-N)"
+        fi
+    done
+fi
+if [[ $want_echo == no ]]; then
+    exec "$ROOT/bench/fanout.sh"
+fi
 
 for bin in wsgate wsgate-echo; do
     [[ -x $BUILD/$bin ]] || die "$BUILD/$bin not found. Build first:
@@ -62,7 +87,8 @@ make -s -C "$ROOT/bench" wsbench
 WSBENCH=$ROOT/bench/wsbench
 
 # 1,000 connections need ~2,000 descriptors in a relay; websockify still uses select().
-ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# -S: the soft limit only, so that fanout.sh can still raise it for 10,000 subscribers.
+ulimit -Sn 8192 2>/dev/null || ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 
 WORK=$(mktemp -d /tmp/wsgate-bench.XXXXXX)
 PIDS=()
@@ -218,7 +244,11 @@ ymin=$(python3 "$ROOT/bench/report.py" \
     --websockify-numpy "$wsk_numpy" \
     --websockify-select-errors "$(cat "$WORK/wsk_select_errors")")
 
-if command -v gnuplot >/dev/null; then
+if ! grep -qv '^#' "$OUT/throughput.dat" 2>/dev/null; then
+    # Only lat-64B ran (BENCH_ONLY): no bars to draw; gnuplot would fail on an empty table.
+    rm -f "$OUT/throughput.dat"
+    echo "run.sh: no throughput scenario ran: wrote $OUT/results.md, throughput.png left as it was" >&2
+elif command -v gnuplot >/dev/null; then
     gnuplot -e "datafile='$OUT/throughput.dat'; outfile='$OUT/throughput.png'; ymin=$ymin" \
         -e "subtitle='$(date -u +%Y-%m-%d), ${commit%% *}, $(nproc) cores, median of $ROUNDS x ${ROUND_SECS} s'" \
         "$ROOT/bench/throughput.gp"
@@ -229,3 +259,9 @@ else
         "wrote $OUT/results.md" >&2
 fi
 cp "$RESULTS" "$OUT/results.jsonl"
+
+# --- MQTT fan-out ---------------------------------------------------------------------
+if [[ $want_fanout == yes ]]; then
+    cleanup # the echo servers are done; give fanout.sh the machine
+    "$ROOT/bench/fanout.sh"
+fi

@@ -10,6 +10,8 @@ packages=(
   # tests: real peers and clients
   python3-websockets python3-paho-mqtt mosquitto mosquitto-clients openssl valgrind
   websockify
+  # tests: scale-out (a NATS cluster with MQTT, HAProxy in front of the gateways)
+  nats-server haproxy
   # tests: noVNC in headless Chromium against a real VNC server
   chromium xvfb x11vnc x11-xserver-utils
   # tests: the Docker image, built with podman on a debootstrapped base

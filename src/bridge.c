@@ -35,3 +35,5 @@ void bridge_client_data(struct bridge *b, const uint8_t *data, size_t len, bool 
 void bridge_client_drained(struct bridge *b) { b->ops->client_drained(b); }
 
 void bridge_client_gone(struct bridge *b) { b->ops->client_gone(b); }
+
+void bridge_shutdown(void) { tcp_bridge_shutdown(); }

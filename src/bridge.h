@@ -35,4 +35,7 @@ void bridge_client_drained(struct bridge *b);
  * the backend, free the bridge. */
 void bridge_client_gone(struct bridge *b);
 
+/* Cancels the bridges' shared timers (before the lws context goes). */
+void bridge_shutdown(void);
+
 #endif

@@ -17,6 +17,10 @@ struct bridge {
     const struct bridge_ops *ops;
 };
 
+/* Cancels tcp_bridge's shared connect-deadline timer (before the lws
+ * context goes). */
+void tcp_bridge_shutdown(void);
+
 /* Each returns NULL when the backend side cannot even start. */
 struct bridge *tcp_bridge_open(struct session *s);
 struct bridge *mqtt_bridge_open(struct session *s);

@@ -46,8 +46,10 @@
 /* A node that takes the TCP connection but sends no CONNACK (a cluster
  * re-electing) is given up after this, and the next URI tried. */
 #define CONNECT_TIMEOUT_S 4
-/* Retries of a refused SUBSCRIBE: after 1, 2, 4, 8, 16 s (about 30 s). */
+/* A refused SUBSCRIBE is retried after 1, 2, 4, 8, 16 s; then the clients
+ * waiting for it are told, and it is retried every 30 s while held. */
 #define SUBSCRIBE_RETRIES 5
+#define SUBSCRIBE_RETRY_MAX_S 30
 #define DISCONNECT_TIMEOUT_MS 1000
 
 /* --- types ---------------------------------------------------------------- */
@@ -421,16 +423,15 @@ static void push_op_done(void *context, bool ok, bool refused, int code, const c
 
 /* --- Paho callbacks (Paho's threads: queue only) --------------------------- */
 
+/* The event's text: the URI of the node we are connected to. */
 static void on_connect_ok(void *context, MQTTAsync_successData *r)
 {
-    (void)r;
-    push_simple(EV_CONNECTED, context, 0, NULL);
+    push_simple(EV_CONNECTED, context, 0, r ? r->alt.connect.serverURI : NULL);
 }
 
 static void on_connect_ok5(void *context, MQTTAsync_successData5 *r)
 {
-    (void)r;
-    push_simple(EV_CONNECTED, context, 0, NULL);
+    push_simple(EV_CONNECTED, context, 0, r ? r->alt.connect.serverURI : NULL);
 }
 
 static void on_connect_fail(void *context, MQTTAsync_failureData *r)
@@ -725,19 +726,28 @@ static void subscribe_done(struct op *o, bool ok, bool refused, const char *deta
         fs->denials = 0;
     } else if (refused) {
         metrics_count_subscribe_denied(b->cfg->name);
-        if (fs->denials < SUBSCRIBE_RETRIES && b->connected) {
-            int delay_s = 1 << fs->denials++;
+        if (++fs->denials > SUBSCRIBE_RETRIES && fs->waiters) {
+            /* Those waiting for an answer get one; a client told "failed"
+             * lets go of the filter, which may free fs. */
+            log_warn("mqtt subscribe refused, clients told", "broker", b->cfg->name, "filter",
+                     o->topic);
+            waiters_answer(fs, o->topic, false,
+                           detail ? detail : "broker refused the subscription");
+            if (!(fs = filter_state_of(b, o->topic)))
+                return;
+        }
+        /* Whoever still holds the filter (after a reconnect nobody is
+         * waiting) is served once the broker agrees: keep trying. */
+        if (b->connected) {
+            int delay_s = fs->denials <= SUBSCRIBE_RETRIES ? 1 << (fs->denials - 1)
+                                                           : SUBSCRIBE_RETRY_MAX_S;
             char in[16];
             snprintf(in, sizeof(in), "%d", delay_s);
             log_warn("mqtt subscribe refused, retrying", "broker", b->cfg->name, "filter",
                      o->topic, "retry_in_s", in);
             lws_sul_schedule(loop_context, 0, &fs->retry_timer, retry_subscribe,
                              (lws_usec_t)delay_s * LWS_USEC_PER_SEC);
-            return;
         }
-        log_warn("mqtt subscribe refused", "broker", b->cfg->name, "filter", o->topic);
-        fs->denials = 0;
-        waiters_answer(fs, o->topic, false, detail ? detail : "broker refused the subscription");
     }
     /* Otherwise the connection dropped: the reconnect subscribes again. */
 }
@@ -755,7 +765,7 @@ static void unconfirm_one(void *ctx, const char *filter, int max_qos)
     }
 }
 
-static void broker_up(struct mqtt_broker *b)
+static void broker_up(struct mqtt_broker *b, const char *uri)
 {
     b->connecting = false;
     b->connected = true;
@@ -765,8 +775,8 @@ static void broker_up(struct mqtt_broker *b)
     char filters[24], waiting[24];
     snprintf(filters, sizeof(filters), "%zu", topic_tree_filter_count(b->tree));
     snprintf(waiting, sizeof(waiting), "%zu", b->waiting.count);
-    log_info("mqtt broker connected", "broker", b->cfg->name, "filters", filters,
-             "publishes_waiting", waiting);
+    log_info("mqtt broker connected", "broker", b->cfg->name, "uri", uri && *uri ? uri : "?",
+             "filters", filters, "publishes_waiting", waiting);
     topic_tree_each_filter(b->tree, resubscribe_one, b);
     broker_pump(b);
 }
@@ -866,7 +876,7 @@ static void handle_event(struct broker_event *e)
 {
     switch (e->kind) {
     case EV_CONNECTED:
-        broker_up(e->broker);
+        broker_up(e->broker, e->data);
         return;
     case EV_CONNECT_FAILED:
         broker_down(e->broker, false, e->data);

@@ -737,6 +737,8 @@ void server_destroy(struct server *srv)
     if (srv->context) {
         lws_sul_cancel(&srv->drain_timer);
         lws_sul_cancel(&srv->map_poll_timer);
+        session_sweep_stop();
+        bridge_shutdown();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
     }
     mqtt_brokers_stop();

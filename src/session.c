@@ -53,8 +53,8 @@ struct session {
     uint64_t started_us;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 
-    /* liveness: pings, idle timeout (see keepalive_tick) */
-    lws_sorted_usec_list_t keepalive;
+    /* liveness: pings, idle timeout (see check_liveness) */
+    uint64_t ping_sent_us;
     uint64_t last_rx_us;   /* anything from the client, pongs included */
     uint64_t last_data_us; /* a data message either way */
     bool ping_due;         /* send a ping at the next WRITEABLE */
@@ -160,7 +160,6 @@ void session_destroy(struct session *s)
 {
     if (!s)
         return;
-    lws_sul_cancel(&s->keepalive);
     if (s->bridge) {
         bridge_client_gone(s->bridge);
         s->bridge = NULL;
@@ -268,52 +267,71 @@ static bool rate_allows(struct session *s)
     return true;
 }
 
-/* Every ping_interval_s: a client silent for that long gets a ping, and one
- * that has not answered the previous ping (nor sent anything) by now is
- * dropped - its backend released. A client with no data message either way
- * for idle_timeout_s is closed with 1001. */
-static void keepalive_tick(lws_sorted_usec_list_t *sul)
-{
-    struct session *s = lws_container_of(sul, struct session, keepalive);
-    if (!s->wsi || s->close_pending)
-        return;
-    uint64_t now = (uint64_t)lws_now_usecs();
-    int64_t ping_s = s->limits->ping_interval_s, idle_s = s->limits->idle_timeout_s;
-    uint64_t next = UINT64_MAX;
+/* Liveness, checked for every session by one sweep a second (one timer for
+ * all: lws 4.1.6 keeps timers in a sorted list, and a timer per connection
+ * made accepting N connections cost O(N^2) - 10,000 took 5.6 s instead of
+ * 1.8 s). A client silent for ping_interval_s gets a ping, and one that has
+ * answered neither it nor anything else a ping interval later is dropped -
+ * its backend released. A client with no data message either way for
+ * idle_timeout_s is closed with 1001. */
+#define SWEEP_US LWS_USEC_PER_SEC
+static lws_sorted_usec_list_t sweep_timer;
+static struct lws_context *sweep_context;
 
-    if (idle_s > 0) {
-        uint64_t idle_at = s->last_data_us + (uint64_t)idle_s * 1000000u;
-        if (now >= idle_at) {
-            char reason[64];
-            snprintf(reason, sizeof(reason), "idle for %" PRId64 " s", idle_s);
-            session_close(s, CLOSE_GOING_AWAY, reason);
-            /* A peer that is not reading must not hold the slot forever. */
-            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
-            return;
-        }
-        next = idle_at;
+static void check_liveness(struct session *s, uint64_t now)
+{
+    int64_t ping_s = s->limits->ping_interval_s, idle_s = s->limits->idle_timeout_s;
+    if (idle_s > 0 && now >= s->last_data_us + (uint64_t)idle_s * 1000000u) {
+        char reason[64];
+        snprintf(reason, sizeof(reason), "idle for %" PRId64 " s", idle_s);
+        session_close(s, CLOSE_GOING_AWAY, reason);
+        /* A peer that is not reading must not hold the slot forever. */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
     }
-    if (ping_s > 0) {
-        uint64_t interval = (uint64_t)ping_s * 1000000u;
-        if (s->ping_outstanding && now - s->last_rx_us >= interval) {
-            s->close_code = CLOSE_GOING_AWAY;
-            snprintf(s->close_reason, sizeof(s->close_reason), "no pong within %" PRId64 " s",
-                     ping_s);
-            log_debug("client missed a pong", "route", s->match.route->name, "peer", s->peer);
-            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-            return;
-        }
-        if (now - s->last_rx_us >= interval) {
-            s->ping_due = true;
-            lws_callback_on_writable(s->wsi);
-        }
-        uint64_t ping_at = (s->ping_due || s->ping_outstanding ? now : s->last_rx_us) + interval;
-        if (ping_at < next)
-            next = ping_at;
+    if (ping_s <= 0)
+        return;
+    uint64_t interval = (uint64_t)ping_s * 1000000u;
+    if (s->ping_outstanding && now - s->ping_sent_us >= interval) {
+        s->close_code = CLOSE_GOING_AWAY;
+        snprintf(s->close_reason, sizeof(s->close_reason), "no pong within %" PRId64 " s",
+                 ping_s);
+        log_debug("client missed a pong", "route", s->match.route->name, "peer", s->peer);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
     }
-    if (next != UINT64_MAX)
-        lws_sul_schedule(lws_get_context(s->wsi), 0, &s->keepalive, keepalive_tick,
-                         (lws_usec_t)(next > now ? next - now : 1000));
+    if (!s->ping_outstanding && !s->ping_due && now - s->last_rx_us >= interval) {
+        s->ping_due = true;
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+static void sweep(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    uint64_t now = (uint64_t)lws_now_usecs();
+    for (struct session *s = sessions; s; s = s->next)
+        if (s->established && s->wsi && !s->close_pending)
+            check_liveness(s, now);
+    if (sessions)
+        lws_sul_schedule(sweep_context, 0, &sweep_timer, sweep, SWEEP_US);
+    else
+        sweep_context = NULL; /* started again by the next connection */
+}
+
+static void sweep_start(struct lws_context *context)
+{
+    if (sweep_context)
+        return;
+    sweep_context = context;
+    lws_sul_schedule(context, 0, &sweep_timer, sweep, SWEEP_US);
+}
+
+void session_sweep_stop(void)
+{
+    if (sweep_context)
+        lws_sul_cancel(&sweep_timer);
+    sweep_context = NULL;
 }
 
 static int on_receive(struct session *s, const uint8_t *in, size_t len)
@@ -451,6 +469,7 @@ static int on_writable(struct session *s)
         memcpy(ping + LWS_PRE, "wsgate", 6);
         s->ping_due = false;
         s->ping_outstanding = true;
+        s->ping_sent_us = (uint64_t)lws_now_usecs();
         if (lws_write(s->wsi, ping + LWS_PRE, 6, LWS_WRITE_PING) < 0)
             return -1;
         lws_callback_on_writable(s->wsi); /* the data, if any, next time */
@@ -521,8 +540,7 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->last_rx_us = s->last_data_us = s->tokens_at_us = (uint64_t)lws_now_usecs();
         s->tokens = (double)s->limits->max_messages_per_s;
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
-            lws_sul_schedule(lws_get_context(wsi), 0, &s->keepalive, keepalive_tick,
-                             LWS_USEC_PER_SEC);
+            sweep_start(lws_get_context(wsi));
         s->bridge = bridge_open(s);
         if (!s->bridge) {
             char reason_text[120];
@@ -548,7 +566,6 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         return 0;
 
     case LWS_CALLBACK_CLOSED:
-        lws_sul_cancel(&s->keepalive);
         if (s->bridge) {
             bridge_client_gone(s->bridge);
             s->bridge = NULL;

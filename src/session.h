@@ -56,6 +56,9 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
 /* Sessions currently open (for max_connections and shutdown). */
 size_t session_count(void);
 
+/* Cancels the liveness sweep (before the lws context goes). */
+void session_sweep_stop(void);
+
 /* Closes every established session with `code` once its queue is sent. */
 void session_close_all(int code, const char *reason);
 

@@ -43,7 +43,10 @@ struct tcp_bridge {
 
     struct tcp_backend *backend; /* NULL between attempts, after the end, or once let go */
     bool connected;
-    lws_sorted_usec_list_t connect_timer;
+    /* in the list of attempts with a deadline (see connect deadlines) */
+    struct tcp_bridge *deadline_prev, *deadline_next;
+    bool has_deadline;
+    uint64_t deadline_us;
 
     struct msg_queue pending; /* client bytes waiting for a connection; owned */
     uint8_t *message;         /* a length32 client message being reassembled; owned */
@@ -61,18 +64,84 @@ static void close_client(struct tcp_bridge *b, int code, const char *what)
     session_close(b->session, code, reason);
 }
 
+static void deadline_clear(struct tcp_bridge *b);
+
 /* Lets the backend go now (its queued bytes too): the client is closing
  * because of something the backend did. */
 static void drop_backend(struct tcp_bridge *b)
 {
-    lws_sul_cancel(&b->connect_timer);
+    deadline_clear(b);
     if (b->backend)
         tcp_backend_abort(b->backend);
     b->backend = NULL;
 }
 
 static const struct tcp_backend_events backend_events;
-static void on_connect_timeout(lws_sorted_usec_list_t *sul);
+static void connect_timed_out(struct tcp_bridge *b);
+
+/* --- connect deadlines ------------------------------------------------------
+ * One timer for every attempt in progress, not one each: lws 4.1.6 keeps
+ * timers in a sorted list, so a timer per connection makes a connection
+ * storm cost O(N^2). Attempts get the same timeout, so a FIFO is in
+ * deadline order (a reload that shortens it only delays the new ones to the
+ * old pace). The timer is armed for the head and re-armed when it fires. */
+static struct tcp_bridge *deadline_head, *deadline_tail;
+static lws_sorted_usec_list_t deadline_timer;
+static struct lws_context *deadline_context;
+
+static void deadline_clear(struct tcp_bridge *b)
+{
+    if (!b->has_deadline)
+        return;
+    if (b->deadline_prev)
+        b->deadline_prev->deadline_next = b->deadline_next;
+    else
+        deadline_head = b->deadline_next;
+    if (b->deadline_next)
+        b->deadline_next->deadline_prev = b->deadline_prev;
+    else
+        deadline_tail = b->deadline_prev;
+    b->deadline_prev = b->deadline_next = NULL;
+    b->has_deadline = false;
+}
+
+static void deadlines_due(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    uint64_t now = (uint64_t)lws_now_usecs();
+    while (deadline_head && deadline_head->deadline_us <= now) {
+        struct tcp_bridge *b = deadline_head;
+        deadline_clear(b);
+        connect_timed_out(b); /* may add a new attempt at the tail */
+    }
+    if (deadline_head)
+        lws_sul_schedule(deadline_context, 0, &deadline_timer, deadlines_due,
+                         (lws_usec_t)(deadline_head->deadline_us - now));
+}
+
+static void deadline_set(struct tcp_bridge *b, struct lws_context *context, uint64_t timeout_us)
+{
+    bool was_empty = deadline_head == NULL;
+    b->deadline_us = (uint64_t)lws_now_usecs() + timeout_us;
+    b->deadline_prev = deadline_tail;
+    b->deadline_next = NULL;
+    if (deadline_tail)
+        deadline_tail->deadline_next = b;
+    else
+        deadline_head = b;
+    deadline_tail = b;
+    b->has_deadline = true;
+    deadline_context = context;
+    if (was_empty)
+        lws_sul_schedule(context, 0, &deadline_timer, deadlines_due, (lws_usec_t)timeout_us);
+}
+
+void tcp_bridge_shutdown(void)
+{
+    if (deadline_context)
+        lws_sul_cancel(&deadline_timer);
+    deadline_context = NULL;
+}
 
 /* Starts the attempt at order[b->attempt]; false if none are left. */
 static bool start_attempt(struct tcp_bridge *b)
@@ -88,8 +157,7 @@ static bool start_attempt(struct tcp_bridge *b)
         return false;
     int64_t timeout_ms = session_limits(b->session)->connect_timeout_ms;
     if (timeout_ms > 0)
-        lws_sul_schedule(lws_get_context(wsi), 0, &b->connect_timer, on_connect_timeout,
-                         (lws_usec_t)timeout_ms * 1000);
+        deadline_set(b, lws_get_context(wsi), (uint64_t)timeout_ms * 1000);
     return true;
 }
 
@@ -115,9 +183,8 @@ static void attempt_failed(struct tcp_bridge *b, enum backend_error why, const c
     close_client(b, CLOSE_INTERNAL_ERROR, what);
 }
 
-static void on_connect_timeout(lws_sorted_usec_list_t *sul)
+static void connect_timed_out(struct tcp_bridge *b)
 {
-    struct tcp_bridge *b = lws_container_of(sul, struct tcp_bridge, connect_timer);
     if (b->connected || !b->backend)
         return;
     tcp_backend_abort(b->backend);
@@ -228,7 +295,7 @@ static void on_backend_connected(void *owner)
 {
     struct tcp_bridge *b = owner;
     b->connected = true;
-    lws_sul_cancel(&b->connect_timer);
+    deadline_clear(b);
     target_pool_report(&b->targets[b->order[b->attempt]], true, now_ms());
     log_debug("backend connected", "route", b->route->name, "target", b->target);
 
@@ -287,7 +354,7 @@ static void on_backend_ended(void *owner, enum tcp_backend_end how, const char *
 {
     struct tcp_bridge *b = owner;
     b->backend = NULL;
-    lws_sul_cancel(&b->connect_timer);
+    deadline_clear(b);
 
     if (how == TCP_BACKEND_CONNECT_FAILED) {
         attempt_failed(b, BACKEND_ERR_CONNECT_REFUSED, detail);
@@ -364,7 +431,7 @@ struct bridge *tcp_bridge_open(struct session *s)
 static void client_gone(struct bridge *base)
 {
     struct tcp_bridge *b = (struct tcp_bridge *)base;
-    lws_sul_cancel(&b->connect_timer);
+    deadline_clear(b);
     if (b->backend) {
         /* A connection still being made takes the client's bytes with it. */
         for (struct msg_chunk *c = msg_queue_peek(&b->pending); c; c = c->next)
