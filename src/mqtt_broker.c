@@ -51,6 +51,7 @@
 #define SUBSCRIBE_RETRIES 5
 #define SUBSCRIBE_RETRY_MAX_S 30
 #define DISCONNECT_TIMEOUT_MS 1000
+#define PUMP_RETRY_US (20 * 1000)
 
 /* --- types ---------------------------------------------------------------- */
 
@@ -151,6 +152,7 @@ struct mqtt_broker {
     bool connecting;
     int retry_ms;
     lws_sorted_usec_list_t retry_timer;
+    lws_sorted_usec_list_t pump_timer; /* publishes Paho could not take yet */
     struct topic_tree *tree;
     struct op_list waiting;   /* publishes not yet handed to Paho, oldest first */
     struct op_list in_flight; /* handed to Paho (publishes only) */
@@ -592,6 +594,8 @@ static void publish_done(struct op *o, bool ok, const char *detail)
     op_free(o);
 }
 
+static void pump_later(lws_sorted_usec_list_t *sul);
+
 /* Hands waiting publishes to Paho, oldest first, within MAX_IN_FLIGHT. */
 static void broker_pump(struct mqtt_broker *b)
 {
@@ -622,13 +626,22 @@ static void broker_pump(struct mqtt_broker *b)
         }
         id_remove(o);
         if (rc == MQTTASYNC_DISCONNECTED || rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT ||
-            rc == MQTTASYNC_NO_MORE_MSGIDS || rc == MQTTASYNC_OPERATION_INCOMPLETE) {
+            rc == MQTTASYNC_NO_MORE_MSGIDS || rc == MQTTASYNC_OPERATION_INCOMPLETE ||
+            rc == MQTTASYNC_MAX_BUFFERED_MESSAGES || rc == MQTTASYNC_MAX_BUFFERED) {
+            /* Paho cannot take it now (e.g. its command buffer is full just
+             * after a reconnect): again on the next completion, or soon. */
             o->attempts--;
-            return; /* try again on the next completion or connection */
+            lws_sul_schedule(loop_context, 0, &b->pump_timer, pump_later, PUMP_RETRY_US);
+            return;
         }
         list_unlink(&b->waiting, o);
         publish_done(o, false, MQTTAsync_strerror(rc));
     }
+}
+
+static void pump_later(lws_sorted_usec_list_t *sul)
+{
+    broker_pump(lws_container_of(sul, struct mqtt_broker, pump_timer));
 }
 
 /* --- subscriptions --------------------------------------------------------- */
@@ -1222,6 +1235,7 @@ static void broker_free(struct mqtt_broker *b)
     purge_events(b);
     lws_sul_cancel(&b->retry_timer);
     lws_sul_cancel(&b->close_timer);
+    lws_sul_cancel(&b->pump_timer);
     struct op_list *lists[] = {&b->waiting, &b->in_flight};
     for (size_t i = 0; i < 2; i++)
         while (lists[i]->head) {
@@ -1259,6 +1273,7 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
 
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.MQTTVersion = b->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    co.maxBufferedMessages = MAX_IN_FLIGHT; /* Paho's own command buffer, default 100 */
     int rc = MQTTAsync_createWithOptions(&b->client, c->uris[0], c->client_id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc == MQTTASYNC_SUCCESS)

@@ -28,6 +28,8 @@
 #include <errno.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,11 @@ struct server {
     char *config_path;               /* owned; NULL for the built-in config */
     struct lws_protocols *protocols; /* owned array, NULL-terminated, names owned too */
     size_t n_protocols;
+    char **vhost_names; /* owned: lws keeps the pointers */
+    size_t n_vhost_names;
+    int fd_limit; /* RLIMIT_NOFILE's soft limit, 0 if unlimited */
+    uint64_t fd_refusals;
+    lws_usec_t fd_refusal_logged_us;
     volatile sig_atomic_t stopping;
     volatile sig_atomic_t reload_requested;
     lws_sorted_usec_list_t drain_timer;
@@ -375,11 +382,38 @@ static bool bound_as_chosen(struct lws *wsi, const struct session *s)
     return false;
 }
 
+/* Descriptors kept free (16 + 1% of the limit): each client of a tcp route
+ * needs a second one for its backend, and lws itself needs some. A
+ * connection accepted into the reserve is hung up at once; letting accept()
+ * reach EMFILE instead makes lws 4.1.6 retry it in a busy loop (100% CPU, a
+ * log line per try). */
+static int fd_reserve_hit(struct server *srv, int fd)
+{
+    if (srv->fd_limit == 0 || fd < srv->fd_limit - (16 + srv->fd_limit / 100))
+        return 0;
+    lws_usec_t now = lws_now_usecs();
+    srv->fd_refusals++;
+    if (now - srv->fd_refusal_logged_us >= LWS_USEC_PER_SEC) { /* at most once a second */
+        char limit[24], count[24];
+        snprintf(limit, sizeof(limit), "%d", srv->fd_limit);
+        snprintf(count, sizeof(count), "%llu", (unsigned long long)srv->fd_refusals);
+        log_warn("out of file descriptors: connection hung up", "fd_limit", limit,
+                 "hung_up_so_far", count);
+        srv->fd_refusal_logged_us = now;
+    }
+    return 1;
+}
+
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                            void *in, size_t len)
 {
     struct server *srv = lws_context_user(lws_get_context(wsi));
-    struct session *s = lws_get_opaque_user_data(wsi);
+    void *opaque = lws_get_opaque_user_data(wsi);
+    /* A backend connection that failed at socket() is handed to the vhost's
+     * first protocol (this one) by lws 4.1.6: pass it on. */
+    if (tcp_backend_is(opaque))
+        return tcp_backend_lws_callback(wsi, reason, user, in, len);
+    struct session *s = session_is(opaque) ? opaque : NULL;
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
@@ -410,6 +444,9 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLOSED:
         return s ? session_lws_event(s, wsi, reason, in, len) : -1;
+
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return fd_reserve_hit(srv, ((struct lws_filter_network_conn_args *)user)->accept_fd);
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* Sent to every protocol of every vhost: the first call takes all. */
@@ -534,11 +571,16 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     }
     srv->rules = rules;
     srv->protocols = build_protocols(cfg, &srv->n_protocols);
-    if (!srv->protocols) {
+    srv->vhost_names = calloc(cfg->n_listen ? cfg->n_listen : 1, sizeof(*srv->vhost_names));
+    if (!srv->protocols || !srv->vhost_names) {
         snprintf(err, err_len, "out of memory");
         server_destroy(srv);
         return NULL;
     }
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+        nofile.rlim_cur < INT_MAX)
+        srv->fd_limit = (int)nofile.rlim_cur;
 
     /* Every configured series exists from the start, at zero. */
     for (size_t i = 0; i < cfg->n_routes; i++)
@@ -566,10 +608,18 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
         const struct wsg_listen *l = &cfg->listen[i];
         char name[300];
         snprintf(name, sizeof(name), "%s:%d", l->host, l->port);
+        /* lws keeps the vhost name pointer: it must outlive this loop. */
+        char *kept = strdup(name);
+        if (!kept) {
+            snprintf(err, err_len, "out of memory");
+            server_destroy(srv);
+            return NULL;
+        }
+        srv->vhost_names[srv->n_vhost_names++] = kept;
         struct lws_context_creation_info vi;
         memset(&vi, 0, sizeof(vi));
         vi.options = info.options;
-        vi.vhost_name = name;
+        vi.vhost_name = kept;
         vi.port = l->port;
         vi.iface = bind_iface(l->host);
         vi.protocols = srv->protocols;
@@ -744,6 +794,9 @@ void server_destroy(struct server *srv)
     mqtt_brokers_stop();
     rules_unref(srv->rules);
     free_protocols(srv->protocols, srv->n_protocols);
+    for (size_t i = 0; i < srv->n_vhost_names; i++)
+        free(srv->vhost_names[i]);
+    free(srv->vhost_names);
     free(srv->config_path);
     free(srv);
 }

@@ -23,7 +23,10 @@
 #define CHUNK_REPLY 2u /* the gateway's own answer: not counted as relayed */
 
 
+#define SESSION_TAG 0x5e55101eu
+
 struct session {
+    uint32_t tag;                /* SESSION_TAG, see session_is() */
     struct session *prev, *next; /* in the list of open sessions */
     struct lws *wsi;
     struct route_match match; /* owned: route, captures, query */
@@ -72,6 +75,8 @@ static size_t open_sessions;
 
 size_t session_count(void) { return open_sessions; }
 
+bool session_is(const void *opaque) { return opaque && *(const uint32_t *)opaque == SESSION_TAG; }
+
 void session_close_all(int code, const char *reason)
 {
     for (struct session *s = sessions; s; s = s->next)
@@ -112,6 +117,7 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
         return NULL;
     }
     s->claims = claims;
+    s->tag = SESSION_TAG;
     if (!(s->targets = copy_targets(targets, n_targets))) {
         json_decref(s->claims);
         free(s);
@@ -180,6 +186,7 @@ void session_destroy(struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     open_sessions--;
+    s->tag = 0;
     free(s);
 }
 

@@ -53,6 +53,9 @@ void session_destroy(struct session *s);
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
                       void *in, size_t len);
 
+/* True if an lws opaque pointer is a session (not a backend connection). */
+bool session_is(const void *opaque);
+
 /* Sessions currently open (for max_connections and shutdown). */
 size_t session_count(void);
 

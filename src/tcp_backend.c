@@ -19,7 +19,10 @@
 /* Writes to the backend are coalesced into chunks of up to this size. */
 #define WRITE_CHUNK_BYTES (64 * 1024)
 
+#define BACKEND_TAG 0x7c9bacedu
+
 struct tcp_backend {
+    uint32_t tag;    /* BACKEND_TAG: lws's opaque pointer can be told apart */
     struct lws *wsi; /* NULL until lws fills it, and again once it is gone */
     struct lws_context *context;
     const struct tcp_backend_events *events;
@@ -37,6 +40,8 @@ struct tcp_backend {
 };
 
 static size_t live_backends;
+
+bool tcp_backend_is(const void *opaque) { return opaque && *(const uint32_t *)opaque == BACKEND_TAG; }
 
 size_t tcp_backend_count(void) { return live_backends; }
 
@@ -70,6 +75,7 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     struct tcp_backend *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
+    b->tag = BACKEND_TAG;
     b->context = context;
     b->events = events;
     b->owner = owner;

@@ -61,6 +61,10 @@ void tcp_backend_abort(struct tcp_backend *b);
 size_t tcp_backend_count(void);
 
 /* The lws callback of the backend protocol (registered by the server). */
+/* True if an lws opaque pointer is a tcp_backend (lws may hand a backend
+ * connection that failed at socket() to the vhost's first protocol). */
+bool tcp_backend_is(const void *opaque);
+
 int tcp_backend_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                              void *in, size_t len);
 
