@@ -56,9 +56,14 @@ char *jcheck_asprintf(const char *fmt, ...)
 
 /* ------------------------------------------------------------ the error list */
 
-/* `line` (malloc'd) becomes the list's. */
+/* `line` (malloc'd) becomes the list's. Control bytes a file smuggled into
+ * it (a path segment, a key, jansson's "near '...'") become '?': an error is
+ * one line and never drives the terminal that shows the log (fuzz_config). */
 static void push_line(struct config_errors *errs, char *line)
 {
+    for (unsigned char *p = (unsigned char *)line; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
     char **lines = realloc(errs->lines, (errs->count + 1) * sizeof *lines);
     if (!lines)
         jcheck_oom();
@@ -166,8 +171,13 @@ static __attribute__((format(printf, 2, 3))) void path_append(struct jcheck *jc,
     int n = vsnprintf(jc->path + jc->path_len, room, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= room) {
-        jc->path_len = sizeof jc->path - 1;
-        memcpy(jc->path + jc->path_len - 3, "...", 3);
+        /* Cut before "...", never inside a UTF-8 sequence: error lines stay
+         * valid UTF-8 (found by fuzz_config). */
+        size_t cut = sizeof jc->path - 4;
+        while (cut > 0 && ((unsigned char)jc->path[cut] & 0xC0) == 0x80)
+            cut--;
+        memcpy(jc->path + cut, "...", 4);
+        jc->path_len = cut + 3;
     } else {
         jc->path_len += (size_t)n;
     }
