@@ -585,7 +585,7 @@ class ScaleOutTest(harness.GatewayTestCase):
             self.assertEqual(logs[name].count('msg="mqtt broker connected"'),
                              delta(name, "wsgate_mqtt_connects_total"),
                              "%s: one 'mqtt broker connected' line per counted connect" % name)
-            refused = re.findall(r'msg="mqtt subscribe refused(?:, retrying)?" broker=fleet '
+            refused = re.findall(r'msg="mqtt subscribe refused(?:, retrying|, clients told)?" broker=fleet '
                                  r'filter=(\S+)(?: retry_in_s=(\d+))?', logs[name])
             self.assertEqual(len(refused), delta(name, "wsgate_mqtt_subscribe_denied_total"),
                              "%s: one log line per counted refusal" % name)
