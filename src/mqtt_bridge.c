@@ -19,6 +19,7 @@
 #include "framing.h"
 #include "log.h"
 #include "metrics.h"
+#include "msg_buffer.h"
 #include "mqtt_broker.h"
 #include "publish_rules.h"
 #include "route.h"
@@ -44,8 +45,7 @@ struct mqtt_bridge {
     bool reading_paused;
     bool announced; /* open: on_disconnect is owed */
 
-    uint8_t *message; /* the client message being reassembled; owned */
-    size_t message_len, message_cap;
+    struct msg_buffer message; /* the client message being reassembled */
 
     /* envelope: the route's allow filters with this client's values filled in; owned */
     char **publish_allow;
@@ -268,33 +268,13 @@ static void envelope_request(struct mqtt_bridge *b, const uint8_t *msg, size_t l
     envelope_request_free(&req);
 }
 
-static int hold_message_piece(struct mqtt_bridge *b, const uint8_t *data, size_t len)
-{
-    size_t need = b->message_len + len;
-    if (need > b->max_message)
-        return -1;
-    if (need > b->message_cap) {
-        size_t cap = b->message_cap ? b->message_cap : 1024;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *grown = realloc(b->message, cap);
-        if (!grown)
-            return -1;
-        b->message = grown;
-        b->message_cap = cap;
-    }
-    memcpy(b->message + b->message_len, data, len);
-    b->message_len = need;
-    return 0;
-}
-
 static void client_data(struct bridge *base, const uint8_t *data, size_t len, bool first,
                         bool final, bool text)
 {
     (void)text;
     struct mqtt_bridge *b = (struct mqtt_bridge *)base;
     if (first)
-        b->message_len = 0;
+        b->message.len = 0;
     if (first && final) { /* the common case: no copy */
         if (b->route->format == WSG_FORMAT_ENVELOPE)
             envelope_request(b, data, len);
@@ -302,22 +282,17 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
             raw_message(b, data, len);
         return;
     }
-    if (len && hold_message_piece(b, data, len) != 0) {
+    if (msg_buffer_append(&b->message, data, len, b->max_message) != 0) {
         close_client(b, CLOSE_TOO_BIG, "message too big");
         return;
     }
     if (!final)
         return;
     if (b->route->format == WSG_FORMAT_ENVELOPE)
-        envelope_request(b, b->message, b->message_len);
+        envelope_request(b, b->message.data, b->message.len);
     else
-        raw_message(b, b->message, b->message_len);
-    b->message_len = 0;
-    if (b->message_cap > 64 * 1024) { /* don't keep a big buffer per idle client */
-        free(b->message);
-        b->message = NULL;
-        b->message_cap = 0;
-    }
+        raw_message(b, b->message.data, b->message.len);
+    msg_buffer_done(&b->message);
 }
 
 static void client_drained(struct bridge *base) { maybe_resume((struct mqtt_bridge *)base); }
@@ -455,7 +430,7 @@ static void client_gone(struct bridge *base)
     mqtt_link_destroy(b->link);
     free_list(b->publish_allow, b->n_publish_allow);
     free_list(b->subscribe_allow, b->n_subscribe_allow);
-    free(b->message);
+    msg_buffer_free(&b->message);
     free(b);
 }
 

@@ -12,6 +12,7 @@
 #include "framing.h"
 #include "log.h"
 #include "metrics.h"
+#include "msg_buffer.h"
 #include "msg_queue.h"
 #include "session.h"
 #include "target_pool.h"
@@ -49,8 +50,7 @@ struct tcp_bridge {
     uint64_t deadline_us;
 
     struct msg_queue pending; /* client bytes waiting for a connection; owned */
-    uint8_t *message;         /* a length32 client message being reassembled; owned */
-    size_t message_len, message_cap;
+    struct msg_buffer message; /* a length32 client message being reassembled */
 
     struct framing_decoder decoder; /* backend bytes -> messages; owns its tail */
 };
@@ -216,28 +216,6 @@ static void to_backend(struct tcp_bridge *b, const void *data, size_t len)
         session_pause_reading(b->session, true);
 }
 
-static int hold_message_piece(struct tcp_bridge *b, const uint8_t *data, size_t len)
-{
-    if (len == 0)
-        return 0;
-    size_t need = b->message_len + len;
-    if (need > b->max_message)
-        return -1;
-    if (need > b->message_cap) {
-        size_t cap = b->message_cap ? b->message_cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *grown = realloc(b->message, cap);
-        if (!grown)
-            return -1;
-        b->message = grown;
-        b->message_cap = cap;
-    }
-    memcpy(b->message + b->message_len, data, len);
-    b->message_len = need;
-    return 0;
-}
-
 static void client_data(struct bridge *base, const uint8_t *data, size_t len, bool first,
                         bool final, bool text)
 {
@@ -260,23 +238,18 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
     case WSG_FRAMING_LENGTH32:
         /* The header needs the whole length: hold the message until final. */
         if (first)
-            b->message_len = 0;
-        if (hold_message_piece(b, data, len) != 0) {
+            b->message.len = 0;
+        if (msg_buffer_append(&b->message, data, len, b->max_message) != 0) {
             drop_backend(b);
             close_client(b, CLOSE_TOO_BIG, "message too big for length32 framing");
             return;
         }
         if (final) {
             uint8_t header[4];
-            framing_length32_header((uint32_t)b->message_len, header);
+            framing_length32_header((uint32_t)b->message.len, header);
             to_backend(b, header, sizeof(header));
-            to_backend(b, b->message, b->message_len);
-            b->message_len = 0;
-            if (b->message_cap > 64 * 1024) { /* don't keep a big buffer per idle client */
-                free(b->message);
-                b->message = NULL;
-                b->message_cap = 0;
-            }
+            to_backend(b, b->message.data, b->message.len);
+            msg_buffer_done(&b->message);
         }
         break;
     }
@@ -441,7 +414,7 @@ static void client_gone(struct bridge *base)
     }
     msg_queue_clear(&b->pending);
     framing_decoder_free(&b->decoder);
-    free(b->message);
+    msg_buffer_free(&b->message);
     free(b->order);
     free(b);
 }

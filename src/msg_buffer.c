@@ -1,0 +1,43 @@
+/* msg_buffer.c - a bounded message reassembly buffer; see msg_buffer.h. */
+#include "msg_buffer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define KEEP_BYTES (64 * 1024)
+
+int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, size_t max)
+{
+    if (len == 0)
+        return 0;
+    size_t need = m->len + len;
+    if (need > max || need < m->len)
+        return -1;
+    if (need > m->cap) {
+        size_t cap = m->cap ? m->cap : 1024;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *grown = realloc(m->data, cap);
+        if (!grown)
+            return -1;
+        m->data = grown;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->len, piece, len);
+    m->len = need;
+    return 0;
+}
+
+void msg_buffer_done(struct msg_buffer *m)
+{
+    m->len = 0;
+    if (m->cap > KEEP_BYTES)
+        msg_buffer_free(m);
+}
+
+void msg_buffer_free(struct msg_buffer *m)
+{
+    free(m->data);
+    m->data = NULL;
+    m->len = m->cap = 0;
+}

@@ -1,0 +1,25 @@
+/* msg_buffer.h - one client message being reassembled from its fragments,
+ * bounded, for bridges that need whole messages (length32 framing, MQTT
+ * publishes). The bytes are owned by the buffer; msg_buffer_free() (or
+ * msg_buffer_done() past the idle size) gives them back. */
+#ifndef WSGATE_MSG_BUFFER_H
+#define WSGATE_MSG_BUFFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct msg_buffer {
+    uint8_t *data; /* owned */
+    size_t len, cap;
+};
+
+/* Appends a piece; -1 if the message would pass `max` bytes or memory is out. */
+int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, size_t max);
+
+/* The message was used: empty it, and free a big buffer so that an idle
+ * client does not keep one (64 KiB stay allocated at most). */
+void msg_buffer_done(struct msg_buffer *m);
+
+void msg_buffer_free(struct msg_buffer *m);
+
+#endif
