@@ -1470,10 +1470,34 @@ static void parse_routes(struct loader *ld, json_t *root)
     jcheck_leave(&ld->jc, mark);
 }
 
+/* "workers": a count, or "auto" (one per CPU this process may run on, resolved
+ * at start by the caller: the config stays a pure description). */
+static void parse_workers(struct loader *ld, json_t *root)
+{
+    json_t *v = json_object_get(root, "workers");
+    if (!v)
+        return;
+    if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0) {
+        ld->cfg->workers = 0;
+        return;
+    }
+    int64_t n;
+    if (json_is_integer(v)) {
+        if (get_int(ld, root, "workers", 0, 1, WSG_MAX_WORKERS, &n))
+            ld->cfg->workers = (unsigned)n;
+        return;
+    }
+    char expected[80];
+    snprintf(expected, sizeof expected, "expected an integer 1..%d or \"auto\"", WSG_MAX_WORKERS);
+    size_t mark = jcheck_enter_key(&ld->jc, "workers");
+    jcheck_value_error(&ld->jc, v, false, expected);
+    jcheck_leave(&ld->jc, mark);
+}
+
 /* ------------------------------------------------------------- entry points */
 
 static const struct key_spec root_keys[] = {
-    {"listen", false},          {"origins", false}, {"limits", false},
+    {"listen", false},          {"workers", false}, {"origins", false}, {"limits", false},
     {"trusted_proxies", false}, {"auth", false},    {"static", false},
     {"brokers", false},         {"routes", false},  {NULL, false},
 };
@@ -1485,6 +1509,7 @@ static void parse_root(struct loader *ld, json_t *root)
         return;
     }
     check_keys(ld, root, root_keys);
+    parse_workers(ld, root);
     parse_listen(ld, root);
     parse_origins(ld, root);
     parse_limits(ld, root);
@@ -1510,6 +1535,7 @@ static struct wsg_config *config_new(const char *source, const char *base_dir)
         .max_messages_per_s = 0,
     };
     cfg->auth.jwt.leeway_s = 30;
+    cfg->workers = 1;
     return cfg;
 }
 

@@ -144,9 +144,14 @@ struct wsg_route {
     enum wsg_slow_consumer slow_consumer; /* default drop */
 };
 
+/* Upper bound of "workers": one process per core is the point, and each
+ * worker holds its own broker sessions. */
+#define WSG_MAX_WORKERS 64
+
 struct wsg_config {
     char *source; /* file name used in messages, or "<built-in>" */
     char *base_dir; /* directory relative paths are resolved against */
+    unsigned workers; /* processes sharing the listeners; 0 = "auto" (one per CPU) */
     struct wsg_listen *listen;
     size_t n_listen;
     char **origins; /* NULL/0 = any origin */

@@ -8,6 +8,7 @@
 #include <time.h>
 
 static enum log_level current_level = LOG_INFO;
+static char worker_field[16]; /* "1", "2"... in a worker process, else "" */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -20,6 +21,14 @@ int log_level_parse(const char *name)
 }
 
 void log_set_level(enum log_level level) { current_level = level; }
+
+void log_set_worker(int index)
+{
+    if (index < 0)
+        worker_field[0] = '\0';
+    else
+        snprintf(worker_field, sizeof(worker_field), "%d", index);
+}
 enum log_level log_get_level(void) { return current_level; }
 
 static bool needs_quotes(const char *v)
@@ -77,6 +86,8 @@ static void write_line(enum log_level level, const char *msg, va_list ap)
         fprintf(out, " %s=", key);
         put_value(out, value ? value : "");
     }
+    if (worker_field[0])
+        fprintf(out, " worker=%s", worker_field);
     fputc('\n', out);
     long len = ftell(out);
     fclose(out);

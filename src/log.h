@@ -12,6 +12,10 @@ int log_level_parse(const char *name);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 
+/* In a worker process (several share the listeners): every line ends with
+ * worker=<index>. -1: a single process, no such field. */
+void log_set_worker(int index);
+
 /* Routes lws's log through ours (call before creating the lws context). */
 void log_route_lws(void);
 

@@ -3,10 +3,14 @@
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
+#include "mqtt_broker.h"
+#include "rules.h"
 #include "target_pool.h"
 #include "server.h"
+#include "workers.h"
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <libwebsockets.h>
 #include <signal.h>
 #include <stdio.h>
@@ -107,6 +111,89 @@ static struct wsg_config *load_config(const char *path, struct map_watch **maps)
     return cfg;
 }
 
+/* Runs the gateway in this process until SIGTERM/SIGINT; takes cfg and maps. */
+static int serve(struct wsg_config *cfg, struct map_watch *maps, const char *config_path)
+{
+    log_route_lws();
+    install_signals();
+    char err[512];
+    struct server *srv = server_create(cfg, maps, config_path, err, sizeof(err));
+    if (!srv) {
+        log_error("cannot start", "error", err);
+        metrics_shutdown();
+        return EXIT_RUNTIME;
+    }
+    workers_ready();
+    log_info("wsgate started", "version", WSGATE_VERSION, "config",
+             config_path ? config_path : "<built-in>");
+    running = srv;
+    server_run(srv);
+    running = NULL;
+    log_info("wsgate stopped");
+    server_destroy(srv);
+    metrics_shutdown();
+    target_pool_reset();
+    return EXIT_OK;
+}
+
+/* What the supervisor hands each worker it starts. */
+struct supervised {
+    struct wsg_config *cfg; /* the config a worker starts with */
+    struct map_watch *maps;
+    const struct wsg_config *start_cfg; /* the subprotocols lws was started with */
+    const char *config_path;
+};
+
+/* The workers' lws contexts know the subprotocol names of the start config. */
+static bool subprotocol_in_config(void *ctx, const char *name)
+{
+    const struct wsg_config *cfg = ctx;
+    for (size_t r = 0; r < cfg->n_routes; r++)
+        for (size_t i = 0; i < cfg->routes[r].n_subprotocols; i++)
+            if (strcmp(cfg->routes[r].subprotocols[i], name) == 0)
+                return true;
+    return false;
+}
+
+/* In a forked worker: its copy of the config is its own to run. */
+static int run_worker(unsigned number, void *ctx)
+{
+    struct supervised *sup = ctx;
+    mqtt_brokers_set_worker((int)number);
+    struct wsg_config *cfg = sup->cfg;
+    struct map_watch *maps = sup->maps;
+    sup->cfg = NULL; /* this process's copy now belongs to the server */
+    sup->maps = NULL;
+    return serve(cfg, maps, sup->config_path);
+}
+
+/* SIGHUP in the supervisor: a config that loads and could be reloaded
+ * replaces the one restarted workers start with. The workers check and log
+ * the reload themselves, so a refused one is not logged here again. */
+static void reload_for_restarts(void *ctx)
+{
+    struct supervised *sup = ctx;
+    if (!sup->config_path)
+        return;
+    struct config_errors errs = {0};
+    struct wsg_config *next = config_load_file(sup->config_path, &errs);
+    struct map_watch *maps = next ? map_watch_create(next, &errs) : NULL;
+    if (next && maps)
+        rules_check_reloadable(sup->cfg, next, subprotocol_in_config, (void *)sup->start_cfg,
+                               &errs);
+    if (!next || !maps || errs.count > 0) {
+        map_watch_destroy(maps);
+        config_free(next);
+    } else {
+        map_watch_destroy(sup->maps);
+        if (sup->cfg != sup->start_cfg)
+            config_free(sup->cfg);
+        sup->cfg = next;
+        sup->maps = maps;
+    }
+    config_errors_free(&errs);
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_CHECK = 256, OPT_LOG_LEVEL, OPT_VERSION };
@@ -172,23 +259,36 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
 
-    log_route_lws();
-    install_signals();
+    unsigned n_workers = workers_count(cfg);
+    if (n_workers == 1)
+        return serve(cfg, maps, config_path);
+
+    /* Several workers: this process only supervises. It keeps the config a
+     * restarted worker starts with (reloaded on SIGHUP, like the workers). */
     char err[512];
-    struct server *srv = server_create(cfg, maps, config_path, err, sizeof(err));
-    if (!srv) {
+    if (workers_check_listeners(cfg, err, sizeof(err)) != 0) {
         log_error("cannot start", "error", err);
-        metrics_shutdown();
+        map_watch_destroy(maps);
+        config_free(cfg);
         return EXIT_RUNTIME;
     }
+    if (metrics_init(n_workers) != 0) {
+        log_error("cannot start", "error", "no shared memory for the workers' metrics");
+        map_watch_destroy(maps);
+        config_free(cfg);
+        return EXIT_RUNTIME;
+    }
+    struct supervised sup = {.cfg = cfg, .maps = maps, .start_cfg = cfg, .config_path = config_path};
+    char count[12];
+    snprintf(count, sizeof(count), "%u", n_workers);
     log_info("wsgate started", "version", WSGATE_VERSION, "config",
-             config_path ? config_path : "<built-in>");
-    running = srv;
-    server_run(srv);
-    running = NULL;
+             config_path ? config_path : "<built-in>", "workers", count);
+    int status = workers_run(n_workers, run_worker, reload_for_restarts, &sup);
     log_info("wsgate stopped");
-    server_destroy(srv);
+    map_watch_destroy(sup.maps);
+    if (sup.cfg != sup.start_cfg)
+        config_free(sup.cfg);
+    config_free(cfg);
     metrics_shutdown();
-    target_pool_reset();
-    return EXIT_OK;
+    return status;
 }

@@ -1,112 +1,238 @@
 /* metrics.c - counters and gauges, Prometheus text exposition; see metrics.h. */
 #include "metrics.h"
 
+#include "log.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-struct route_entry {
-    struct route_entry *next;
-    char *name; /* owned */
+/* The store lives in one anonymous shared mapping made before the workers are
+ * forked: each worker writes only its own slot, /metrics in any worker reads
+ * and sums every slot, and the supervisor zeroes a dead worker's gauges. A
+ * slot has fixed room (names up to METRICS_NAME_BYTES - 1 bytes) because
+ * malloc'd memory cannot be shared after fork. Single writer per field, so a
+ * reader needs only whole 64-bit loads (relaxed atomics), never locks. */
+#define METRICS_MAX_ROUTES 512
+#define METRICS_MAX_BROKERS 64
+#define METRICS_NAME_BYTES 256
+
+struct route_slot {
+    char name[METRICS_NAME_BYTES]; /* "" = unused */
     struct route_metrics m;
 };
 
-struct broker_entry {
-    struct broker_entry *next;
-    char *name; /* owned */
-    int connected;
-    uint64_t connects;         /* sessions established (the first, and reconnects) */
-    uint64_t subscribe_denied; /* SUBACKs that refused a filter */
+struct broker_slot {
+    char name[METRICS_NAME_BYTES]; /* "" = unused (or removed by a reload) */
+    uint64_t connected;            /* gauge 0/1 */
+    uint64_t connects;             /* sessions established (the first, and reconnects) */
+    uint64_t subscribe_denied;     /* SUBACKs that refused a filter */
 };
 
 struct refused_entry {
-    int status;
+    uint64_t status;
     uint64_t count;
 };
 
-/* Few routes and brokers: lists keep insertion order, which is config order. */
-static struct route_entry *routes, **routes_tail = &routes;
-static struct broker_entry *brokers, **brokers_tail = &brokers;
-static struct refused_entry refused[8];
-static uint64_t reloads_ok, reloads_failed;
-static int last_reload_ok = 1;
+struct worker_slot {
+    uint64_t running; /* set by the supervisor: 1 while the worker process lives */
+    uint64_t open_connections; /* this worker's share of metrics_shared.open_connections */
+    uint64_t reloads_ok, reloads_failed, last_reload_ok;
+    size_t n_routes, n_brokers; /* high-water marks of the arrays below */
+    struct route_slot routes[METRICS_MAX_ROUTES];
+    struct broker_slot brokers[METRICS_MAX_BROKERS];
+    struct refused_entry refused[8];
+};
+
+struct metrics_shared {
+    uint64_t open_connections; /* all workers: what max_connections limits */
+    unsigned n_workers;
+    struct worker_slot workers[];
+};
+
+static struct metrics_shared *shared;
+static size_t shared_bytes;
+static struct worker_slot *self; /* this process's slot */
+static bool full_warned;
+
+static uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+int metrics_init(unsigned n_workers)
+{
+    if (shared)
+        metrics_shutdown();
+    if (n_workers == 0)
+        n_workers = 1;
+    shared_bytes = sizeof(*shared) + (size_t)n_workers * sizeof(struct worker_slot);
+    void *p = mmap(NULL, shared_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        shared = NULL;
+        return -1;
+    }
+    shared = p; /* zero-filled by the kernel */
+    shared->n_workers = n_workers;
+    for (unsigned i = 0; i < n_workers; i++)
+        shared->workers[i].last_reload_ok = 1;
+    self = &shared->workers[0];
+    self->running = 1;
+    return 0;
+}
+
+/* Callers that never ran metrics_init (a single process) get one slot. */
+static struct worker_slot *own(void)
+{
+    if (!self && metrics_init(1) != 0) {
+        static struct worker_slot sink; /* no shared memory: count into nothing */
+        return &sink;
+    }
+    return self;
+}
+
+void metrics_set_worker(unsigned index)
+{
+    own();
+    if (index < shared->n_workers)
+        self = &shared->workers[index];
+}
+
+void metrics_worker_started(unsigned index)
+{
+    if (shared && index < shared->n_workers)
+        __atomic_store_n(&shared->workers[index].running, 1, __ATOMIC_RELAXED);
+}
+
+void metrics_worker_gone(unsigned index)
+{
+    if (!shared || index >= shared->n_workers)
+        return;
+    struct worker_slot *w = &shared->workers[index];
+    __atomic_store_n(&w->running, 0, __ATOMIC_RELAXED);
+    /* Its connections died with it; counters stay (they must never go back)
+     * and its successor goes on counting in the same slot. */
+    __atomic_sub_fetch(&shared->open_connections, load(&w->open_connections), __ATOMIC_RELAXED);
+    __atomic_store_n(&w->open_connections, 0, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < w->n_routes; i++)
+        __atomic_store_n(&w->routes[i].m.connections_active, 0, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < w->n_brokers; i++)
+        __atomic_store_n(&w->brokers[i].connected, 0, __ATOMIC_RELAXED);
+}
+
+bool metrics_connection_admit(uint64_t limit)
+{
+    struct worker_slot *w = own();
+    if (!shared)
+        return true;
+    uint64_t open = load(&shared->open_connections);
+    do {
+        if (limit > 0 && open >= limit)
+            return false;
+    } while (!__atomic_compare_exchange_n(&shared->open_connections, &open, open + 1, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    __atomic_add_fetch(&w->open_connections, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+void metrics_connection_release(void)
+{
+    struct worker_slot *w = own();
+    if (!shared)
+        return;
+    __atomic_sub_fetch(&w->open_connections, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&shared->open_connections, 1, __ATOMIC_RELAXED);
+}
+
+static void warn_full(const char *what, const char *name)
+{
+    if (full_warned)
+        return;
+    full_warned = true;
+    log_warn("metrics: no room for another series; it is not counted", "kind", what, "name",
+             name);
+}
+
+static bool name_fits(const char *name) { return strlen(name) < METRICS_NAME_BYTES; }
 
 struct route_metrics *metrics_route(const char *route_name)
 {
-    for (struct route_entry *e = routes; e; e = e->next)
-        if (strcmp(e->name, route_name) == 0)
-            return &e->m;
-    struct route_entry *e = calloc(1, sizeof(*e));
-    if (!e || !(e->name = strdup(route_name))) {
-        free(e);
-        /* Out of memory: count into a throwaway so callers need no NULL check. */
-        static struct route_metrics sink;
+    static struct route_metrics sink; /* no room: count into nothing */
+    struct worker_slot *w = own();
+    for (size_t i = 0; i < w->n_routes; i++)
+        if (strcmp(w->routes[i].name, route_name) == 0)
+            return &w->routes[i].m;
+    if (w->n_routes == METRICS_MAX_ROUTES || !name_fits(route_name)) {
+        warn_full("route", route_name);
         return &sink;
     }
-    *routes_tail = e;
-    routes_tail = &e->next;
-    return &e->m;
+    struct route_slot *r = &w->routes[w->n_routes];
+    memset(r, 0, sizeof(*r));
+    strcpy(r->name, route_name);
+    __atomic_store_n(&w->n_routes, w->n_routes + 1, __ATOMIC_RELEASE);
+    return &r->m;
 }
 
-static struct broker_entry *broker_entry(const char *broker_name)
+static struct broker_slot *broker_slot(const char *broker_name)
 {
-    for (struct broker_entry *e = brokers; e; e = e->next)
-        if (strcmp(e->name, broker_name) == 0)
-            return e;
-    struct broker_entry *e = calloc(1, sizeof(*e));
-    if (!e || !(e->name = strdup(broker_name))) {
-        free(e);
-        static struct broker_entry sink; /* out of memory: count into nothing */
+    static struct broker_slot sink;
+    struct worker_slot *w = own();
+    struct broker_slot *free_slot = NULL;
+    for (size_t i = 0; i < w->n_brokers; i++) {
+        if (strcmp(w->brokers[i].name, broker_name) == 0)
+            return &w->brokers[i];
+        if (!free_slot && !w->brokers[i].name[0])
+            free_slot = &w->brokers[i];
+    }
+    if (!name_fits(broker_name) || (!free_slot && w->n_brokers == METRICS_MAX_BROKERS)) {
+        warn_full("broker", broker_name);
         return &sink;
     }
-    *brokers_tail = e;
-    brokers_tail = &e->next;
-    return e;
+    if (!free_slot)
+        free_slot = &w->brokers[w->n_brokers];
+    memset(free_slot, 0, sizeof(*free_slot));
+    strcpy(free_slot->name, broker_name);
+    if (free_slot == &w->brokers[w->n_brokers])
+        __atomic_store_n(&w->n_brokers, w->n_brokers + 1, __ATOMIC_RELEASE);
+    return free_slot;
 }
 
 void metrics_set_broker_connected(const char *broker_name, int connected)
 {
-    struct broker_entry *e = broker_entry(broker_name);
-    if (connected && !e->connected)
-        e->connects++;
-    e->connected = connected;
+    struct broker_slot *b = broker_slot(broker_name);
+    if (connected && !b->connected)
+        b->connects++;
+    b->connected = connected ? 1 : 0;
 }
 
 void metrics_count_subscribe_denied(const char *broker_name)
 {
-    broker_entry(broker_name)->subscribe_denied++;
+    broker_slot(broker_name)->subscribe_denied++;
 }
 
 void metrics_count_reload(int ok)
 {
+    struct worker_slot *w = own();
     if (ok)
-        reloads_ok++;
+        w->reloads_ok++;
     else
-        reloads_failed++;
-    last_reload_ok = ok ? 1 : 0;
+        w->reloads_failed++;
+    w->last_reload_ok = ok ? 1 : 0;
 }
 
 void metrics_remove_broker(const char *broker_name)
 {
-    for (struct broker_entry **p = &brokers; *p; p = &(*p)->next) {
-        struct broker_entry *e = *p;
-        if (strcmp(e->name, broker_name) == 0) {
-            *p = e->next;
-            if (brokers_tail == &e->next)
-                brokers_tail = p;
-            free(e->name);
-            free(e);
-            return;
-        }
-    }
+    struct worker_slot *w = own();
+    for (size_t i = 0; i < w->n_brokers; i++)
+        if (strcmp(w->brokers[i].name, broker_name) == 0)
+            w->brokers[i].name[0] = '\0';
 }
 
 void metrics_count_refused(int http_status)
 {
-    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
-        if (refused[i].status == http_status || refused[i].status == 0) {
-            refused[i].status = http_status;
-            refused[i].count++;
+    struct worker_slot *w = own();
+    for (size_t i = 0; i < sizeof(w->refused) / sizeof(w->refused[0]); i++) {
+        if (w->refused[i].status == (uint64_t)http_status || w->refused[i].status == 0) {
+            w->refused[i].status = (uint64_t)http_status;
+            w->refused[i].count++;
             return;
         }
     }
@@ -141,21 +267,114 @@ static void header(FILE *out, const char *name, const char *type, const char *he
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static size_t n_routes_of(const struct worker_slot *w)
+{
+    return __atomic_load_n(&w->n_routes, __ATOMIC_ACQUIRE);
+}
+
+static size_t n_brokers_of(const struct worker_slot *w)
+{
+    return __atomic_load_n(&w->n_brokers, __ATOMIC_ACQUIRE);
+}
+
+/* Calls fn once per distinct route name across all workers, in the order the
+ * names first appear (config order in worker 0). */
+static void each_route_name(void (*fn)(const char *name, void *ctx), void *ctx)
+{
+    for (unsigned w = 0; w < shared->n_workers; w++) {
+        const struct worker_slot *ws = &shared->workers[w];
+        for (size_t i = 0; i < n_routes_of(ws); i++) {
+            const char *name = ws->routes[i].name;
+            bool seen = false;
+            for (unsigned v = 0; v <= w && !seen; v++) {
+                const struct worker_slot *vs = &shared->workers[v];
+                size_t upto = v == w ? i : n_routes_of(vs);
+                for (size_t j = 0; j < upto && !seen; j++)
+                    seen = strcmp(vs->routes[j].name, name) == 0;
+            }
+            if (!seen)
+                fn(name, ctx);
+        }
+    }
+}
+
+struct route_series_ctx {
+    FILE *out;
+    const char *metric, *extra_label, *extra_value;
+    size_t field_offset;
+};
+
+static void route_series_one(const char *name, void *arg)
+{
+    const struct route_series_ctx *c = arg;
+    uint64_t sum = 0;
+    for (unsigned w = 0; w < shared->n_workers; w++) {
+        const struct worker_slot *ws = &shared->workers[w];
+        for (size_t i = 0; i < n_routes_of(ws); i++)
+            if (strcmp(ws->routes[i].name, name) == 0)
+                sum += load((const uint64_t *)((const char *)&ws->routes[i].m + c->field_offset));
+    }
+    fprintf(c->out, "%s{route=\"", c->metric);
+    put_label(c->out, name);
+    if (c->extra_label)
+        fprintf(c->out, "\",%s=\"%s", c->extra_label, c->extra_value);
+    fprintf(c->out, "\"} %llu\n", (unsigned long long)sum);
+}
+
 static void route_series(FILE *out, const char *metric, const char *extra_label,
                          const char *extra_value, size_t field_offset)
 {
-    for (struct route_entry *e = routes; e; e = e->next) {
-        uint64_t v = *(const uint64_t *)((const char *)&e->m + field_offset);
-        fprintf(out, "%s{route=\"", metric);
-        put_label(out, e->name);
-        if (extra_label)
-            fprintf(out, "\",%s=\"%s", extra_label, extra_value);
-        fprintf(out, "\"} %llu\n", (unsigned long long)v);
+    struct route_series_ctx c = {out, metric, extra_label, extra_value, field_offset};
+    each_route_name(route_series_one, &c);
+}
+
+enum broker_field { BROKER_CONNECTED, BROKER_CONNECTS, BROKER_DENIED };
+
+/* One line per distinct broker name. Counters are summed over every worker
+ * that ever held a session; "connected" is 1 only when the session of every
+ * running worker is up (each worker has its own). */
+static void broker_series(FILE *out, const char *metric, enum broker_field field)
+{
+    for (unsigned w = 0; w < shared->n_workers; w++) {
+        const struct worker_slot *ws = &shared->workers[w];
+        for (size_t i = 0; i < n_brokers_of(ws); i++) {
+            char name[METRICS_NAME_BYTES];
+            snprintf(name, sizeof(name), "%.*s", METRICS_NAME_BYTES - 1, ws->brokers[i].name);
+            if (!name[0])
+                continue;
+            bool seen = false;
+            uint64_t sum = 0, all_up = 1, holders = 0;
+            for (unsigned v = 0; v < shared->n_workers; v++) {
+                const struct worker_slot *vs = &shared->workers[v];
+                for (size_t j = 0; j < n_brokers_of(vs); j++) {
+                    const struct broker_slot *b = &vs->brokers[j];
+                    if (strcmp(b->name, name) != 0)
+                        continue;
+                    if (v < w || (v == w && j < i))
+                        seen = true;
+                    sum += field == BROKER_CONNECTS ? load(&b->connects)
+                                                    : load(&b->subscribe_denied);
+                    if (load(&vs->running)) {
+                        holders++;
+                        all_up &= load(&b->connected);
+                    }
+                }
+            }
+            if (seen)
+                continue;
+            fprintf(out, "%s{broker=\"", metric);
+            put_label(out, name);
+            fprintf(out, "\"} %llu\n",
+                    (unsigned long long)(field == BROKER_CONNECTED ? (holders && all_up) : sum));
+        }
     }
 }
 
 char *metrics_render(size_t *len_out)
 {
+    own();
+    if (!shared)
+        return NULL;
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
@@ -190,27 +409,28 @@ char *metrics_render(size_t *len_out)
         route_series(out, "wsgate_messages_dropped_total", "reason", drop_reason_names[r],
                      offsetof(struct route_metrics, dropped) + (size_t)r * sizeof(uint64_t));
 
-    header(out, "wsgate_mqtt_connected", "gauge", "1 while the broker session is up.");
-    for (struct broker_entry *e = brokers; e; e = e->next) {
-        fputs("wsgate_mqtt_connected{broker=\"", out);
-        put_label(out, e->name);
-        fprintf(out, "\"} %d\n", e->connected);
-    }
+    header(out, "wsgate_mqtt_connected", "gauge",
+           "1 while the broker session is up (in every worker).");
+    broker_series(out, "wsgate_mqtt_connected", BROKER_CONNECTED);
     header(out, "wsgate_mqtt_connects_total", "counter",
            "Broker sessions established: the first, then each reconnect.");
-    for (struct broker_entry *e = brokers; e; e = e->next) {
-        fputs("wsgate_mqtt_connects_total{broker=\"", out);
-        put_label(out, e->name);
-        fprintf(out, "\"} %llu\n", (unsigned long long)e->connects);
-    }
+    broker_series(out, "wsgate_mqtt_connects_total", BROKER_CONNECTS);
     header(out, "wsgate_mqtt_subscribe_denied_total", "counter",
            "SUBSCRIBEs the broker refused (each retried with backoff).");
-    for (struct broker_entry *e = brokers; e; e = e->next) {
-        fputs("wsgate_mqtt_subscribe_denied_total{broker=\"", out);
-        put_label(out, e->name);
-        fprintf(out, "\"} %llu\n", (unsigned long long)e->subscribe_denied);
-    }
+    broker_series(out, "wsgate_mqtt_subscribe_denied_total", BROKER_DENIED);
 
+    /* Every worker reloads on the same SIGHUP: a reload counts once (the
+     * most any worker saw), and it was successful only if it was in all. */
+    uint64_t reloads_ok = 0, reloads_failed = 0, last_ok = 1;
+    for (unsigned w = 0; w < shared->n_workers; w++) {
+        const struct worker_slot *ws = &shared->workers[w];
+        if (load(&ws->reloads_ok) > reloads_ok)
+            reloads_ok = load(&ws->reloads_ok);
+        if (load(&ws->reloads_failed) > reloads_failed)
+            reloads_failed = load(&ws->reloads_failed);
+        if (load(&ws->running))
+            last_ok &= load(&ws->last_reload_ok);
+    }
     header(out, "wsgate_config_reloads_total", "counter", "SIGHUP config reloads by result.");
     fprintf(out, "wsgate_config_reloads_total{result=\"success\"} %llu\n",
             (unsigned long long)reloads_ok);
@@ -218,13 +438,30 @@ char *metrics_render(size_t *len_out)
             (unsigned long long)reloads_failed);
     header(out, "wsgate_config_last_reload_successful", "gauge",
            "1 if the last reload applied (or none was tried), 0 if it was refused.");
-    fprintf(out, "wsgate_config_last_reload_successful %d\n", last_reload_ok);
+    fprintf(out, "wsgate_config_last_reload_successful %d\n", (int)last_ok);
 
     header(out, "wsgate_handshakes_refused_total", "counter",
            "WebSocket handshakes refused, by HTTP status.");
-    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]) && refused[i].status; i++)
-        fprintf(out, "wsgate_handshakes_refused_total{status=\"%d\"} %llu\n", refused[i].status,
-                (unsigned long long)refused[i].count);
+    struct refused_entry total[16] = {{0, 0}};
+    size_t n_total = 0;
+    for (unsigned w = 0; w < shared->n_workers; w++) {
+        const struct worker_slot *ws = &shared->workers[w];
+        for (size_t i = 0; i < 8 && load(&ws->refused[i].status); i++) {
+            uint64_t status = load(&ws->refused[i].status);
+            size_t k = 0;
+            while (k < n_total && total[k].status != status)
+                k++;
+            if (k == n_total) {
+                if (n_total == sizeof(total) / sizeof(total[0]))
+                    continue;
+                total[n_total++].status = status;
+            }
+            total[k].count += load(&ws->refused[i].count);
+        }
+    }
+    for (size_t i = 0; i < n_total; i++)
+        fprintf(out, "wsgate_handshakes_refused_total{status=\"%llu\"} %llu\n",
+                (unsigned long long)total[i].status, (unsigned long long)total[i].count);
 
     if (fclose(out) != 0) {
         free(buf);
@@ -236,21 +473,10 @@ char *metrics_render(size_t *len_out)
 
 void metrics_shutdown(void)
 {
-    while (routes) {
-        struct route_entry *next = routes->next;
-        free(routes->name);
-        free(routes);
-        routes = next;
-    }
-    routes_tail = &routes;
-    while (brokers) {
-        struct broker_entry *next = brokers->next;
-        free(brokers->name);
-        free(brokers);
-        brokers = next;
-    }
-    brokers_tail = &brokers;
-    memset(refused, 0, sizeof(refused));
-    reloads_ok = reloads_failed = 0;
-    last_reload_ok = 1;
+    if (shared)
+        munmap(shared, shared_bytes);
+    shared = NULL;
+    self = NULL;
+    shared_bytes = 0;
+    full_warned = false;
 }

@@ -1,9 +1,13 @@
 /* metrics.h - the counters and gauges of /metrics, rendered as Prometheus
- * text. Everything here is touched only on the event-loop thread. Series are
- * keyed by route name and survive config reloads, so counters stay monotonic. */
+ * text. Series are keyed by route name and survive config reloads, so
+ * counters stay monotonic. With several worker processes each counts in its
+ * own slot of one shared mapping and /metrics (in whichever worker answers)
+ * sums them. Within a process, everything here is touched only on the
+ * event-loop thread. */
 #ifndef WSGATE_METRICS_H
 #define WSGATE_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +38,27 @@ struct route_metrics {
     uint64_t dropped[DROP_COUNT];
 };
 
+/* Makes the shared store for n_workers worker slots; call before forking
+ * them (a process that never calls it gets one slot on first use). The
+ * calling process counts in slot 0 until metrics_set_worker(). Returns -1
+ * if the mapping cannot be made. */
+int metrics_init(unsigned n_workers);
+
+/* In a worker process: count in slot `index` from now on. */
+void metrics_set_worker(unsigned index);
+
+/* In the supervisor: worker `index` runs (again) / has died. A dead worker's
+ * gauges drop to zero and its connections stop counting against
+ * max_connections; its counters stay, and its successor goes on from them. */
+void metrics_worker_started(unsigned index);
+void metrics_worker_gone(unsigned index);
+
+/* max_connections across all workers: takes one of `limit` places (0 = no
+ * limit) and returns true, or returns false when all are taken. Every
+ * admitted connection gives its place back with metrics_connection_release. */
+bool metrics_connection_admit(uint64_t limit);
+void metrics_connection_release(void);
+
 /* The series of one route, created on first use; the pointer stays valid
  * until metrics_shutdown(). */
 struct route_metrics *metrics_route(const char *route_name);
@@ -57,6 +82,7 @@ void metrics_count_refused(int http_status);
 /* Renders every series into a malloc'd text buffer; the caller frees it. */
 char *metrics_render(size_t *len_out);
 
+/* Unmaps the store (in a worker: its view of it). */
 void metrics_shutdown(void);
 
 #endif

@@ -186,6 +186,7 @@ static struct mqtt_broker *brokers; /* current ones, in config order */
 static struct mqtt_broker *retired;  /* replaced ones still in use */
 static bool paho_ready;
 static struct lws_context *loop_context;
+static char client_id_suffix[16]; /* "-<worker>" when several workers run */
 static uint64_t next_op_id = 1, next_seq = 1;
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1274,7 +1275,11 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.MQTTVersion = b->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
     co.maxBufferedMessages = MAX_IN_FLIGHT; /* Paho's own command buffer, default 100 */
-    int rc = MQTTAsync_createWithOptions(&b->client, c->uris[0], c->client_id,
+    /* Each worker process holds its own session: the broker would drop one
+     * of two sessions with the same client id. */
+    char client_id[512];
+    snprintf(client_id, sizeof(client_id), "%s%s", c->client_id, client_id_suffix);
+    int rc = MQTTAsync_createWithOptions(&b->client, c->uris[0], client_id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc == MQTTASYNC_SUCCESS)
         rc = MQTTAsync_setCallbacks(b->client, b, on_connection_lost, on_message, NULL);
@@ -1285,6 +1290,14 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
         return NULL;
     }
     return b;
+}
+
+void mqtt_brokers_set_worker(int index)
+{
+    if (index < 0)
+        client_id_suffix[0] = '\0';
+    else
+        snprintf(client_id_suffix, sizeof(client_id_suffix), "-%d", index);
 }
 
 int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context, char *err,

@@ -46,6 +46,10 @@ struct mqtt_link_events {
     void (*drained)(void *owner);
 };
 
+/* In worker process `index` of several (-1: a single process): client ids
+ * get "-<index>" appended, one session per worker. Call before starting. */
+void mqtt_brokers_set_worker(int index);
+
 /* Creates every configured broker's session and starts connecting. The
  * config must outlive the brokers. 0, or -1 with a message in err. */
 int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context, char *err,

@@ -77,6 +77,10 @@ void rules_check_reloadable(const struct wsg_config *running, const struct wsg_c
         jcheck_add_line(errs, "%s: listen: changed; listeners (and certificate paths) change "
                               "only with a restart",
                         next->source);
+    if (running->workers != next->workers)
+        jcheck_add_line(errs, "%s: workers: changed; the number of worker processes changes "
+                              "only with a restart",
+                        next->source);
     for (size_t r = 0; r < next->n_routes; r++)
         for (size_t i = 0; i < next->routes[r].n_subprotocols; i++)
             if (!protocol_known(ctx, next->routes[r].subprotocols[i]))

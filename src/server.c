@@ -15,6 +15,7 @@
 #include "handshake.h"
 #include "http_endpoints.h"
 #include "json_check.h"
+#include "listener.h"
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
@@ -24,15 +25,17 @@
 #include "session.h"
 #include "tcp_backend.h"
 #include "tls_check.h"
+#include "workers.h"
 
 #include <errno.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <limits.h>
-#include <sys/resource.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define DEFAULT_PROTOCOL_NAME "wsgate-default"
@@ -265,6 +268,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     char uri[MAX_URI_BYTES * 2] = "", reason[300], chosen[64] = "";
     struct route_match match;
     json_t *claims = NULL; /* owned until the session takes it */
+    bool admitted = false;  /* holds a max_connections place until the session takes it */
     int status = 0;
 
     if (strcasecmp(upgrade, "websocket") != 0) {
@@ -325,7 +329,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     }
 
     const struct wsg_limits *limits = &rules->cfg->limits;
-    if (limits->max_connections > 0 && session_count() >= (size_t)limits->max_connections) {
+    /* Counted across every worker process, in the shared metrics store. */
+    if (!(admitted = metrics_connection_admit((uint64_t)limits->max_connections))) {
         status = 503;
         snprintf(reason, sizeof(reason), "too many connections");
         goto refuse;
@@ -341,6 +346,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     struct session *s =
         session_create(wsi, &match, chosen, rules, targets, n_targets, client, claims);
     claims = NULL; /* the session's now, even when it failed */
+    admitted = s == NULL; /* a session gives the place back when it ends */
     if (!s) {
         status = 503;
         snprintf(reason, sizeof(reason), "out of memory");
@@ -363,6 +369,8 @@ refuse:;
              reason);
     route_match_clear(&match);
     json_decref(claims);
+    if (admitted)
+        metrics_connection_release();
     return http_refuse(wsi, status, reason) == 0 ? 1 : -1;
 }
 
@@ -404,6 +412,9 @@ static int fd_reserve_hit(struct server *srv, int fd)
     return 1;
 }
 
+/* The same reserve for connections our own listeners accept (listener.h). */
+static int fd_reserve_admit(void *ctx, int fd) { return fd_reserve_hit(ctx, fd); }
+
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                            void *in, size_t len)
 {
@@ -413,6 +424,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
      * first protocol (this one) by lws 4.1.6: pass it on. */
     if (tcp_backend_is(opaque))
         return tcp_backend_lws_callback(wsi, reason, user, in, len);
+    if (listener_is(opaque))
+        return listener_lws_event(wsi, reason);
     struct session *s = session_is(opaque) ? opaque : NULL;
 
     switch (reason) {
@@ -619,8 +632,12 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
         struct lws_context_creation_info vi;
         memset(&vi, 0, sizeof(vi));
         vi.options = info.options;
+        /* Worker processes bind the same ports with SO_REUSEPORT, which lws
+         * 4.1.6 does not do for us (listener.h): the vhost gets no socket
+         * of its own and takes connections from ours. */
+        bool shared_port = workers_count(cfg) > 1;
         vi.vhost_name = kept;
-        vi.port = l->port;
+        vi.port = shared_port ? CONTEXT_PORT_NO_LISTEN_SERVER : l->port;
         vi.iface = bind_iface(l->host);
         vi.protocols = srv->protocols;
         vi.timeout_secs = info.timeout_secs;
@@ -644,10 +661,19 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
             vi.alpn = "http/1.1";
         }
         errno = 0;
-        if (!lws_create_vhost(srv->context, &vi)) {
+        struct lws_vhost *vh = lws_create_vhost(srv->context, &vi);
+        if (!vh) {
             int e = errno;
             snprintf(err, err_len, "cannot listen on %s%s%s%s", name, l->has_tls ? " (tls)" : "",
                      e ? ": " : "", e ? strerror(e) : "");
+            server_destroy(srv);
+            return NULL;
+        }
+        char why[200];
+        if (shared_port &&
+            listener_open(vh, l->host, l->port, fd_reserve_admit, srv, why, sizeof(why)) != 0) {
+            snprintf(err, err_len, "cannot listen on %s%s: %s", name, l->has_tls ? " (tls)" : "",
+                     why);
             server_destroy(srv);
             return NULL;
         }

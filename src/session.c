@@ -186,6 +186,7 @@ void session_destroy(struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     open_sessions--;
+    metrics_connection_release(); /* taken for it by the handshake */
     s->tag = 0;
     free(s);
 }

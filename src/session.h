@@ -41,7 +41,9 @@ struct session;
  * holds a reference to the rules it was accepted under (match's route and
  * the limits live there) and copies the backend targets chosen for it (from
  * the route or its target map), so that a reload never touches an open
- * connection. Destroyed by session_destroy() when lws frees the connection. */
+ * connection. Destroyed by session_destroy() when lws frees the connection.
+ * The caller has taken a max_connections place (metrics_connection_admit);
+ * a created session owns it and session_destroy() gives it back. */
 struct session *session_create(struct lws *wsi, struct route_match *match,
                                const char *subprotocol, struct rules *rules,
                                const struct wsg_target *targets, size_t n_targets,

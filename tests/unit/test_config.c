@@ -100,15 +100,25 @@ static const struct error_case error_cases[] = {
      false},
     {"missing_listen", "{}", SRC ": missing \"listen\"", 1, false},
     {"unknown_top_level_key", "{" L ", \"lisen\": 1}",
-     SRC ": lisen: unknown key (expected one of: listen, origins, limits, trusted_proxies, auth, "
-         "static, brokers, routes)",
+     SRC ": lisen: unknown key (expected one of: listen, workers, origins, limits, "
+         "trusted_proxies, auth, static, brokers, routes)",
      1, false},
     {"unknown_key_odd_name", "{" L ", \"a b\": 1}",
-     SRC ": [\"a b\"]: unknown key (expected one of: listen, origins, limits, trusted_proxies, "
-         "auth, static, brokers, routes)",
+     SRC ": [\"a b\"]: unknown key (expected one of: listen, workers, origins, limits, "
+         "trusted_proxies, auth, static, brokers, routes)",
      1, false},
     {"number_key_env_is_unknown", "{\"listen\": [{\"port_env\": \"P\", \"port\": 1}]}",
      SRC ": listen[0].port_env: unknown key (expected one of: host, port, tls)", 1, false},
+
+    /* workers */
+    {"workers_zero", "{" L ", \"workers\": 0}", SRC ": workers: expected an integer 1..64, got 0", 1,
+     false},
+    {"workers_too_many", "{" L ", \"workers\": 65}",
+     SRC ": workers: expected an integer 1..64, got 65", 1, false},
+    {"workers_word", "{" L ", \"workers\": \"all\"}",
+     SRC ": workers: expected an integer 1..64 or \"auto\", got \"all\"", 1, false},
+    {"workers_real", "{" L ", \"workers\": 2.0}",
+     SRC ": workers: expected an integer 1..64 or \"auto\", got 2.0", 1, false},
 
     /* listen */
     {"listen_not_array", "{\"listen\": {\"port\": 80}}",
@@ -994,6 +1004,17 @@ static void test_spec_example(void **state)
     unsetenv("MQTT_PASSWORD");
 }
 
+static void test_workers_values(void **state)
+{
+    (void)state;
+    struct wsg_config *cfg = load_ok("{" L ", \"workers\": 3}");
+    assert_int_equal(cfg->workers, 3);
+    config_free(cfg);
+    cfg = load_ok("{" L ", \"workers\": \"auto\"}"); /* resolved at start, see workers.h */
+    assert_int_equal(cfg->workers, 0);
+    config_free(cfg);
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -1007,6 +1028,7 @@ static void test_defaults(void **state)
         " \"publish\": {\"allow\": [\"a/#\"]}}]}");
     assert_string_equal(cfg->source, SRC);
     assert_string_equal(cfg->base_dir, ".");
+    assert_int_equal(cfg->workers, 1);
     assert_string_equal(cfg->listen[0].host, "0.0.0.0");
     assert_int_equal(cfg->n_origins, 0);
     assert_null(cfg->origins);
@@ -1376,6 +1398,7 @@ int main(void)
         cmocka_unit_test(test_full_config_field_by_field),
         cmocka_unit_test(test_spec_example),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_workers_values),
         cmocka_unit_test(test_base_dir_from_string),
         cmocka_unit_test(test_builtin_default),
         cmocka_unit_test(test_syntax_error_line_col),
