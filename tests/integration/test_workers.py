@@ -133,6 +133,9 @@ class WorkersTest(harness.GatewayTestCase):
         self.start([self.echo_route()])
         before = children(self.gw.proc.pid)
         clients = [self.client() for _ in range(20)]
+        for c in clients:  # every bridge up (counted) before the kill
+            c.send_binary(b"up")
+            self.assertEqual(c.recv(), (harness.OP_BINARY, b"up"))
         victim = before[0]
         os.kill(victim, signal.SIGKILL)
         after = wait_for(lambda: (lambda c: c if len(c) == 2 and victim not in c else None)(
@@ -205,6 +208,36 @@ class WorkersTest(harness.GatewayTestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("Address already in use", r.stderr)
         self.assertIn("listen[0]", r.stderr)
+
+    def test_tls_and_handshake_timeout_on_worker_sockets(self):
+        """Connections the workers accept themselves (listener.c) get what lws's
+        own listener gives: TLS, and the drop of a client that never finishes
+        its request (timeout_secs, 10 s)."""
+        from test_tls import client_context, https_get, make_cert, wss_echo
+        crt, key = make_cert(self.h.tmp, "w")
+        _, echo_port = self.h.start_echo()
+        self.port = harness.free_port()
+        cfg = {"workers": 2,
+               "listen": [{"host": HOST, "port": self.port, "tls": {"cert": crt, "key": key}}],
+               "routes": [{"name": "echo", "path": "/echo", "type": "tcp",
+                           "target": {"host": HOST, "port": echo_port}}]}
+        self.gw = self.h.start_gateway(cfg, wait=False)
+        wait_for(lambda: "workers started" in self.gw.log(), 10, "workers started")
+        ctx = client_context(cafile=crt)
+        for i in range(8):
+            self.assertTrue(https_get(self.port, "/healthz", ctx).startswith(b"HTTP/1.1 200"))
+            self.assertEqual(wss_echo(self.port, ctx, b"tls %d" % i), b"tls %d" % i)
+        slow = socket.create_connection((HOST, self.port), timeout=20)  # and no ClientHello
+        t0 = time.monotonic()
+        try:
+            self.assertEqual(slow.recv(100), b"")
+        except ConnectionResetError:
+            pass
+        took = time.monotonic() - t0
+        slow.close()
+        print("silent TLS client dropped after %.2f s" % took, flush=True)
+        self.assertGreater(took, 5.0)
+        self.assertLess(took, 15.0)
 
     def test_auto_is_one_per_cpu(self):
         self.start([self.echo_route()], workers="auto")
