@@ -150,6 +150,7 @@ static pid_t start_worker(unsigned number, worker_main_fn worker_main, void *ctx
             _exit(EXIT_FAILURE);
         /* SIGHUP before the worker's own handler is installed must not kill it. */
         signal(SIGHUP, SIG_IGN);
+        signal(SIGCHLD, SIG_DFL);
         sigprocmask(SIG_SETMASK, worker_mask, NULL);
         metrics_set_worker(number - 1);
         log_set_worker((int)number);
@@ -241,13 +242,25 @@ static unsigned reap(struct worker *w, unsigned n, int stopping)
     return failed;
 }
 
+static void on_signal_never_run(int sig) { (void)sig; }
+
 int workers_run(unsigned n, worker_main_fn worker_main, worker_hangup_fn on_hangup, void *ctx)
 {
     struct worker *w = calloc(n, sizeof(*w));
     if (!w)
         return 2;
     /* The supervisor takes its signals synchronously (sigtimedwait); the
-     * workers get the mask it had before. */
+     * workers get the mask it had before. The handlers never run (the signals
+     * stay blocked); they are there because as PID 1 in a container, a signal
+     * whose disposition is the default would not be delivered at all. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal_never_run;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
     sigset_t handled, before;
     sigemptyset(&handled);
     sigaddset(&handled, SIGTERM);
