@@ -187,14 +187,26 @@ static enum framing_status tail_append(struct framing_decoder *d, const uint8_t 
     return FRAMING_OK;
 }
 
-/* Drops the first n bytes; gives back memory a stop made us take. */
+/* Empties the tail and frees it: an idle connection keeps no buffer. */
+static void tail_clear(struct framing_decoder *d)
+{
+    free(d->buf);
+    d->buf = NULL;
+    d->len = d->cap = 0;
+}
+
+/* Drops the first n bytes; gives back memory a stop made us take, and all of
+ * it once the tail is empty. */
 static void tail_consume(struct framing_decoder *d, size_t n)
 {
     if (n == 0)
         return;
+    if (n == d->len) {
+        tail_clear(d);
+        return;
+    }
     d->len -= n;
-    if (d->len > 0)
-        memmove(d->buf, d->buf + n, d->len);
+    memmove(d->buf, d->buf + n, d->len);
     size_t bound = tail_bound(d);
     if (d->cap > bound && d->len <= bound) {
         uint8_t *p = realloc(d->buf, bound);
@@ -445,7 +457,7 @@ static enum framing_status decode_raw_text(struct cut *c, const uint8_t *in, siz
     size_t n = utf8_complete_prefix(in + off, len - off, &bad);
     if (bad)
         return FRAMING_BAD_UTF8;
-    d->len = 0;
+    tail_clear(d);
     enum framing_status st = tail_append(d, in + off + n, len - off - n);
     if (st != FRAMING_OK)
         return st;
@@ -480,7 +492,7 @@ enum framing_status framing_decode(struct framing_decoder *d, const uint8_t *in,
     case WSG_FRAMING_LENGTH32: {
         enum framing_status st = decode_framed(&c, in, len);
         if (d->framing == WSG_FRAMING_LINES && d->len == 1 && d->buf[0] == '\n')
-            d->len = 0; /* a stop marker with nothing behind it */
+            tail_clear(d); /* a stop marker with nothing behind it */
         return st;
     }
     }

@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEEP_BYTES (64 * 1024)
-
 int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, size_t max)
 {
     if (len == 0)
@@ -30,9 +28,7 @@ int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, si
 
 void msg_buffer_done(struct msg_buffer *m)
 {
-    m->len = 0;
-    if (m->cap > KEEP_BYTES)
-        msg_buffer_free(m);
+    msg_buffer_free(m);
 }
 
 void msg_buffer_free(struct msg_buffer *m)

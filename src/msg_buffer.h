@@ -1,7 +1,7 @@
 /* msg_buffer.h - one client message being reassembled from its fragments,
  * bounded, for bridges that need whole messages (length32 framing, MQTT
- * publishes). The bytes are owned by the buffer; msg_buffer_free() (or
- * msg_buffer_done() past the idle size) gives them back. */
+ * publishes). The bytes are owned by the buffer; msg_buffer_done() or
+ * msg_buffer_free() gives them back. */
 #ifndef WSGATE_MSG_BUFFER_H
 #define WSGATE_MSG_BUFFER_H
 
@@ -16,8 +16,8 @@ struct msg_buffer {
 /* Appends a piece; -1 if the message would pass `max` bytes or memory is out. */
 int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, size_t max);
 
-/* The message was used: empty it, and free a big buffer so that an idle
- * client does not keep one (64 KiB stay allocated at most). */
+/* The message was used: free it, so that an idle client keeps no buffer
+ * (one malloc per whole message is cheap next to the message). */
 void msg_buffer_done(struct msg_buffer *m);
 
 void msg_buffer_free(struct msg_buffer *m);

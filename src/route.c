@@ -446,11 +446,11 @@ void route_match_clear(struct route_match *m)
 {
     if (!m)
         return;
-    size_t n = m->n_captures < ROUTE_MAX_CAPTURES ? m->n_captures : ROUTE_MAX_CAPTURES;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; m->captures && i < m->n_captures; i++) {
         free(m->captures[i].name);
         free(m->captures[i].value);
     }
+    free(m->captures);
     free(m->query);
     memset(m, 0, sizeof(*m));
 }
@@ -558,6 +558,11 @@ enum route_status route_table_match(const struct route_table *table, const char 
          * reason to try the next route: a later, wider route (say "/{any}/x"
          * after "/devices/{device}") would otherwise receive a request meant
          * for the narrower one. */
+        size_t n_caps = 0;
+        for (size_t s = 0; s < cr->n_segs; s++)
+            n_caps += cr->segs[s].capture;
+        if (n_caps && !(out->captures = calloc(n_caps, sizeof(*out->captures))))
+            goto oom;
         for (size_t s = 0; s < cr->n_segs; s++) {
             const struct segment *sg = &cr->segs[s];
             if (!sg->capture)
@@ -692,9 +697,7 @@ int route_expand(const char *tmpl, const struct route_match *m, route_lookup_fn 
         } else {
             const char *v = NULL;
             if (kind == PH_CAPTURE) {
-                size_t n =
-                    m ? (m->n_captures < ROUTE_MAX_CAPTURES ? m->n_captures : ROUTE_MAX_CAPTURES)
-                      : 0;
+                size_t n = m && m->captures ? m->n_captures : 0;
                 for (size_t c = 0; c < n && !v; c++)
                     if (m->captures[c].name && strlen(m->captures[c].name) == len &&
                         memcmp(m->captures[c].name, s, len) == 0)

@@ -23,7 +23,8 @@ struct route_capture {
 struct route_match {
     size_t route_index;             /* index into cfg->routes */
     const struct wsg_route *route;  /* borrowed from the config */
-    struct route_capture captures[ROUTE_MAX_CAPTURES];
+    struct route_capture *captures; /* owned, n_captures entries (kept per connection:
+                                       sized to the route, not ROUTE_MAX_CAPTURES) */
     size_t n_captures;
     char *query; /* raw query string after '?', without it; owned; NULL if none */
 };

@@ -15,6 +15,7 @@
 #include "sock_room.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,17 +31,19 @@ struct session {
     struct session *prev, *next; /* in the list of open sessions */
     struct lws *wsi;
     struct route_match match; /* owned: route, captures, query */
-    struct wsg_target *targets; /* owned copies (hosts too) */
+    const struct wsg_target *targets; /* the route's (kept by `rules`), or owned copies */
     size_t n_targets;
+    bool targets_owned; /* copies of a target map's entries, which a reload frees */
     struct rules *rules;             /* a reference: the config this connection keeps */
     const struct wsg_limits *limits; /* in rules */
     struct route_metrics *metrics;
     struct bridge *bridge; /* owned; NULL before ESTABLISHED and after CLOSED */
     struct msg_queue out;  /* messages to the client; bounded by max_queue_bytes
                               through backpressure on the backend */
-    char subprotocol[64];
-    char peer[64];   /* the TCP peer */
-    char client[64]; /* the client behind trusted proxies (= peer otherwise) */
+    /* Kept per idle connection, so no fixed-size text beyond the peer. */
+    const char *subprotocol; /* one of the route's names (kept by `rules`), or "" */
+    char peer[48];           /* the TCP peer (INET6_ADDRSTRLEN fits) */
+    char *client; /* owned: the client behind trusted proxies; NULL if it is the peer */
     json_t *claims;  /* owned reference: the verified JWT's claims, or NULL */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
@@ -51,7 +54,7 @@ struct session {
 
     bool close_pending; /* close once `out` is flushed */
     int close_code;     /* sent by us, or received from the client */
-    char close_reason[124];
+    char *close_reason; /* owned; NULL until there is one (see set_close_reason) */
 
     uint64_t started_us;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
@@ -75,6 +78,29 @@ static size_t open_sessions;
 
 size_t session_count(void) { return open_sessions; }
 
+static const char *client_of(const struct session *s) { return s->client ? s->client : s->peer; }
+
+/* A close frame carries at most 123 bytes of reason; it is allocated only
+ * when a connection closes (NULL if memory is out: closed without one). */
+#define CLOSE_REASON_BYTES 123
+static void set_close_reason(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_close_reason(struct session *s, const char *fmt, ...)
+{
+    char text[CLOSE_REASON_BYTES + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    free(s->close_reason);
+    s->close_reason = strdup(text);
+}
+
+static const char *close_reason(const struct session *s)
+{
+    return s->close_reason ? s->close_reason : "";
+}
+
 bool session_is(const void *opaque) { return opaque && *(const uint32_t *)opaque == SESSION_TAG; }
 
 void session_close_all(int code, const char *reason)
@@ -84,11 +110,11 @@ void session_close_all(int code, const char *reason)
             session_close(s, code, reason);
 }
 
-static void free_targets(struct wsg_target *targets, size_t n)
+static void free_targets(const struct wsg_target *targets, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(targets[i].host);
-    free(targets);
+    free((void *)targets);
 }
 
 static struct wsg_target *copy_targets(const struct wsg_target *targets, size_t n)
@@ -118,7 +144,9 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
     }
     s->claims = claims;
     s->tag = SESSION_TAG;
-    if (!(s->targets = copy_targets(targets, n_targets))) {
+    s->targets = targets;
+    s->targets_owned = targets != match->route->targets; /* the route's outlive us */
+    if (s->targets_owned && !(s->targets = copy_targets(targets, n_targets))) {
         json_decref(s->claims);
         free(s);
         return NULL;
@@ -130,13 +158,16 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
     s->rules = rules_ref(rules);
     s->limits = &rules->cfg->limits;
     s->metrics = metrics_route(s->match.route->name);
-    snprintf(s->subprotocol, sizeof(s->subprotocol), "%s", subprotocol ? subprotocol : "");
+    s->subprotocol = "";
+    for (size_t i = 0; subprotocol && i < s->match.route->n_subprotocols; i++)
+        if (strcmp(s->match.route->subprotocols[i], subprotocol) == 0)
+            s->subprotocol = s->match.route->subprotocols[i];
     if (!lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)))
         snprintf(s->peer, sizeof(s->peer), "unknown");
     else if (strncmp(s->peer, "::ffff:", 7) == 0) /* IPv4 on a dual-stack socket */
         memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
-    snprintf(s->client, sizeof(s->client), "%s", client_addr && *client_addr ? client_addr
-                                                                                : s->peer);
+    if (client_addr && *client_addr && strcmp(client_addr, s->peer) != 0)
+        s->client = strdup(client_addr); /* NULL (out of memory) logs the peer */
     s->started_us = (uint64_t)lws_now_usecs();
     s->next = sessions;
     if (sessions)
@@ -157,9 +188,9 @@ static void log_access(const struct session *s)
     snprintf(out_m, sizeof(out_m), "%" PRIu64, s->msgs_out);
     snprintf(code, sizeof(code), "%d", s->close_code ? s->close_code : 1006);
     log_info("connection closed", "route", s->match.route->name, "peer", s->peer, "client",
-             s->client, "subprotocol", s->subprotocol, "duration_s", duration, "bytes_in", in_b,
-             "bytes_out", out_b, "messages_in", in_m, "messages_out", out_m, "close_code",
-             code, "close_reason", s->close_reason);
+             client_of(s), "subprotocol", s->subprotocol, "duration_s", duration, "bytes_in",
+             in_b, "bytes_out", out_b, "messages_in", in_m, "messages_out", out_m, "close_code",
+             code, "close_reason", close_reason(s));
 }
 
 void session_destroy(struct session *s)
@@ -176,7 +207,10 @@ void session_destroy(struct session *s)
     }
     msg_queue_clear(&s->out);
     route_match_clear(&s->match);
-    free_targets(s->targets, s->n_targets);
+    if (s->targets_owned)
+        free_targets(s->targets, s->n_targets);
+    free(s->client);
+    free(s->close_reason);
     rules_unref(s->rules);
     json_decref(s->claims);
     if (s->prev)
@@ -219,7 +253,7 @@ void session_close(struct session *s, int code, const char *reason)
         return;
     s->close_pending = true;
     s->close_code = code;
-    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason ? reason : "");
+    set_close_reason(s, "%s", reason ? reason : "");
     /* Read again so the client's close acknowledgement is seen; anything else
      * it sends from now on is dropped (see on_receive). */
     session_pause_reading(s, false);
@@ -251,9 +285,9 @@ const struct wsg_target *session_targets(const struct session *s, size_t *n)
 static int close_now(struct session *s, int code, const char *reason)
 {
     s->close_code = code;
-    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
-    lws_close_reason(s->wsi, (enum lws_close_status)code, (unsigned char *)s->close_reason,
-                     strlen(s->close_reason));
+    set_close_reason(s, "%s", reason);
+    lws_close_reason(s->wsi, (enum lws_close_status)code, (unsigned char *)close_reason(s),
+                     strlen(close_reason(s)));
     return -1;
 }
 
@@ -302,8 +336,7 @@ static void check_liveness(struct session *s, uint64_t now)
     uint64_t interval = (uint64_t)ping_s * 1000000u;
     if (s->ping_outstanding && now - s->ping_sent_us >= interval) {
         s->close_code = CLOSE_GOING_AWAY;
-        snprintf(s->close_reason, sizeof(s->close_reason), "no pong within %" PRId64 " s",
-                 ping_s);
+        set_close_reason(s, "no pong within %" PRId64 " s", ping_s);
         log_debug("client missed a pong", "route", s->match.route->name, "peer", s->peer);
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return;
@@ -516,7 +549,7 @@ static int on_writable(struct session *s)
     }
     if (s->close_pending) {
         lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+                         (unsigned char *)close_reason(s), strlen(close_reason(s)));
         return -1;
     }
     return 0;
@@ -529,8 +562,7 @@ static void note_peer_close(struct session *s, const uint8_t *in, size_t len)
         return;
     s->close_code = len >= 2 ? (in[0] << 8 | in[1]) : 1005;
     if (len > 2)
-        snprintf(s->close_reason, sizeof(s->close_reason), "%.*s", (int)(len - 2),
-                 (const char *)in + 2);
+        set_close_reason(s, "%.*s", (int)(len - 2), (const char *)in + 2);
 }
 
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
@@ -544,7 +576,7 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->metrics->connections_total++;
         s->metrics->connections_active++;
         log_debug("connection open", "route", s->match.route->name, "peer", s->peer, "client",
-                  s->client, "subprotocol", s->subprotocol);
+                  client_of(s), "subprotocol", s->subprotocol);
         s->last_rx_us = s->last_data_us = s->tokens_at_us = (uint64_t)lws_now_usecs();
         s->tokens = (double)s->limits->max_messages_per_s;
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ struct tcp_backend {
     bool failed;     /* the connect failed inside that call: report it later */
     bool failed_midstream; /* a write error or a reset by the peer: 1011, not 1000 */
     lws_sorted_usec_list_t deferred; /* reports a failure from inside connect */
-    char detail[96];
+    char *detail; /* owned: why it ended; NULL until then (see set_detail) */
 };
 
 static size_t live_backends;
@@ -45,11 +46,26 @@ bool tcp_backend_is(const void *opaque) { return opaque && *(const uint32_t *)op
 
 size_t tcp_backend_count(void) { return live_backends; }
 
+/* Only a backend that ends has a detail, so it is not kept per connection. */
+static void set_detail(struct tcp_backend *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_detail(struct tcp_backend *b, const char *fmt, ...)
+{
+    char text[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    free(b->detail);
+    b->detail = strdup(text);
+}
+
 static void backend_free(struct tcp_backend *b)
 {
     live_backends--;
     lws_sul_cancel(&b->deferred);
     msg_queue_clear(&b->out);
+    free(b->detail);
     free(b);
 }
 
@@ -58,7 +74,7 @@ static void backend_ended(struct tcp_backend *b, enum tcp_backend_end how)
 {
     b->wsi = NULL;
     if (b->owner)
-        b->events->ended(b->owner, how, b->detail);
+        b->events->ended(b->owner, how, b->detail ? b->detail : "connection failed");
     backend_free(b);
 }
 
@@ -88,8 +104,8 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     info.vhost = vhost;
     info.address = host;
     info.port = port;
-    info.host = host;
-    info.origin = host;
+    /* No host or origin: a RAW connection sends no headers, and lws keeps a
+     * copy of each (and another of host) for the connection's lifetime. */
     info.path = "";
     info.method = "RAW";
     info.local_protocol_name = TCP_BACKEND_PROTOCOL_NAME;
@@ -101,7 +117,7 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     b->in_connect = false;
     if (!wsi && !b->failed) {
         /* lws gave up without telling the protocol (e.g. no memory). */
-        snprintf(b->detail, sizeof(b->detail), "could not start connecting");
+        set_detail(b, "could not start connecting");
         b->failed = true;
     }
     if (b->failed) {
@@ -177,8 +193,7 @@ static int on_writable(struct tcp_backend *b, struct lws *wsi)
         ssize_t n = send(lws_get_socket_fd(wsi), msg_chunk_data(c) + c->sent, c->len - c->sent,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            snprintf(b->detail, sizeof(b->detail), "write to backend failed: %s",
-                     strerror(errno));
+            set_detail(b, "write to backend failed: %s", strerror(errno));
             b->failed_midstream = true;
             return -1;
         }
@@ -206,8 +221,7 @@ int tcp_backend_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         if (!b)
             return 0;
         lws_set_opaque_user_data(wsi, NULL);
-        snprintf(b->detail, sizeof(b->detail), "%s",
-                 in && len ? (const char *)in : "connection failed");
+        set_detail(b, "%s", in && len ? (const char *)in : "connection failed");
         if (b->in_connect) {
             b->failed = true; /* tcp_backend_connect reports it from the loop */
             return 0;
@@ -246,10 +260,10 @@ int tcp_backend_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         lws_set_opaque_user_data(wsi, NULL);
         if (!b->failed_midstream && b->connected && peer_reset(wsi)) {
             b->failed_midstream = true;
-            snprintf(b->detail, sizeof(b->detail), "connection reset by backend");
+            set_detail(b, "connection reset by backend");
         }
-        if (!b->detail[0])
-            snprintf(b->detail, sizeof(b->detail), "backend closed the connection");
+        if (!b->detail)
+            set_detail(b, "backend closed the connection");
         backend_ended(b, b->failed_midstream ? TCP_BACKEND_RESET : TCP_BACKEND_CLOSED);
         return 0;
 

@@ -37,10 +37,10 @@ struct tcp_bridge {
     /* targets: borrowed from the session; order[] owned */
     const struct wsg_target *targets;
     size_t n_targets;
-    size_t *order;
-    size_t attempt; /* index into order of the current attempt */
+    size_t *order;   /* owned, or &order_one */
+    size_t order_one; /* order[] of a single target: no allocation */
+    size_t attempt;   /* index into order of the current attempt */
     size_t failed_attempts;
-    char target[80]; /* "host:port" of the current attempt (cut if long) */
 
     struct tcp_backend *backend; /* NULL between attempts, after the end, or once let go */
     bool connected;
@@ -56,6 +56,16 @@ struct tcp_bridge {
 };
 
 static uint64_t now_ms(void) { return (uint64_t)lws_now_usecs() / 1000; }
+
+/* "host:port" of the current attempt, for logs (cut if long); formatted when
+ * needed rather than kept per connection. */
+#define TARGET_NAME_BYTES 80
+static const char *target_name(const struct tcp_bridge *b, char name[TARGET_NAME_BYTES])
+{
+    const struct wsg_target *t = &b->targets[b->order[b->attempt]];
+    snprintf(name, TARGET_NAME_BYTES, "%s:%d", t->host, t->port);
+    return name;
+}
 
 static void close_client(struct tcp_bridge *b, int code, const char *what)
 {
@@ -149,7 +159,6 @@ static bool start_attempt(struct tcp_bridge *b)
     if (b->attempt >= b->n_targets)
         return false;
     const struct wsg_target *t = &b->targets[b->order[b->attempt]];
-    snprintf(b->target, sizeof(b->target), "%s:%d", t->host, t->port);
     struct lws *wsi = session_wsi(b->session);
     b->backend = tcp_backend_connect(lws_get_context(wsi), lws_get_vhost(wsi), t->host, t->port,
                                      b->queue_bound, &backend_events, b);
@@ -165,11 +174,13 @@ static bool start_attempt(struct tcp_bridge *b)
 static void attempt_failed(struct tcp_bridge *b, enum backend_error why, const char *detail)
 {
     const struct wsg_target *t = &b->targets[b->order[b->attempt]];
+    char name[TARGET_NAME_BYTES];
+    target_name(b, name);
     target_pool_report(t, false, now_ms());
     session_metrics(b->session)->backend_errors[why]++;
     log_warn(why == BACKEND_ERR_CONNECT_TIMEOUT ? "backend connect timed out"
                                                 : "backend unreachable",
-             "route", b->route->name, "target", b->target, "error", detail);
+             "route", b->route->name, "target", name, "error", detail);
     b->failed_attempts++;
     b->attempt++;
     if (start_attempt(b))
@@ -178,7 +189,7 @@ static void attempt_failed(struct tcp_bridge *b, enum backend_error why, const c
     if (b->failed_attempts > 1)
         snprintf(what, sizeof(what), "no backend reachable (%zu tried)", b->failed_attempts);
     else
-        snprintf(what, sizeof(what), "backend %s %s", b->target,
+        snprintf(what, sizeof(what), "backend %s %s", name,
                  why == BACKEND_ERR_CONNECT_TIMEOUT ? "timed out" : "unreachable");
     close_client(b, CLOSE_INTERNAL_ERROR, what);
 }
@@ -270,7 +281,8 @@ static void on_backend_connected(void *owner)
     b->connected = true;
     deadline_clear(b);
     target_pool_report(&b->targets[b->order[b->attempt]], true, now_ms());
-    log_debug("backend connected", "route", b->route->name, "target", b->target);
+    char name[TARGET_NAME_BYTES];
+    log_debug("backend connected", "route", b->route->name, "target", target_name(b, name));
 
     /* What the client sent meanwhile goes first. */
     long queued = 0;
@@ -335,10 +347,11 @@ static void on_backend_ended(void *owner, enum tcp_backend_end how, const char *
     }
     if (how == TCP_BACKEND_RESET) {
         session_metrics(b->session)->backend_errors[BACKEND_ERR_RESET]++;
-        log_warn("backend failed", "route", b->route->name, "target", b->target, "error",
-                 detail);
+        char name[TARGET_NAME_BYTES];
+        target_name(b, name);
+        log_warn("backend failed", "route", b->route->name, "target", name, "error", detail);
         char what[110];
-        snprintf(what, sizeof(what), "backend %s reset the connection", b->target);
+        snprintf(what, sizeof(what), "backend %s reset the connection", name);
         close_client(b, CLOSE_INTERNAL_ERROR, what);
         return;
     }
@@ -376,7 +389,7 @@ struct bridge *tcp_bridge_open(struct session *s)
     struct tcp_bridge *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
-    b->order = calloc(n_targets, sizeof(*b->order));
+    b->order = n_targets == 1 ? &b->order_one : calloc(n_targets, sizeof(*b->order));
     if (!b->order) {
         free(b);
         return NULL;
@@ -415,6 +428,7 @@ static void client_gone(struct bridge *base)
     msg_queue_clear(&b->pending);
     framing_decoder_free(&b->decoder);
     msg_buffer_free(&b->message);
-    free(b->order);
+    if (b->order != &b->order_one)
+        free(b->order);
     free(b);
 }

@@ -537,9 +537,9 @@ static void test_expand_refuses_unsafe_capture_in_hand_built_match(void **state)
     (void)state;
     /* route_table_match never yields these, but route_expand checks anyway. */
     struct route_match m;
+    struct route_capture cap = {.name = "device", .value = "a/#"};
     memset(&m, 0, sizeof(m));
-    m.captures[0].name = "device";
-    m.captures[0].value = "a/#";
+    m.captures = &cap;
     m.n_captures = 1;
     char out[64], err[200];
     assert_int_equal(route_expand("d/{device}", &m, NULL, NULL, out, sizeof(out), err, sizeof(err)),
