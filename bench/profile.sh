@@ -152,7 +152,12 @@ for c in "${CASES[@]}"; do
             --messages $((2 * msgs))
         # 3. time shares, kernel included, at full load.
         if [[ $PSECS != 0 ]]; then
-            bench "$size" "$conns" "$inflight" --duration $((PSECS + 2)) >"$OUT/perf-record-$name.wsbench" &
+            # The same load straight to the echo server, for its CPU per message.
+            "$WSBENCH" --mode tcp --port "$ECHO_PORT" --size "$size" --conns "$conns" \
+                --inflight "$inflight" --warmup 0.5 --duration "$PSECS" \
+                --cpu-pid "server=$ECHO_PID" >"$OUT/direct-$name.wsbench" 2>>"$OUT/wsbench.err"
+            bench "$size" "$conns" "$inflight" --warmup 1 --duration "$PSECS" \
+                --cpu-pid "server=$gw" --cpu-pid "echo=$ECHO_PID" >"$OUT/perf-record-$name.wsbench" &
             bpid=$!
             sleep 1
             perf record -q -e cpu-clock -F 2000 -g -p "$gw" -o "$OUT/perf-$name.data" -- sleep "$PSECS" \
@@ -169,6 +174,7 @@ for c in "${CASES[@]}"; do
     # 1. instructions per message under callgrind: zero after a warm-up, dump after M
     # messages, dump again after 2M; part 2 minus part 1 is M messages' worth.
     valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.$name" \
+        --collect-systime=yes \
         "$BUILD/wsgate" -c "$OUT/wsgate.json" --log-level warn >"$OUT/wsgate-callgrind-$name.log" 2>&1 &
     vg=$!
     PIDS+=("$vg")

@@ -296,6 +296,20 @@ def main():
         w("Total: **%s instructions per message** (%s per payload byte)."
           % (fmt(total / m), fmt(total / m / (64 if name.startswith("64B") else 65536))))
         w("")
+        wrappers = collections.defaultdict(int)
+        for (ob, fn), v in cost.items():
+            if v[1] and "clock_gettime" not in (fn or ""):
+                wrappers[fn] += v[1]
+        if wrappers:
+            w("System calls under callgrind (valgrind makes `clock_gettime` one too: left "
+              "out): %s per message (%s). The gateway runs 15–45 times slower under callgrind; "
+              "where its reads find more queued there than at full speed, its per-call costs "
+              "are spread over more messages: compare these counts with the native ones "
+              "below. What it does per message and per byte is the same."
+              % (fmt(sum(wrappers.values()) / m), ", ".join(
+                  "`%s` %s" % (k, fmt(n / m)) for k, n in
+                  sorted(wrappers.items(), key=lambda kv: -kv[1]) if n / m >= 0.005)))
+            w("")
         w("| group | instructions/msg | share |")
         w("|---|---:|---:|")
         for g, v in sorted(groups.items(), key=lambda kv: -kv[1][0]):
@@ -350,16 +364,33 @@ def main():
                 if pct >= 0.5:
                     w("| %s | %.1f %% |" % (name_, pct))
             w("")
+        us = None
+        rg = wsbench(os.path.join(d, "perf-record-%s.wsbench" % name))
+        rt = wsbench(os.path.join(d, "direct-%s.wsbench" % name))
+        if rg and rg.get("msgs") and rg["cpu_s"].get("server", -1) > 0:
+            us = rg["cpu_s"]["server"] / rg["msgs"] * 1e6
+            w("Native, in this run (perf attached to wsgate): wsgate echoed %s msgs/s (%s MB/s) "
+              "using %.2f of its CPU-s per measured second: **%s µs of wsgate CPU per "
+              "message**." % (fmt(rg["msgs_per_s"]), fmt(rg["mb_per_s"]),
+                              rg["cpu_s"]["server"] / rg["seconds"], fmt(us)))
+            if rt and rt.get("msgs") and rt["cpu_s"].get("server", -1) > 0:
+                ue = rt["cpu_s"]["server"] / rt["msgs"] * 1e6
+                w("The same load straight to `wsgate-echo` (direct TCP): %s msgs/s (%s MB/s), "
+                  "**%s µs of the echo server's CPU per message**; wsgate ÷ direct TCP "
+                  "%.2f× in throughput, wsgate's CPU per message %.1f× the echo server's."
+                  % (fmt(rt["msgs_per_s"]), fmt(rt["mb_per_s"]), fmt(ue),
+                     rg["msgs_per_s"] / rt["msgs_per_s"], us / ue))
+            w("")
         if sym:
             names = lws_namer()
             tg = collections.defaultdict(float)
             for pct, dso_, _, s_ in sym:
                 tg[time_group(dso_, s_, names)] += pct
-            w("| group (by symbol) | share of samples |")
-            w("|---|---:|")
+            w("| group (by symbol) | share of samples | ns of wsgate CPU per message |")
+            w("|---|---:|---:|")
             for g, pct in sorted(tg.items(), key=lambda kv: -kv[1]):
                 if pct >= 0.3:
-                    w("| %s | %.1f %% |" % (g, pct))
+                    w("| %s | %.1f %% | %s |" % (g, pct, fmt(us * pct * 10) if us else "—"))
             w("")
             w("libwebsockets' static functions are named by the nearest known start below the "
               "sampled address (its exported symbols and the table in "
