@@ -84,6 +84,8 @@ def ratio(a, b):
 def fmt_ratio(r):
     if r is None:
         return "—"
+    if 0 < r < 0.01:
+        return "%.2g×" % r
     return "%.2f×" % r if r < 10 else "%.1f×" % r
 
 
@@ -138,6 +140,8 @@ def main():
     ap.add_argument("--websockify-version", default="unknown")
     ap.add_argument("--websockify-numpy", default="unknown")
     ap.add_argument("--websockify-select-errors", default="0")
+    ap.add_argument("--idle-hold", default="2")
+    ap.add_argument("--idle-websockify", default="1000")
     a = ap.parse_args()
     if a.fanout:
         fanout_main(a)
@@ -148,12 +152,16 @@ def main():
 
     all_rounds = {}  # (scenario, target) -> [result or None, one per round]
     order = []
+    idle = []  # the idle scenarios' records, in run order
     with open(a.results) as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             rec = json.loads(line)
+            if rec["scenario"].startswith("idle-"):
+                idle.append(rec)
+                continue
             if rec["scenario"] not in order:
                 order.append(rec["scenario"])
             all_rounds.setdefault((rec["scenario"], rec["target"]), []).append(rec["result"])
@@ -269,6 +277,9 @@ def main():
           "counted above, left as they are (summed over all rounds)." % sel)
         w("")
 
+    if idle:
+        idle_section(w, idle, a)
+
     # The fan-out section comes from bench/fanout.sh's own run: keep it as it was.
     md = os.path.join(a.out, "results.md")
     kept = fanout_section_of(md)
@@ -294,6 +305,123 @@ def main():
                     smallest = v
             f.write('"%s" %s\n' % (short, " ".join(vals)))
     print(10 ** math.floor(math.log10(smallest)) if smallest else 0.1)
+
+
+# --- idle connections (run.sh's idle-10k, idle-50k) -------------------------------------
+
+def kib_per_conn(r, label, key):
+    """Growth of a --mem-pid tree's memory over the run, KiB per connection held."""
+    if r is None or not r.get("conns_at_end"):
+        return None
+    m = r.get("mem", {}).get(label)
+    if not m or not m.get(key + "1"):
+        return None
+    return (m[key + "1"] - m[key + "0"]) / r["conns_at_end"]
+
+
+def kib(v):
+    if v is None:
+        return "—"
+    return "{:,.0f}".format(v) if v >= 100 else "%.2f" % v
+
+
+def idle_section(w, idle, a):
+    w("## Idle connections (`idle-10k`, `idle-50k`)")
+    w("")
+    w("Each target gets a fresh backend (`wsgate-echo`) and, for websockify and wsgate, a "
+      "fresh relay in front of it, so what they grow by is the connections alone. "
+      "`wsbench --idle` reads their memory, opens N connections (direct TCP: plain "
+      "connections to `wsgate-echo`; websockify and wsgate: completed WebSocket handshakes "
+      "to the relay, each of which opens a backend connection to `wsgate-echo`), at most "
+      "256 under way at once, holds them %s s without sending anything, and reads the "
+      "memory again. **Connect rate**: connections ready ÷ the time from the first "
+      "`connect()` to the last one ready. **Server memory per connection**: growth of the "
+      "server's resident memory ÷ connections still open at the end, from "
+      "`/proc/PID/status` (RSS) and `/proc/PID/smaps_rollup` (PSS), summed over the "
+      "process and its children (websockify forks one per connection). RSS counts a page "
+      "shared by several processes once in each, and websockify's forked children share "
+      "most of their pages, so for websockify only the **PSS** sum is what the machine "
+      "pays; for one process the two are the same. The ratios use PSS. For direct TCP the "
+      "server *is* the backend (no relay, just an echo server's per-socket cost); in the "
+      "relayed runs the backend's own growth is its own column. User-space memory only: "
+      "the kernel's socket structures are in neither." % a.idle_hold)
+    w("")
+    w("| scenario | target | N asked | N held | connect rate conns/s | connect time s "
+      "| server RSS growth per conn KiB | server PSS growth per conn KiB | server processes "
+      "| backend (wsgate-echo) RSS growth per conn KiB | errors |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    notes = []
+    by = {}
+    for rec in idle:
+        r = rec["result"]
+        by[(rec["scenario"], rec["target"])] = rec
+        label = dict(TARGETS)[rec["target"]]
+        if r is None:
+            w("| `%s` | %s | %s | — | no result (wsbench gave no output) | | | | | | |"
+              % (rec["scenario"], label, "{:,}".format(rec["asked"])))
+            continue
+        asked = "{:,}".format(rec["asked"])
+        if rec["n"] < rec["asked"]:
+            asked = "{:,} → **{:,}**".format(rec["asked"], rec["n"])
+        kinds = ["%d %s" % (v, k) for k, v in r["error_kinds"].items() if v]
+        err = "0" if not r["errors"] else "**%d** (%s)" % (r["errors"], ", ".join(kinds))
+        procs = r.get("mem", {}).get("server", {}).get("procs1")
+        w("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+          % (rec["scenario"], label, asked, "{:,}".format(r["conns_at_end"]),
+             num(r["conns_per_s"]), "%.2f" % r["connect_s"],
+             kib(kib_per_conn(r, "server", "rss_kb")), kib(kib_per_conn(r, "server", "pss_kb")),
+             "{:,}".format(procs) if procs else "—",
+             kib(kib_per_conn(r, "echo", "rss_kb")) if rec["target"] != "tcp" else "(is the server)",
+             err))
+        if rec["limited"] == "fd":
+            why = {"tcp": "wsbench and wsgate-echo hold one descriptor per connection",
+                   "wsgate": "wsgate holds two per bridged connection, client and backend, "
+                             "and keeps 16 + 1 % of its limit free",
+                   "websockify": "one descriptor per connection in wsbench"}[rec["target"]]
+            notes.append("`%s`, %s: **%s not possible here: hard RLIMIT_NOFILE %d allows "
+                         "%s** (%s; a few more kept back for the processes' own); this run "
+                         "asked for %s."
+                         % (rec["scenario"], label, "{:,}".format(rec["asked"]), rec["fd_hard"],
+                            "{:,}".format(rec["n"]), why, "{:,}".format(rec["n"])))
+        elif rec["limited"] == "cap":
+            held = r["conns_at_end"]
+            text = ("`%s`, websockify: **asked for %s only** (`BENCH_IDLE_WEBSOCKIFY`): it "
+                    "forks a Python process per connection; connections not ready within "
+                    "20 s would count as errors."
+                    % (rec["scenario"], "{:,}".format(rec["n"])))
+            if rec.get("select_errors"):
+                text += (" It held %s: it logged `filedescriptor out of range in select()` "
+                         "%d times, dropping each connection whose socket got a descriptor "
+                         "number of 1024 or more (it waits with `select()`), so about 500 "
+                         "is as many as it can hold however many are asked."
+                         % ("{:,}".format(held), rec["select_errors"]))
+            notes.append(text)
+    scs = []
+    for rec in idle:
+        if rec["scenario"] not in scs:
+            scs.append(rec["scenario"])
+    for sc in scs:
+        g = by.get((sc, "wsgate"), {}).get("result")
+        for base_t, base_label in (("websockify", "websockify"), ("tcp", "direct TCP")):
+            b = by.get((sc, base_t), {}).get("result")
+            if g is None or b is None:
+                continue
+            w("| `%s` | **wsgate ÷ %s** | | | %s | | | %s | | %s | |"
+              % (sc, base_label, fmt_ratio(ratio(g["conns_per_s"], b["conns_per_s"])),
+                 fmt_ratio(ratio(kib_per_conn(g, "server", "pss_kb"),
+                                 kib_per_conn(b, "server", "pss_kb"))),
+                 fmt_ratio(ratio(kib_per_conn(g, "echo", "rss_kb"),
+                                 kib_per_conn(b, "echo", "rss_kb")))
+                 if base_t != "tcp" else "—"))
+    w("")
+    w("A connect-rate ratio above 1 favours wsgate; a memory ratio below 1 does (against "
+      "direct TCP it is what the relay costs per connection over a bare echo server's "
+      "socket).")
+    w("")
+    for n in notes:
+        w("- " + n)
+    if notes:
+        w("")
 
 
 # --- MQTT fan-out (bench/fanout.sh) ----------------------------------------------------

@@ -17,7 +17,15 @@
 # split into, default 3), BENCH_WARMUP (seconds before each round, default 0.5),
 # BENCH_OUT (where results go, default docs/benchmarks), BENCH_ONLY (space-separated
 # scenario names to run, e.g. "lat-64B 64K-100c"; "fanout" for every MQTT fan-out point,
-# "fanout-1000" for one).
+# "fanout-1000" for one), BENCH_IDLE_HOLD (seconds the idle connections are held before
+# their memory is read, default 2), BENCH_IDLE_WEBSOCKIFY (connections asked of websockify
+# in the idle scenarios, default 1000; it forks a process per connection).
+#
+# The idle scenarios (idle-10k, idle-50k) start a fresh backend and relay per target, so
+# the memory each grows by is that of the connections alone: wsbench --idle opens N
+# connections (WebSocket handshakes included), holds them, and reads the servers' resident
+# memory before and after. N is cut to what the hard descriptor limit allows, and the
+# report says so.
 #
 # The MQTT fan-out (mosquitto's WebSocket listener vs wsgate's mqtt route) is
 # bench/fanout.sh, run after the echo scenarios (see its own variables, FANOUT_*).
@@ -34,7 +42,7 @@ OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
 die() { echo "run.sh: $*" >&2; exit 1; }
 
 # Which halves BENCH_ONLY selects: the echo scenarios here, the fan-out in fanout.sh.
-ECHO_NAMES=" 64B-1c 64B-100c 4K-100c 64K-1c 64K-100c 4K-1000c lat-64B "
+ECHO_NAMES=" 64B-1c 64B-100c 4K-100c 64K-1c 64K-100c 4K-1000c lat-64B idle-10k idle-50k "
 want_echo=yes
 want_fanout=yes
 if [[ -n ${BENCH_ONLY:-} ]]; then
@@ -69,6 +77,9 @@ esac
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS: expected a positive integer, got '$ROUNDS'"
 ROUND_SECS=$(python3 -c "print(round($SECS / $ROUNDS, 3))") || die "BENCH_SECONDS: not a number"
+IDLE_HOLD=${BENCH_IDLE_HOLD:-2}
+IDLE_WSK=${BENCH_IDLE_WEBSOCKIFY:-1000}
+[[ $IDLE_WSK =~ ^[1-9][0-9]*$ ]] || die "BENCH_IDLE_WEBSOCKIFY: expected a positive integer, got '$IDLE_WSK'"
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 # Which source the binaries are, read now: others may commit while this runs.
@@ -230,6 +241,108 @@ settle
 # What each server said, for the report (websockify logs a line per connection).
 grep -c 'select()' "$WORK/websockify.log" >"$WORK/wsk_select_errors" || true
 
+# --- idle connections: fresh servers per target ---------------------------------------
+# Memory growth is only the connections' on a process that has held nothing before, so
+# the shared servers above (their allocators keep what the throughput runs used) stop
+# here and every idle run starts its own backend and relay. The servers and wsbench get
+# the hard descriptor limit; N is cut to what it allows:
+#   tcp: wsbench and wsgate-echo hold one descriptor per connection;
+#   wsgate: two per bridged connection (client and backend), and it keeps 16 + 1 % of
+#     its limit free (src/server.c, fd_reserve_hit);
+#   websockify: one process per connection; N is capped at BENCH_IDLE_WEBSOCKIFY and
+#     whatever it has ready within 20 s.
+# A few descriptors more are kept back for the processes' own (listeners, epoll, logs).
+cleanup
+FD_HARD=$(ulimit -Hn)
+[[ $FD_HARD == unlimited ]] && FD_HARD=1048576
+IDLE_SCENARIOS=("idle-10k 10000" "idle-50k 50000")
+
+# Starts a server in the background with the hard descriptor limit; sets STARTED_PID.
+start_bg() {
+    local log=$1
+    shift
+    (ulimit -Sn "$FD_HARD" && exec "$@") >"$log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+}
+
+# Stops one idle run's servers: websockify's children first (they leave once wsbench has
+# closed their clients; any left are killed by PID), then the servers themselves.
+stop_idle_servers() {
+    local pid children
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 100); do
+            children=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+            [[ -z $children ]] && break
+            sleep 0.1
+        done
+        for child in $children; do kill -9 "$child" 2>/dev/null || true; done
+    done
+    cleanup
+}
+
+idle_run() {
+    local name=$1 asked=$2 tgt=$3 n limited=no why="" line echo_port port cfg
+    case $tgt in
+    tcp) n=$((FD_HARD - 100)) why="fd" ;;
+    wsgate) n=$(((FD_HARD - 16 - FD_HARD / 100 - 100) / 2)) why="fd" ;;
+    websockify) n=$IDLE_WSK why="cap" ;;
+    esac
+    ((n > FD_HARD - 100)) && n=$((FD_HARD - 100)) why="fd"
+    if ((n < asked)); then limited=$why; else n=$asked; fi
+
+    start_bg "$WORK/idle-echo.log" "$BUILD/wsgate-echo" --host 127.0.0.1 --port 0
+    local echo_pid=$STARTED_PID
+    for _ in $(seq 50); do
+        grep -q '^listening on' "$WORK/idle-echo.log" && break
+        sleep 0.1
+    done
+    echo_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/idle-echo.log")
+    [[ -n $echo_port ]] || die "wsgate-echo did not start: $(cat "$WORK/idle-echo.log")"
+    local args=(--mode tcp --port "$echo_port" --mem-pid "server=$echo_pid")
+    case $tgt in
+    websockify)
+        port=$(free_port)
+        start_bg "$WORK/idle-websockify.log" websockify "127.0.0.1:$port" "127.0.0.1:$echo_port"
+        wait_port "$port" "$STARTED_PID" "$WORK/idle-websockify.log"
+        args=(--mode ws --port "$port" --path / --subprotocol binary
+            --mem-pid "server=$STARTED_PID" --mem-pid "echo=$echo_pid")
+        ;;
+    wsgate)
+        port=$(free_port)
+        cfg=$WORK/idle-wsgate.json
+        sed "s/\"port\": $GW_PORT}/\"port\": $port}/; s/\"port\": $ECHO_PORT}/\"port\": $echo_port}/" \
+            "$WORK/wsgate.json" >"$cfg"
+        start_bg "$WORK/idle-wsgate.log" "$BUILD/wsgate" -c "$cfg" --log-level warn
+        wait_port "$port" "$STARTED_PID" "$WORK/idle-wsgate.log"
+        args=(--mode ws --port "$port" --path /echo --subprotocol binary
+            --mem-pid "server=$STARTED_PID" --mem-pid "echo=$echo_pid")
+        ;;
+    esac
+    sleep 0.3 # let the servers finish starting before their memory is read
+    line=$( (ulimit -Sn "$FD_HARD" && exec "$WSBENCH" "${args[@]}" --idle "$IDLE_HOLD" \
+        --conns "$n" --connect-timeout 20) 2>"$WORK/wsbench.err") || true
+    sed "s/^/    [$name $tgt] /" "$WORK/wsbench.err" >&2
+    [[ -n $line ]] || line=null
+    # websockify logs each connection it dropped for a descriptor select() cannot watch
+    local sel=0
+    [[ $tgt != websockify ]] || sel=$(grep -c 'select()' "$WORK/idle-websockify.log" || true)
+    printf '{"scenario":"%s","target":"%s","round":0,"asked":%d,"n":%d,"limited":"%s","fd_hard":%d,"select_errors":%d,"result":%s}\n' \
+        "$name" "$tgt" "$asked" "$n" "$limited" "$FD_HARD" "${sel:-0}" "$line" >>"$RESULTS"
+    echo "run.sh: $name $tgt ($n of $asked): $line" >&2
+    stop_idle_servers
+}
+
+for sc in "${IDLE_SCENARIOS[@]}"; do
+    read -r name asked <<<"$sc"
+    if [[ -n ${BENCH_ONLY:-} && " $BENCH_ONLY " != *" $name "* ]]; then
+        continue
+    fi
+    for tgt in "${TARGETS[@]}"; do
+        idle_run "$name" "$asked" "$tgt"
+    done
+done
+
 mkdir -p "$OUT"
 # websockify unmasks with numpy when its interpreter has it, much faster than without.
 wsk_python=$(head -1 "$(command -v websockify)" | sed -E 's/^#! *//; s/ .*//')
@@ -242,7 +355,8 @@ ymin=$(python3 "$ROOT/bench/report.py" \
     --build-type "${build_type:-unknown}" \
     --websockify-version "$(dpkg-query -W -f '${Version}' websockify 2>/dev/null || echo unknown)" \
     --websockify-numpy "$wsk_numpy" \
-    --websockify-select-errors "$(cat "$WORK/wsk_select_errors")")
+    --websockify-select-errors "$(cat "$WORK/wsk_select_errors")" \
+    --idle-hold "$IDLE_HOLD" --idle-websockify "$IDLE_WSK")
 
 if ! grep -qv '^#' "$OUT/throughput.dat" 2>/dev/null; then
     # Only lat-64B ran (BENCH_ONLY): no bars to draw; gnuplot would fail on an empty table.
@@ -262,6 +376,6 @@ cp "$RESULTS" "$OUT/results.jsonl"
 
 # --- MQTT fan-out ---------------------------------------------------------------------
 if [[ $want_fanout == yes ]]; then
-    cleanup # the echo servers are done; give fanout.sh the machine
+    cleanup # the echo servers are done (stopped before the idle runs); nothing else runs
     "$ROOT/bench/fanout.sh"
 fi

@@ -11,7 +11,14 @@
  *
  *   wsbench --mode tcp|ws --port N [--host H] [--path P] [--subprotocol NAME]
  *           [--conns N] [--size BYTES] [--inflight K] [--duration S] [--warmup S]
- *           [--connect-timeout S] [--cpu-pid LABEL=PID]...
+ *           [--connect-timeout S] [--cpu-pid LABEL=PID]... [--messages N]
+ *   wsbench --idle S --mode tcp|ws --port N [--conns N] [--mem-pid LABEL=PID]...
+ *
+ * --idle S opens the connections (handshakes included) without sending anything, holds
+ * them S seconds, and reports the connect rate and the resident memory each --mem-pid
+ * process tree grew by meanwhile (read before the first connect and at the end of the
+ * hold). --messages N sends exactly N messages in all (warm-up included) and stops once
+ * every one has been echoed: a fixed amount of work, for profilers.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -50,7 +57,7 @@
 #define HIST_BUCKETS ((HIST_MAX_SHIFT + 2) * HIST_SUB)
 
 enum bench_mode { MODE_TCP, MODE_WS };
-enum phase { PHASE_SETUP, PHASE_WARMUP, PHASE_MEASURE };
+enum phase { PHASE_SETUP, PHASE_WARMUP, PHASE_MEASURE, PHASE_HOLD };
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_HS_SEND, CS_HS_RECV, CS_READY, CS_DEAD };
 enum err_kind { ERR_CONNECT, ERR_HANDSHAKE, ERR_CLOSED, ERR_VERIFY, ERR_TIMEOUT, ERR_KINDS };
 static const char *const err_names[ERR_KINDS] = {"connect", "handshake", "closed", "verify",
@@ -65,6 +72,11 @@ struct options {
     unsigned ncpu;
     const char *cpu_label[MAX_CPU_PIDS];
     int cpu_pid[MAX_CPU_PIDS];
+    double idle;       /* > 0: idle mode, hold the connections this long */
+    uint64_t messages; /* > 0: send exactly this many messages in all, then stop */
+    unsigned nmem;
+    const char *mem_label[MAX_CPU_PIDS];
+    int mem_pid[MAX_CPU_PIDS];
 };
 
 /* One per connection, all allocated at start; freed at exit. */
@@ -113,6 +125,9 @@ static unsigned next_idle;      /* next connection to start */
 static unsigned ready_count;    /* connections in CS_READY now */
 static unsigned ready_at_start; /* ... when traffic began */
 static unsigned errors_printed;
+static bool src_spread;                 /* bind each socket to 127.0.0.2-251 first */
+static uint64_t t_last_ready;            /* ns: when the last connection became ready */
+static uint64_t total_sent, total_done;        /* messages over all phases (--messages) */
 static uint64_t rng_state;
 
 static uint64_t now_ns(void)
@@ -214,6 +229,21 @@ static void conn_start(struct conn *c)
         return;
     }
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (src_spread) {
+        /* Idle mode to IPv4 loopback: spread the sources over 127.0.0.2-251. With tens of
+         * thousands of sockets from 127.0.0.1 (and TIME_WAIT ones from earlier runs) the
+         * kernel's search for a free ephemeral port slows connect() ~30 times, and that
+         * would be measured as the server's connect rate. */
+        struct sockaddr_in src = {.sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(0x7f000002u + c->id % 250)};
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+            c->state = CS_CONNECTING;
+            connecting++;
+            conn_fail(c, ERR_CONNECT, strerror(errno));
+            return;
+        }
+    }
     c->state = CS_CONNECTING;
     connecting++;
     if (connect(c->fd, target->ai_addr, target->ai_addrlen) != 0 && errno != EINPROGRESS) {
@@ -239,6 +269,7 @@ static void conn_became_ready(struct conn *c)
     connecting--;
     c->state = CS_READY;
     ready_count++;
+    t_last_ready = now_ns();
     free(c->hs);
     c->hs = NULL;
     if (conn_watch(c, EPOLLIN) != 0)
@@ -340,8 +371,31 @@ static const char *header_value(const char *head, const char *name, char *out, s
     return NULL;
 }
 
+static unsigned char expected_at(const struct conn *c, uint64_t stream_pos);
+
+/* Idle mode, tcp: the connection is ready once its one-byte probe has come back, proof
+ * that the server accepted it (a WebSocket handshake is that proof in ws mode). Without
+ * it a plain connect completes in the kernel before the server has accepted anything. */
+static void probe_recv(struct conn *c)
+{
+    unsigned char b;
+    ssize_t r = read(c->fd, &b, 1);
+    if (r == 0)
+        conn_fail(c, ERR_HANDSHAKE, "connection closed before the probe byte came back");
+    else if (r < 0 && errno != EAGAIN && errno != EINTR)
+        conn_fail(c, ERR_HANDSHAKE, strerror(errno));
+    else if (r == 1 && b != expected_at(c, 0))
+        conn_fail(c, ERR_VERIFY, "probe byte differs from the one sent");
+    else if (r == 1)
+        conn_became_ready(c);
+}
+
 static void handshake_recv(struct conn *c, uint64_t now)
 {
+    if (opt.mode == MODE_TCP) {
+        probe_recv(c);
+        return;
+    }
     ssize_t r = read(c->fd, c->hs + c->hs_len, HS_BUF_BYTES - 1 - c->hs_len);
     if (r == 0) {
         conn_fail(c, ERR_HANDSHAKE, "connection closed during the handshake");
@@ -395,6 +449,17 @@ static void on_connected(struct conn *c)
         conn_fail(c, ERR_CONNECT, strerror(err));
         return;
     }
+    if (opt.mode == MODE_TCP && opt.idle > 0) {
+        unsigned char b = expected_at(c, 0);
+        if (write(c->fd, &b, 1) != 1) {
+            conn_fail(c, ERR_HANDSHAKE, "probe byte not written");
+            return;
+        }
+        c->state = CS_HS_RECV;
+        if (conn_watch(c, EPOLLIN) != 0)
+            conn_fail(c, ERR_HANDSHAKE, strerror(errno));
+        return;
+    }
     if (opt.mode == MODE_TCP) {
         conn_became_ready(c);
         return;
@@ -442,9 +507,10 @@ static void conn_write(struct conn *c)
 static void conn_refill(struct conn *c, uint64_t now)
 {
     bool queued = false;
-    while (c->sent - c->done < opt.inflight) {
+    while (c->sent - c->done < opt.inflight && (!opt.messages || total_sent < opt.messages)) {
         c->sent_ns[c->sent % opt.inflight] = now;
         c->sent++;
+        total_sent++;
         c->tx_queued += c->frame_len;
         queued = true;
     }
@@ -453,7 +519,7 @@ static void conn_refill(struct conn *c, uint64_t now)
 }
 
 static unsigned char expected_at(const struct conn *c, uint64_t stream_pos)
-{
+{ /* the pattern byte at stream_pos of this connection's echo */
     return (unsigned char)(((stream_pos % opt.size) + c->off) % PATTERN_PERIOD);
 }
 
@@ -488,6 +554,7 @@ static void on_payload(struct conn *c, const unsigned char *p, size_t n, uint64_
             st.msgs++;
         }
         c->done++;
+        total_done++;
     }
 }
 
@@ -575,7 +642,7 @@ static void on_event(struct conn *c, uint32_t events)
     case CS_READY:
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
             conn_read(c, now);
-        if (c->state != CS_READY || phase == PHASE_SETUP)
+        if (c->state != CS_READY || phase == PHASE_SETUP || phase == PHASE_HOLD)
             break;
         if (c->tx_queued > 0 && (events & EPOLLOUT))
             conn_write(c);
@@ -710,6 +777,70 @@ static double tree_cpu_s(int pid)
     return total;
 }
 
+/* Resident memory of a process tree: PID and its live children (websockify forks one per
+ * connection), summed. RSS counts a page shared by several of them (a forked child's
+ * copy-on-write pages, libraries) once per process; PSS divides it among them, so the
+ * PSS sum is what the tree costs the machine. From /proc/P/status and smaps_rollup. */
+struct tree_mem {
+    unsigned procs;
+    unsigned long long rss_kb, pss_kb;
+};
+
+static unsigned long long proc_field_kb(const char *file, int pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t fl = strlen(field);
+    unsigned long long v = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':') {
+            v = strtoull(line + fl + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+static void mem_add(struct tree_mem *m, int pid)
+{
+    m->procs++;
+    m->rss_kb += proc_field_kb("status", pid, "VmRSS");
+    m->pss_kb += proc_field_kb("smaps_rollup", pid, "Pss");
+}
+
+static struct tree_mem tree_mem_of(int pid)
+{
+    struct tree_mem m = {0, 0, 0};
+    if (kill(pid, 0) != 0)
+        return m;
+    mem_add(&m, pid);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')');
+        int ppid = 0;
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid)
+            mem_add(&m, atoi(e->d_name));
+    }
+    if (d)
+        closedir(d);
+    return m;
+}
+
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -733,8 +864,15 @@ static void usage(FILE *out)
             "  --connect-timeout S  connections not ready by then are errors (default 15)\n"
             "  --cpu-pid LABEL=PID  report CPU seconds of PID and its children over the\n"
             "                       measured window (up to %d)\n"
-            "Prints one JSON line: throughput, latency percentiles, errors.\n",
-            MAX_CPU_PIDS);
+            "  --messages N         send exactly N messages in all (warm-up included), stop\n"
+            "                       when all are echoed (or --duration runs out)\n"
+            "  --idle S             idle mode: connect (and handshake), send nothing, hold\n"
+            "                       the connections S seconds; report the connect rate\n"
+            "  --mem-pid LABEL=PID  idle mode: report the resident memory of PID and its\n"
+            "                       children before connecting and at the end (up to %d)\n"
+            "Prints one JSON line: throughput, latency percentiles, errors (idle mode:\n"
+            "connections held, connect rate, memory, errors).\n",
+            MAX_CPU_PIDS, MAX_CPU_PIDS);
 }
 
 static int parse_num(const char *name, const char *s, double lo, double hi, double *out)
@@ -813,6 +951,23 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(a, "--connect-timeout") == 0) {
             if (parse_num(a, val, 0.1, 3600, &opt.connect_timeout) != 0)
                 return -1;
+        } else if (strcmp(a, "--idle") == 0) {
+            if (parse_num(a, val, 0.001, 86400, &opt.idle) != 0)
+                return -1;
+        } else if (strcmp(a, "--messages") == 0) {
+            if (parse_num(a, val, 1, 1e15, &v) != 0)
+                return -1;
+            opt.messages = (uint64_t)v;
+        } else if (strcmp(a, "--mem-pid") == 0) {
+            const char *eq = strchr(val, '=');
+            if (!eq || eq == val || opt.nmem == MAX_CPU_PIDS ||
+                parse_num(a, eq + 1, 1, 1e9, &v) != 0) {
+                fprintf(stderr, "wsbench: --mem-pid: expected LABEL=PID (at most %d)\n",
+                        MAX_CPU_PIDS);
+                return -1;
+            }
+            opt.mem_label[opt.nmem] = strndup(val, (size_t)(eq - val));
+            opt.mem_pid[opt.nmem++] = (int)v;
         } else if (strcmp(a, "--cpu-pid") == 0) {
             const char *eq = strchr(val, '=');
             if (!eq || eq == val || opt.ncpu == MAX_CPU_PIDS ||
@@ -850,6 +1005,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsbench: %s:%s: %s\n", opt.host, opt.port, gai_strerror(rc));
         return 1;
     }
+    src_spread = opt.idle > 0 && target->ai_family == AF_INET &&
+                 (ntohl(((struct sockaddr_in *)target->ai_addr)->sin_addr.s_addr) >> 24) == 127;
     pattern = malloc(PATTERN_PERIOD + opt.size);
     rxbuf = malloc(RX_BUF_BYTES);
     conns = calloc(opt.conns, sizeof(*conns));
@@ -866,6 +1023,22 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+
+    /* One descriptor per connection, plus a few: take what the hard limit allows. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+        nofile.rlim_cur < (rlim_t)opt.conns + 32) {
+        nofile.rlim_cur = nofile.rlim_max == RLIM_INFINITY || nofile.rlim_max > opt.conns + 32
+                              ? (rlim_t)opt.conns + 32
+                              : nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < (rlim_t)opt.conns + 32)
+            fprintf(stderr, "wsbench: warning: descriptor limit %llu is below %u connections\n",
+                    (unsigned long long)nofile.rlim_cur, opt.conns);
+    }
+
+    struct tree_mem mem0[MAX_CPU_PIDS], mem1[MAX_CPU_PIDS];
+    for (unsigned i = 0; i < opt.nmem; i++)
+        mem0[i] = tree_mem_of(opt.mem_pid[i]);
 
     uint64_t t_setup = now_ns();
     uint64_t deadline = t_setup + (uint64_t)(opt.connect_timeout * 1e9);
@@ -889,6 +1062,12 @@ int main(int argc, char **argv)
             }
             fprintf(stderr, "wsbench: %u of %u connections ready after %.2f s\n", ready_count,
                     opt.conns, (double)(now - t_setup) / 1e9);
+            ready_at_start = ready_count;
+            if (opt.idle > 0) {
+                phase = PHASE_HOLD;
+                deadline = now + (uint64_t)(opt.idle * 1e9);
+                continue;
+            }
             phase = PHASE_WARMUP;
             ready_at_start = ready_count;
             deadline = now + (uint64_t)(opt.warmup * 1e9);
@@ -906,7 +1085,14 @@ int main(int argc, char **argv)
             deadline = t_measure + (uint64_t)(opt.duration * 1e9);
             continue;
         }
-        if (phase == PHASE_MEASURE && (now >= deadline || ready_count == 0)) {
+        if (phase == PHASE_HOLD && now >= deadline) {
+            t_end = now;
+            for (unsigned i = 0; i < opt.nmem; i++)
+                mem1[i] = tree_mem_of(opt.mem_pid[i]);
+            break;
+        }
+        if (phase == PHASE_MEASURE && (now >= deadline || ready_count == 0 ||
+                                       (opt.messages && total_done >= opt.messages))) {
             t_end = now;
             self1 = self_cpu_s();
             for (unsigned i = 0; i < opt.ncpu; i++)
@@ -930,10 +1116,32 @@ int main(int argc, char **argv)
             start_more_connections();
     }
 
-    double secs = (double)(t_end - t_measure) / 1e9;
     uint64_t errors = 0;
     for (int k = 0; k < ERR_KINDS; k++)
         errors += st.errors[k];
+    if (opt.idle > 0) {
+        /* The connect rate: from the first connect to the last connection ready. */
+        double connect_s = ready_at_start ? (double)(t_last_ready - t_setup) / 1e9 : 0.0;
+        printf("{\"mode\":\"%s\",\"idle\":true,\"conns\":%u,\"conns_ok\":%u,"
+               "\"conns_at_end\":%u,\"connect_s\":%.3f,\"conns_per_s\":%.1f,"
+               "\"hold_s\":%.3f,\"errors\":%llu,\"error_kinds\":{",
+               opt.mode == MODE_WS ? "ws" : "tcp", opt.conns, ready_at_start, ready_count,
+               connect_s, connect_s > 0 ? ready_at_start / connect_s : 0.0,
+               (double)(t_end - t_last_ready) / 1e9, (unsigned long long)errors);
+        for (int k = 0; k < ERR_KINDS; k++)
+            printf("%s\"%s\":%llu", k ? "," : "", err_names[k],
+                   (unsigned long long)st.errors[k]);
+        printf("},\"mem\":{");
+        for (unsigned i = 0; i < opt.nmem; i++)
+            printf("%s\"%s\":{\"procs0\":%u,\"procs1\":%u,\"rss_kb0\":%llu,\"rss_kb1\":%llu,"
+                   "\"pss_kb0\":%llu,\"pss_kb1\":%llu}",
+                   i ? "," : "", opt.mem_label[i], mem0[i].procs, mem1[i].procs, mem0[i].rss_kb,
+                   mem1[i].rss_kb, mem0[i].pss_kb, mem1[i].pss_kb);
+        printf("}}\n");
+        fflush(stdout);
+        goto out;
+    }
+    double secs = (double)(t_end - t_measure) / 1e9;
     printf("{\"mode\":\"%s\",\"conns\":%u,\"size\":%zu,\"inflight\":%u,"
            "\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
            "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"errors\":%llu,",
@@ -955,6 +1163,7 @@ int main(int argc, char **argv)
     printf("}}\n");
     fflush(stdout);
 
+out:
     for (unsigned i = 0; i < opt.conns; i++) {
         if (conns[i].fd >= 0)
             close(conns[i].fd);
@@ -965,6 +1174,8 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < opt.ncpu; i++)
         free((void *)opt.cpu_label[i]);
+    for (unsigned i = 0; i < opt.nmem; i++)
+        free((void *)opt.mem_label[i]);
     free(conns);
     free(pattern);
     free(rxbuf);
