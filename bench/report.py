@@ -33,7 +33,8 @@ SCENARIOS = {
     "lat-64B": ("Latency: 64 B messages, 1 connection, 1 in flight (exact round trips)",
                 None),
 }
-TARGETS = [("tcp", "direct TCP"), ("websockify", "websockify"), ("wsgate", "wsgate")]
+TARGETS = [("tcp", "direct TCP"), ("websockify", "websockify"), ("wsgate", "wsgate"),
+           ("wsgate2", "wsgate, 2 workers")]
 
 
 def cpu_model():
@@ -188,8 +189,8 @@ def main():
     w("| wsgate | %s, %s build, `--log-level warn` |" % (a.wsgate_version, a.build_type))
     w("| websockify | %s (Debian), numpy for unmasking: %s |"
       % (a.websockify_version, a.websockify_numpy))
-    w("| Backend | `wsgate-echo` (one epoll thread), shared by all three targets |")
-    w("| Per scenario | %s rounds; each round runs the three targets in turn (a different one "
+    w("| Backend | `wsgate-echo` (one epoll thread), shared by all four targets |")
+    w("| Per scenario | %s rounds; each round runs the four targets in turn (a different one "
       "first each round), each for %s s warm-up + %s s measured; a target's figures are from "
       "its median round by MB/s, its errors summed over all rounds |"
       % (a.rounds, a.warmup, a.seconds))
@@ -208,21 +209,25 @@ def main():
     # Overview: one row per scenario.
     w("## Overview")
     w("")
-    w("| scenario | direct TCP MB/s | websockify MB/s | wsgate MB/s | websockify ÷ TCP "
-      "| wsgate ÷ TCP | wsgate ÷ websockify |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w("| scenario | direct TCP MB/s | websockify MB/s | wsgate MB/s | wsgate 2 workers MB/s "
+      "| websockify ÷ TCP | wsgate ÷ TCP | wsgate 2w ÷ TCP | wsgate ÷ websockify |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for sc in order:
-        t, k, g = (get(sc, x, "mb_per_s") for x, _ in TARGETS)
+        t, k, g, g2 = (get(sc, x, "mb_per_s") for x, _ in TARGETS)
         label = SCENARIOS.get(sc, (sc, None))[0].split(": ", 1)[-1]
         if sc.startswith("lat"):
-            t, k, g = (get(sc, x, "p50_us") for x, _ in TARGETS)
-            w("| %s — **p50 µs** | %s | %s | %s | %s | %s | %s |"
-              % (label, usec(t), usec(k), usec(g), fmt_ratio(ratio(k, t)),
-                 fmt_ratio(ratio(g, t)), fmt_ratio(ratio(g, k))))
+            t, k, g, g2 = (get(sc, x, "p50_us") for x, _ in TARGETS)
+            w("| %s — **p50 µs** | %s | %s | %s | %s | %s | %s | %s | %s |"
+              % (label, usec(t), usec(k), usec(g), usec(g2), fmt_ratio(ratio(k, t)),
+                 fmt_ratio(ratio(g, t)), fmt_ratio(ratio(g2, t)), fmt_ratio(ratio(g, k))))
+            t, k, g, g2 = (get(sc, x, "p99_us") for x, _ in TARGETS)
+            w("| %s — **p99 µs** | %s | %s | %s | %s | %s | %s | %s | %s |"
+              % (label, usec(t), usec(k), usec(g), usec(g2), fmt_ratio(ratio(k, t)),
+                 fmt_ratio(ratio(g, t)), fmt_ratio(ratio(g2, t)), fmt_ratio(ratio(g, k))))
             continue
-        w("| %s | %s | %s | %s | %s | %s | %s |"
-          % (label, num(t), num(k), num(g), fmt_ratio(ratio(k, t)), fmt_ratio(ratio(g, t)),
-             fmt_ratio(ratio(g, k))))
+        w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+          % (label, num(t), num(k), num(g), num(g2), fmt_ratio(ratio(k, t)),
+             fmt_ratio(ratio(g, t)), fmt_ratio(ratio(g2, t)), fmt_ratio(ratio(g, k))))
     w("")
     w("Throughput ratios above 1 favour the numerator; in the latency row (round-trip "
       "time) a ratio below 1 favours the numerator.")
@@ -292,7 +297,7 @@ def main():
     # Prints the plot's y-axis floor, the power of ten below the smallest bar, for run.sh.
     smallest = None
     with open(os.path.join(a.out, "throughput.dat"), "w") as f:
-        f.write("# scenario tcp websockify wsgate (MB/s)\n")
+        f.write("# scenario tcp websockify wsgate wsgate2 (MB/s)\n")
         for sc in order:
             short = SCENARIOS.get(sc, (None, sc))[1]
             if short is None:

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # bench/run.sh - wsgate vs websockify vs direct TCP, all in one run on this machine.
 #
-# Starts one wsgate-echo, websockify in front of it and wsgate in front of it (each on
-# a free 127.0.0.1 port), drives every scenario against all three with bench/wsbench,
+# Starts one wsgate-echo, and in front of it websockify and wsgate, the latter once as
+# one process and once with "workers": 2 (each on a free 127.0.0.1 port), drives every scenario against all of them with bench/wsbench,
 # and writes docs/benchmarks/results.md and throughput.png. Figures from a shared,
 # noisy machine only mean something beside the same run's baselines, so the report
 # gives ratios to direct TCP and wsgate / websockify next to the raw numbers, and each
-# scenario runs in rounds that take the three targets in turn (the report keeps each
-# target's median round), so a burst of someone else's load hits all three alike.
+# scenario runs in rounds that take the targets in turn (the report keeps each
+# target's median round), so a burst of someone else's load hits all alike.
 #
 #   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j
 #   bench/run.sh                       # uses build/wsgate and build/wsgate-echo
@@ -177,8 +177,18 @@ EOF
 GW_PID=$!
 PIDS+=("$GW_PID")
 
+# The same gateway as two worker processes sharing the port ("workers": 2): what the
+# second core adds when the client and the backend run on the same two cores too.
+GW2_PORT=$(free_port)
+sed "s/\"port\": $GW_PORT}/\"port\": $GW2_PORT}/; s/^{\"listen\"/{\"workers\": 2, \"listen\"/" \
+    "$WORK/wsgate.json" >"$WORK/wsgate2.json"
+"$BUILD/wsgate" -c "$WORK/wsgate2.json" --log-level warn >"$WORK/wsgate2.log" 2>&1 &
+GW2_PID=$!
+PIDS+=("$GW2_PID")
+
 wait_port "$WSK_PORT" "$WSK_PID" "$WORK/websockify.log"
 wait_port "$GW_PORT" "$GW_PID" "$WORK/wsgate.log"
+wait_port "$GW2_PORT" "$GW2_PID" "$WORK/wsgate2.log"
 echo "run.sh: echo :$ECHO_PORT (pid $ECHO_PID), websockify :$WSK_PORT (pid $WSK_PID)," \
     "wsgate :$GW_PORT (pid $GW_PID); $ROUNDS rounds of $ROUND_SECS s per scenario and target" >&2
 
@@ -192,7 +202,7 @@ SCENARIOS=(
     "4K-1000c 4096 1000 2"
     "lat-64B 64 1 1"
 )
-TARGETS=(tcp websockify wsgate)
+TARGETS=(tcp websockify wsgate wsgate2)
 
 # Lets websockify reap the previous run's children so they cost the next run nothing.
 settle() {
@@ -220,9 +230,11 @@ for sc in "${SCENARIOS[@]}"; do
                 --cpu-pid "server=$WSK_PID" --cpu-pid "echo=$ECHO_PID") ;;
             wsgate) args=(--mode ws --port "$GW_PORT" --path /echo --subprotocol binary
                 --cpu-pid "server=$GW_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            wsgate2) args=(--mode ws --port "$GW2_PORT" --path /echo --subprotocol binary
+                --cpu-pid "server=$GW2_PID" --cpu-pid "echo=$ECHO_PID") ;;
             esac
             settle
-            for pid in "$ECHO_PID" "$WSK_PID" "$GW_PID"; do
+            for pid in "$ECHO_PID" "$WSK_PID" "$GW_PID" "$GW2_PID"; do
                 kill -0 "$pid" 2>/dev/null || die "server pid $pid died; logs in $WORK"
             done
             line=$("$WSBENCH" "${args[@]}" --size "$size" --conns "$conns" \
@@ -338,7 +350,7 @@ for sc in "${IDLE_SCENARIOS[@]}"; do
     if [[ -n ${BENCH_ONLY:-} && " $BENCH_ONLY " != *" $name "* ]]; then
         continue
     fi
-    for tgt in "${TARGETS[@]}"; do
+    for tgt in tcp websockify wsgate; do # idle: one worker holds what two would
         idle_run "$name" "$asked" "$tgt"
     done
 done

@@ -5,7 +5,7 @@ if (!exists("ymin")) ymin = 0.1
 
 set terminal pngcairo size 1200,650 font "DejaVu Sans,12"
 set output outfile
-set title "Echo throughput: direct TCP vs websockify vs wsgate\n{/*0.8 ".subtitle."}"
+set title "Echo throughput: direct TCP vs websockify vs wsgate (1 and 2 workers)\n{/*0.8 ".subtitle."}"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.9 border rgb "#333333"
@@ -22,10 +22,12 @@ set xtics nomirror scale 0
 set ytics nomirror
 
 mb(v) = v >= 100 ? sprintf("%.0f", v) : sprintf("%.3g", v)
-# Bar k of 3 sits at x = row + (k - 1) * 0.25 with "gap 1".
+# Bar k of 4 sits at x = row + (k - 2.5) * 0.2 with "gap 1".
 plot datafile using 2:xtic(1) title "direct TCP" lc rgb "#7f7f7f", \
      ''       using 3 title "websockify" lc rgb "#e69f00", \
      ''       using 4 title "wsgate"     lc rgb "#0072b2", \
-     ''       using ($0 - 0.25):2:(mb($2)) with labels offset 0,0.7 font ",9" notitle, \
-     ''       using ($0):3:(mb($3)) with labels offset 0,0.7 font ",9" notitle, \
-     ''       using ($0 + 0.25):4:(mb($4)) with labels offset 0,0.7 font ",9" notitle
+     ''       using 5 title "wsgate, 2 workers" lc rgb "#56b4e9", \
+     ''       using ($0 - 0.3):2:(mb($2)) with labels offset 0,0.7 font ",8" notitle, \
+     ''       using ($0 - 0.1):3:(mb($3)) with labels offset 0,0.7 font ",8" notitle, \
+     ''       using ($0 + 0.1):4:(mb($4)) with labels offset 0,0.7 font ",8" notitle, \
+     ''       using ($0 + 0.3):5:(mb($5)) with labels offset 0,0.7 font ",8" notitle
