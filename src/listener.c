@@ -39,7 +39,7 @@ static const char *bind_host(const char *host)
     return host;
 }
 
-static int bind_socket(const char *host, int port, char *err, size_t err_len)
+int listener_bind(const char *host, int port, bool share_port, char *err, size_t err_len)
 {
     char port_text[8];
     snprintf(port_text, sizeof(port_text), "%d", port);
@@ -58,9 +58,11 @@ static int bind_socket(const char *host, int port, char *err, size_t err_len)
             last_errno = errno;
             continue;
         }
+        /* SO_REUSEADDR as libwebsockets sets it: only a live socket on the
+         * port (a listener, whatever its options) makes bind() fail. */
         int one = 1;
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+            (share_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
             bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, BACKLOG) != 0) {
             last_errno = errno;
             close(fd);
@@ -81,7 +83,7 @@ int listener_open(struct lws_vhost *vh, const char *host, int port, listener_adm
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    l->fd = bind_socket(host, port, err, err_len);
+    l->fd = listener_bind(host, port, true, err, err_len);
     if (l->fd < 0) {
         free(l);
         return -1;

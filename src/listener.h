@@ -20,6 +20,11 @@ struct listener;
  * reserve, see server.c): 0 keep, 1 hang up. */
 typedef int (*listener_admit_fn)(void *ctx, int fd);
 
+/* A nonblocking socket listening on host:port ("0.0.0.0" and "*": every IPv4
+ * address), with SO_REUSEPORT if share_port. The descriptor, or -1 with the
+ * reason in err. */
+int listener_bind(const char *host, int port, bool share_port, char *err, size_t err_len);
+
 /* Binds host:port (SO_REUSEADDR + SO_REUSEPORT) and watches it on vh's loop;
  * connections go to vh. The listener belongs to lws from then on and is
  * freed when the context is destroyed. 0, or -1 with the reason in err. */

@@ -3,12 +3,12 @@
 #include "workers.h"
 
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,40 +54,14 @@ int workers_check_listeners(const struct wsg_config *cfg, char *err, size_t err_
 {
     for (size_t i = 0; i < cfg->n_listen; i++) {
         const struct wsg_listen *l = &cfg->listen[i];
-        const char *host = l->host;
-        if (!host || !*host || strcmp(host, "*") == 0)
-            host = "0.0.0.0";
-        char port[8];
-        snprintf(port, sizeof(port), "%d", l->port);
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-        struct addrinfo *res = NULL;
-        int rc = getaddrinfo(host, port, &hints, &res);
-        if (rc != 0) {
-            snprintf(err, err_len, "listen[%zu] %s:%d: %s", i, l->host, l->port, gai_strerror(rc));
+        char why[200];
+        /* Without SO_REUSEPORT: any socket already on the port makes this fail. */
+        int fd = listener_bind(l->host, l->port, false, why, sizeof(why));
+        if (fd < 0) {
+            snprintf(err, err_len, "listen[%zu] %s:%d: %s", i, l->host, l->port, why);
             return -1;
         }
-        int bind_errno = 0;
-        for (struct addrinfo *a = res; a; a = a->ai_next) {
-            int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-            if (fd < 0)
-                continue;
-            /* SO_REUSEADDR as libwebsockets sets it: only a live socket on
-             * the port (a listener, whatever its options) makes this fail. */
-            int one = 1;
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-            if (bind(fd, a->ai_addr, a->ai_addrlen) != 0)
-                bind_errno = errno;
-            close(fd);
-            if (bind_errno)
-                break;
-        }
-        freeaddrinfo(res);
-        if (bind_errno) {
-            snprintf(err, err_len, "listen[%zu] %s:%d: %s", i, l->host, l->port,
-                     strerror(bind_errno));
-            return -1;
-        }
+        close(fd);
     }
     return 0;
 }
