@@ -239,6 +239,33 @@ class WorkersTest(harness.GatewayTestCase):
         self.assertGreater(took, 5.0)
         self.assertLess(took, 15.0)
 
+    def test_sigterm_drains_every_worker(self):
+        """SIGTERM to the supervisor: every worker closes its WebSockets with
+        1001 after what is in flight, and the whole group exits 0."""
+        self.start([self.echo_route()])
+        workers = children(self.gw.proc.pid)
+        clients = [self.client() for _ in range(16)]
+        for c in clients:
+            c.send_binary(b"before")
+            self.assertEqual(c.recv(), (harness.OP_BINARY, b"before"))
+        t0 = time.monotonic()
+        self.gw.proc.send_signal(signal.SIGTERM)
+        for c in clients:
+            msgs, close = c.read_until_close(timeout=10.0)
+            self.assertEqual(msgs, [])
+            self.assertEqual(close[0], 1001)
+        self.assertEqual(self.gw.proc.wait(timeout=10), 0)
+        took = time.monotonic() - t0
+        print("16 clients on 2 workers drained, group exited 0 in %.2f s" % took, flush=True)
+        self.assertLess(took, 5.0)
+        for pid in workers:
+            self.assertFalse(os.path.exists("/proc/%d" % pid) and
+                             open("/proc/%d/stat" % pid).read().split(")")[-1].split()[0] != "Z",
+                             "worker %d still running" % pid)
+        log = self.gw.log()
+        self.assertEqual(log.count('msg="shutting down"'), 2, "both workers drained")
+        self.assertEqual(len(re.findall(r'msg="connection closed".*close_code=1001', log)), 16)
+
     def test_auto_is_one_per_cpu(self):
         self.start([self.echo_route()], workers="auto")
         want = len(os.sched_getaffinity(0))
