@@ -190,6 +190,21 @@ class WorkersTest(harness.GatewayTestCase):
         wait_for(lambda: self.gw.log().count("wsgate started") >= 5, 10, "two new workers")
         for _ in range(12):
             self.assertEqual(upgrade_status(self.port, "/b"), 101)
+        # The number of workers is not something a reload can change.
+        cfg["workers"] = 3
+        cfg["routes"][0]["path"] = "/c"
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.gw.log().count("config reload failed") >= 2, 10,
+                 "both workers refused the reload")
+        self.assertIn("workers: changed; the number of worker processes changes only with a "
+                      "restart", self.gw.log())
+        self.assertEqual(len(children(self.gw.proc.pid)), 2)
+        for _ in range(12):
+            self.assertEqual(upgrade_status(self.port, "/b"), 101)
+            self.assertEqual(upgrade_status(self.port, "/c"), 404)
+        self.assertEqual(self.metric("wsgate_config_last_reload_successful"), 0)
 
     def test_taken_port_is_not_shared(self):
         """SO_REUSEPORT would let a second gateway bind the same port and take
