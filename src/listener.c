@@ -120,7 +120,7 @@ static void accept_waiting(struct listener *l)
             continue;
         }
         /* HTTP (and TLS when the vhost has it), as lws's own listener would. */
-        if (!lws_adopt_socket_vhost(l->vhost, fd))
+        if (!lws_adopt_socket_vhost(l->vhost, fd)) /* it has closed fd then */
             log_warn("accept: libwebsockets refused the connection");
     }
 }
