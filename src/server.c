@@ -500,6 +500,20 @@ static bool protocol_listed(const struct lws_protocols *p, size_t n, const char 
     return false;
 }
 
+/* lws 4.1.6 arms a "validity" timer on every WebSocket (by default: its own
+ * ping after 300 s without a pong, hang-up at 310 s). wsgate's liveness is
+ * ping_interval_s and idle_timeout_s (one sweep for all connections), so
+ * lws's is switched off: it would ping even with ping_interval_s 0, and its
+ * timers sit in one sorted list that every new connection walks (O(N) per
+ * connect). Zero seconds mean "never" to lws. */
+static const uint32_t no_retry_ms[] = {1000};
+static const lws_retry_bo_t no_validity_timer = {
+    .retry_ms_table = no_retry_ms,
+    .retry_ms_table_count = 1,
+    .secs_since_valid_ping = 0,
+    .secs_since_valid_hangup = 0,
+};
+
 /* lws's allocator (lws_set_allocator(): realloc semantics, size 0 frees).
  * The one change: each WebSocket's receive buffer ("rx_ubuf", allocated at
  * the upgrade, see WS_RX_BUFFER_BYTES) comes from a page pool, so an idle
@@ -675,6 +689,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
          * of its own and takes connections from ours. */
         bool shared_port = workers_count(cfg) > 1;
         vi.vhost_name = kept;
+        vi.retry_and_idle_policy = &no_validity_timer;
         vi.port = shared_port ? CONTEXT_PORT_NO_LISTEN_SERVER : l->port;
         vi.iface = bind_iface(l->host);
         vi.protocols = srv->protocols;
