@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,25 @@ static unsigned running_count(const struct worker *w, unsigned n)
     return count;
 }
 
+/* When a worker that ended is started again: at once if it had run a while
+ * (ran_long), else after a delay that doubles while it keeps dying young. */
+static void schedule_restart(struct worker *wk, bool ran_long)
+{
+    if (ran_long)
+        wk->delay_ms = 0;
+    else
+        wk->delay_ms = wk->delay_ms ? wk->delay_ms * 2 : RESTART_DELAY_MIN_MS;
+    if (wk->delay_ms > RESTART_DELAY_MAX_MS)
+        wk->delay_ms = RESTART_DELAY_MAX_MS;
+    clock_gettime(CLOCK_MONOTONIC, &wk->restart_at);
+    wk->restart_at.tv_sec += wk->delay_ms / 1000;
+    wk->restart_at.tv_nsec += (long)(wk->delay_ms % 1000) * 1000000L;
+    if (wk->restart_at.tv_nsec >= 1000000000L) {
+        wk->restart_at.tv_sec++;
+        wk->restart_at.tv_nsec -= 1000000000L;
+    }
+}
+
 /* Reaps every exited worker. While serving, schedules its restart: at once
  * if it had run a while, else after a delay that doubles while it keeps
  * dying young. Returns how many exited with a status other than 0. */
@@ -192,23 +212,11 @@ static unsigned reap(struct worker *w, unsigned n, int stopping)
                 failed++;
             if (stopping)
                 break;
-            if (ms_since(&w[i].started) >= STABLE_AFTER_S * 1000L)
-                w[i].delay_ms = 0;
-            else
-                w[i].delay_ms = w[i].delay_ms ? w[i].delay_ms * 2 : RESTART_DELAY_MIN_MS;
-            if (w[i].delay_ms > RESTART_DELAY_MAX_MS)
-                w[i].delay_ms = RESTART_DELAY_MAX_MS;
+            schedule_restart(&w[i], ms_since(&w[i].started) >= STABLE_AFTER_S * 1000L);
             char delay[24];
             snprintf(delay, sizeof(delay), "%.1f", w[i].delay_ms / 1000.0);
             log_error("worker died; restarting it", "worker", num, "status", how,
                       "restart_in_s", delay);
-            clock_gettime(CLOCK_MONOTONIC, &w[i].restart_at);
-            w[i].restart_at.tv_sec += w[i].delay_ms / 1000;
-            w[i].restart_at.tv_nsec += (long)(w[i].delay_ms % 1000) * 1000000L;
-            if (w[i].restart_at.tv_nsec >= 1000000000L) {
-                w[i].restart_at.tv_sec++;
-                w[i].restart_at.tv_nsec -= 1000000000L;
-            }
             break;
         }
     }
@@ -294,13 +302,8 @@ int workers_run(unsigned n, worker_main_fn worker_main, worker_hangup_fn on_hang
                 continue;
             w[i].pid = start_worker(i + 1, worker_main, ctx, &before);
             clock_gettime(CLOCK_MONOTONIC, &w[i].started);
-            if (w[i].pid == 0) { /* try again later, a little later each time */
-                w[i].delay_ms = w[i].delay_ms ? w[i].delay_ms * 2 : RESTART_DELAY_MIN_MS;
-                if (w[i].delay_ms > RESTART_DELAY_MAX_MS)
-                    w[i].delay_ms = RESTART_DELAY_MAX_MS;
-                w[i].restart_at = w[i].started;
-                w[i].restart_at.tv_sec += w[i].delay_ms / 1000 + (w[i].delay_ms % 1000 ? 1 : 0);
-            }
+            if (w[i].pid == 0) /* try again later, a little later each time */
+                schedule_restart(&w[i], false);
         }
     }
     sigprocmask(SIG_SETMASK, &before, NULL);
