@@ -95,44 +95,9 @@ if (($(ulimit -n) < want_fds)); then
 fi
 
 WORK=$(mktemp -d /tmp/wsgate-fanout.XXXXXX)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 0.3
-    for pid in "${PIDS[@]}"; do
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-on_exit() {
-    local rc=$?
-    cleanup
-    if [[ $rc -ne 0 ]]; then
-        echo "fanout.sh: failed (exit $rc); logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap on_exit EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    local port=$1 pid=$2 log=$3
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited at start; see $log:
-$(tail -5 "$log")"
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "nothing listening on 127.0.0.1:$port after 10 s; see $log"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_traps fanout.sh "$WORK" remove
 
 # --- mosquitto: one process, both setups ---------------------------------------------
 # The queue limits are mosquitto 2.0's defaults, written out (the publisher's window keeps

@@ -57,47 +57,20 @@ build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/
 make -s -C "$ROOT/bench" wsbench
 WSBENCH=$ROOT/bench/wsbench
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 0.3
-    for pid in "${PIDS[@]}"; do
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_traps profile.sh "$OUT" keep
 stop() { # one server, by PID
     kill "$1" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
 }
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    local port=$1 pid=$2 log=$3
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited at start; see $log"
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "nothing listening on 127.0.0.1:$port after 30 s; see $log"
-}
 
 "$BUILD/wsgate-echo" --host 127.0.0.1 --port 0 >"$OUT/echo.log" 2>&1 &
 ECHO_PID=$!
 PIDS+=("$ECHO_PID")
-for _ in $(seq 50); do
-    grep -q '^listening on' "$OUT/echo.log" && break
-    sleep 0.1
-done
-ECHO_PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/echo.log")
+ECHO_PORT=$(echo_port_from_log "$OUT/echo.log")
 [[ -n $ECHO_PORT ]] || die "wsgate-echo did not start"
 
 GW_PORT=$(free_port)
@@ -145,7 +118,7 @@ for c in "${CASES[@]}"; do
         "$BUILD/wsgate" -c "$OUT/wsgate.json" --log-level warn >"$OUT/wsgate-native.log" 2>&1 &
         gw=$!
         PIDS+=("$gw")
-        wait_port "$GW_PORT" "$gw" "$OUT/wsgate-native.log"
+        wait_port "$GW_PORT" "$gw" "$OUT/wsgate-native.log" 30
         bench "$size" "$conns" "$inflight" --messages "$msgs" --duration 600 >/dev/null # warm-up
         stat_run "$gw" "$OUT/perf-stat-$name-1.txt" "$size" "$conns" "$inflight" --messages "$msgs"
         stat_run "$gw" "$OUT/perf-stat-$name-2.txt" "$size" "$conns" "$inflight" \
@@ -178,7 +151,7 @@ for c in "${CASES[@]}"; do
         "$BUILD/wsgate" -c "$OUT/wsgate.json" --log-level warn >"$OUT/wsgate-callgrind-$name.log" 2>&1 &
     vg=$!
     PIDS+=("$vg")
-    wait_port "$GW_PORT" "$vg" "$OUT/wsgate-callgrind-$name.log"
+    wait_port "$GW_PORT" "$vg" "$OUT/wsgate-callgrind-$name.log" 30
     bench "$size" "$conns" "$inflight" --messages $((msgs / 10)) --duration 600 >/dev/null
     poke() { (exec 3<>"/dev/tcp/127.0.0.1/$GW_PORT") 2>/dev/null || true; }
     dump() { # waits for callgrind to write the next part file

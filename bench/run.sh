@@ -102,63 +102,15 @@ WSBENCH=$ROOT/bench/wsbench
 ulimit -Sn 8192 2>/dev/null || ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 
 WORK=$(mktemp -d /tmp/wsgate-bench.XXXXXX)
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    sleep 0.3
-    for pid in "${PIDS[@]}"; do
-        # websockify's per-connection children, by parent PID, if any outlived it
-        for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
-            kill -9 "$child" 2>/dev/null || true
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-on_exit() {
-    local rc=$?
-    cleanup
-    if [[ $rc -ne 0 ]]; then
-        echo "run.sh: failed (exit $rc); logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap on_exit EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits until something accepts on 127.0.0.1:$1, or dies naming the log to read.
-wait_port() {
-    local port=$1 pid=$2 log=$3
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited at start; see $log:
-$(tail -5 "$log")"
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "nothing listening on 127.0.0.1:$port after 10 s; see $log"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_traps run.sh "$WORK" remove
 
 # --- the three servers --------------------------------------------------------------
 "$BUILD/wsgate-echo" --host 127.0.0.1 --port 0 >"$WORK/echo.log" 2>&1 &
 ECHO_PID=$!
 PIDS+=("$ECHO_PID")
-for _ in $(seq 50); do
-    grep -q '^listening on' "$WORK/echo.log" && break
-    sleep 0.1
-done
-ECHO_PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/echo.log")
+ECHO_PORT=$(echo_port_from_log "$WORK/echo.log")
 [[ -n $ECHO_PORT ]] || die "wsgate-echo did not start: $(cat "$WORK/echo.log")"
 
 WSK_PORT=$(free_port)
@@ -264,7 +216,7 @@ grep -c 'select()' "$WORK/websockify.log" >"$WORK/wsk_select_errors" || true
 #   websockify: one process per connection; N is capped at BENCH_IDLE_WEBSOCKIFY and
 #     whatever it has ready within 20 s.
 # A few descriptors more are kept back for the processes' own (listeners, epoll, logs).
-cleanup
+bench_cleanup
 FD_HARD=$(ulimit -Hn)
 [[ $FD_HARD == unlimited ]] && FD_HARD=1048576
 IDLE_SCENARIOS=("idle-10k 10000" "idle-50k 50000")
@@ -290,7 +242,7 @@ stop_idle_servers() {
         done
         for child in $children; do kill -9 "$child" 2>/dev/null || true; done
     done
-    cleanup
+    bench_cleanup
 }
 
 idle_run() {
@@ -305,11 +257,7 @@ idle_run() {
 
     start_bg "$WORK/idle-echo.log" "$BUILD/wsgate-echo" --host 127.0.0.1 --port 0
     local echo_pid=$STARTED_PID
-    for _ in $(seq 50); do
-        grep -q '^listening on' "$WORK/idle-echo.log" && break
-        sleep 0.1
-    done
-    echo_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/idle-echo.log")
+    echo_port=$(echo_port_from_log "$WORK/idle-echo.log")
     [[ -n $echo_port ]] || die "wsgate-echo did not start: $(cat "$WORK/idle-echo.log")"
     local args=(--mode tcp --port "$echo_port" --mem-pid "server=$echo_pid")
     case $tgt in
@@ -388,6 +336,6 @@ cp "$RESULTS" "$OUT/results.jsonl"
 
 # --- MQTT fan-out ---------------------------------------------------------------------
 if [[ $want_fanout == yes ]]; then
-    cleanup # the echo servers are done (stopped before the idle runs); nothing else runs
+    bench_cleanup # the echo servers are done (stopped before the idle runs); nothing else runs
     "$ROOT/bench/fanout.sh"
 fi
