@@ -743,19 +743,15 @@ static double proc_cpu_s(int pid)
     return total;
 }
 
-/* A process and its live children: websockify forks one child per connection. A child
- * that exits moves from the children's sum into the parent's cutime once reaped. */
-static double tree_cpu_s(int pid)
+/* Calls fn(child, ctx) for each live child of pid (websockify forks one per connection). */
+static void each_child(int pid, void (*fn)(int child, void *ctx), void *ctx)
 {
-    double total = proc_cpu_s(pid);
-    if (total < 0)
-        return -1.0;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
         if (!isdigit((unsigned char)e->d_name[0]))
             continue;
-        /* cheap test of the parent before reading the child's threads */
+        /* cheap test of the parent before reading anything else of the child */
         char path[300], buf[512];
         snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
         FILE *f = fopen(path, "r");
@@ -766,14 +762,28 @@ static double tree_cpu_s(int pid)
         buf[n] = '\0';
         char *p = strrchr(buf, ')');
         int ppid = 0;
-        if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != pid)
-            continue;
-        double t = proc_cpu_s(atoi(e->d_name));
-        if (t > 0)
-            total += t;
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid)
+            fn(atoi(e->d_name), ctx);
     }
     if (d)
         closedir(d);
+}
+
+static void cpu_add(int pid, void *ctx)
+{
+    double t = proc_cpu_s(pid);
+    if (t > 0)
+        *(double *)ctx += t;
+}
+
+/* A process and its live children. A child that exits moves from the children's sum
+ * into the parent's cutime once reaped. */
+static double tree_cpu_s(int pid)
+{
+    double total = proc_cpu_s(pid);
+    if (total < 0)
+        return -1.0;
+    each_child(pid, cpu_add, &total);
     return total;
 }
 
@@ -805,8 +815,9 @@ static unsigned long long proc_field_kb(const char *file, int pid, const char *f
     return v;
 }
 
-static void mem_add(struct tree_mem *m, int pid)
+static void mem_add(int pid, void *ctx)
 {
+    struct tree_mem *m = ctx;
     m->procs++;
     m->rss_kb += proc_field_kb("status", pid, "VmRSS");
     m->pss_kb += proc_field_kb("smaps_rollup", pid, "Pss");
@@ -817,27 +828,8 @@ static struct tree_mem tree_mem_of(int pid)
     struct tree_mem m = {0, 0, 0};
     if (kill(pid, 0) != 0)
         return m;
-    mem_add(&m, pid);
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        char *p = strrchr(buf, ')');
-        int ppid = 0;
-        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid)
-            mem_add(&m, atoi(e->d_name));
-    }
-    if (d)
-        closedir(d);
+    mem_add(pid, &m);
+    each_child(pid, mem_add, &m);
     return m;
 }
 
