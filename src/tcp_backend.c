@@ -16,9 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-/* Writes to the backend are coalesced into chunks of up to this size. */
-#define WRITE_CHUNK_BYTES (64 * 1024)
+#include <sys/uio.h>
 
 #define BACKEND_TAG 0x7c9bacedu
 
@@ -128,15 +126,52 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     return b;
 }
 
-long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len)
+/* Queues what the socket did not take, from byte `skip` of the vector on. */
+static int queue_rest(struct tcp_backend *b, const struct iovec *iov, int n, size_t skip)
 {
-    if (len == 0)
+    for (int i = 0; i < n; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        if (msg_queue_append(&b->out, (const uint8_t *)iov[i].iov_base + skip, len - skip, 0) != 0)
+            return -1;
+        skip = 0;
+    }
+    return 0;
+}
+
+long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
         return (long)b->out.bytes;
-    if (msg_queue_append(&b->out, bytes, len, 0, WRITE_CHUNK_BYTES) != 0)
+    size_t sent = 0;
+    if (b->wsi && b->connected && !b->closing && msg_queue_empty(&b->out)) {
+        /* Nothing ahead of these bytes: straight to the socket, no copy and
+         * no trip through the poll loop (send(), not lws_write(): see
+         * on_writable). An error is left for on_writable to meet again. */
+        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+        ssize_t r = sendmsg(lws_get_socket_fd(b->wsi), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r > 0)
+            sent = (size_t)r;
+        if (sent == total)
+            return 0;
+    }
+    if (queue_rest(b, iov, n, sent) != 0)
         return -1;
     if (b->wsi && b->connected)
         lws_callback_on_writable(b->wsi);
     return (long)b->out.bytes;
+}
+
+long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)bytes, .iov_len = len};
+    return tcp_backend_writev(b, &iov, 1);
 }
 
 void tcp_backend_pause_reading(struct tcp_backend *b, bool paused)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* The lws protocol name of backend sockets; ':' keeps it out of reach of a
  * client's Sec-WebSocket-Protocol offer (it is not a valid token). */
@@ -42,9 +43,14 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
                                         const struct tcp_backend_events *events,
                                         void *owner);
 
-/* Queues bytes for the backend. Returns the bytes now queued, or -1 on
- * allocation failure. The caller pauses its producer past the bound. */
+/* Sends bytes to the backend: straight to the socket when nothing is queued
+ * ahead of them, and what the socket does not take (or everything, before
+ * the connection is made) is copied into the write queue. Returns the bytes
+ * now queued, or -1 on allocation failure. The caller pauses its producer
+ * past the bound. _writev sends several pieces as one stream (one system
+ * call for a header and its payload). */
 long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len);
+long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n);
 
 /* Stops or resumes reading from the backend (backpressure from the client). */
 void tcp_backend_pause_reading(struct tcp_backend *b, bool paused);

@@ -21,11 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 /* With max_message_bytes 0 ("none"), messages that must be held whole
  * (length32 from the client, a backend line or frame) still stop here. */
 #define REASSEMBLY_CAP_BYTES ((size_t)64 << 20)
-#define PENDING_CHUNK_BYTES (64 * 1024)
 
 struct tcp_bridge {
     struct bridge base; /* first: bridge.c dispatches through it */
@@ -205,19 +205,19 @@ static void connect_timed_out(struct tcp_bridge *b)
 
 /* --- client -> backend ---------------------------------------------------- */
 
-/* Queues bytes for the backend (or for the connection still being made) and
- * pauses the client past the bound. */
-static void to_backend(struct tcp_bridge *b, const void *data, size_t len)
+/* Sends bytes to the backend (or queues them for the connection still being
+ * made) and pauses the client past the bound. Pieces go out as one stream. */
+static void to_backend(struct tcp_bridge *b, const struct iovec *iov, int n)
 {
-    long queued;
-    if (len == 0)
-        return;
-    if (b->connected && b->backend)
-        queued = tcp_backend_write(b->backend, data, len);
-    else
-        queued = msg_queue_append(&b->pending, data, len, 0, PENDING_CHUNK_BYTES) == 0
-                     ? (long)b->pending.bytes
-                     : -1;
+    long queued = 0;
+    if (b->connected && b->backend) {
+        queued = tcp_backend_writev(b->backend, iov, n);
+    } else {
+        for (int i = 0; i < n && queued >= 0; i++)
+            queued = msg_queue_append(&b->pending, iov[i].iov_base, iov[i].iov_len, 0) == 0
+                         ? (long)b->pending.bytes
+                         : -1;
+    }
     if (queued < 0) {
         drop_backend(b);
         close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
@@ -225,6 +225,16 @@ static void to_backend(struct tcp_bridge *b, const void *data, size_t len)
     }
     if ((size_t)queued > b->queue_bound)
         session_pause_reading(b->session, true);
+}
+
+/* A length32 frame: the 4-byte header, then the payload, in one write. */
+static void length32_to_backend(struct tcp_bridge *b, const uint8_t *msg, size_t len)
+{
+    uint8_t header[4];
+    framing_length32_header((uint32_t)len, header);
+    struct iovec iov[2] = {{.iov_base = header, .iov_len = sizeof(header)},
+                           {.iov_base = (void *)msg, .iov_len = len}};
+    to_backend(b, iov, 2);
 }
 
 static void client_data(struct bridge *base, const uint8_t *data, size_t len, bool first,
@@ -237,17 +247,27 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
     if (b->connected && !b->backend)
         return; /* the backend is gone */
 
+    struct iovec iov[2] = {{.iov_base = (void *)data, .iov_len = len},
+                           {.iov_base = "\n", .iov_len = 1}};
     switch (b->route->framing) {
     case WSG_FRAMING_RAW:
-        to_backend(b, data, len);
+        to_backend(b, iov, 1);
         break;
     case WSG_FRAMING_LINES:
-        to_backend(b, data, len);
-        if (final)
-            to_backend(b, "\n", 1);
+        to_backend(b, iov, final ? 2 : 1);
         break;
     case WSG_FRAMING_LENGTH32:
-        /* The header needs the whole length: hold the message until final. */
+        /* The header needs the whole length: a message that came in pieces
+         * is held until its last one (a whole one goes straight out). */
+        if (first && final) {
+            if (len > b->max_message) {
+                drop_backend(b);
+                close_client(b, CLOSE_TOO_BIG, "message too big for length32 framing");
+                return;
+            }
+            length32_to_backend(b, data, len);
+            break;
+        }
         if (first)
             b->message.len = 0;
         if (msg_buffer_append(&b->message, data, len, b->max_message) != 0) {
@@ -256,10 +276,7 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
             return;
         }
         if (final) {
-            uint8_t header[4];
-            framing_length32_header((uint32_t)b->message.len, header);
-            to_backend(b, header, sizeof(header));
-            to_backend(b, b->message.data, b->message.len);
+            length32_to_backend(b, b->message.data, b->message.len);
             msg_buffer_done(&b->message);
         }
         break;
