@@ -1,0 +1,160 @@
+"""test_alloc_free.py - the relay path calls no allocator per message (SPEC-2 D).
+
+The real wsgate runs with an allocator-counting library preloaded
+(tests/alloc/alloc_count.c) in front of the real wsgate-echo. For each
+framing and message size, the same 10 connections echo first 1,000 and then
+10,000 messages each; every allocator call the whole process makes (ours,
+libwebsockets', glibc's) is counted over each run. Connections cost what they
+cost, about the same in both runs, so the difference between the two runs is
+what 90,000 more messages cost: it must stay under 250 calls (a relay that
+allocates once per message makes 90,000 more; what remains is the jitter of
+connection setup and teardown and of the pool's 10-second trim, which frees
+blocks one run left unused and the next run takes again).
+
+Needs a build without sanitizers (ASan replaces the allocator): ctest
+registers it only there. Environment (set by ctest): WSGATE_BIN,
+WSGATE_ECHO_BIN, ALLOC_COUNT_LIB, WSBENCH_BIN.
+"""
+import asyncio
+import json
+import os
+import struct
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import GatewayTestCase, HOST, free_port, main, run_async  # noqa: E402
+
+import websockets  # noqa: E402
+
+ALLOC_LIB = os.environ.get("ALLOC_COUNT_LIB", "")
+WSBENCH = os.environ.get("WSBENCH_BIN", "")
+CONNS = 10
+SHORT, LONG = 1000, 10000  # messages per connection in the two runs
+MAX_EXTRA_CALLS = 250
+FIELDS = ("malloc", "calloc", "realloc", "free", "memalign", "bytes")
+
+
+def read_counts(path):
+    with open(path, "rb") as f:
+        values = struct.unpack("<6Q", f.read(48))
+    return dict(zip(FIELDS, values))
+
+
+def calls(c):
+    return sum(c[k] for k in FIELDS if k != "bytes")
+
+
+async def echo_text_messages(url, conns, per_conn, size):
+    """`conns` clients, each with up to 8 messages in flight, echo
+    `per_conn` text messages of `size` bytes (no newline: lines framing)."""
+    payload = ("x" * size)
+
+    async def one(i):
+        async with websockets.connect(url, subprotocols=["binary"], max_size=None,
+                                      compression=None) as ws:
+            sent = got = 0
+            while got < per_conn:
+                while sent < per_conn and sent - got < 8:
+                    await ws.send(payload)
+                    sent += 1
+                msg = await ws.recv()
+                assert msg == payload, "echo differs on connection %d" % i
+                got += 1
+
+    await asyncio.gather(*(one(i) for i in range(conns)))
+
+
+class AllocFreeRelay(GatewayTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if not ALLOC_LIB or not os.path.exists(ALLOC_LIB):
+            raise unittest.SkipTest("ALLOC_COUNT_LIB not built (sanitizer build?)")
+        _, echo_port = cls.ch.start_echo()
+        cls.port = free_port()
+        target = {"host": HOST, "port": echo_port}
+        routes = [{"name": f, "path": "/" + f, "type": "tcp", "framing": f,
+                   "message": "text" if f == "lines" else "binary",
+                   "subprotocols": ["binary"], "target": target}
+                  for f in ("raw", "lines", "length32")]
+        cls.counts_path = cls.ch.path("alloc.counts")
+        cls.gw = cls.ch.start_gateway(
+            {"listen": [{"host": HOST, "port": cls.port}],
+             "limits": {"max_message_bytes": 1048576}, "routes": routes},
+            env={"LD_PRELOAD": ALLOC_LIB, "ALLOC_COUNT_FILE": cls.counts_path},
+            args=["--log-level", "warn"])
+        cls.results = []
+
+    @classmethod
+    def tearDownClass(cls):
+        print("\nallocator calls by the whole gateway process, %d connections:" % CONNS)
+        print("%-10s %8s %14s %14s %8s" % ("framing", "size", "1,000/conn", "10,000/conn",
+                                          "extra"))
+        for framing, size, a, b in cls.results:
+            print("%-10s %8d %14d %14d %8d" % (framing, size, a, b, b - a))
+        super().tearDownClass()
+
+    def wsbench(self, path, size, per_conn):
+        out = subprocess.run(
+            [WSBENCH, "--mode", "ws", "--port", str(self.port), "--path", path,
+             "--subprotocol", "binary", "--conns", str(CONNS), "--size", str(size),
+             "--inflight", "4", "--messages", str(CONNS * per_conn), "--warmup", "0",
+             "--duration", "120"],
+            capture_output=True, text=True, timeout=180)
+        result = json.loads(out.stdout)
+        self.assertEqual(result["errors"], 0, out.stderr)
+        self.assertEqual(result["bytes"] if "bytes" in result else size * CONNS * per_conn,
+                         result["bytes"])
+
+    def measure(self, framing, size, run):
+        """Allocator calls made by `run(per_conn)` for SHORT and LONG."""
+        figures = []
+        for per_conn in (SHORT, LONG):
+            before = read_counts(self.counts_path)
+            run(per_conn)
+            after = read_counts(self.counts_path)
+            figures.append(calls(after) - calls(before))
+        self.results.append((framing, size, figures[0], figures[1]))
+        self.assertLess(figures[1] - figures[0], MAX_EXTRA_CALLS,
+                        "%s %d B: %d allocator calls for %d messages, %d for %d"
+                        % (framing, size, figures[0], CONNS * SHORT, figures[1], CONNS * LONG))
+
+    def check_wsbench(self, framing, size):
+        if not WSBENCH or not os.path.exists(WSBENCH):
+            self.skipTest("WSBENCH_BIN not built")
+        self.measure(framing, size, lambda n: self.wsbench("/" + framing, size, n))
+
+    def check_text(self, framing, size):
+        url = "ws://%s:%d/%s" % (HOST, self.port, framing)
+        self.measure(framing, size,
+                     lambda n: run_async(echo_text_messages(url, CONNS, n, size), timeout=300))
+
+    def test_raw_64(self):
+        self.check_wsbench("raw", 64)
+
+    def test_raw_4k(self):
+        self.check_wsbench("raw", 4096)
+
+    def test_raw_64k(self):
+        self.check_wsbench("raw", 65536)
+
+    def test_length32_64(self):
+        self.check_wsbench("length32", 64)
+
+    def test_length32_4k(self):
+        self.check_wsbench("length32", 4096)
+
+    def test_length32_64k(self):
+        self.check_wsbench("length32", 65536)
+
+    def test_lines_64(self):
+        self.check_text("lines", 64)
+
+    def test_lines_4k(self):
+        self.check_text("lines", 4096)
+
+
+if __name__ == "__main__":
+    main()
