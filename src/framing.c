@@ -2,6 +2,8 @@
  * length32) and checks UTF-8 for text routes. Pure: bytes in, emit() out. */
 #include "framing.h"
 
+#include "buf_pool.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,7 +142,7 @@ void framing_decoder_init(struct framing_decoder *d, enum wsg_framing framing, b
 
 void framing_decoder_free(struct framing_decoder *d)
 {
-    free(d->buf);
+    buf_pool_put(d->buf);
     memset(d, 0, sizeof(*d));
 }
 
@@ -168,11 +170,10 @@ static bool tail_reserve(struct framing_decoder *d, size_t need)
         cap = need;
     if (cap > bound)
         cap = need > bound ? need : bound;
-    uint8_t *p = realloc(d->buf, cap);
+    uint8_t *p = buf_pool_grow(d->buf, d->len, cap, &d->cap);
     if (!p)
         return false;
     d->buf = p;
-    d->cap = cap;
     return true;
 }
 
@@ -187,10 +188,11 @@ static enum framing_status tail_append(struct framing_decoder *d, const uint8_t 
     return FRAMING_OK;
 }
 
-/* Empties the tail and frees it: an idle connection keeps no buffer. */
+/* Empties the tail and gives its block back: an idle connection keeps no
+ * buffer. */
 static void tail_clear(struct framing_decoder *d)
 {
-    free(d->buf);
+    buf_pool_put(d->buf);
     d->buf = NULL;
     d->len = d->cap = 0;
 }
@@ -208,11 +210,14 @@ static void tail_consume(struct framing_decoder *d, size_t n)
     d->len -= n;
     memmove(d->buf, d->buf + n, d->len);
     size_t bound = tail_bound(d);
-    if (d->cap > bound && d->len <= bound) {
-        uint8_t *p = realloc(d->buf, bound);
+    if (d->cap > bound && d->len <= bound && d->cap > buf_pool_size_for(bound)) {
+        size_t cap;
+        uint8_t *p = buf_pool_get(d->len, &cap);
         if (p) {
+            memcpy(p, d->buf, d->len);
+            buf_pool_put(d->buf);
             d->buf = p;
-            d->cap = bound;
+            d->cap = cap;
         }
     }
 }
@@ -418,7 +423,7 @@ static enum framing_status deliver_joined(struct cut *c, const uint8_t *a, size_
 {
     uint8_t small[1024];
     size_t n = alen + blen;
-    uint8_t *m = n <= sizeof small ? small : malloc(n);
+    uint8_t *m = n <= sizeof small ? small : buf_pool_get(n, NULL);
     if (!m)
         return FRAMING_NO_MEMORY;
     memcpy(m, a, alen);
@@ -426,7 +431,7 @@ static enum framing_status deliver_joined(struct cut *c, const uint8_t *a, size_
         memcpy(m + alen, b, blen);
     deliver(c, m, n);
     if (m != small)
-        free(m);
+        buf_pool_put(m);
     return FRAMING_OK;
 }
 

@@ -1,7 +1,8 @@
 /* msg_buffer.c - a bounded message reassembly buffer; see msg_buffer.h. */
 #include "msg_buffer.h"
 
-#include <stdlib.h>
+#include "buf_pool.h"
+
 #include <string.h>
 
 int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, size_t max)
@@ -12,14 +13,10 @@ int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, si
     if (need > max || need < m->len)
         return -1;
     if (need > m->cap) {
-        size_t cap = m->cap ? m->cap : 1024;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *grown = realloc(m->data, cap);
+        uint8_t *grown = buf_pool_grow(m->data, m->len, need, &m->cap);
         if (!grown)
             return -1;
         m->data = grown;
-        m->cap = cap;
     }
     memcpy(m->data + m->len, piece, len);
     m->len = need;
@@ -33,7 +30,7 @@ void msg_buffer_done(struct msg_buffer *m)
 
 void msg_buffer_free(struct msg_buffer *m)
 {
-    free(m->data);
+    buf_pool_put(m->data);
     m->data = NULL;
     m->len = m->cap = 0;
 }

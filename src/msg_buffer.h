@@ -1,7 +1,8 @@
 /* msg_buffer.h - one client message being reassembled from its fragments,
  * bounded, for bridges that need whole messages (length32 framing, MQTT
- * publishes). The bytes are owned by the buffer; msg_buffer_done() or
- * msg_buffer_free() gives them back. */
+ * publishes). The bytes live in a buf_pool block owned by the buffer;
+ * msg_buffer_done() or msg_buffer_free() gives it back to the pool, so an
+ * idle client holds no buffer and a busy one calls no allocator. */
 #ifndef WSGATE_MSG_BUFFER_H
 #define WSGATE_MSG_BUFFER_H
 
@@ -9,15 +10,14 @@
 #include <stdint.h>
 
 struct msg_buffer {
-    uint8_t *data; /* owned */
+    uint8_t *data; /* owned: a buf_pool block, or NULL */
     size_t len, cap;
 };
 
 /* Appends a piece; -1 if the message would pass `max` bytes or memory is out. */
 int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, size_t max);
 
-/* The message was used: free it, so that an idle client keeps no buffer
- * (one malloc per whole message is cheap next to the message). */
+/* The message was used: its block goes back to the pool. */
 void msg_buffer_done(struct msg_buffer *m);
 
 void msg_buffer_free(struct msg_buffer *m);

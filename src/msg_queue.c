@@ -1,36 +1,29 @@
-/* msg_queue.c - FIFO of chunks with lws headroom; see msg_queue.h. */
+/* msg_queue.c - FIFO of pooled chunks with lws headroom; see msg_queue.h. */
 #include "msg_queue.h"
 
+#include "buf_pool.h"
+
 #include <libwebsockets.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* A chunk made by msg_queue_append() may reserve more room than it holds so
- * that a run of small writes coalesces into one; the allocation remembers its
- * capacity behind the public header. */
-struct chunk_alloc {
-    struct msg_chunk c;
-    size_t capacity;
-};
+#define CHUNK_OVERHEAD (sizeof(struct msg_chunk) + LWS_PRE)
+_Static_assert(CHUNK_OVERHEAD <= BUF_POOL_SLACK,
+               "a full chunk must fit one power-of-two pool block");
 
-uint8_t *msg_chunk_data(struct msg_chunk *c)
-{
-    return (uint8_t *)c + sizeof(struct chunk_alloc) + LWS_PRE;
-}
+uint8_t *msg_chunk_data(struct msg_chunk *c) { return (uint8_t *)c + CHUNK_OVERHEAD; }
 
-static struct msg_chunk *chunk_new(const void *data, size_t len, size_t capacity,
-                                   unsigned flags)
+/* An empty chunk with room for `room` payload bytes (NULL: memory is out). */
+static struct msg_chunk *chunk_get(size_t room, unsigned flags)
 {
-    struct chunk_alloc *a = malloc(sizeof(*a) + LWS_PRE + capacity);
-    if (!a)
+    size_t block;
+    struct msg_chunk *c = buf_pool_get(CHUNK_OVERHEAD + room, &block);
+    if (!c)
         return NULL;
-    a->c.next = NULL;
-    a->c.len = len;
-    a->c.sent = 0;
-    a->c.flags = flags;
-    a->capacity = capacity;
-    memcpy(msg_chunk_data(&a->c), data, len);
-    return &a->c;
+    c->next = NULL;
+    c->len = c->sent = 0;
+    c->capacity = block - CHUNK_OVERHEAD;
+    c->flags = flags;
+    return c;
 }
 
 static void link_tail(struct msg_queue *q, struct msg_chunk *c)
@@ -46,32 +39,67 @@ static void link_tail(struct msg_queue *q, struct msg_chunk *c)
 
 int msg_queue_push(struct msg_queue *q, const void *data, size_t len, unsigned flags)
 {
-    struct msg_chunk *c = chunk_new(data, len, len, flags);
-    if (!c)
-        return -1;
-    link_tail(q, c);
+    /* Built apart first, so that running out of memory half-way queues nothing. */
+    struct msg_chunk *first = NULL, *last = NULL;
+    const uint8_t *p = data;
+    size_t left = len;
+    do {
+        size_t n = left < MSG_CHUNK_MAX_PAYLOAD ? left : MSG_CHUNK_MAX_PAYLOAD;
+        struct msg_chunk *c = chunk_get(n, flags | (first ? MSG_CHUNK_CONT : 0));
+        if (!c) {
+            while (first) {
+                struct msg_chunk *next = first->next;
+                buf_pool_put(first);
+                first = next;
+            }
+            return -1;
+        }
+        if (n)
+            memcpy(msg_chunk_data(c), p, n);
+        c->len = n;
+        p += n;
+        left -= n;
+        if (left)
+            c->flags |= MSG_CHUNK_MORE;
+        if (last)
+            last->next = c;
+        else
+            first = c;
+        last = c;
+    } while (left);
+    for (struct msg_chunk *c = first, *next; c; c = next) {
+        next = c->next;
+        c->next = NULL;
+        link_tail(q, c);
+    }
     return 0;
 }
 
-int msg_queue_append(struct msg_queue *q, const void *data, size_t len, unsigned flags,
-                     size_t max_chunk)
+int msg_queue_append(struct msg_queue *q, const void *data, size_t len, unsigned flags)
 {
+    const uint8_t *p = data;
     struct msg_chunk *t = q->tail;
-    if (t && t->sent == 0 && t->flags == flags) {
-        struct chunk_alloc *a = (struct chunk_alloc *)t;
-        if (t->len + len <= a->capacity) {
-            memcpy(msg_chunk_data(t) + t->len, data, len);
-            t->len += len;
-            q->bytes += len;
-            return 0;
-        }
+    if (t && t->flags == flags && t->len < t->capacity) {
+        size_t n = t->capacity - t->len < len ? t->capacity - t->len : len;
+        memcpy(msg_chunk_data(t) + t->len, p, n);
+        t->len += n;
+        q->bytes += n;
+        p += n;
+        len -= n;
     }
-    /* Reserve room so that a run of small writes coalesces into one chunk. */
-    size_t capacity = len < max_chunk ? max_chunk : len;
-    struct msg_chunk *c = chunk_new(data, len, capacity, flags);
-    if (!c)
-        return -1;
-    link_tail(q, c);
+    while (len) {
+        /* A full-size block even for a few bytes: the run of small writes
+         * that usually follows lands in it too. */
+        struct msg_chunk *c = chunk_get(MSG_CHUNK_MAX_PAYLOAD, flags);
+        if (!c)
+            return -1;
+        size_t n = c->capacity < len ? c->capacity : len;
+        memcpy(msg_chunk_data(c), p, n);
+        c->len = n;
+        link_tail(q, c);
+        p += n;
+        len -= n;
+    }
     return 0;
 }
 
@@ -89,7 +117,7 @@ void msg_queue_consume(struct msg_queue *q, size_t n)
         if (!q->head)
             q->tail = NULL;
         q->chunks--;
-        free(c);
+        buf_pool_put(c);
     }
 }
 
@@ -98,7 +126,7 @@ void msg_queue_clear(struct msg_queue *q)
     struct msg_chunk *c = q->head;
     while (c) {
         struct msg_chunk *next = c->next;
-        free(c);
+        buf_pool_put(c);
         c = next;
     }
     q->head = q->tail = NULL;

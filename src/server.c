@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "bridge.h"
+#include "buf_pool.h"
 #include "client_addr.h"
 #include "config.h"
 #include "handshake.h"
@@ -68,6 +69,7 @@ struct server {
     volatile sig_atomic_t reload_requested;
     lws_sorted_usec_list_t drain_timer;
     lws_sorted_usec_list_t map_poll_timer;
+    lws_sorted_usec_list_t pool_trim_timer;
 };
 
 /* How often target map files are checked for changes. */
@@ -609,6 +611,15 @@ static void map_poll(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
 }
 
+/* The relay's buffer pool gives back what a past burst left unused. */
+static void pool_trim(lws_sorted_usec_list_t *sul)
+{
+    struct server *srv = lws_container_of(sul, struct server, pool_trim_timer);
+    buf_pool_trim();
+    lws_sul_schedule(srv->context, 0, &srv->pool_trim_timer, pool_trim,
+                     BUF_POOL_TRIM_S * LWS_USEC_PER_SEC);
+}
+
 static bool any_target_map(const struct wsg_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_routes; i++)
@@ -734,6 +745,8 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     }
     if (any_target_map(cfg))
         lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
+    lws_sul_schedule(srv->context, 0, &srv->pool_trim_timer, pool_trim,
+                     BUF_POOL_TRIM_S * LWS_USEC_PER_SEC);
     if (mqtt_brokers_start(cfg, srv->context, err, err_len) != 0) {
         server_destroy(srv);
         return NULL;
@@ -866,6 +879,7 @@ void server_destroy(struct server *srv)
     if (srv->context) {
         lws_sul_cancel(&srv->drain_timer);
         lws_sul_cancel(&srv->map_poll_timer);
+        lws_sul_cancel(&srv->pool_trim_timer);
         session_sweep_stop();
         bridge_shutdown();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
@@ -878,4 +892,5 @@ void server_destroy(struct server *srv)
     free(srv->vhost_names);
     free(srv->config_path);
     free(srv);
+    buf_pool_release_all(); /* every connection is gone: its blocks are free */
 }

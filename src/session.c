@@ -474,13 +474,14 @@ static size_t frame_header(uint8_t *h, size_t len, bool text)
 static int write_coalesced(struct session *s)
 {
     struct msg_chunk *c = msg_queue_peek(&s->out);
-    if (!c || c->sent || !c->next || c->len + 4 > COALESCE_BYTES / 2)
+    if (!c || c->sent || !c->next || c->len + 4 > COALESCE_BYTES / 2 ||
+        (c->flags & (MSG_CHUNK_MORE | MSG_CHUNK_CONT)))
         return 0;
     size_t room = sock_send_room(lws_get_socket_fd(s->wsi));
     size_t limit = room < COALESCE_BYTES ? room : COALESCE_BYTES;
     uint8_t *out = coalesce_buf + LWS_PRE;
     size_t used = 0, count = 0;
-    for (; c && used + 4 + c->len <= limit; c = c->next, count++) {
+    for (; c && used + 4 + c->len <= limit && !(c->flags & MSG_CHUNK_MORE); c = c->next, count++) {
         used += frame_header(out + used, c->len, c->flags & CHUNK_TEXT);
         memcpy(out + used, msg_chunk_data(c), c->len);
         used += c->len;
@@ -521,7 +522,10 @@ static int on_writable(struct session *s)
         int r = write_coalesced(s);
         if (r != 0)
             return r < 0 ? -1 : 0;
-        bool first = c->sent == 0;
+        /* A message longer than a chunk spans several (MORE/CONT): each
+         * chunk's pieces are fragments of that one message. */
+        bool first = c->sent == 0 && !(c->flags & MSG_CHUNK_CONT);
+        bool more = c->flags & MSG_CHUNK_MORE;
         size_t left = c->len - c->sent;
         /* WRITEABLE comes on POLLOUT, which Linux signals only with a third
          * or more of the send buffer free: small writes always fit, and
@@ -536,11 +540,11 @@ static int on_writable(struct session *s)
         int type = !first                       ? LWS_WRITE_CONTINUATION
                    : (c->flags & CHUNK_TEXT)    ? LWS_WRITE_TEXT
                                                 : LWS_WRITE_BINARY;
-        if (n < left)
+        if (n < left || more)
             type |= LWS_WRITE_NO_FIN;
         if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n, (enum lws_write_protocol)type) < 0)
             return -1;
-        count_sent(s, c, n, n == left);
+        count_sent(s, c, n, n == left && !more);
         s->last_data_us = (uint64_t)lws_now_usecs();
         size_t queued_before = s->out.bytes;
         msg_queue_consume(&s->out, n);
