@@ -52,6 +52,8 @@ struct session {
     bool established;
     bool counted; /* in connections_active */
 
+    bool in_event;      /* inside one of this connection's lws callbacks */
+    uint64_t wrote_now_pass; /* the service pass of the last write_now */
     bool close_pending; /* close once `out` is flushed */
     int close_code;     /* sent by us, or received from the client */
     char *close_reason; /* owned; NULL until there is one (see set_close_reason) */
@@ -235,8 +237,12 @@ static long queue_for_client(struct session *s, const void *data, size_t len, un
     return (long)s->out.bytes;
 }
 
+static bool write_now(struct session *s, const void *data, size_t len, unsigned flags);
+
 long session_send(struct session *s, const void *data, size_t len, bool text)
 {
+    if (write_now(s, data, len, text ? CHUNK_TEXT : 0))
+        return 0;
     return queue_for_client(s, data, len, text ? CHUNK_TEXT : 0);
 }
 
@@ -425,10 +431,9 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 #define SMALL_WRITE_BYTES 2048
 
 /* Counts one message (or the last piece of one) as sent to the client. */
-static void count_sent(struct session *s, const struct msg_chunk *c, size_t n,
-                       bool message_done)
+static void count_sent(struct session *s, unsigned flags, size_t n, bool message_done)
 {
-    bool relayed = !(c->flags & CHUNK_REPLY);
+    bool relayed = !(flags & CHUNK_REPLY);
     s->bytes_out += n;
     if (relayed)
         s->metrics->bytes_out += n;
@@ -492,12 +497,57 @@ static int write_coalesced(struct session *s)
         return -1;
     size_t queued_before = s->out.bytes;
     while (count--) {
-        count_sent(s, msg_queue_peek(&s->out), msg_queue_peek(&s->out)->len, true);
+        count_sent(s, msg_queue_peek(&s->out)->flags, msg_queue_peek(&s->out)->len, true);
         msg_queue_consume(&s->out, msg_queue_peek(&s->out)->len);
     }
     s->last_data_us = (uint64_t)lws_now_usecs();
     after_send(s, queued_before);
     return 1;
+}
+
+/* Messages up to this size may skip the queue (see write_now). */
+#define WRITE_NOW_BYTES 16384
+/* Room kept beyond a frame for a TLS record's own overhead. */
+#define TLS_RECORD_MARGIN 128
+
+/* A message for a connection with nothing queued goes out at once instead
+ * of waiting for the next WRITEABLE: that wait is a poll() over every
+ * socket of the gateway and most of a small message's round trip. Once per
+ * service pass and connection: the rest of a burst (a fan-out, several
+ * messages in one backend read) is queued and leaves in one write. Only
+ * when the socket's send buffer takes the whole frame now, so lws never
+ * holds a partly sent buffer (see sock_room.h), and never from inside this
+ * connection's own callbacks, and only while the client reads what it
+ * is sent. The frame is built in the loop's scratch
+ * buffer. True if it was written (or the connection failed trying). */
+static uint64_t service_pass = 1;
+
+void session_service_pass_done(void) { service_pass++; }
+
+static bool write_now(struct session *s, const void *data, size_t len, unsigned flags)
+{
+    if (s->wrote_now_pass == service_pass) /* a burst: queue, and write it in one go */
+        return false;
+    if (!s->established || !s->wsi || s->in_event || s->close_pending || s->ping_due ||
+        !msg_queue_empty(&s->out) || len > WRITE_NOW_BYTES || lws_partial_buffered(s->wsi))
+        return false;
+    /* Only to a client that keeps up: one with data still in flight takes
+     * the queue, where max_queue_bytes and slow_consumer see it. */
+    size_t queued, room;
+    if (sock_send_state(lws_get_socket_fd(s->wsi), &queued, &room) != 0 ||
+        queued > WRITE_NOW_BYTES || len + WS_HEADER_MAX + TLS_RECORD_MARGIN > room)
+        return false;
+    uint8_t *out = coalesce_buf + LWS_PRE;
+    memcpy(out, data, len);
+    if (lws_write(s->wsi, out, len, (flags & CHUNK_TEXT) ? LWS_WRITE_TEXT : LWS_WRITE_BINARY) < 0) {
+        /* The socket failed: lws hangs it up; the message goes with it. */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC);
+        return true;
+    }
+    count_sent(s, flags, len, true);
+    s->last_data_us = (uint64_t)lws_now_usecs();
+    s->wrote_now_pass = service_pass;
+    return true;
 }
 
 /* Sends (part of) the first queued message. A message larger than the
@@ -544,7 +594,7 @@ static int on_writable(struct session *s)
             type |= LWS_WRITE_NO_FIN;
         if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n, (enum lws_write_protocol)type) < 0)
             return -1;
-        count_sent(s, c, n, n == left && !more);
+        count_sent(s, c->flags, n, n == left && !more);
         s->last_data_us = (uint64_t)lws_now_usecs();
         size_t queued_before = s->out.bytes;
         msg_queue_consume(&s->out, n);
@@ -569,8 +619,21 @@ static void note_peer_close(struct session *s, const uint8_t *in, size_t len)
         set_close_reason(s, "%.*s", (int)(len - 2), (const char *)in + 2);
 }
 
+static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
+                        void *in, size_t len);
+
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
                       void *in, size_t len)
+{
+    bool nested = s->in_event;
+    s->in_event = true;
+    int r = handle_event(s, wsi, reason, in, len);
+    s->in_event = nested;
+    return r;
+}
+
+static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
+                        void *in, size_t len)
 {
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:
