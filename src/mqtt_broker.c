@@ -727,6 +727,18 @@ static bool target_ready(struct probe_target *t)
     if (!t->host[0])
         return false;
     if (!t->resolving) {
+        /* An address literal needs no resolver (nor getaddrinfo_a's thread). */
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+        struct addrinfo *ai = NULL;
+        if (getaddrinfo(t->host, t->port, &hints, &ai) == 0 && ai) {
+            memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
+            t->addr_len = ai->ai_addrlen;
+            t->have_addr = true;
+            freeaddrinfo(ai);
+            return true;
+        }
+    }
+    if (!t->resolving) {
         memset(&t->req, 0, sizeof(t->req));
         memset(&t->hints, 0, sizeof(t->hints));
         t->hints.ai_socktype = SOCK_STREAM;
