@@ -781,13 +781,15 @@ static void parse_broker(struct loader *ld, const char *name, json_t *obj, struc
     static const struct key_spec keys[] = {
         {"uri", true},          {"uris", false},    {"client_id", true},
         {"version", true},      {"username", true}, {"password", true},
-        {"keepalive_s", false}, {"tls", false},     {NULL, false},
+        {"keepalive_s", false}, {"tls", false},     {"persistent_session", false},
+        {"session_expiry_s", false}, {NULL, false},
     };
     static const char *const versions[] = {"3.1.1", "5", NULL};
     b->name = xstrdup(name);
     b->client_id = jcheck_asprintf("wsgate-%s", name);
     b->version = WSG_MQTT_311;
     b->keepalive_s = 30;
+    b->session_expiry_s = 3600;
     if (!broker_name_is_valid(name))
         jcheck_error(&ld->jc, "a broker name may hold only letters, digits, '_', '.' and '-'");
     if (!json_is_object(obj)) {
@@ -810,6 +812,17 @@ static void parse_broker(struct loader *ld, const char *name, json_t *obj, struc
     if (b->password && !b->username && b->version == WSG_MQTT_311)
         jcheck_error(&ld->jc, "\"password\" needs \"username\" with MQTT 3.1.1");
     get_int(ld, obj, "keepalive_s", 0, 1, 65535, &b->keepalive_s);
+    get_bool(ld, obj, "persistent_session", &b->persistent_session);
+    /* MQTT 5 Session Expiry Interval: 4 bytes, 0xFFFFFFFF = never. */
+    if (get_int(ld, obj, "session_expiry_s", 0, 1, 4294967295LL, &b->session_expiry_s)) {
+        size_t m = jcheck_enter_key(&ld->jc, "session_expiry_s");
+        if (b->version != WSG_MQTT_5)
+            jcheck_error(&ld->jc, "needs \"version\": \"5\" (MQTT 3.1.1 has no session "
+                                  "expiry: the broker decides how long it keeps a session)");
+        else if (!b->persistent_session)
+            jcheck_error(&ld->jc, "needs \"persistent_session\": true");
+        jcheck_leave(&ld->jc, m);
+    }
     parse_broker_tls(ld, obj, b, tls_uri);
 }
 
@@ -1727,6 +1740,8 @@ bool config_broker_equal(const struct wsg_broker *a, const struct wsg_broker *b)
 {
     if (!same_str(a->name, b->name) || a->n_uris != b->n_uris || a->version != b->version ||
         a->keepalive_s != b->keepalive_s || a->has_tls != b->has_tls ||
+        a->persistent_session != b->persistent_session ||
+        a->session_expiry_s != b->session_expiry_s ||
         a->tls.insecure != b->tls.insecure || !same_str(a->client_id, b->client_id) ||
         !same_str(a->username, b->username) || !same_str(a->password, b->password) ||
         !same_str(a->tls.ca, b->tls.ca) || !same_str(a->tls.cert, b->tls.cert) ||

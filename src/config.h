@@ -71,6 +71,10 @@ struct wsg_broker {
     char *username;  /* or NULL */
     char *password;  /* or NULL; usually from password_env */
     int64_t keepalive_s; /* default 30 */
+    /* Keep the MQTT session across reconnects and restarts (3.1.1: clean
+     * session off; 5: clean start off, Session Expiry Interval). */
+    bool persistent_session;   /* default false */
+    int64_t session_expiry_s;  /* MQTT 5 only; default 3600 */
     bool has_tls;
     struct wsg_broker_tls tls;
 };

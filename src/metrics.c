@@ -28,6 +28,7 @@ struct broker_slot {
     uint64_t connected;            /* gauge 0/1 */
     uint64_t connects;             /* sessions established (the first, and reconnects) */
     uint64_t subscribe_denied;     /* SUBACKs that refused a filter */
+    uint64_t unrouted;             /* messages from the broker no client held a filter for */
 };
 
 struct refused_entry {
@@ -208,6 +209,11 @@ void metrics_count_subscribe_denied(const char *broker_name)
     broker_slot(broker_name)->subscribe_denied++;
 }
 
+void metrics_count_mqtt_unrouted(const char *broker_name, uint64_t n)
+{
+    broker_slot(broker_name)->unrouted += n;
+}
+
 void metrics_count_reload(int ok)
 {
     struct worker_slot *w = own();
@@ -328,7 +334,7 @@ static void route_series(FILE *out, const char *metric, const char *extra_label,
     each_route_name(route_series_one, &c);
 }
 
-enum broker_field { BROKER_CONNECTED, BROKER_CONNECTS, BROKER_DENIED };
+enum broker_field { BROKER_CONNECTED, BROKER_CONNECTS, BROKER_DENIED, BROKER_UNROUTED };
 
 /* One line per distinct broker name. Counters are summed over every worker
  * that ever held a session; "connected" is 1 only when the session of every
@@ -352,8 +358,9 @@ static void broker_series(FILE *out, const char *metric, enum broker_field field
                         continue;
                     if (v < w || (v == w && j < i))
                         seen = true;
-                    sum += field == BROKER_CONNECTS ? load(&b->connects)
-                                                    : load(&b->subscribe_denied);
+                    sum += field == BROKER_CONNECTS   ? load(&b->connects)
+                           : field == BROKER_UNROUTED ? load(&b->unrouted)
+                                                      : load(&b->subscribe_denied);
                     if (load(&vs->running)) {
                         holders++;
                         all_up &= load(&b->connected);
@@ -418,6 +425,9 @@ char *metrics_render(size_t *len_out)
     header(out, "wsgate_mqtt_subscribe_denied_total", "counter",
            "SUBSCRIBEs the broker refused (each retried with backoff).");
     broker_series(out, "wsgate_mqtt_subscribe_denied_total", BROKER_DENIED);
+    header(out, "wsgate_mqtt_messages_unrouted_total", "counter",
+           "Messages from the broker that no client held a filter for (dropped).");
+    broker_series(out, "wsgate_mqtt_messages_unrouted_total", BROKER_UNROUTED);
 
     /* Every worker reloads on the same SIGHUP: a reload counts once (the
      * most any worker saw), and it was successful only if it was in all. */

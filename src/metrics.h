@@ -73,6 +73,10 @@ void metrics_count_subscribe_denied(const char *broker_name);
 /* A SIGHUP reload applied (1) or refused (0). */
 void metrics_count_reload(int ok);
 
+/* Messages from the broker that matched no client's filter
+ * (wsgate_mqtt_messages_unrouted_total). */
+void metrics_count_mqtt_unrouted(const char *broker_name, uint64_t n);
+
 /* Drops a broker's series (removed by a config reload). */
 void metrics_remove_broker(const char *broker_name);
 

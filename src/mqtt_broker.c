@@ -17,6 +17,9 @@
  * knows the state: after a lost connection or failed connect, retry after
  * 0.5 s doubling to 15 s with jitter; on success restore every subscription
  * and send the publishes that waited, oldest first. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* getaddrinfo_a */
+#endif
 #include "mqtt_broker.h"
 
 #include "config.h"
@@ -26,8 +29,16 @@
 #include "topic_tree.h"
 
 #include <MQTTAsync.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <libwebsockets.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +63,19 @@
 #define SUBSCRIBE_RETRY_MAX_S 30
 #define DISCONNECT_TIMEOUT_MS 1000
 #define PUMP_RETRY_US (20 * 1000)
+/* While in backoff, the broker's port is probed this often with a
+ * non-blocking TCP connect; a port seen refusing and then accepting is a
+ * broker back: connect at once (the backoff is for a broker that stays away). */
+#define PROBE_INTERVAL_US (250 * 1000)
+#define PROBE_TIMEOUT_US (1000 * 1000)
+/* Persistent sessions: after this process's first CONNACK resumed a session,
+ * messages no client holds a filter for are kept this long (bounded) for the
+ * clients that come back and subscribe; then the rest is dropped (counted)
+ * and, if there was any, the session is reset to shed the filters nobody
+ * holds any more. */
+#define RESUME_HOLD_US (10 * LWS_USEC_PER_SEC)
+#define RESUME_HOLD_MAX_BYTES ((size_t)8 << 20)
+#define RESUME_HOLD_MAX_MESSAGES 100000
 
 /* --- types ---------------------------------------------------------------- */
 
@@ -127,6 +151,34 @@ struct holding {
     uint64_t round; /* the filter's round whose SUBACK this holding waited for */
 };
 
+/* A message kept during the resume window (see RESUME_HOLD_US). */
+struct held_msg {
+    struct held_msg *next;
+    bool claimed;
+    bool retained;
+    size_t topic_len, payload_len;
+    char data[]; /* topic NUL payload */
+};
+
+/* A filter let go while disconnected: a persistent session still has it at
+ * the broker, so it is unsubscribed after the reconnect. */
+struct pending_unsub {
+    struct pending_unsub *next;
+    char filter[];
+};
+
+/* One node of the broker (one of its uris), for the port probe. */
+struct probe_target {
+    char host[256];
+    char port[8];
+    bool have_addr;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    bool resolving;
+    struct gaicb req;
+    struct addrinfo hints;
+};
+
 struct mqtt_link {
     struct mqtt_broker *broker;
     const struct mqtt_link_events *ev;
@@ -157,10 +209,29 @@ struct mqtt_broker {
     struct op_list waiting;   /* publishes not yet handed to Paho, oldest first */
     struct op_list in_flight; /* handed to Paho (publishes only) */
     MQTTAsync_SSLOptions ssl;
+    /* Persistent session (cfg->persistent_session). */
+    bool persistent;
+    bool had_connack;    /* this process has been connected once */
+    bool reset_session;  /* the next connect starts a fresh session */
+    bool reset_reconnect; /* 3.1.1: the clean connect is done, go persistent again */
+    bool resuming;       /* in the resume window */
+    struct held_msg *held_head, *held_tail;
+    size_t held_count, held_bytes;
+    uint64_t resume_dropped; /* over the hold's bounds */
+    lws_sorted_usec_list_t resume_timer;
+    struct pending_unsub *unsubs;
+    /* The port probe while in backoff. */
+    struct probe_target *targets; /* one per uri */
+    size_t probe_next;             /* the target the current/next probe is for */
+    int probe_fd;
+    lws_usec_t probe_started;
+    bool probe_seen_down; /* a probe found the port closed since the last attempt */
+    lws_sorted_usec_list_t probe_timer;
 };
 
 enum event_kind {
     EV_CONNECTED,
+    EV_DISCONNECTED, /* our own disconnect (a session reset) is done */
     EV_CONNECT_FAILED,
     EV_CONNECTION_LOST,
     EV_MESSAGE,
@@ -188,6 +259,7 @@ static bool paho_ready;
 static struct lws_context *loop_context;
 static char client_id_suffix[16]; /* "-<worker>" when several workers run */
 static uint64_t next_op_id = 1, next_seq = 1;
+static bool stopping; /* the process is shutting down (mqtt_brokers_stopping) */
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queue_room = PTHREAD_COND_INITIALIZER;
@@ -426,15 +498,30 @@ static void push_op_done(void *context, bool ok, bool refused, int code, const c
 
 /* --- Paho callbacks (Paho's threads: queue only) --------------------------- */
 
-/* The event's text: the URI of the node we are connected to. */
+/* The event's text: the URI of the node we are connected to; its code:
+ * the CONNACK's session present flag. */
 static void on_connect_ok(void *context, MQTTAsync_successData *r)
 {
-    push_simple(EV_CONNECTED, context, 0, r ? r->alt.connect.serverURI : NULL);
+    push_simple(EV_CONNECTED, context, r ? r->alt.connect.sessionPresent : 0,
+                r ? r->alt.connect.serverURI : NULL);
 }
 
 static void on_connect_ok5(void *context, MQTTAsync_successData5 *r)
 {
-    push_simple(EV_CONNECTED, context, 0, r ? r->alt.connect.serverURI : NULL);
+    push_simple(EV_CONNECTED, context, r ? r->alt.connect.sessionPresent : 0,
+                r ? r->alt.connect.serverURI : NULL);
+}
+
+static void on_disconnect_done(void *context, MQTTAsync_successData *r)
+{
+    (void)r;
+    push_simple(EV_DISCONNECTED, context, 0, "session reset");
+}
+
+static void on_disconnect_fail(void *context, MQTTAsync_failureData *r)
+{
+    (void)r;
+    push_simple(EV_DISCONNECTED, context, 0, "session reset");
 }
 
 static void on_connect_fail(void *context, MQTTAsync_failureData *r)
@@ -516,6 +603,237 @@ static void on_op_fail5(void *context, MQTTAsync_failureData5 *r)
     push_op_done(context, false, refused, r ? (int)r->reasonCode : 0, r ? r->message : NULL);
 }
 
+/* --- Paho's connect latency ------------------------------------------------ */
+
+/* Paho 1.3.11 (and its master) notices that a TCP connect completed only
+ * when its receive thread's poll() returns, and that poll waits for the
+ * sockets to be *readable* for up to 1 s: the broker says nothing before
+ * our CONNECT, so every reconnect took a second more than the network
+ * (Socket_getReadySocket in Paho's Socket.c). While one of our connects is
+ * in progress, the poll() calls of Paho's receive thread (named
+ * "MQTTAsync_rcv") are capped at PAHO_POLL_CAP_MS; every other thread's
+ * poll, and Paho's at any other time, goes to libc untouched. The
+ * executable's poll() interposes the one libc exports to Paho. */
+#define PAHO_POLL_CAP_MS 20
+
+static atomic_int paho_connecting;
+static _Thread_local int poll_thread_kind; /* 0 not known yet, 1 Paho's receiver, 2 other */
+
+typedef int (*poll_fn)(struct pollfd *, nfds_t, int);
+
+int poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+    static _Atomic(poll_fn) real;
+    poll_fn next = atomic_load_explicit(&real, memory_order_relaxed);
+    if (!next) {
+        next = (poll_fn)dlsym(RTLD_NEXT, "poll");
+        atomic_store_explicit(&real, next, memory_order_relaxed);
+    }
+    if ((timeout < 0 || timeout > PAHO_POLL_CAP_MS) &&
+        atomic_load_explicit(&paho_connecting, memory_order_relaxed) > 0) {
+        if (!poll_thread_kind) {
+            char name[16] = "";
+            pthread_getname_np(pthread_self(), name, sizeof(name));
+            poll_thread_kind = strcmp(name, "MQTTAsync_rcv") == 0 ? 1 : 2;
+        }
+        if (poll_thread_kind == 1)
+            timeout = PAHO_POLL_CAP_MS;
+    }
+    return next(fds, nfds, timeout);
+}
+
+static void set_connecting(struct mqtt_broker *b, bool on)
+{
+    if (b->connecting != on)
+        atomic_fetch_add(&paho_connecting, on ? 1 : -1);
+    b->connecting = on;
+}
+
+/* --- the port probe (loop thread) ----------------------------------------- */
+
+/* While the loop waits out a backoff, a non-blocking TCP connect to the
+ * broker's port every PROBE_INTERVAL_US tells when it is back: a port seen
+ * refusing (or not answering) and then accepting means the broker
+ * restarted, and the gateway connects at once instead of sleeping out a
+ * backoff that may have reached 15 s. A port that accepts all along (the
+ * broker is up but refuses our CONNECT, e.g. bad credentials) triggers
+ * nothing: the backoff applies. Names are resolved with getaddrinfo_a, so
+ * nothing here blocks the loop. */
+
+static void broker_connect(struct mqtt_broker *b);
+
+static void probe_close(struct mqtt_broker *b)
+{
+    if (b->probe_fd >= 0)
+        close(b->probe_fd);
+    b->probe_fd = -1;
+}
+
+static void target_cancel(struct probe_target *t)
+{
+    if (!t->resolving)
+        return;
+    if (gai_cancel(&t->req) == EAI_NOTCANCELED) {
+        const struct gaicb *list[1] = {&t->req};
+        while (gai_error(&t->req) == EAI_INPROGRESS)
+            gai_suspend(list, 1, NULL);
+    }
+    if (gai_error(&t->req) == 0 && t->req.ar_result)
+        freeaddrinfo(t->req.ar_result);
+    t->resolving = false;
+}
+
+static void probe_stop(struct mqtt_broker *b)
+{
+    lws_sul_cancel(&b->probe_timer);
+    probe_close(b);
+}
+
+/* host and port of "scheme://host:port[/path]" ("[v6]:port" too). */
+static bool uri_host_port(const char *uri, struct probe_target *t)
+{
+    const char *p = strstr(uri, "://");
+    p = p ? p + 3 : uri;
+    const char *end;
+    size_t hlen;
+    if (*p == '[') {
+        end = strchr(p, ']');
+        if (!end)
+            return false;
+        hlen = (size_t)(end - p - 1);
+        p++;
+        end++;
+    } else {
+        end = p + strcspn(p, ":/");
+        hlen = (size_t)(end - p);
+    }
+    if (*end != ':' || hlen == 0 || hlen >= sizeof(t->host))
+        return false;
+    size_t plen = strspn(end + 1, "0123456789");
+    if (plen == 0 || plen >= sizeof(t->port))
+        return false;
+    memcpy(t->host, p, hlen);
+    t->host[hlen] = '\0';
+    memcpy(t->port, end + 1, plen);
+    t->port[plen] = '\0';
+    return true;
+}
+
+/* True once the target has an address (resolving it in the background). */
+static bool target_ready(struct probe_target *t)
+{
+    if (t->have_addr)
+        return true;
+    if (!t->host[0])
+        return false;
+    if (!t->resolving) {
+        /* An address literal needs no resolver (nor getaddrinfo_a's thread). */
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+        struct addrinfo *ai = NULL;
+        if (getaddrinfo(t->host, t->port, &hints, &ai) == 0 && ai) {
+            memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
+            t->addr_len = ai->ai_addrlen;
+            t->have_addr = true;
+            freeaddrinfo(ai);
+            return true;
+        }
+    }
+    if (!t->resolving) {
+        memset(&t->req, 0, sizeof(t->req));
+        memset(&t->hints, 0, sizeof(t->hints));
+        t->hints.ai_socktype = SOCK_STREAM;
+        t->req.ar_name = t->host;
+        t->req.ar_service = t->port;
+        t->req.ar_request = &t->hints;
+        struct gaicb *list[1] = {&t->req};
+        if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0)
+            return false;
+        t->resolving = true;
+    }
+    int rc = gai_error(&t->req);
+    if (rc == EAI_INPROGRESS)
+        return false;
+    t->resolving = false;
+    if (rc == 0 && t->req.ar_result) {
+        memcpy(&t->addr, t->req.ar_result->ai_addr, t->req.ar_result->ai_addrlen);
+        t->addr_len = t->req.ar_result->ai_addrlen;
+        t->have_addr = true;
+    }
+    if (rc == 0 && t->req.ar_result)
+        freeaddrinfo(t->req.ar_result);
+    return t->have_addr;
+}
+
+/* 1: the port accepted; 0: refused or unreachable; -1: not known yet. */
+static int probe_result(struct mqtt_broker *b)
+{
+    struct pollfd pfd = {.fd = b->probe_fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) <= 0) {
+        if (lws_now_usecs() - b->probe_started < PROBE_TIMEOUT_US)
+            return -1;
+        return 0; /* no answer: as good as down */
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(b->probe_fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    return err == 0 ? 1 : 0;
+}
+
+static void probe_tick(lws_sorted_usec_list_t *sul)
+{
+    struct mqtt_broker *b = lws_container_of(sul, struct mqtt_broker, probe_timer);
+    if (b->connected || b->connecting || b->closing)
+        return;
+    if (b->probe_fd >= 0) {
+        int r = probe_result(b);
+        if (r >= 0) {
+            probe_close(b);
+            struct probe_target *t = &b->targets[b->probe_next];
+            if (r == 0) {
+                t->have_addr = false; /* resolve again: the node may have moved */
+                b->probe_seen_down = true;
+            } else if (b->probe_seen_down) {
+                /* Seen away, now back: connect now, and retry fast if the
+                 * broker needs a moment more to take the CONNECT. */
+                b->probe_seen_down = false;
+                b->retry_ms = RETRY_FIRST_MS;
+                log_info("mqtt broker port open again, connecting", "broker", b->cfg->name,
+                         "uri", b->cfg->uris[b->probe_next]);
+                lws_sul_cancel(&b->retry_timer);
+                broker_connect(b);
+                return;
+            }
+            b->probe_next = (b->probe_next + 1) % b->cfg->n_uris;
+        }
+    }
+    if (b->probe_fd < 0) {
+        struct probe_target *t = &b->targets[b->probe_next];
+        if (target_ready(t)) {
+            int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd >= 0) {
+                b->probe_fd = fd;
+                b->probe_started = lws_now_usecs();
+                if (connect(fd, (struct sockaddr *)&t->addr, t->addr_len) != 0 &&
+                    errno != EINPROGRESS) {
+                    /* Refused at once (a local port): known at the next tick. */
+                }
+            }
+        } else if (!t->resolving) {
+            b->probe_next = (b->probe_next + 1) % b->cfg->n_uris;
+        }
+    }
+    lws_sul_schedule(loop_context, 0, &b->probe_timer, probe_tick, PROBE_INTERVAL_US);
+}
+
+static void probe_start(struct mqtt_broker *b)
+{
+    if (!b->targets || b->closing)
+        return;
+    b->probe_seen_down = false;
+    lws_sul_schedule(loop_context, 0, &b->probe_timer, probe_tick, PROBE_INTERVAL_US);
+}
+
 /* --- connecting ----------------------------------------------------------- */
 
 static void schedule_retry(struct mqtt_broker *b);
@@ -524,16 +842,28 @@ static void broker_connect(struct mqtt_broker *b)
 {
     const struct wsg_broker *c = b->cfg;
     MQTTAsync_connectOptions o;
+    /* A persistent session is resumed (clean session / clean start off),
+     * except once to reset it (filters nobody holds, see resume_end). */
+    bool clean = !b->persistent || b->reset_session;
+    MQTTProperties props = MQTTProperties_initializer;
     if (b->v5) {
         MQTTAsync_connectOptions init5 = MQTTAsync_connectOptions_initializer5;
         o = init5;
-        o.cleanstart = 1;
+        o.cleanstart = clean;
         o.onSuccess5 = on_connect_ok5;
         o.onFailure5 = on_connect_fail5;
+        if (b->persistent) {
+            /* MQTT 5: the session outlives the connection by this much
+             * (a clean start with it is a fresh session that persists). */
+            MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
+            p.value.integer4 = (unsigned int)c->session_expiry_s;
+            if (MQTTProperties_add(&props, &p) == 0)
+                o.connectProperties = &props; /* Paho copies them */
+        }
     } else {
         MQTTAsync_connectOptions init = MQTTAsync_connectOptions_initializer;
         o = init;
-        o.cleansession = 1;
+        o.cleansession = clean;
         o.MQTTVersion = MQTTVERSION_3_1_1;
         o.onSuccess = on_connect_ok;
         o.onFailure = on_connect_fail;
@@ -549,10 +879,12 @@ static void broker_connect(struct mqtt_broker *b)
     o.automaticReconnect = 0;
     if (c->has_tls)
         o.ssl = &b->ssl;
-    b->connecting = true;
+    set_connecting(b, true);
+    probe_stop(b);
     int rc = MQTTAsync_connect(b->client, &o);
+    MQTTProperties_free(&props);
     if (rc != MQTTASYNC_SUCCESS) {
-        b->connecting = false;
+        set_connecting(b, false);
         log_warn("mqtt connect failed", "broker", c->name, "error", MQTTAsync_strerror(rc));
         schedule_retry(b);
     }
@@ -573,6 +905,7 @@ static void schedule_retry(struct mqtt_broker *b)
     lws_sul_schedule(loop_context, 0, &b->retry_timer, retry_due,
                      (lws_usec_t)delay * LWS_US_PER_MS);
     b->retry_ms = b->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : b->retry_ms * 2;
+    probe_start(b);
 }
 
 /* --- publishing ----------------------------------------------------------- */
@@ -648,6 +981,7 @@ static void pump_later(lws_sorted_usec_list_t *sul)
 /* --- subscriptions --------------------------------------------------------- */
 
 static struct holding *link_holding(struct mqtt_link *l, const char *filter);
+static void replay_held(struct mqtt_broker *b, struct mqtt_link *l, const char *filter);
 
 static void waiters_answer(struct filter_state *fs, const char *filter, bool ok,
                            const char *detail)
@@ -661,6 +995,8 @@ static void waiters_answer(struct filter_state *fs, const char *filter, bool ok,
             h->round = fs->round; /* the retained messages that follow are its */
         if (w->link && w->link->ev->subscribed)
             w->link->ev->subscribed(w->link->owner, filter, w->ack_id, ok, detail);
+        if (h && fs->broker->held_head)
+            replay_held(fs->broker, w->link, filter);
         free(w->ack_id);
         free(w);
         w = next;
@@ -704,12 +1040,56 @@ static void send_subscribe(struct mqtt_broker *b, const char *filter, int qos, b
     }
 }
 
+/* Remembers a filter to unsubscribe once connected (a persistent session
+ * still has it at the broker). */
+static void unsub_later(struct mqtt_broker *b, const char *filter)
+{
+    for (struct pending_unsub *u = b->unsubs; u; u = u->next)
+        if (strcmp(u->filter, filter) == 0)
+            return;
+    size_t n = strlen(filter) + 1;
+    struct pending_unsub *u = malloc(sizeof(*u) + n);
+    if (!u)
+        return; /* it stays at the broker: its messages are counted as unrouted */
+    memcpy(u->filter, filter, n);
+    u->next = b->unsubs;
+    b->unsubs = u;
+}
+
 static void send_unsubscribe(struct mqtt_broker *b, const char *filter)
 {
-    if (!b->connected)
-        return; /* the clean session forgot it already */
+    if (b->persistent && stopping)
+        return; /* the session keeps it for after the restart (resume window) */
+    if (!b->connected) {
+        if (b->persistent)
+            unsub_later(b, filter);
+        return; /* a clean session forgot it already */
+    }
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    MQTTAsync_unsubscribe(b->client, filter, &ro);
+    int rc = MQTTAsync_unsubscribe(b->client, filter, &ro);
+    if (rc != MQTTASYNC_SUCCESS) {
+        /* The broker keeps sending its messages (counted as unrouted); a
+         * persistent session tries again after the next reconnect, a clean
+         * one forgets it then anyway. */
+        log_warn("mqtt unsubscribe not sent", "broker", b->cfg->name, "filter", filter, "error",
+                 MQTTAsync_strerror(rc));
+        if (b->persistent)
+            unsub_later(b, filter);
+    }
+}
+
+/* After a reconnect: filters let go meanwhile, unless held again. */
+static void send_pending_unsubscribes(struct mqtt_broker *b)
+{
+    struct pending_unsub *u = b->unsubs;
+    b->unsubs = NULL;
+    while (u) {
+        struct pending_unsub *next = u->next;
+        if (!topic_tree_filter_data(b->tree, u->filter))
+            send_unsubscribe(b, u->filter);
+        free(u);
+        u = next;
+    }
 }
 
 static void resubscribe_one(void *ctx, const char *filter, int max_qos)
@@ -779,25 +1159,68 @@ static void unconfirm_one(void *ctx, const char *filter, int max_qos)
     }
 }
 
-static void broker_up(struct mqtt_broker *b, const char *uri)
+static void resume_end(lws_sorted_usec_list_t *sul);
+
+static void broker_up(struct mqtt_broker *b, const char *uri, bool session_present)
 {
-    b->connecting = false;
+    set_connecting(b, false);
     b->connected = true;
     b->retry_ms = RETRY_FIRST_MS;
+    probe_stop(b);
+    bool first = !b->had_connack;
+    b->had_connack = true;
+    if (b->reset_session) {
+        b->reset_session = false;
+        if (!b->v5) {
+            /* 3.1.1: that clean session dropped the old one; it ends with
+             * this connection, so reconnect at once with a persistent one. */
+            MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+            d.timeout = 0;
+            d.onSuccess = on_disconnect_done;
+            d.onFailure = on_disconnect_fail;
+            d.context = b;
+            if (MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS) {
+                b->reset_reconnect = true;
+                return;
+            }
+        }
+    }
     if (!b->retired)
         metrics_set_broker_connected(b->cfg->name, 1);
     char filters[24], waiting[24];
     snprintf(filters, sizeof(filters), "%zu", topic_tree_filter_count(b->tree));
     snprintf(waiting, sizeof(waiting), "%zu", b->waiting.count);
     log_info("mqtt broker connected", "broker", b->cfg->name, "uri", uri && *uri ? uri : "?",
-             "filters", filters, "publishes_waiting", waiting);
+             "filters", filters, "publishes_waiting", waiting, "session",
+             !b->persistent ? "clean" : session_present ? "resumed" : "new");
+    /* A session this process did not make may hold filters nobody here
+     * holds yet: what arrives for them is kept a moment for the clients
+     * that come back (see RESUME_HOLD_US). */
+    if (first && b->persistent && session_present) {
+        b->resuming = true;
+        lws_sul_schedule(loop_context, 0, &b->resume_timer, resume_end, RESUME_HOLD_US);
+    }
+    /* Also with a resumed session: harmless, and a broker that lost its
+     * state (or a new node of a cluster) has them again. Messages the
+     * session brings before the SUBACKs are routed all the same (the tree
+     * holds the filters). */
     topic_tree_each_filter(b->tree, resubscribe_one, b);
+    if (b->unsubs) {
+        if (session_present)
+            send_pending_unsubscribes(b);
+        else
+            while (b->unsubs) { /* a new session has none of them */
+                struct pending_unsub *u = b->unsubs;
+                b->unsubs = u->next;
+                free(u);
+            }
+    }
     broker_pump(b);
 }
 
 static void broker_down(struct mqtt_broker *b, bool was_connected, const char *why)
 {
-    b->connecting = false;
+    set_connecting(b, false);
     b->connected = false;
     if (!b->retired)
         metrics_set_broker_connected(b->cfg->name, 0);
@@ -809,6 +1232,12 @@ static void broker_down(struct mqtt_broker *b, bool was_connected, const char *w
         list_insert_ordered(&b->waiting, o);
     }
     topic_tree_each_filter(b->tree, unconfirm_one, b);
+    if (b->reset_reconnect) {
+        /* Our own disconnect after a session reset: straight back. */
+        b->reset_reconnect = false;
+        broker_connect(b);
+        return;
+    }
     char retry[24];
     snprintf(retry, sizeof(retry), "%d", b->retry_ms);
     if (was_connected)
@@ -847,6 +1276,100 @@ static void deliver_to_link(void *ctx, void *sub)
         l->ev->message(l->owner, d);
 }
 
+static void held_free_all(struct mqtt_broker *b)
+{
+    while (b->held_head) {
+        struct held_msg *h = b->held_head;
+        b->held_head = h->next;
+        free(h);
+    }
+    b->held_tail = NULL;
+    b->held_count = b->held_bytes = 0;
+}
+
+/* Keeps a message nobody holds a filter for, during the resume window. */
+static bool hold_message(struct mqtt_broker *b, const struct broker_event *e)
+{
+    size_t size = sizeof(struct held_msg) + e->topic_len + 1 + e->payload_len;
+    if (b->held_count >= RESUME_HOLD_MAX_MESSAGES || b->held_bytes + size > RESUME_HOLD_MAX_BYTES)
+        return false;
+    struct held_msg *h = malloc(size);
+    if (!h)
+        return false;
+    h->next = NULL;
+    h->claimed = false;
+    h->retained = e->retained;
+    h->topic_len = e->topic_len;
+    h->payload_len = e->payload_len;
+    memcpy(h->data, e->data, e->topic_len + 1 + e->payload_len);
+    if (b->held_tail)
+        b->held_tail->next = h;
+    else
+        b->held_head = h;
+    b->held_tail = h;
+    b->held_count++;
+    b->held_bytes += size;
+    return true;
+}
+
+/* A link's subscription to `filter` is confirmed during the resume window:
+ * it gets the kept messages that match, oldest first. */
+static void replay_held(struct mqtt_broker *b, struct mqtt_link *l, const char *filter)
+{
+    for (struct held_msg *h = b->held_head; h; h = h->next) {
+        if (!topic_filter_matches(filter, h->data))
+            continue;
+        h->claimed = true;
+        struct mqtt_delivery d = {
+            .topic = h->data,
+            .payload = (const uint8_t *)h->data + h->topic_len + 1,
+            .len = h->payload_len,
+            .utf8 = -1,
+        };
+        if (l->ev->message)
+            l->ev->message(l->owner, &d);
+        free(d.envelope);
+    }
+}
+
+/* The resume window is over: what nobody claimed is dropped (counted), and
+ * if anything came for a filter nobody holds, the session still has filters
+ * of the process before: reset it (MQTT cannot list or unsubscribe a
+ * session's filters by what arrived through them), or the broker would
+ * queue their messages for the gateway for ever. */
+static void resume_end(lws_sorted_usec_list_t *sul)
+{
+    struct mqtt_broker *b = lws_container_of(sul, struct mqtt_broker, resume_timer);
+    uint64_t unclaimed = b->resume_dropped;
+    for (struct held_msg *h = b->held_head; h; h = h->next)
+        if (!h->claimed)
+            unclaimed++;
+    b->resuming = false;
+    held_free_all(b);
+    b->resume_dropped = 0;
+    if (!unclaimed)
+        return;
+    metrics_count_mqtt_unrouted(b->cfg->name, unclaimed);
+    char n[24];
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)unclaimed);
+    log_warn("mqtt session had filters nobody holds: messages dropped, session reset", "broker",
+             b->cfg->name, "dropped", n);
+    if (b->closing || stopping)
+        return;
+    b->reset_session = true;
+    if (b->connected) {
+        /* Reconnect with a fresh session; every held filter is subscribed
+         * again on connect. */
+        MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+        d.timeout = 0;
+        d.onSuccess = on_disconnect_done;
+        d.onFailure = on_disconnect_fail;
+        d.context = b;
+        if (MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS)
+            b->reset_reconnect = true;
+    }
+}
+
 static void broker_message(struct mqtt_broker *b, const struct broker_event *e)
 {
     struct mqtt_delivery d = {
@@ -856,8 +1379,18 @@ static void broker_message(struct mqtt_broker *b, const struct broker_event *e)
         .retained = e->retained,
         .utf8 = -1,
     };
-    topic_tree_match(b->tree, d.topic, deliver_to_link, &d);
+    size_t matched = topic_tree_match(b->tree, d.topic, deliver_to_link, &d);
     free(d.envelope);
+    if (matched)
+        return;
+    /* Nobody holds a filter for it: in flight while its last client let go,
+     * or brought by a persistent session from before a restart. */
+    if (b->resuming) {
+        if (!hold_message(b, e))
+            b->resume_dropped++;
+        return;
+    }
+    metrics_count_mqtt_unrouted(b->cfg->name, 1);
 }
 
 static void op_event(const struct broker_event *e)
@@ -890,7 +1423,11 @@ static void handle_event(struct broker_event *e)
 {
     switch (e->kind) {
     case EV_CONNECTED:
-        broker_up(e->broker, e->data);
+        broker_up(e->broker, e->data, e->code != 0);
+        return;
+    case EV_DISCONNECTED:
+        if (e->broker->connected || e->broker->reset_reconnect)
+            broker_down(e->broker, true, e->data);
         return;
     case EV_CONNECT_FAILED:
         broker_down(e->broker, false, e->data);
@@ -1023,6 +1560,7 @@ static void broker_start_closing(struct mqtt_broker *b)
 {
     b->close_deadline = lws_now_usecs() + CLOSE_FLUSH_US;
     lws_sul_cancel(&b->retry_timer);
+    probe_stop(b);
     lws_sul_schedule(loop_context, 0, &b->close_timer, close_tick, 1);
 }
 
@@ -1234,6 +1772,18 @@ static void broker_free(struct mqtt_broker *b)
     if (b->client)
         MQTTAsync_destroy(&b->client);
     purge_events(b);
+    set_connecting(b, false);
+    probe_stop(b);
+    for (size_t i = 0; b->targets && i < b->cfg->n_uris; i++)
+        target_cancel(&b->targets[i]);
+    free(b->targets);
+    held_free_all(b);
+    lws_sul_cancel(&b->resume_timer);
+    while (b->unsubs) {
+        struct pending_unsub *u = b->unsubs;
+        b->unsubs = u->next;
+        free(u);
+    }
     lws_sul_cancel(&b->retry_timer);
     lws_sul_cancel(&b->close_timer);
     lws_sul_cancel(&b->pump_timer);
@@ -1262,6 +1812,12 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
     }
     const struct wsg_broker *c = b->cfg = config_broker_copy(settings);
     b->v5 = c->version == WSG_MQTT_5;
+    b->persistent = c->persistent_session;
+    b->probe_fd = -1;
+    b->targets = calloc(c->n_uris ? c->n_uris : 1, sizeof(*b->targets));
+    for (size_t i = 0; b->targets && i < c->n_uris; i++)
+        if (!uri_host_port(c->uris[i], &b->targets[i]))
+            b->targets[i].host[0] = '\0'; /* not probed: the backoff alone */
     b->retry_ms = RETRY_FIRST_MS;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
     ssl.trustStore = c->tls.ca;
@@ -1306,6 +1862,7 @@ int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context
     pthread_mutex_lock(&queue_lock);
     loop_context = context;
     queue_closed = false;
+    stopping = false;
     pthread_mutex_unlock(&queue_lock);
     return mqtt_brokers_reload(cfg, err, err_len);
 }
@@ -1379,6 +1936,8 @@ bool mqtt_brokers_flushed(void)
             return false;
     return true;
 }
+
+void mqtt_brokers_stopping(void) { stopping = true; }
 
 void mqtt_brokers_stop(void)
 {

@@ -70,6 +70,11 @@ bool mqtt_brokers_flushed(void);
 /* The name of the first configured broker that is not connected, or NULL. */
 const char *mqtt_brokers_first_down(void);
 
+/* The process is shutting down: clients going now do not make a persistent
+ * session unsubscribe their filters (the broker keeps queueing for them
+ * until the gateway is back). Call before the clients are closed. */
+void mqtt_brokers_stopping(void);
+
 /* Disconnects and frees every broker (after the event loop has stopped). */
 void mqtt_brokers_stop(void);
 

@@ -849,6 +849,7 @@ int server_run(struct server *srv)
     char open_count[24];
     snprintf(open_count, sizeof(open_count), "%zu", session_count());
     log_info("shutting down", "open_connections", open_count);
+    mqtt_brokers_stopping(); /* persistent sessions keep their filters */
     session_close_all(CLOSE_GOING_AWAY, "server shutting down");
     lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
     drain_tick(&srv->drain_timer);

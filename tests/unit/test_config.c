@@ -305,6 +305,23 @@ static const struct error_case error_cases[] = {
     {"broker_keepalive_zero",
      "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"keepalive_s\": 0}}}",
      SRC ": brokers.main.keepalive_s: expected an integer 1..65535, got 0", 1, false},
+    {"broker_persistent_not_bool",
+     "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"persistent_session\": 1}}}",
+     SRC ": brokers.main.persistent_session: expected true or false, got 1", 1, false},
+    {"broker_session_expiry_v311",
+     "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"persistent_session\": true, "
+     "\"session_expiry_s\": 60}}}",
+     SRC ": brokers.main.session_expiry_s: needs \"version\": \"5\" (MQTT 3.1.1 has no session "
+         "expiry: the broker decides how long it keeps a session)",
+     1, false},
+    {"broker_session_expiry_not_persistent",
+     "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"version\": \"5\", "
+     "\"session_expiry_s\": 60}}}",
+     SRC ": brokers.main.session_expiry_s: needs \"persistent_session\": true", 1, false},
+    {"broker_session_expiry_zero",
+     "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"version\": \"5\", "
+     "\"persistent_session\": true, \"session_expiry_s\": 0}}}",
+     SRC ": brokers.main.session_expiry_s: expected an integer 1..4294967295, got 0", 1, false},
     {"broker_client_id_empty",
      "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"client_id\": \"\"}}}",
      SRC ": brokers.main.client_id: expected a non-empty string, got \"\"", 1, false},
@@ -318,7 +335,7 @@ static const struct error_case error_cases[] = {
     {"broker_unknown_key",
      "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"clientid\": \"x\"}}}",
      SRC ": brokers.main.clientid: unknown key (expected one of: uri, uris, client_id, version, "
-         "username, password, keepalive_s, tls)",
+         "username, password, keepalive_s, tls, persistent_session, session_expiry_s)",
      1, false},
     {"broker_tls_without_tls_uri",
      "{" L ", \"brokers\": {\"main\": {\"uri\": \"tcp://h:1\", \"tls\": {\"ca\": \"ca.pem\"}}}}",
@@ -843,6 +860,8 @@ static void test_full_config_field_by_field(void **state)
     assert_null(b->username);
     assert_null(b->password);
     assert_int_equal(b->keepalive_s, 30);
+    assert_false(b->persistent_session);
+    assert_int_equal(b->session_expiry_s, 3600);
     assert_false(b->has_tls);
     b = &cfg->brokers[1];
     assert_ptr_equal(config_broker_by_name(cfg, "cluster"), b);
@@ -856,6 +875,8 @@ static void test_full_config_field_by_field(void **state)
     assert_string_equal(b->username, "gw");
     assert_string_equal(b->password, "mqtt-password-value");
     assert_int_equal(b->keepalive_s, 15);
+    assert_true(b->persistent_session);
+    assert_int_equal(b->session_expiry_s, 86400);
     assert_true(b->has_tls);
     assert_true(asprintf(&want, "%s/ca.pem", dir) > 0);
     assert_string_equal(b->tls.ca, want);
