@@ -82,8 +82,9 @@ if ! command -v go >/dev/null || [[ ! -d $GOPATH_DEB/src/github.com/gorilla/webs
     die "the Go relay needs Go and gorilla/websocket from Debian:
   apt-get install -y golang-go golang-github-gorilla-websocket-dev"
 fi
-command -v node >/dev/null && command -v npm >/dev/null ||
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     die "the Node relay needs Node.js and npm (use the machine's own; Debian's npm conflicts with it)"
+fi
 command -v python3 >/dev/null || die "python3 not found (writes the report)"
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 case $build_type in
