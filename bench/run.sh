@@ -101,7 +101,7 @@ IDLE_WSK=${BENCH_IDLE_WEBSOCKIFY:-1000}
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 # Which source the binaries are, read now: others may commit while this runs.
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$ROOT" status --porcelain -- src tools CMakeLists.txt 2>/dev/null |
+dirty=$(git -C "$ROOT" status --porcelain -- src tools CMakeLists.txt bench/relays 2>/dev/null |
     awk '{print $2}' | tr '\n' ' ' | sed 's/ $//')
 [[ -z $dirty ]] || commit="$commit + uncommitted changes in $dirty"
 newer=$(find "$ROOT/src" "$ROOT/tools" -newer "$BUILD/wsgate" -type f 2>/dev/null | head -3 |
