@@ -36,8 +36,26 @@ bench_on_exit() {
     fi
 }
 
+# free_port: a port free on 127.0.0.1 below 32768, out of the kernel's ephemeral range
+# (32768-60999 here): wsbench's thousands of client connections leave ports of that range
+# in TIME_WAIT, and a server cannot bind one of those even with SO_REUSEADDR.
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c '
+import random, socket
+for port in random.sample(range(20000, 32768), 200):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("free_port: no free port in 20000-32767")
+'
 }
 
 # wait_port PORT PID LOG [SECONDS]: until something accepts on 127.0.0.1:PORT, or die

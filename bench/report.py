@@ -4,7 +4,7 @@
 Called by bench/run.sh, and with --fanout by bench/fanout.sh (see fanout_main: the MQTT
 fan-out section of results.md, kept between markers so each script can rerun alone).
 Every figure is shown beside the same run's baselines (direct TCP
-to the echo server, websockify) as a ratio, because the machine is shared and noisy: the
+to the echo server, websockify, the Go and Node relays) as a ratio, because the machine is shared and noisy: the
 absolute numbers move from run to run, the ratios much less. Each scenario ran in rounds
 that took the targets in turn; a target's figures are those of its median round (by
 MB/s), its errors the sum over all rounds. Also writes throughput.dat, the table
@@ -34,7 +34,10 @@ SCENARIOS = {
                 None),
 }
 TARGETS = [("tcp", "direct TCP"), ("websockify", "websockify"), ("wsgate", "wsgate"),
-           ("wsgate2", "wsgate, 2 workers")]
+           ("wsgate2", "wsgate, 2 workers"), ("go", "Go relay (gorilla/websocket)"),
+           ("node", "Node relay (ws)")]
+# The peers wsgate is compared with in every scenario: (target, label in ratios).
+PEERS = [("tcp", "TCP"), ("websockify", "websockify"), ("go", "Go"), ("node", "Node")]
 
 
 def cpu_model():
@@ -90,6 +93,33 @@ def fmt_ratio(r):
     return "%.2f×" % r if r < 10 else "%.1f×" % r
 
 
+def per_msg(v):
+    """A small per-message figure (page faults), to 3 significant digits, never 1e-05."""
+    if v is None:
+        return "—"
+    if v == 0:
+        return "0"
+    decimals = min(7, max(0, 2 - math.floor(math.log10(abs(v)))))
+    return "{:,.{}f}".format(v, decimals)
+
+
+def cpu_us_per_msg(r):
+    """The relay's (for direct TCP: the echo server's) CPU µs per echoed message."""
+    cpu = r["cpu_s"].get("server") if r else None
+    if cpu is None or cpu < 0 or not r.get("msgs"):
+        return None
+    return cpu * 1e6 / r["msgs"]
+
+
+def faults_per_msg(r):
+    """The relay's page faults (minor + major) per echoed message; None where the run
+    predates the count or the process was gone at either end of the window."""
+    f = r.get("faults", {}).get("server") if r else None
+    if f is None or f < 0 or not r.get("msgs"):
+        return None
+    return f / r["msgs"]
+
+
 def errors_cell(rounds):
     """Errors summed over every round, by kind, and how many connections ran."""
     done = [r for r in rounds if r is not None]
@@ -141,6 +171,8 @@ def main():
     ap.add_argument("--websockify-version", default="unknown")
     ap.add_argument("--websockify-numpy", default="unknown")
     ap.add_argument("--websockify-select-errors", default="0")
+    ap.add_argument("--go-version", default="unknown")
+    ap.add_argument("--node-version", default="unknown")
     ap.add_argument("--idle-hold", default="2")
     ap.add_argument("--idle-websockify", default="1000")
     a = ap.parse_args()
@@ -189,8 +221,12 @@ def main():
     w("| wsgate | %s, %s build, `--log-level warn` |" % (a.wsgate_version, a.build_type))
     w("| websockify | %s (Debian), numpy for unmasking: %s |"
       % (a.websockify_version, a.websockify_numpy))
-    w("| Backend | `wsgate-echo` (one epoll thread), shared by all four targets |")
-    w("| Per scenario | %s rounds; each round runs the four targets in turn (a different one "
+    w("| Go relay | `bench/relays/go/relay.go`: %s; a goroutine per direction, 64 KiB "
+      "buffers |" % a.go_version)
+    w("| Node relay | `bench/relays/node/relay.js`: %s; pauses the side it cannot write to |"
+      % a.node_version)
+    w("| Backend | `wsgate-echo` (one epoll thread), shared by all the targets |")
+    w("| Per scenario | %s rounds; each round runs the targets in turn (a different one "
       "first each round), each for %s s warm-up + %s s measured; a target's figures are from "
       "its median round by MB/s, its errors summed over all rounds |"
       % (a.rounds, a.warmup, a.seconds))
@@ -202,35 +238,64 @@ def main():
       "(for direct TCP: the echo server's): the run time of all its threads from "
       "`/proc/PID/task/*/schedstat`, plus its reaped children's `cutime`+`cstime`, plus the "
       "same for its live children (websockify forks one per connection); \"MB per server "
-      "CPU-s\" divides the echoed bytes by it. \"echo CPU\" is the backend's share in the "
+      "CPU-s\" divides the echoed bytes by it, \"CPU µs/msg\" is it per echoed message (each "
+      "crosses the relay both ways). \"Faults/msg\": the page faults (minor + major, "
+      "`/proc/PID/stat`, the process and its children) the same process took over the "
+      "window, per echoed message. \"echo CPU\" is the backend's share in the "
       "relayed runs; \"client CPU\" is wsbench's own.")
     w("")
 
-    # Overview: one row per scenario.
+    # Overview: one row per scenario, every target, then wsgate against each peer.
+    names = {"tcp": "direct TCP", "websockify": "websockify", "wsgate": "wsgate",
+             "wsgate2": "wsgate 2 workers", "go": "Go", "node": "Node"}
     w("## Overview")
     w("")
-    w("| scenario | direct TCP MB/s | websockify MB/s | wsgate MB/s | wsgate 2 workers MB/s "
-      "| websockify ÷ TCP | wsgate ÷ TCP | wsgate 2w ÷ TCP | wsgate ÷ websockify |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("| scenario | %s | websockify ÷ TCP | wsgate ÷ TCP | wsgate 2w ÷ TCP | %s |"
+      % (" | ".join("%s MB/s" % names[t] for t, _ in TARGETS),
+         " | ".join("wsgate ÷ %s" % p for _, p in PEERS[1:])))
+    w("|---|" + "---:|" * (len(TARGETS) + 2 + len(PEERS)))
     for sc in order:
-        t, k, g, g2 = (get(sc, x, "mb_per_s") for x, _ in TARGETS)
         label = SCENARIOS.get(sc, (sc, None))[0].split(": ", 1)[-1]
+        rows = [("mb_per_s", label, num)]
         if sc.startswith("lat"):
-            t, k, g, g2 = (get(sc, x, "p50_us") for x, _ in TARGETS)
-            w("| %s — **p50 µs** | %s | %s | %s | %s | %s | %s | %s | %s |"
-              % (label, usec(t), usec(k), usec(g), usec(g2), fmt_ratio(ratio(k, t)),
-                 fmt_ratio(ratio(g, t)), fmt_ratio(ratio(g2, t)), fmt_ratio(ratio(g, k))))
-            t, k, g, g2 = (get(sc, x, "p99_us") for x, _ in TARGETS)
-            w("| %s — **p99 µs** | %s | %s | %s | %s | %s | %s | %s | %s |"
-              % (label, usec(t), usec(k), usec(g), usec(g2), fmt_ratio(ratio(k, t)),
-                 fmt_ratio(ratio(g, t)), fmt_ratio(ratio(g2, t)), fmt_ratio(ratio(g, k))))
-            continue
-        w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
-          % (label, num(t), num(k), num(g), num(g2), fmt_ratio(ratio(k, t)),
-             fmt_ratio(ratio(g, t)), fmt_ratio(ratio(g2, t)), fmt_ratio(ratio(g, k))))
+            rows = [("p50_us", label + " — **p50 µs**", usec),
+                    ("p99_us", label + " — **p99 µs**", usec)]
+        for key, text, fmt in rows:
+            v = {t: get(sc, t, key) for t, _ in TARGETS}
+            w("| %s | %s | %s | %s | %s | %s |"
+              % (text, " | ".join(fmt(v[t]) for t, _ in TARGETS),
+                 fmt_ratio(ratio(v["websockify"], v["tcp"])),
+                 fmt_ratio(ratio(v["wsgate"], v["tcp"])),
+                 fmt_ratio(ratio(v["wsgate2"], v["tcp"])),
+                 " | ".join(fmt_ratio(ratio(v["wsgate"], v[p])) for p, _ in PEERS[1:])))
     w("")
-    w("Throughput ratios above 1 favour the numerator; in the latency row (round-trip "
+    w("Throughput ratios above 1 favour the numerator; in the latency rows (round-trip "
       "time) a ratio below 1 favours the numerator.")
+    w("")
+
+    # What each message costs each relay: CPU and page faults, per scenario.
+    w("## CPU and page faults per message")
+    w("")
+    w("Each cell: the relay's CPU µs / page faults per echoed message over the measured "
+      "window of its median round (direct TCP: the echo server's). A message allocated and "
+      "freed on pages the heap has just given back costs a fault or more per message; a "
+      "relay that reuses its buffers takes almost none in steady state.")
+    w("")
+    w("| scenario | %s | faults/msg wsgate ÷ Go | faults/msg wsgate ÷ Node |"
+      % " | ".join("%s µs / faults" % names[t] for t, _ in TARGETS))
+    w("|---|" + "---:|" * (len(TARGETS) + 2))
+    for sc in order:
+        label = SCENARIOS.get(sc, (sc, None))[0].split(": ", 1)[-1]
+        cells = []
+        for t, _ in TARGETS:
+            r = runs.get((sc, t))
+            cells.append("—" if r is None else "%s / %s" % (usec(cpu_us_per_msg(r)),
+                                                            per_msg(faults_per_msg(r))))
+        g = faults_per_msg(runs.get((sc, "wsgate")))
+        w("| %s | %s | %s | %s |"
+          % (label, " | ".join(cells),
+             fmt_ratio(ratio(g, faults_per_msg(runs.get((sc, "go"))))),
+             fmt_ratio(ratio(g, faults_per_msg(runs.get((sc, "node")))))))
     w("")
 
     for sc in order:
@@ -239,39 +304,46 @@ def main():
         w("")
         w("| target | msgs/s | MB/s | MB/s over rounds | p50 µs | p99 µs | p99.9 µs "
           "| p50 over rounds | × direct TCP | errors | server CPU s | MB per server CPU-s "
-          "| echo CPU s | client CPU s |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+          "| server CPU µs/msg | server faults/msg | echo CPU s | client CPU s |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         base = get(sc, "tcp", "mb_per_s")
         for tgt, label in TARGETS:
             r = runs.get((sc, tgt))
             if r is None:
-                w("| %s | no result (wsbench gave no output) | | | | | | | | | | | | |" % label)
+                w("| %s | no result (wsbench gave no output) | | | | | | | | | | | | | | |" % label)
                 continue
             rounds = all_rounds[(sc, tgt)]
             cpu = r["cpu_s"].get("server")
             echo_cpu = r["cpu_s"].get("echo") if tgt != "tcp" else None
             mb_cpu = (r["bytes"] / 1e6 / cpu) if cpu and cpu > 0 else None
-            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
               % (label, num(r["msgs_per_s"]), num(r["mb_per_s"]),
                  spread(rounds, "mb_per_s", num), usec(r["p50_us"]),
                  usec(r["p99_us"]), usec(r["p999_us"]), spread(rounds, "p50_us", usec),
                  fmt_ratio(ratio(r["mb_per_s"], base)), errors_cell(rounds),
                  "%.2f" % cpu if cpu is not None else "—", num(mb_cpu),
+                 usec(cpu_us_per_msg(r)), per_msg(faults_per_msg(r)),
                  "%.2f" % echo_cpu if echo_cpu is not None else "—",
                  "%.2f" % r["client_cpu_s"]))
-        g, k = runs.get((sc, "wsgate")), runs.get((sc, "websockify"))
-        if g and k:
-            def eff(r):
-                c = r["cpu_s"].get("server")
-                return r["bytes"] / c if c and c > 0 else None
-            w("| **wsgate ÷ websockify** | %s | %s | | %s | %s | %s | | | | %s | %s | | |"
-              % (fmt_ratio(ratio(g["msgs_per_s"], k["msgs_per_s"])),
+        g = runs.get((sc, "wsgate"))
+
+        def eff(r):
+            c = r["cpu_s"].get("server")
+            return r["bytes"] / c if c and c > 0 else None
+        for peer, peer_label in PEERS[1:]:  # direct TCP has its own column
+            k = runs.get((sc, peer))
+            if not g or not k:
+                continue
+            w("| **wsgate ÷ %s** | %s | %s | | %s | %s | %s | | | | %s | %s | %s | %s | | |"
+              % (peer_label, fmt_ratio(ratio(g["msgs_per_s"], k["msgs_per_s"])),
                  fmt_ratio(ratio(g["mb_per_s"], k["mb_per_s"])),
                  fmt_ratio(ratio(g["p50_us"], k["p50_us"])),
                  fmt_ratio(ratio(g["p99_us"], k["p99_us"])),
                  fmt_ratio(ratio(g["p999_us"], k["p999_us"])),
                  fmt_ratio(ratio(g["cpu_s"].get("server"), k["cpu_s"].get("server"))),
-                 fmt_ratio(ratio(eff(g), eff(k)))))
+                 fmt_ratio(ratio(eff(g), eff(k))),
+                 fmt_ratio(ratio(cpu_us_per_msg(g), cpu_us_per_msg(k))),
+                 fmt_ratio(ratio(faults_per_msg(g), faults_per_msg(k)))))
         w("")
 
     sel = int(a.websockify_select_errors or 0)
@@ -297,7 +369,7 @@ def main():
     # Prints the plot's y-axis floor, the power of ten below the smallest bar, for run.sh.
     smallest = None
     with open(os.path.join(a.out, "throughput.dat"), "w") as f:
-        f.write("# scenario tcp websockify wsgate wsgate2 (MB/s)\n")
+        f.write("# scenario %s (MB/s)\n" % " ".join(t for t, _ in TARGETS))
         for sc in order:
             short = SCENARIOS.get(sc, (None, sc))[1]
             if short is None:

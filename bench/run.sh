@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# bench/run.sh - wsgate vs websockify vs direct TCP, all in one run on this machine.
+# bench/run.sh - wsgate vs websockify, Go and Node relays and direct TCP, all in one run
+# on this machine.
 #
-# Starts one wsgate-echo, and in front of it websockify and wsgate, the latter once as
-# one process and once with "workers": 2 (each on a free 127.0.0.1 port), drives every scenario against all of them with bench/wsbench,
-# and writes docs/benchmarks/results.md and throughput.png. Figures from a shared,
-# noisy machine only mean something beside the same run's baselines, so the report
-# gives ratios to direct TCP and wsgate / websockify next to the raw numbers, and each
-# scenario runs in rounds that take the targets in turn (the report keeps each
-# target's median round), so a burst of someone else's load hits all alike.
+# Starts one wsgate-echo, and in front of it websockify, wsgate (once as one process and
+# once with "workers": 2), and the relays a developer would write instead of C: Go on
+# gorilla/websocket (bench/relays/go) and Node on ws (bench/relays/node), each on a free
+# 127.0.0.1 port. Drives every scenario against all of them with bench/wsbench, and
+# writes docs/benchmarks/results.md and throughput.png. Figures from a shared, noisy
+# machine only mean something beside the same run's baselines, so the report gives
+# ratios to direct TCP and wsgate / websockify, / Go, / Node next to the raw numbers, and
+# each scenario runs in rounds that take the targets in turn (the report keeps each
+# target's median round), so a burst of someone else's load hits all alike. Every
+# relay's CPU and page faults over the measured window are counted per message.
+#
+# Needs: websockify, golang-go and golang-github-gorilla-websocket-dev (Debian), Node.js
+# with npm (the relay's ws comes from bench/relays/node/package-lock.json, installed with
+# `npm ci` on the first run).
 #
 #   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build -j
 #   bench/run.sh                       # uses build/wsgate and build/wsgate-echo
@@ -68,6 +76,15 @@ for bin in wsgate wsgate-echo; do
 (or set WSGATE_BUILD to an existing Release/RelWithDebInfo build directory)"
 done
 command -v websockify >/dev/null || die "websockify not found: apt-get install websockify"
+# The Go relay builds against Debian's gorilla/websocket, outside Go modules.
+GOPATH_DEB=/usr/share/gocode
+if ! command -v go >/dev/null || [[ ! -d $GOPATH_DEB/src/github.com/gorilla/websocket ]]; then
+    die "the Go relay needs Go and gorilla/websocket from Debian:
+  apt-get install -y golang-go golang-github-gorilla-websocket-dev"
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    die "the Node relay needs Node.js and npm (use the machine's own; Debian's npm conflicts with it)"
+fi
 command -v python3 >/dev/null || die "python3 not found (writes the report)"
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 case $build_type in
@@ -84,7 +101,7 @@ IDLE_WSK=${BENCH_IDLE_WEBSOCKIFY:-1000}
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 # Which source the binaries are, read now: others may commit while this runs.
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$ROOT" status --porcelain -- src tools CMakeLists.txt 2>/dev/null |
+dirty=$(git -C "$ROOT" status --porcelain -- src tools CMakeLists.txt bench/relays 2>/dev/null |
     awk '{print $2}' | tr '\n' ' ' | sed 's/ $//')
 [[ -z $dirty ]] || commit="$commit + uncommitted changes in $dirty"
 newer=$(find "$ROOT/src" "$ROOT/tools" -newer "$BUILD/wsgate" -type f 2>/dev/null | head -3 |
@@ -96,6 +113,16 @@ fi
 
 make -s -C "$ROOT/bench" wsbench
 WSBENCH=$ROOT/bench/wsbench
+
+# The peers: Go's binary is rebuilt each run (the build cache makes that a second), ws
+# is installed from the lock file once.
+RELAYS=$ROOT/bench/relays
+(cd "$RELAYS/go" && GO111MODULE=off GOPATH=$GOPATH_DEB go build -o relay relay.go) ||
+    die "building bench/relays/go failed"
+if [[ ! -d $RELAYS/node/node_modules/ws ]]; then
+    (cd "$RELAYS/node" && npm ci --no-audit --no-fund >&2) ||
+        die "npm ci in bench/relays/node failed (it needs the npm registry)"
+fi
 
 # 1,000 connections need ~2,000 descriptors in a relay; websockify still uses select().
 # -S: the soft limit only, so that fanout.sh can still raise it for 10,000 subscribers.
@@ -138,11 +165,27 @@ sed "s/\"port\": $GW_PORT}/\"port\": $GW2_PORT}/; s/^{\"listen\"/{\"workers\": 2
 GW2_PID=$!
 PIDS+=("$GW2_PID")
 
+# The relays a developer would write instead (bench/relays): one process each.
+GO_PORT=$(free_port)
+"$RELAYS/go/relay" -listen "127.0.0.1:$GO_PORT" -backend "127.0.0.1:$ECHO_PORT" \
+    >"$WORK/go.log" 2>&1 &
+GO_PID=$!
+PIDS+=("$GO_PID")
+NODE_PORT=$(free_port)
+node "$RELAYS/node/relay.js" --listen "127.0.0.1:$NODE_PORT" --backend "127.0.0.1:$ECHO_PORT" \
+    >"$WORK/node.log" 2>&1 &
+NODE_PID=$!
+PIDS+=("$NODE_PID")
+
 wait_port "$WSK_PORT" "$WSK_PID" "$WORK/websockify.log"
 wait_port "$GW_PORT" "$GW_PID" "$WORK/wsgate.log"
 wait_port "$GW2_PORT" "$GW2_PID" "$WORK/wsgate2.log"
+wait_port "$GO_PORT" "$GO_PID" "$WORK/go.log"
+wait_port "$NODE_PORT" "$NODE_PID" "$WORK/node.log"
 echo "run.sh: echo :$ECHO_PORT (pid $ECHO_PID), websockify :$WSK_PORT (pid $WSK_PID)," \
-    "wsgate :$GW_PORT (pid $GW_PID); $ROUNDS rounds of $ROUND_SECS s per scenario and target" >&2
+    "wsgate :$GW_PORT (pid $GW_PID), 2 workers :$GW2_PORT (pid $GW2_PID)," \
+    "go :$GO_PORT (pid $GO_PID), node :$NODE_PORT (pid $NODE_PID);" \
+    "$ROUNDS rounds of $ROUND_SECS s per scenario and target" >&2
 
 # --- scenarios: name size conns inflight ---------------------------------------------
 SCENARIOS=(
@@ -154,7 +197,7 @@ SCENARIOS=(
     "4K-1000c 4096 1000 2"
     "lat-64B 64 1 1"
 )
-TARGETS=(tcp websockify wsgate wsgate2)
+TARGETS=(tcp websockify wsgate wsgate2 go node)
 
 # Lets websockify reap the previous run's children so they cost the next run nothing.
 settle() {
@@ -184,9 +227,13 @@ for sc in "${SCENARIOS[@]}"; do
                 --cpu-pid "server=$GW_PID" --cpu-pid "echo=$ECHO_PID") ;;
             wsgate2) args=(--mode ws --port "$GW2_PORT" --path /echo --subprotocol binary
                 --cpu-pid "server=$GW2_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            go) args=(--mode ws --port "$GO_PORT" --path /echo --subprotocol binary
+                --cpu-pid "server=$GO_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            node) args=(--mode ws --port "$NODE_PORT" --path /echo --subprotocol binary
+                --cpu-pid "server=$NODE_PID" --cpu-pid "echo=$ECHO_PID") ;;
             esac
             settle
-            for pid in "$ECHO_PID" "$WSK_PID" "$GW_PID" "$GW2_PID"; do
+            for pid in "$ECHO_PID" "$WSK_PID" "$GW_PID" "$GW2_PID" "$GO_PID" "$NODE_PID"; do
                 kill -0 "$pid" 2>/dev/null || die "server pid $pid died; logs in $WORK"
             done
             line=$("$WSBENCH" "${args[@]}" --size "$size" --conns "$conns" \
@@ -316,6 +363,8 @@ ymin=$(python3 "$ROOT/bench/report.py" \
     --websockify-version "$(dpkg-query -W -f '${Version}' websockify 2>/dev/null || echo unknown)" \
     --websockify-numpy "$wsk_numpy" \
     --websockify-select-errors "$(cat "$WORK/wsk_select_errors")" \
+    --go-version "$(go version | sed 's/^go version //'), gorilla/websocket $(dpkg-query -W -f '${Version}' golang-github-gorilla-websocket-dev 2>/dev/null || echo unknown)" \
+    --node-version "Node.js $(node --version), ws $(node -p 'require(process.argv[1]).version' "$RELAYS/node/node_modules/ws/package.json" 2>/dev/null || echo unknown)" \
     --idle-hold "$IDLE_HOLD" --idle-websockify "$IDLE_WSK")
 
 if ! grep -qv '^#' "$OUT/throughput.dat" 2>/dev/null; then

@@ -18,7 +18,9 @@
  * them S seconds, and reports the connect rate and the resident memory each --mem-pid
  * process tree grew by meanwhile (read before the first connect and at the end of the
  * hold). --messages N sends exactly N messages in all (warm-up included) and stops once
- * every one has been echoed: a fixed amount of work, for profilers.
+ * every one has been echoed: a fixed amount of work, for profilers. --cpu-pid reports,
+ * per label, the CPU seconds ("cpu_s") and page faults ("faults") that process tree
+ * took over the measured window.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -699,28 +701,41 @@ static int conn_init(struct conn *c, unsigned id)
     return 0;
 }
 
-/* CPU time of a process: its threads' run time in ns from /proc/PID/task/TID/schedstat
- * (exact; /proc/PID/stat's utime+stime are whole clock ticks per process, and summed
- * over websockify's hundreds of children that truncation loses seconds), plus the
- * cutime+cstime of children it has already reaped. Returns -1 if PID is gone. */
-static double proc_cpu_s(int pid)
+/* What --cpu-pid reads of a process over the measured window: its CPU time and the
+ * page faults it took (a fault on a freshly trimmed-and-regrown heap page costs
+ * microseconds on these VMs, so faults per message say where a relay's CPU goes). */
+struct usage {
+    double cpu_s;            /* -1: the process is gone */
+    unsigned long long flts; /* minor + major */
+};
+
+/* One process's usage. CPU: its threads' run time in ns from
+ * /proc/PID/task/TID/schedstat (exact; /proc/PID/stat's utime+stime are whole clock
+ * ticks per process, and summed over websockify's hundreds of children that truncation
+ * loses seconds), plus the cutime+cstime of children it has already reaped. Faults:
+ * minflt+majflt of /proc/PID/stat (all its threads, live and exited), plus the
+ * cminflt+cmajflt of its reaped children, like the CPU time. */
+static struct usage proc_usage(int pid)
 {
+    struct usage u = {-1.0, 0};
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return -1.0;
+        return u;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
     /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
      * utime stime cutime cstime */
+    unsigned long long mn, cmn, mj, cmj;
     long long cut, cst;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*d %*d %lld %lld", &cut,
-                     &cst) != 2)
-        return -1.0;
-    double total = (double)(cut + cst) / (double)sysconf(_SC_CLK_TCK);
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu %llu %llu %llu %*d %*d %lld %lld",
+                     &mn, &cmn, &mj, &cmj, &cut, &cst) != 6)
+        return u;
+    u.flts = mn + cmn + mj + cmj;
+    u.cpu_s = (double)(cut + cst) / (double)sysconf(_SC_CLK_TCK);
 
     snprintf(path, sizeof(path), "/proc/%d/task", pid);
     DIR *d = opendir(path);
@@ -735,12 +750,12 @@ static double proc_cpu_s(int pid)
         if (!t)
             continue;
         if (fscanf(t, "%llu", &run_ns) == 1)
-            total += (double)run_ns / 1e9;
+            u.cpu_s += (double)run_ns / 1e9;
         fclose(t);
     }
     if (d)
         closedir(d);
-    return total;
+    return u;
 }
 
 /* Calls fn(child, ctx) for each live child of pid (websockify forks one per connection). */
@@ -769,21 +784,23 @@ static void each_child(int pid, void (*fn)(int child, void *ctx), void *ctx)
         closedir(d);
 }
 
-static void cpu_add(int pid, void *ctx)
+static void usage_add(int pid, void *ctx)
 {
-    double t = proc_cpu_s(pid);
-    if (t > 0)
-        *(double *)ctx += t;
+    struct usage *total = ctx, u = proc_usage(pid);
+    if (u.cpu_s >= 0) {
+        total->cpu_s += u.cpu_s;
+        total->flts += u.flts;
+    }
 }
 
 /* A process and its live children. A child that exits moves from the children's sum
- * into the parent's cutime once reaped. */
-static double tree_cpu_s(int pid)
+ * into the parent's cutime (and cminflt) once reaped. */
+static struct usage tree_usage(int pid)
 {
-    double total = proc_cpu_s(pid);
-    if (total < 0)
-        return -1.0;
-    each_child(pid, cpu_add, &total);
+    struct usage total = proc_usage(pid);
+    if (total.cpu_s < 0)
+        return total;
+    each_child(pid, usage_add, &total);
     return total;
 }
 
@@ -854,8 +871,8 @@ static void usage(FILE *out)
             "  --duration S         measured seconds (default 5)\n"
             "  --warmup S           seconds of traffic before measuring (default 1)\n"
             "  --connect-timeout S  connections not ready by then are errors (default 15)\n"
-            "  --cpu-pid LABEL=PID  report CPU seconds of PID and its children over the\n"
-            "                       measured window (up to %d)\n"
+            "  --cpu-pid LABEL=PID  report CPU seconds and page faults (minor + major) of\n"
+            "                       PID and its children over the measured window (up to %d)\n"
             "  --messages N         send exactly N messages in all (warm-up included), stop\n"
             "                       when all are echoed (or --duration runs out)\n"
             "  --idle S             idle mode: connect (and handshake), send nothing, hold\n"
@@ -1035,7 +1052,8 @@ int main(int argc, char **argv)
     uint64_t t_setup = now_ns();
     uint64_t deadline = t_setup + (uint64_t)(opt.connect_timeout * 1e9);
     uint64_t t_measure = 0, t_end = 0;
-    double cpu0[MAX_CPU_PIDS] = {0}, cpu1[MAX_CPU_PIDS] = {0}, self0 = 0, self1 = 0;
+    struct usage use0[MAX_CPU_PIDS] = {{0, 0}}, use1[MAX_CPU_PIDS] = {{0, 0}};
+    double self0 = 0, self1 = 0;
     struct epoll_event evs[MAX_EVENTS];
     start_more_connections();
 
@@ -1070,7 +1088,7 @@ int main(int argc, char **argv)
         }
         if (phase == PHASE_WARMUP && now >= deadline) {
             for (unsigned i = 0; i < opt.ncpu; i++)
-                cpu0[i] = tree_cpu_s(opt.cpu_pid[i]);
+                use0[i] = tree_usage(opt.cpu_pid[i]);
             self0 = self_cpu_s();
             phase = PHASE_MEASURE;
             t_measure = now_ns();
@@ -1088,7 +1106,7 @@ int main(int argc, char **argv)
             t_end = now;
             self1 = self_cpu_s();
             for (unsigned i = 0; i < opt.ncpu; i++)
-                cpu1[i] = tree_cpu_s(opt.cpu_pid[i]);
+                use1[i] = tree_usage(opt.cpu_pid[i]);
             break;
         }
         if (phase == PHASE_WARMUP && ready_count == 0)
@@ -1149,8 +1167,16 @@ int main(int argc, char **argv)
            ready_at_start, ready_count, secs, (unsigned long long)st.msgs,
            (unsigned long long)st.bytes, self1 - self0);
     for (unsigned i = 0; i < opt.ncpu; i++) {
-        double d = cpu0[i] < 0 || cpu1[i] < 0 ? -1.0 : cpu1[i] - cpu0[i];
+        double d = use0[i].cpu_s < 0 || use1[i].cpu_s < 0 ? -1.0 : use1[i].cpu_s - use0[i].cpu_s;
         printf("%s\"%s\":%.3f", i ? "," : "", opt.cpu_label[i], d);
+    }
+    /* -1: the process was gone at either end (or a child's exit took its faults along) */
+    printf("},\"faults\":{");
+    for (unsigned i = 0; i < opt.ncpu; i++) {
+        long long d = use0[i].cpu_s < 0 || use1[i].cpu_s < 0 || use1[i].flts < use0[i].flts
+                          ? -1
+                          : (long long)(use1[i].flts - use0[i].flts);
+        printf("%s\"%s\":%lld", i ? "," : "", opt.cpu_label[i], d);
     }
     printf("}}\n");
     fflush(stdout);
