@@ -12,6 +12,9 @@ packages=(
   websockify
   # tests: scale-out (a NATS cluster with MQTT, HAProxy in front of the gateways)
   nats-server haproxy
+  # benchmarks: the peers a user would write instead (bench/relays/go; the Node
+  # relay comes from npm) and the plots
+  golang-go golang-github-gorilla-websocket-dev gnuplot-nox
   # tests: noVNC in headless Chromium against a real VNC server
   chromium xvfb x11vnc x11-xserver-utils
   # tests: the Docker image, built with podman on a debootstrapped base
