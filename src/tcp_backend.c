@@ -142,7 +142,7 @@ static int queue_rest(struct tcp_backend *b, const struct iovec *iov, int n, siz
     return 0;
 }
 
-long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n)
+long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n, bool more)
 {
     size_t total = 0;
     for (int i = 0; i < n; i++)
@@ -150,7 +150,7 @@ long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n)
     if (total == 0)
         return (long)b->out.bytes;
     size_t sent = 0;
-    if (b->wsi && b->connected && !b->closing && msg_queue_empty(&b->out)) {
+    if (!more && b->wsi && b->connected && !b->closing && msg_queue_empty(&b->out)) {
         /* Nothing ahead of these bytes: straight to the socket, no copy and
          * no trip through the poll loop (send(), not lws_write(): see
          * on_writable). An error is left for on_writable to meet again. */
@@ -171,7 +171,7 @@ long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n)
 long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len)
 {
     struct iovec iov = {.iov_base = (void *)bytes, .iov_len = len};
-    return tcp_backend_writev(b, &iov, 1);
+    return tcp_backend_writev(b, &iov, 1, false);
 }
 
 void tcp_backend_pause_reading(struct tcp_backend *b, bool paused)
