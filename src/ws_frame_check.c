@@ -233,8 +233,10 @@ int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len
 {
     if (c->flags & WS_FC_FAILED)
         return fail(c, c->op, 0, 0, v);
-    if (c->flags & WS_FC_CLOSED)
-        return 0; /* nothing may follow a close; the parser behind us ignores it */
+    if (c->flags & WS_FC_CLOSED) {
+        v->keep = v->at = 0;
+        return WS_FC_END;
+    }
     size_t frame_start = 0; /* in this run; 0 if the frame began before it */
     size_t i = 0;
     int fault = -1;
@@ -288,8 +290,10 @@ int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len
             }
             break;
         }
-        if (c->flags & WS_FC_CLOSED)
-            return 0;
+        if (c->flags & WS_FC_CLOSED) {
+            v->keep = v->at = i; /* i is past the close frame's last byte */
+            return WS_FC_END;
+        }
     }
     if (fault >= 0)
         return fail(c, fault, frame_start, i, v);

@@ -55,10 +55,14 @@ struct ws_frame_verdict {
 
 void ws_frame_check_init(struct ws_frame_check *c, uint8_t settings);
 
-/* Feeds the next `len` bytes of the stream (any split). Returns 0 if they
- * break no rule (or the stream had already ended with a close frame), or -1
- * and fills *v for the first violation; after that every call returns -1
- * with the same code and reason, keep 0 and at 0. */
+/* Feeds the next `len` bytes of the stream (any split). Returns
+ *  0  (WS_FC_OK) they break no rule;
+ *  1  (WS_FC_END) a valid close frame ended the stream: v->keep bytes of
+ *     this run lead up to its end, the rest is not judged (a client sends
+ *     nothing after its close); later calls return 1 with keep 0;
+ * -1  (WS_FC_VIOLATION) the first violation, in *v; later calls return -1
+ *     with the same code and reason, keep 0 and at 0. */
+enum { WS_FC_VIOLATION = -1, WS_FC_OK = 0, WS_FC_END = 1 };
 int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len,
                         struct ws_frame_verdict *v);
 
