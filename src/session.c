@@ -59,6 +59,8 @@ struct session {
     uint64_t wrote_now_pass; /* the service pass of the last write_now */
     bool close_pending; /* close once `out` is flushed */
     bool rx_violation;  /* the client broke RFC 6455: close at once with close_code */
+    bool rx_drop;       /* ... in frames sent with the handshake, which lws parses
+                           anyway: relay nothing more */
     int close_code;     /* sent by us, or received from the client */
     char *close_reason; /* owned; NULL until there is one (see set_close_reason) */
 
@@ -392,7 +394,7 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 {
     s->last_rx_us = (uint64_t)lws_now_usecs();
     s->ping_outstanding = false;
-    if (s->close_pending)
+    if (s->close_pending || s->rx_drop)
         return 0; /* closing: the client's late messages go nowhere */
     bool first = !s->rx_in_message;
     bool final = lws_is_final_fragment(s->wsi);
@@ -691,6 +693,7 @@ static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_re
                                            on_rx_violation);
         if (!s->rx_guard)
             return -1; /* out of memory: unchecked frames are not an option */
+        s->rx_drop = s->rx_violation; /* reported at once: see ws_rx_guard.h */
         s->established = true;
         s->counted = true;
         s->metrics->connections_total++;

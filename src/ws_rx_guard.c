@@ -37,6 +37,23 @@ static size_t n_by_fd;
 static unsigned long n_registered;
 static __thread bool on_loop;
 
+/* The last read this thread passed through unchecked. At ESTABLISHED lws is
+ * still parsing the read that held the end of the upgrade request: frames a
+ * client sent in the same packet follow the request there, and lws parses
+ * them without another read (see check_early). */
+static __thread struct {
+    int fd;
+    const unsigned char *buf;
+    size_t len;
+} last_read = {-1, NULL, 0};
+
+static void note_read(int fd, const void *buf, ssize_t n)
+{
+    last_read.fd = fd;
+    last_read.buf = buf;
+    last_read.len = n > 0 ? (size_t)n : 0;
+}
+
 typedef ssize_t (*recv_fn)(int, void *, size_t, int);
 typedef int (*ssl_read_fn)(SSL *, void *, int);
 static recv_fn real_recv;
@@ -59,6 +76,30 @@ static struct ws_rx_guard_conn *lookup(int fd)
     if (!on_loop || fd < 0 || (size_t)fd >= n_by_fd)
         return NULL;
     return by_fd[fd];
+}
+
+/* Frames sent before the 101 (RFC 6455 4.1 forbids it, a hostile client may
+ * not care) were read with the upgrade request and are already in lws's
+ * hands: they cannot be cut, only judged. A violation among them is
+ * reported at once (the owner stops relaying) and later reads are drained. A
+ * request whose end was split across reads is not looked at (no "\r\n\r\n"
+ * in this read); a client that waits for the 101 leaves nothing here. */
+static size_t check(struct ws_rx_guard_conn *g, const void *buf, size_t n);
+
+static void check_early(struct ws_rx_guard_conn *g)
+{
+    const unsigned char *buf = last_read.buf;
+    size_t len = last_read.len;
+    bool same_socket = last_read.fd == g->fd;
+    last_read.len = 0;
+    if (!same_socket || !len)
+        return;
+    const unsigned char *end = memmem(buf, len, "\r\n\r\n", 4);
+    if (!end)
+        return;
+    end += 4;
+    if (end < buf + len)
+        check(g, end, (size_t)(buf + len - end));
 }
 
 struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
@@ -89,6 +130,7 @@ struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
         n_registered++;
     by_fd[fd] = g; /* a stale entry (never unregistered) is replaced */
     on_loop = true;
+    check_early(g);
     return g;
 }
 
@@ -160,8 +202,11 @@ static ssize_t drain_plain(struct ws_rx_guard_conn *g)
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
     struct ws_rx_guard_conn *g = lookup(fd);
-    if (!g || g->ssl || (flags & MSG_PEEK))
-        return real_recv(fd, buf, len, flags);
+    if (!g || g->ssl || (flags & MSG_PEEK)) {
+        ssize_t n = real_recv(fd, buf, len, flags);
+        note_read(fd, buf, n);
+        return n;
+    }
     if (g->failed)
         return drain_plain(g);
     ssize_t n = real_recv(fd, buf, len, flags);
@@ -194,9 +239,13 @@ static int drain_tls(struct ws_rx_guard_conn *g)
 
 int SSL_read(SSL *ssl, void *buf, int num)
 {
-    struct ws_rx_guard_conn *g = on_loop && ssl ? lookup(SSL_get_fd(ssl)) : NULL;
-    if (!g || g->ssl != ssl)
-        return real_ssl_read(ssl, buf, num);
+    int fd = ssl ? SSL_get_fd(ssl) : -1;
+    struct ws_rx_guard_conn *g = lookup(fd);
+    if (!g || g->ssl != ssl) {
+        int n = real_ssl_read(ssl, buf, num);
+        note_read(fd, buf, n);
+        return n;
+    }
     if (g->failed)
         return drain_tls(g);
     int n = real_ssl_read(ssl, buf, num);

@@ -28,8 +28,12 @@ struct ws_rx_guard_conn;
 typedef void (*ws_rx_guard_fail_fn)(void *owner, int code, const char *reason);
 
 /* Starts checking the client socket `fd` (with `ssl`, lws_get_ssl(), if it
- * is TLS) from its next read on. Returns NULL if out of memory. The result
- * belongs to the caller until ws_rx_guard_unregister(). */
+ * is TLS) from its next read on. Call it at ESTABLISHED: bytes that followed
+ * the upgrade request in the read lws is still parsing (frames the client
+ * sent before the 101) are judged here, and a violation among them is
+ * reported before this returns; lws parses those bytes anyway, so the owner
+ * must relay nothing more. Returns NULL if out of memory. The result belongs
+ * to the caller until ws_rx_guard_unregister(). */
 struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
                                               ws_rx_guard_fail_fn on_fail);
 

@@ -93,6 +93,24 @@ def make_cert(directory):
     return crt, key
 
 
+def plain_upgrade_with(port, path, early):
+    """An upgrade request with `early` bytes in the same write (before the 101)."""
+    s = socket.create_connection((HOST, port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+               % (path, HOST, key)).encode() + early)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError("no upgrade response")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s, rest
+
+
 def tls_upgrade(port, path):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -276,6 +294,29 @@ def bad_byte_at_a_time(t):
     return seen
 
 
+def early_frames(bad):
+    """Frames in the same packet as the upgrade request: lws reads them with
+    the request; a bad one must still fail the connection, relaying nothing."""
+    def run(t):
+        index = len(t.rec.connections)
+        early = encode_frame(OP_BINARY, b"early") + (bad or b"")
+        sock, rest = plain_upgrade_with(t.port, "/rec", early)
+        conn = Conn(sock, rest)
+        t.conns.append(conn)
+        rec = t.rec.wait_connection(index)
+        if bad:
+            seen = expect_fail_closed(t, conn, 1002)
+            t.assert_backend_got(rec, b"")
+            return seen + ", backend got nothing"
+        conn.send(OP_CLOSE, close_payload(1000))
+        t.assertEqual(conn.recv_close()[0], 1000)
+        conn.ends_within(3.0)
+        conn.close()
+        t.assert_backend_got(rec, b"early")
+        return "relayed %r" % bytes(rec.data)
+    return run
+
+
 def max_message(t):
     conn, rec = t.open_recorded()
     conn.raw(encode_frame(OP_BINARY, b"x" * (MAX_MESSAGE + 1)))
@@ -388,6 +429,9 @@ def cases():
         byte_at_a_time, True)
     add("1.6", "framing", "ping of 126 bytes sent one byte per write -> 1002", bad_byte_at_a_time,
         True)
+    add("1.7", "framing", "valid frame sent with the upgrade request: relayed", early_frames(None))
+    add("1.8", "framing", "unmasked frame sent with the upgrade request -> 1002",
+        early_frames(frame(OP_BINARY, b"plain", mask=False)))
     # 2 pings and pongs
     add("2.1", "ping/pong", "empty ping -> empty pong", ping_case(b""))
     add("2.2", "ping/pong", "125-byte binary ping -> pong with the payload",
