@@ -255,6 +255,19 @@ static const char *const drop_reason_names[DROP_COUNT] = {
     [DROP_NO_RULE] = "no_rule",
 };
 
+static const int close_codes[METRICS_CLOSE_CODES] = {
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+    0, /* other */
+};
+
+void metrics_count_close(struct route_metrics *m, int code)
+{
+    size_t i = 0;
+    while (i + 1 < METRICS_CLOSE_CODES && close_codes[i] != code)
+        i++;
+    m->closed[i]++;
+}
+
 /* Label values are route and broker names from the config: escape them. */
 static void put_label(FILE *out, const char *v)
 {
@@ -415,6 +428,16 @@ char *metrics_render(size_t *len_out)
     for (int r = 0; r < DROP_COUNT; r++)
         route_series(out, "wsgate_messages_dropped_total", "reason", drop_reason_names[r],
                      offsetof(struct route_metrics, dropped) + (size_t)r * sizeof(uint64_t));
+
+    header(out, "wsgate_connections_closed_total", "counter",
+           "WebSocket connections ended, by the close code sent or received (1006: none).");
+    for (int i = 0; i < METRICS_CLOSE_CODES; i++) {
+        char code[16];
+        snprintf(code, sizeof(code), "%d", close_codes[i]);
+        route_series(out, "wsgate_connections_closed_total", "code",
+                     close_codes[i] ? code : "other",
+                     offsetof(struct route_metrics, closed) + (size_t)i * sizeof(uint64_t));
+    }
 
     header(out, "wsgate_mqtt_connected", "gauge",
            "1 while the broker session is up (in every worker).");

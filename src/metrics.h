@@ -27,6 +27,10 @@ enum drop_reason {
     DROP_COUNT
 };
 
+/* The close codes wsgate_connections_closed_total tells apart (the `code`
+ * label); any other code counts as "other". */
+#define METRICS_CLOSE_CODES 15
+
 struct route_metrics {
     uint64_t connections_active; /* gauge */
     uint64_t connections_total;
@@ -36,6 +40,7 @@ struct route_metrics {
     uint64_t bytes_out;
     uint64_t backend_errors[BACKEND_ERR_COUNT];
     uint64_t dropped[DROP_COUNT];
+    uint64_t closed[METRICS_CLOSE_CODES]; /* by close code, see metrics_count_close */
 };
 
 /* Makes the shared store for n_workers worker slots; call before forking
@@ -62,6 +67,10 @@ void metrics_connection_release(void);
 /* The series of one route, created on first use; the pointer stays valid
  * until metrics_shutdown(). */
 struct route_metrics *metrics_route(const char *route_name);
+
+/* A connection of this route ended with `code`: the close code sent, or
+ * received from the client; 1006 if no close frame went either way. */
+void metrics_count_close(struct route_metrics *m, int code);
 
 /* Sets wsgate_mqtt_connected{broker}: 1 or 0 (a 0 -> 1 counts in
  * wsgate_mqtt_connects_total). */

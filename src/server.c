@@ -666,7 +666,11 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     lws_set_allocator(lws_allocator);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /* No LWS_SERVER_OPTION_VALIDATE_UTF8: ws_rx_guard checks text messages
+     * (and close reasons) before lws parses them, and lws 4.1.6's own check
+     * also runs over a pong's payload that arrives between two fragments of
+     * a text message, failing valid streams with 1007. */
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     if (any_tls(cfg))
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.user = srv;

@@ -13,6 +13,7 @@
 #include "msg_queue.h"
 #include "rules.h"
 #include "sock_room.h"
+#include "ws_rx_guard.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -38,6 +39,8 @@ struct session {
     const struct wsg_limits *limits; /* in rules */
     struct route_metrics *metrics;
     struct bridge *bridge; /* owned; NULL before ESTABLISHED and after CLOSED */
+    struct ws_rx_guard_conn *rx_guard; /* owned; checks the client's frames from
+                                          ESTABLISHED to CLOSED (ws_rx_guard.h) */
     struct msg_queue out;  /* messages to the client; bounded by max_queue_bytes
                               through backpressure on the backend */
     /* Kept per idle connection, so no fixed-size text beyond the peer. */
@@ -55,6 +58,9 @@ struct session {
     bool in_event;      /* inside one of this connection's lws callbacks */
     uint64_t wrote_now_pass; /* the service pass of the last write_now */
     bool close_pending; /* close once `out` is flushed */
+    bool rx_violation;  /* the client broke RFC 6455: close at once with close_code */
+    bool rx_drop;       /* ... in frames sent with the handshake, which lws parses
+                           anyway: relay nothing more */
     int close_code;     /* sent by us, or received from the client */
     char *close_reason; /* owned; NULL until there is one (see set_close_reason) */
 
@@ -199,12 +205,15 @@ void session_destroy(struct session *s)
 {
     if (!s)
         return;
+    ws_rx_guard_unregister(s->rx_guard);
+    s->rx_guard = NULL;
     if (s->bridge) {
         bridge_client_gone(s->bridge);
         s->bridge = NULL;
     }
     if (s->counted) {
         s->metrics->connections_active--;
+        metrics_count_close(s->metrics, s->close_code ? s->close_code : 1006);
         log_access(s);
     }
     msg_queue_clear(&s->out);
@@ -385,7 +394,7 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 {
     s->last_rx_us = (uint64_t)lws_now_usecs();
     s->ping_outstanding = false;
-    if (s->close_pending)
+    if (s->close_pending || s->rx_drop)
         return 0; /* closing: the client's late messages go nowhere */
     bool first = !s->rx_in_message;
     bool final = lws_is_final_fragment(s->wsi);
@@ -528,7 +537,8 @@ static bool write_now(struct session *s, const void *data, size_t len, unsigned 
 {
     if (s->wrote_now_pass == service_pass) /* a burst: queue, and write it in one go */
         return false;
-    if (!s->established || !s->wsi || s->in_event || s->close_pending || s->ping_due ||
+    if (!s->established || !s->wsi || s->in_event || s->close_pending || s->rx_violation ||
+        s->ping_due ||
         !msg_queue_empty(&s->out) || len > WRITE_NOW_BYTES || lws_partial_buffered(s->wsi))
         return false;
     /* Only to a client that keeps up: one with data still in flight takes
@@ -556,6 +566,23 @@ static bool write_now(struct session *s, const void *data, size_t len, unsigned 
  * has to hold a partly sent buffer (see sock_room.h for why that matters). */
 static int on_writable(struct session *s)
 {
+    if (s->rx_violation) { /* fail the connection: nothing queued goes first */
+        /* The close frame is built and written here as raw bytes (see
+         * write_coalesced), not by lws_close_reason: lws would send it at a
+         * later POLLOUT and then wait for an acknowledgement that the guard
+         * discards. Once it is written, the guard ends the reading. */
+        uint8_t frame[LWS_PRE + 4 + CLOSE_REASON_BYTES];
+        uint8_t *f = frame + LWS_PRE;
+        size_t n = strlen(close_reason(s));
+        f[0] = 0x88; /* FIN, close */
+        f[1] = (uint8_t)(2 + n);
+        f[2] = (uint8_t)(s->close_code >> 8);
+        f[3] = (uint8_t)s->close_code;
+        memcpy(f + 4, close_reason(s), n);
+        lws_write(s->wsi, f, 4 + n, LWS_WRITE_HTTP);
+        ws_rx_guard_closing(s->rx_guard);
+        return -1;
+    }
     if (s->ping_due && !s->close_pending) {
         uint8_t ping[LWS_PRE + 8];
         memcpy(ping + LWS_PRE, "wsgate", 6);
@@ -609,14 +636,38 @@ static int on_writable(struct session *s)
     return 0;
 }
 
-/* The client's close frame: 2-byte code then reason. */
-static void note_peer_close(struct session *s, const uint8_t *in, size_t len)
+/* The client's close frame: 2-byte code then reason. lws 4.1.6 echoes it,
+ * but first turns 1012-1014 (registered since RFC 6455: restart, try again
+ * later, bad gateway) into 1002 in place; the guard read the real code. */
+static void note_peer_close(struct session *s, uint8_t *in, size_t len)
 {
+    int sent = ws_rx_guard_close_code(s->rx_guard);
+    if (len >= 2 && sent >= 1012 && sent <= 1014 && (in[0] << 8 | in[1]) == 1002) {
+        in[0] = (uint8_t)(sent >> 8);
+        in[1] = (uint8_t)sent;
+    }
     if (s->close_code)
         return;
     s->close_code = len >= 2 ? (in[0] << 8 | in[1]) : 1005;
     if (len > 2)
         set_close_reason(s, "%.*s", (int)(len - 2), (const char *)in + 2);
+}
+
+/* ws_rx_guard found a frame that breaks RFC 6455; none of it reached lws.
+ * Called from inside lws's read: close from the next WRITEABLE. */
+static void on_rx_violation(void *owner, int code, const char *reason)
+{
+    struct session *s = owner;
+    if (!s->wsi || s->rx_violation)
+        return;
+    s->rx_violation = true;
+    s->close_code = code;
+    set_close_reason(s, "%s", reason);
+    log_debug("client broke RFC 6455", "route", s->match.route->name, "peer", s->peer,
+              "reason", reason);
+    lws_callback_on_writable(s->wsi);
+    /* A peer that is not reading must not hold the slot forever. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
 static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
@@ -638,6 +689,11 @@ static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_re
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:
         s->wsi = wsi;
+        s->rx_guard = ws_rx_guard_register(lws_get_socket_fd(wsi), lws_get_ssl(wsi), s,
+                                           on_rx_violation);
+        if (!s->rx_guard)
+            return -1; /* out of memory: unchecked frames are not an option */
+        s->rx_drop = s->rx_violation; /* reported at once: see ws_rx_guard.h */
         s->established = true;
         s->counted = true;
         s->metrics->connections_total++;
@@ -669,10 +725,12 @@ static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_re
         return 0;
 
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        note_peer_close(s, in, len);
+        note_peer_close(s, (uint8_t *)in, len);
         return 0;
 
     case LWS_CALLBACK_CLOSED:
+        ws_rx_guard_unregister(s->rx_guard);
+        s->rx_guard = NULL;
         if (s->bridge) {
             bridge_client_gone(s->bridge);
             s->bridge = NULL;

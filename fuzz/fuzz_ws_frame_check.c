@@ -1,0 +1,99 @@
+/* fuzz_ws_frame_check.c - the client-frame checker (src/ws_frame_check.c)
+ * over arbitrary streams and arbitrary splits.
+ *
+ * Input: byte 0: settings (bit 0: RSV1 allowed, bit 1: no text UTF-8);
+ * byte 1: split seed; the rest is the client-to-server stream.
+ * Properties:
+ *  - split-invariance: fed whole, one byte at a time, or in pseudo-random
+ *    runs, the verdict is the same (OK, END or VIOLATION), with the same
+ *    code and reason, the same deciding byte, and (END) the same cut;
+ *  - a violation's cut is never past its deciding byte, and fed whole it
+ *    is the start of a frame: the cut and the deciding byte lie in one
+ *    frame, so re-feeding the stream up to the cut is OK;
+ *  - codes are 1002 or 1007 with a reason that fits a close frame;
+ *  - after END or VIOLATION the checker stays there. */
+#include "fuzz_util.h"
+
+#include "ws_frame_check.h"
+
+struct result {
+    int rc;
+    int code;
+    const char *reason;
+    size_t cut; /* stream offset: bytes let through */
+    size_t at;  /* stream offset of the deciding byte (VIOLATION) */
+};
+
+static struct result run(const uint8_t *s, size_t len, uint8_t settings, unsigned mode,
+                         unsigned seed)
+{
+    struct ws_frame_check c;
+    ws_frame_check_init(&c, settings);
+    struct result r = {WS_FC_OK, 0, NULL, len, 0};
+    size_t pos = 0;
+    while (pos < len) {
+        size_t n = len - pos;
+        if (mode == 1)
+            n = 1;
+        else if (mode == 2) {
+            seed = seed * 1103515245u + 12345u;
+            size_t k = 1 + (seed >> 16) % 37;
+            n = k < n ? k : n;
+        }
+        struct ws_frame_verdict v;
+        int rc = ws_frame_check_feed(&c, s + pos, n, &v);
+        if (rc != WS_FC_OK) {
+            FUZZ_CHECK(v.keep <= n, "keep %zu of a %zu-byte run", v.keep, n);
+            r.rc = rc;
+            r.cut = pos + v.keep;
+            if (rc == WS_FC_VIOLATION) {
+                FUZZ_CHECK(v.keep <= v.at && v.at < n, "keep %zu at %zu run %zu", v.keep, v.at, n);
+                FUZZ_CHECK(v.code == 1002 || v.code == 1007, "code %d", v.code);
+                FUZZ_CHECK(v.reason && strlen(v.reason) <= 123, "reason");
+                r.code = v.code;
+                r.reason = v.reason;
+                r.at = pos + v.at;
+            }
+            struct ws_frame_verdict again;
+            FUZZ_CHECK(ws_frame_check_feed(&c, s, len ? 1 : 0, &again) == rc, "state left");
+            FUZZ_CHECK(again.keep == 0, "keep after the end");
+            return r;
+        }
+        pos += n;
+    }
+    return r;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    uint8_t settings = data[0] & (WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8);
+    unsigned seed = data[1];
+    const uint8_t *s = data + 2;
+    size_t len = size - 2;
+
+    struct result whole = run(s, len, settings, 0, seed);
+    for (unsigned mode = 1; mode <= 2; mode++) {
+        struct result r = run(s, len, settings, mode, seed);
+        FUZZ_CHECK(r.rc == whole.rc, "mode %u: rc %d, whole %d", mode, r.rc, whole.rc);
+        if (r.rc == WS_FC_VIOLATION) {
+            FUZZ_CHECK(r.code == whole.code && strcmp(r.reason, whole.reason) == 0,
+                       "mode %u: %d %s, whole %d %s", mode, r.code, r.reason, whole.code,
+                       whole.reason);
+            FUZZ_CHECK(r.at == whole.at, "mode %u: at %zu, whole %zu", mode, r.at, whole.at);
+            FUZZ_CHECK(r.cut >= whole.cut && r.cut <= r.at, "mode %u: cut %zu (whole %zu, at %zu)",
+                       mode, r.cut, whole.cut, r.at);
+        } else if (r.rc == WS_FC_END) {
+            FUZZ_CHECK(r.cut == whole.cut, "mode %u: end at %zu, whole %zu", mode, r.cut,
+                       whole.cut);
+        }
+    }
+    if (whole.rc == WS_FC_VIOLATION) {
+        /* What was let through breaks nothing by itself. */
+        struct result prefix = run(s, whole.cut, settings, 0, seed);
+        FUZZ_CHECK(prefix.rc == WS_FC_OK, "the %zu bytes let through gave %d", whole.cut,
+                   prefix.rc);
+    }
+    return 0;
+}

@@ -1,0 +1,301 @@
+/* ws_frame_check.c - the RFC 6455 client-frame rules; see ws_frame_check.h. */
+#include "ws_frame_check.h"
+
+#include <string.h>
+
+enum { S_HDR0, S_HDR1, S_LEN, S_MASK, S_PAYLOAD };
+
+enum {
+    OP_CONT = 0x0,
+    OP_TEXT = 0x1,
+    OP_BINARY = 0x2,
+    OP_CLOSE = 0x8,
+    OP_PING = 0x9,
+    OP_PONG = 0xa,
+};
+
+/* Why a stream failed; the index is kept in `op` once it has. */
+enum fault {
+    F_UNMASKED,
+    F_RSV,
+    F_OPCODE,
+    F_CTL_LONG,
+    F_CTL_FRAGMENTED,
+    F_CONT_NO_START,
+    F_DATA_IN_MESSAGE,
+    F_CLOSE_1_BYTE,
+    F_CLOSE_CODE,
+    F_CLOSE_UTF8,
+    F_LENGTH_63,
+    F_TEXT_UTF8,
+    F_TEXT_UTF8_END,
+};
+
+static const struct {
+    int code;
+    const char *reason;
+} faults[] = {
+    [F_UNMASKED] = {WS_CLOSE_PROTOCOL_ERROR, "unmasked client frame"},
+    [F_RSV] = {WS_CLOSE_PROTOCOL_ERROR, "reserved bits set"},
+    [F_OPCODE] = {WS_CLOSE_PROTOCOL_ERROR, "unknown opcode"},
+    [F_CTL_LONG] = {WS_CLOSE_PROTOCOL_ERROR, "control frame over 125 bytes"},
+    [F_CTL_FRAGMENTED] = {WS_CLOSE_PROTOCOL_ERROR, "fragmented control frame"},
+    [F_CONT_NO_START] = {WS_CLOSE_PROTOCOL_ERROR, "continuation without a message"},
+    [F_DATA_IN_MESSAGE] = {WS_CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one"},
+    [F_CLOSE_1_BYTE] = {WS_CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload"},
+    [F_CLOSE_CODE] = {WS_CLOSE_PROTOCOL_ERROR, "invalid close code"},
+    [F_CLOSE_UTF8] = {WS_CLOSE_INVALID_PAYLOAD, "close reason is not UTF-8"},
+    [F_LENGTH_63] = {WS_CLOSE_PROTOCOL_ERROR, "frame length over 2^63"},
+    [F_TEXT_UTF8] = {WS_CLOSE_INVALID_PAYLOAD, "text message is not UTF-8"},
+    [F_TEXT_UTF8_END] = {WS_CLOSE_INVALID_PAYLOAD, "text message ends inside a character"},
+};
+
+/* UTF-8 (RFC 3629) one byte at a time. States: 0 between characters;
+ * 1-3 continuation bytes due (80-BF); 4-7 the second byte after E0, ED, F0,
+ * F4, whose range is narrower (no overlongs, no surrogates, nothing past
+ * U+10FFFF); U8_BAD for good. */
+#define U8_BAD 8
+
+static uint8_t utf8_step(uint8_t st, uint8_t b)
+{
+    switch (st) {
+    case 0:
+        if (b < 0x80)
+            return 0;
+        if (b >= 0xc2 && b <= 0xdf)
+            return 1;
+        if (b == 0xe0)
+            return 4;
+        if (b == 0xed)
+            return 5;
+        if (b >= 0xe1 && b <= 0xef)
+            return 2;
+        if (b == 0xf0)
+            return 6;
+        if (b >= 0xf1 && b <= 0xf3)
+            return 3;
+        if (b == 0xf4)
+            return 7;
+        return U8_BAD;
+    case 1:
+    case 2:
+    case 3:
+        return (b & 0xc0) == 0x80 ? st - 1 : U8_BAD;
+    case 4:
+        return b >= 0xa0 && b <= 0xbf ? 1 : U8_BAD;
+    case 5:
+        return b >= 0x80 && b <= 0x9f ? 1 : U8_BAD;
+    case 6:
+        return b >= 0x90 && b <= 0xbf ? 2 : U8_BAD;
+    case 7:
+        return b >= 0x80 && b <= 0x8f ? 2 : U8_BAD;
+    default:
+        return U8_BAD;
+    }
+}
+
+bool ws_close_code_valid(unsigned code)
+{
+    if (code < 1000 || code >= 5000)
+        return false;
+    if (code >= 3000)
+        return true;
+    return code <= 1014 && code != 1004 && code != 1005 && code != 1006;
+}
+
+void ws_frame_check_init(struct ws_frame_check *c, uint8_t settings)
+{
+    memset(c, 0, sizeof(*c));
+    c->flags = settings & (WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8);
+}
+
+static bool is_control(uint8_t op) { return op & 0x8; }
+
+/* Payload bytes of this frame the checker must read (not just skip). */
+static bool reads_payload(const struct ws_frame_check *c)
+{
+    if (c->op == OP_CLOSE)
+        return true;
+    if (c->flags & WS_FC_NO_TEXT_UTF8)
+        return false;
+    return c->op == OP_TEXT || (c->op == OP_CONT && (c->flags & WS_FC_MSG_TEXT));
+}
+
+/* First header byte: FIN, RSV, opcode. Returns a fault or -1. */
+static int on_hdr0(struct ws_frame_check *c, uint8_t b)
+{
+    uint8_t op = b & 0x0f, rsv = b & 0x70;
+    c->fin = b >> 7;
+    c->op = op;
+    bool rsv1_ok = (c->flags & WS_FC_ALLOW_RSV1) && (op == OP_TEXT || op == OP_BINARY);
+    if (rsv & ~(rsv1_ok ? 0x40 : 0))
+        return F_RSV;
+    switch (op) {
+    case OP_CONT:
+        if (!(c->flags & WS_FC_MSG_OPEN))
+            return F_CONT_NO_START;
+        break;
+    case OP_TEXT:
+    case OP_BINARY:
+        if (c->flags & WS_FC_MSG_OPEN)
+            return F_DATA_IN_MESSAGE;
+        c->flags = (uint8_t)((c->flags & ~WS_FC_MSG_TEXT) | (op == OP_TEXT ? WS_FC_MSG_TEXT : 0));
+        c->text_utf8 = 0;
+        break;
+    case OP_CLOSE:
+    case OP_PING:
+    case OP_PONG:
+        if (!c->fin)
+            return F_CTL_FRAGMENTED;
+        return -1;
+    default:
+        return F_OPCODE;
+    }
+    if (c->fin)
+        c->flags &= (uint8_t)~WS_FC_MSG_OPEN;
+    else
+        c->flags |= WS_FC_MSG_OPEN;
+    return -1;
+}
+
+/* Second header byte: MASK, 7-bit length. */
+static int on_hdr1(struct ws_frame_check *c, uint8_t b)
+{
+    uint8_t len7 = b & 0x7f;
+    if (!(b & 0x80))
+        return F_UNMASKED;
+    if (is_control(c->op) && len7 > 125)
+        return F_CTL_LONG;
+    if (c->op == OP_CLOSE && len7 == 1)
+        return F_CLOSE_1_BYTE;
+    c->left = len7 < 126 ? len7 : 0;
+    c->mask_pos = len7 == 126 ? 2 : len7 == 127 ? 8 : 0; /* length bytes due */
+    c->state = c->mask_pos ? S_LEN : S_MASK;
+    return -1;
+}
+
+/* The frame's last byte has been read (or its header, if it has no payload). */
+static int on_frame_end(struct ws_frame_check *c)
+{
+    if (c->op == OP_CLOSE) {
+        if (c->ctl_seen == 0)
+            c->close_code = 1005;
+        else if (c->ctl_utf8 != 0)
+            return F_CLOSE_UTF8;
+        c->flags |= WS_FC_CLOSED;
+    } else if (!is_control(c->op) && c->fin && reads_payload(c) && c->text_utf8 != 0) {
+        return F_TEXT_UTF8_END;
+    }
+    c->state = S_HDR0;
+    return -1;
+}
+
+/* Reads payload bytes the checker must judge, unmasking them. Returns a
+ * fault or -1; *i is left on the breaking byte. */
+static int read_payload(struct ws_frame_check *c, const uint8_t *buf, size_t len, size_t *i)
+{
+    for (; *i < len && c->left; (*i)++, c->left--) {
+        uint8_t b = buf[*i] ^ c->mask[c->mask_pos];
+        c->mask_pos = (c->mask_pos + 1) & 3;
+        if (c->op != OP_CLOSE) {
+            if ((c->text_utf8 = utf8_step(c->text_utf8, b)) == U8_BAD)
+                return F_TEXT_UTF8;
+            continue;
+        }
+        uint8_t n = c->ctl_seen++;
+        if (n == 0) {
+            c->close_code = (uint16_t)(b << 8);
+        } else if (n == 1) {
+            c->close_code |= b;
+            if (!ws_close_code_valid(c->close_code))
+                return F_CLOSE_CODE;
+        } else if ((c->ctl_utf8 = utf8_step(c->ctl_utf8, b)) == U8_BAD) {
+            return F_CLOSE_UTF8;
+        }
+    }
+    return -1;
+}
+
+static int fail(struct ws_frame_check *c, int fault, size_t keep, size_t at,
+                struct ws_frame_verdict *v)
+{
+    c->flags |= WS_FC_FAILED;
+    c->op = (uint8_t)fault;
+    v->keep = keep;
+    v->at = at;
+    v->code = faults[fault].code;
+    v->reason = faults[fault].reason;
+    return -1;
+}
+
+int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len,
+                        struct ws_frame_verdict *v)
+{
+    if (c->flags & WS_FC_FAILED)
+        return fail(c, c->op, 0, 0, v);
+    if (c->flags & WS_FC_CLOSED) {
+        v->keep = v->at = 0;
+        return WS_FC_END;
+    }
+    size_t frame_start = 0; /* in this run; 0 if the frame began before it */
+    size_t i = 0;
+    int fault = -1;
+    while (i < len && fault < 0) {
+        uint8_t b = buf[i];
+        switch (c->state) {
+        case S_HDR0:
+            frame_start = i;
+            c->ctl_seen = c->ctl_utf8 = 0;
+            if ((fault = on_hdr0(c, b)) < 0) {
+                c->state = S_HDR1;
+                i++;
+            }
+            break;
+        case S_HDR1:
+            if ((fault = on_hdr1(c, b)) < 0)
+                i++;
+            break;
+        case S_LEN:
+            if (c->mask_pos == 8 && (b & 0x80)) {
+                fault = F_LENGTH_63;
+                break;
+            }
+            c->left = c->left << 8 | b;
+            i++;
+            if (--c->mask_pos == 0)
+                c->state = S_MASK;
+            break;
+        case S_MASK:
+            c->mask[c->mask_pos++] = b;
+            i++;
+            if (c->mask_pos == 4) {
+                c->mask_pos = 0;
+                c->state = S_PAYLOAD;
+                if (c->left == 0 && (fault = on_frame_end(c)) >= 0)
+                    i--; /* at the mask's last byte, which ended the frame */
+            }
+            break;
+        case S_PAYLOAD:
+            if (reads_payload(c)) {
+                fault = read_payload(c, buf, len, &i);
+            } else {
+                size_t n = len - i < c->left ? len - i : (size_t)c->left;
+                i += n;
+                c->left -= n;
+            }
+            if (fault < 0 && c->left == 0) {
+                size_t last = i - 1;
+                if ((fault = on_frame_end(c)) >= 0)
+                    i = last;
+            }
+            break;
+        }
+        if (c->flags & WS_FC_CLOSED) {
+            v->keep = v->at = i; /* i is past the close frame's last byte */
+            return WS_FC_END;
+        }
+    }
+    if (fault >= 0)
+        return fail(c, fault, frame_start, i, v);
+    return 0;
+}

@@ -1,0 +1,258 @@
+/* ws_rx_guard.c - recv() and SSL_read() as lws sees them; see ws_rx_guard.h. */
+#define _GNU_SOURCE /* RTLD_NEXT */
+/* A fortified build declares recv() as an inline wrapper, and this file
+ * defines the real symbol. */
+#undef _FORTIFY_SOURCE
+#include "ws_rx_guard.h"
+
+#include "ws_frame_check.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* One registered client socket: 56 bytes. */
+struct ws_rx_guard_conn {
+    struct ws_frame_check check;
+    void *owner;
+    ws_rx_guard_fail_fn on_fail;
+    SSL *ssl; /* NULL: plain, read with recv() */
+    int fd;
+    bool failed;  /* a violation was reported, or the client's close frame
+                     was read: drain and discard what follows */
+    bool closing; /* our close frame went out: report the end */
+};
+
+/* Indexed by fd; grown as needed. Only the loop thread reads or writes it:
+ * `on_loop` is true only on the thread that registered a connection, so
+ * Paho's threads (which call recv and SSL_read too) never look. */
+static struct ws_rx_guard_conn **by_fd;
+static size_t n_by_fd;
+static unsigned long n_registered;
+static __thread bool on_loop;
+
+/* The last read this thread passed through unchecked. At ESTABLISHED lws is
+ * still parsing the read that held the end of the upgrade request: frames a
+ * client sent in the same packet follow the request there, and lws parses
+ * them without another read (see check_early). */
+static __thread struct {
+    int fd;
+    const unsigned char *buf;
+    size_t len;
+} last_read = {-1, NULL, 0};
+
+static void note_read(int fd, const void *buf, ssize_t n)
+{
+    last_read.fd = fd;
+    last_read.buf = buf;
+    last_read.len = n > 0 ? (size_t)n : 0;
+}
+
+typedef ssize_t (*recv_fn)(int, void *, size_t, int);
+typedef int (*ssl_read_fn)(SSL *, void *, int);
+static recv_fn real_recv;
+static ssl_read_fn real_ssl_read;
+
+/* Before main() and before any thread: no locking needed afterwards. Under
+ * ASan the next recv is ASan's interceptor, which calls libc's. */
+__attribute__((constructor)) static void resolve_real(void)
+{
+    real_recv = (recv_fn)dlsym(RTLD_NEXT, "recv");
+    real_ssl_read = (ssl_read_fn)dlsym(RTLD_NEXT, "SSL_read");
+    if (!real_recv || !real_ssl_read) {
+        fprintf(stderr, "wsgate: cannot find recv/SSL_read behind ws_rx_guard: %s\n", dlerror());
+        abort();
+    }
+}
+
+static struct ws_rx_guard_conn *lookup(int fd)
+{
+    if (!on_loop || fd < 0 || (size_t)fd >= n_by_fd)
+        return NULL;
+    return by_fd[fd];
+}
+
+/* Frames sent before the 101 (RFC 6455 4.1 forbids it, a hostile client may
+ * not care) were read with the upgrade request and are already in lws's
+ * hands: they cannot be cut, only judged. A violation among them is
+ * reported at once (the owner stops relaying) and later reads are drained. A
+ * request whose end was split across reads is not looked at (no "\r\n\r\n"
+ * in this read); a client that waits for the 101 leaves nothing here. */
+static size_t check(struct ws_rx_guard_conn *g, const void *buf, size_t n);
+
+static void check_early(struct ws_rx_guard_conn *g)
+{
+    const unsigned char *buf = last_read.buf;
+    size_t len = last_read.len;
+    bool same_socket = last_read.fd == g->fd;
+    last_read.len = 0;
+    if (!same_socket || !len)
+        return;
+    const unsigned char *end = memmem(buf, len, "\r\n\r\n", 4);
+    if (!end)
+        return;
+    end += 4;
+    if (end < buf + len)
+        check(g, end, (size_t)(buf + len - end));
+}
+
+struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
+                                              ws_rx_guard_fail_fn on_fail)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= n_by_fd) {
+        size_t n = n_by_fd ? n_by_fd : 256;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct ws_rx_guard_conn **grown = realloc(by_fd, n * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        memset(grown + n_by_fd, 0, (n - n_by_fd) * sizeof(*grown));
+        by_fd = grown;
+        n_by_fd = n;
+    }
+    struct ws_rx_guard_conn *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    ws_frame_check_init(&g->check, 0);
+    g->owner = owner;
+    g->on_fail = on_fail;
+    g->ssl = ssl;
+    g->fd = fd;
+    if (!by_fd[fd])
+        n_registered++;
+    by_fd[fd] = g; /* a stale entry (never unregistered) is replaced */
+    on_loop = true;
+    check_early(g);
+    return g;
+}
+
+void ws_rx_guard_closing(struct ws_rx_guard_conn *g)
+{
+    if (g)
+        g->closing = true;
+}
+
+int ws_rx_guard_close_code(const struct ws_rx_guard_conn *g)
+{
+    return g ? ws_frame_check_close_code(&g->check) : 0;
+}
+
+void ws_rx_guard_unregister(struct ws_rx_guard_conn *g)
+{
+    if (!g)
+        return;
+    if (g->fd >= 0 && (size_t)g->fd < n_by_fd && by_fd[g->fd] == g) {
+        by_fd[g->fd] = NULL;
+        n_registered--;
+    }
+    free(g);
+}
+
+unsigned long ws_rx_guard_count(void) { return n_registered; }
+
+/* Runs the checker over what a read returned; returns how many bytes lws
+ * may have. After the client's close frame nothing more goes to lws: 4.1.6
+ * would deliver data frames that follow it. */
+static size_t check(struct ws_rx_guard_conn *g, const void *buf, size_t n)
+{
+    struct ws_frame_verdict v;
+    int r = ws_frame_check_feed(&g->check, buf, n, &v);
+    if (r == WS_FC_OK)
+        return n;
+    if (!g->failed && r == WS_FC_VIOLATION)
+        g->on_fail(g->owner, v.code, v.reason);
+    g->failed = true;
+    return v.keep;
+}
+
+/* After a violation the client's bytes mean nothing: read and drop them, at
+ * most DRAIN_BYTES (or DRAIN_READS reads: a TLS record may hold one byte)
+ * per call, so a client that floods cannot hold the loop here. */
+#define DRAIN_BYTES (256 * 1024)
+#define DRAIN_READS 4096
+static unsigned char drain_buf[16384]; /* the loop thread's */
+
+/* Plain: 0 at the end of the stream (or once closing), else -1/EAGAIN (the
+ * rest of a flood is read at the next POLLIN). */
+static ssize_t drain_plain(struct ws_rx_guard_conn *g)
+{
+    size_t total = 0;
+    for (int i = 0; i < DRAIN_READS && total < DRAIN_BYTES; i++) {
+        ssize_t r = real_recv(g->fd, drain_buf, sizeof(drain_buf), MSG_DONTWAIT);
+        if (r == 0)
+            return 0;
+        if (r < 0)
+            break;
+        total += (size_t)r;
+    }
+    if (g->closing)
+        return 0;
+    errno = EAGAIN;
+    return -1;
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    struct ws_rx_guard_conn *g = lookup(fd);
+    if (!g || g->ssl || (flags & MSG_PEEK)) {
+        ssize_t n = real_recv(fd, buf, len, flags);
+        note_read(fd, buf, n);
+        return n;
+    }
+    if (g->failed)
+        return drain_plain(g);
+    ssize_t n = real_recv(fd, buf, len, flags);
+    if (n <= 0)
+        return n;
+    size_t keep = check(g, buf, (size_t)n);
+    if (keep > 0 || !g->failed)
+        return (ssize_t)keep;
+    return drain_plain(g); /* nothing of this read is good */
+}
+
+/* TLS: lws asks SSL_get_error() why a read returned <= 0, so "no data yet"
+ * must be the real SSL_read's own WANT_READ: read until it says so. To end
+ * the connection, lws takes errno ENOTCONN after a failed SSL_read as fatal
+ * (lws_ssl_capable_read, 4.1.6); a client that floods past the drain limit
+ * after breaking a rule is dropped that way too. */
+static int drain_tls(struct ws_rx_guard_conn *g)
+{
+    int r = 1;
+    size_t total = 0;
+    for (int i = 0; i < DRAIN_READS && total < DRAIN_BYTES && r > 0; i++)
+        if ((r = real_ssl_read(g->ssl, drain_buf, (int)sizeof(drain_buf))) > 0)
+            total += (size_t)r;
+    if (r > 0 || g->closing) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    return r;
+}
+
+int SSL_read(SSL *ssl, void *buf, int num)
+{
+    int fd = ssl ? SSL_get_fd(ssl) : -1;
+    struct ws_rx_guard_conn *g = lookup(fd);
+    if (!g || g->ssl != ssl) {
+        int n = real_ssl_read(ssl, buf, num);
+        note_read(fd, buf, n);
+        return n;
+    }
+    if (g->failed)
+        return drain_tls(g);
+    int n = real_ssl_read(ssl, buf, num);
+    if (n <= 0)
+        return n;
+    size_t keep = check(g, buf, (size_t)n);
+    if (keep > 0 || !g->failed)
+        return (int)keep;
+    return drain_tls(g);
+}

@@ -1,0 +1,54 @@
+/* ws_rx_guard.h - checks every byte libwebsockets reads from an established
+ * client WebSocket against RFC 6455 (ws_frame_check.h) before lws parses it.
+ *
+ * Why here: lws 4.1.6 offers no hook between reading a client's bytes and
+ * parsing its frames, and its server accepts unmasked frames, drops an
+ * over-long control frame without a close frame, and answers a bad close
+ * frame with none either. It reads client sockets with recv() (plain) and
+ * SSL_read() (TLS), both called through its PLT, so this module defines
+ * functions of those names in the wsgate executable: lws calls them, they
+ * call the real ones (dlsym RTLD_NEXT) and check what came back. Sockets
+ * not registered here (backends, HTTP, Paho's threads) pass straight through.
+ *
+ * On a violation the read returns only the bytes before the offending frame,
+ * so lws never delivers any of it; the owner is told once (code, reason) and
+ * must close with that code; from then on reads of that socket drain and
+ * discard what the client sends and report "no data yet", and once the owner
+ * says its close frame is on its way (ws_rx_guard_closing) they report the
+ * end of the stream, so lws ends the connection without waiting for an ack.
+ * Everything but the pass-through runs on the lws loop's thread only. */
+#ifndef WSGATE_WS_RX_GUARD_H
+#define WSGATE_WS_RX_GUARD_H
+
+struct ws_rx_guard_conn;
+
+/* Told once, from inside lws's read, that the client broke a rule. `reason`
+ * is static text. It must not close the connection from here: ask for a
+ * writable callback and close from it. */
+typedef void (*ws_rx_guard_fail_fn)(void *owner, int code, const char *reason);
+
+/* Starts checking the client socket `fd` (with `ssl`, lws_get_ssl(), if it
+ * is TLS) from its next read on. Call it at ESTABLISHED: bytes that followed
+ * the upgrade request in the read lws is still parsing (frames the client
+ * sent before the 101) are judged here, and a violation among them is
+ * reported before this returns; lws parses those bytes anyway, so the owner
+ * must relay nothing more. Returns NULL if out of memory. The result belongs
+ * to the caller until ws_rx_guard_unregister(). */
+struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
+                                              ws_rx_guard_fail_fn on_fail);
+
+/* The owner's close frame has been handed to lws: end reading. */
+void ws_rx_guard_closing(struct ws_rx_guard_conn *g);
+
+/* The code of the valid close frame the client sent (0 if none yet, 1005 if
+ * it had no payload). */
+int ws_rx_guard_close_code(const struct ws_rx_guard_conn *g);
+
+/* Stops checking and frees `g` (NULL is fine). Call before the socket can be
+ * closed and its number reused. */
+void ws_rx_guard_unregister(struct ws_rx_guard_conn *g);
+
+/* Connections registered now (for tests and the shutdown check). */
+unsigned long ws_rx_guard_count(void);
+
+#endif
