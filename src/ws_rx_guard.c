@@ -37,21 +37,34 @@ static size_t n_by_fd;
 static unsigned long n_registered;
 static __thread bool on_loop;
 
-/* The last read this thread passed through unchecked. At ESTABLISHED lws is
- * still parsing the read that held the end of the upgrade request: frames a
- * client sent in the same packet follow the request there, and lws parses
- * them without another read (see check_early). */
+/* Frames a client sent in the same packet as its upgrade request follow the
+ * request in the read that held it, and lws parses them without another
+ * read (see check_early). They are judged when that read happens, because
+ * by ESTABLISHED lws has written its 101 response over the same buffer
+ * (its per-thread service buffer). Only a read that starts with "GET " (a
+ * whole request) is looked at; one request per thread is remembered. */
 static __thread struct {
-    int fd;
-    const unsigned char *buf;
-    size_t len;
-} last_read = {-1, NULL, 0};
+    int fd; /* -1: nothing remembered */
+    struct ws_frame_check check; /* the checker after those frames */
+    int result;                  /* ws_frame_check_feed's answer for them */
+    struct ws_frame_verdict verdict;
+} early = {.fd = -1};
 
 static void note_read(int fd, const void *buf, ssize_t n)
 {
-    last_read.fd = fd;
-    last_read.buf = buf;
-    last_read.len = n > 0 ? (size_t)n : 0;
+    if (fd < 0 || n < 4 || memcmp(buf, "GET ", 4) != 0)
+        return;
+    early.fd = -1;
+    const unsigned char *end = memmem(buf, (size_t)n, "\r\n\r\n", 4);
+    if (!end)
+        return;
+    end += 4;
+    size_t tail = (size_t)((const unsigned char *)buf + n - end);
+    if (tail == 0)
+        return;
+    ws_frame_check_init(&early.check, 0);
+    early.result = ws_frame_check_feed(&early.check, end, tail, &early.verdict);
+    early.fd = fd;
 }
 
 typedef ssize_t (*recv_fn)(int, void *, size_t, int);
@@ -82,24 +95,20 @@ static struct ws_rx_guard_conn *lookup(int fd)
  * not care) were read with the upgrade request and are already in lws's
  * hands: they cannot be cut, only judged. A violation among them is
  * reported at once (the owner stops relaying) and later reads are drained. A
- * request whose end was split across reads is not looked at (no "\r\n\r\n"
- * in this read); a client that waits for the 101 leaves nothing here. */
-static size_t check(struct ws_rx_guard_conn *g, const void *buf, size_t n);
+ * request split across reads is not looked at (its last read does not start
+ * with "GET "); a client that waits for the 101 leaves nothing here. */
 
 static void check_early(struct ws_rx_guard_conn *g)
 {
-    const unsigned char *buf = last_read.buf;
-    size_t len = last_read.len;
-    bool same_socket = last_read.fd == g->fd;
-    last_read.len = 0;
-    if (!same_socket || !len)
+    if (early.fd != g->fd)
         return;
-    const unsigned char *end = memmem(buf, len, "\r\n\r\n", 4);
-    if (!end)
+    early.fd = -1;
+    g->check = early.check;
+    if (early.result == WS_FC_OK)
         return;
-    end += 4;
-    if (end < buf + len)
-        check(g, end, (size_t)(buf + len - end));
+    if (early.result == WS_FC_VIOLATION)
+        g->on_fail(g->owner, early.verdict.code, early.verdict.reason);
+    g->failed = true;
 }
 
 struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
