@@ -840,7 +840,6 @@ int server_run(struct server *srv)
     while (!srv->stopping) {
         if (lws_service(srv->context, 0) < 0)
             return 0;
-        session_service_pass_done();
         if (srv->reload_requested) {
             srv->reload_requested = 0;
             server_reload(srv);
@@ -858,11 +857,9 @@ int server_run(struct server *srv)
     lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
     drain_tick(&srv->drain_timer);
     while ((session_count() > 0 || tcp_backend_count() > 0 || !mqtt_brokers_flushed()) &&
-           lws_now_usecs() < deadline) {
+           lws_now_usecs() < deadline)
         if (lws_service(srv->context, 0) < 0)
             break;
-        session_service_pass_done();
-    }
     return 0;
 }
 

@@ -55,8 +55,6 @@ struct session {
     bool established;
     bool counted; /* in connections_active */
 
-    bool in_event;      /* inside one of this connection's lws callbacks */
-    uint64_t wrote_now_pass; /* the service pass of the last write_now */
     bool close_pending; /* close once `out` is flushed */
     bool rx_violation;  /* the client broke RFC 6455: close at once with close_code */
     bool rx_drop;       /* ... in frames sent with the handshake, which lws parses
@@ -246,12 +244,8 @@ static long queue_for_client(struct session *s, const void *data, size_t len, un
     return (long)s->out.bytes;
 }
 
-static bool write_now(struct session *s, const void *data, size_t len, unsigned flags);
-
 long session_send(struct session *s, const void *data, size_t len, bool text)
 {
-    if (write_now(s, data, len, text ? CHUNK_TEXT : 0))
-        return 0;
     return queue_for_client(s, data, len, text ? CHUNK_TEXT : 0);
 }
 
@@ -514,52 +508,6 @@ static int write_coalesced(struct session *s)
     return 1;
 }
 
-/* Messages up to this size may skip the queue (see write_now). */
-#define WRITE_NOW_BYTES 16384
-/* Room kept beyond a frame for a TLS record's own overhead. */
-#define TLS_RECORD_MARGIN 128
-
-/* A message for a connection with nothing queued goes out at once instead
- * of waiting for the next WRITEABLE: that wait is a poll() over every
- * socket of the gateway and most of a small message's round trip. Once per
- * service pass and connection: the rest of a burst (a fan-out, several
- * messages in one backend read) is queued and leaves in one write. Only
- * when the socket's send buffer takes the whole frame now, so lws never
- * holds a partly sent buffer (see sock_room.h), and never from inside this
- * connection's own callbacks, and only while the client reads what it
- * is sent. The frame is built in the loop's scratch
- * buffer. True if it was written (or the connection failed trying). */
-static uint64_t service_pass = 1;
-
-void session_service_pass_done(void) { service_pass++; }
-
-static bool write_now(struct session *s, const void *data, size_t len, unsigned flags)
-{
-    if (s->wrote_now_pass == service_pass) /* a burst: queue, and write it in one go */
-        return false;
-    if (!s->established || !s->wsi || s->in_event || s->close_pending || s->rx_violation ||
-        s->ping_due ||
-        !msg_queue_empty(&s->out) || len > WRITE_NOW_BYTES || lws_partial_buffered(s->wsi))
-        return false;
-    /* Only to a client that keeps up: one with data still in flight takes
-     * the queue, where max_queue_bytes and slow_consumer see it. */
-    size_t queued, room;
-    if (sock_send_state(lws_get_socket_fd(s->wsi), &queued, &room) != 0 ||
-        queued > WRITE_NOW_BYTES || len + WS_HEADER_MAX + TLS_RECORD_MARGIN > room)
-        return false;
-    uint8_t *out = coalesce_buf + LWS_PRE;
-    memcpy(out, data, len);
-    if (lws_write(s->wsi, out, len, (flags & CHUNK_TEXT) ? LWS_WRITE_TEXT : LWS_WRITE_BINARY) < 0) {
-        /* The socket failed: lws hangs it up; the message goes with it. */
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC);
-        return true;
-    }
-    count_sent(s, flags, len, true);
-    s->last_data_us = (uint64_t)lws_now_usecs();
-    s->wrote_now_pass = service_pass;
-    return true;
-}
-
 /* Sends (part of) the first queued message. A message larger than the
  * socket can take now, or than lws sends in one go (SESSION_TX_PACKET_BYTES),
  * goes out as several fragments of one WebSocket message, so that lws never
@@ -670,21 +618,8 @@ static void on_rx_violation(void *owner, int code, const char *reason)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
-static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
-                        void *in, size_t len);
-
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
                       void *in, size_t len)
-{
-    bool nested = s->in_event;
-    s->in_event = true;
-    int r = handle_event(s, wsi, reason, in, len);
-    s->in_event = nested;
-    return r;
-}
-
-static int handle_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
-                        void *in, size_t len)
 {
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:

@@ -61,9 +61,6 @@ bool session_is(const void *opaque);
 /* Sessions currently open (for max_connections and shutdown). */
 size_t session_count(void);
 
-/* The loop finished one lws_service() pass (see write_now in session.c). */
-void session_service_pass_done(void);
-
 /* Cancels the liveness sweep (before the lws context goes). */
 void session_sweep_stop(void);
 

@@ -12,8 +12,4 @@
  * if it cannot be told (then callers write as before). */
 size_t sock_send_room(int fd);
 
-/* Bytes waiting in fd's send buffer (sent or not, not yet acknowledged), and
- * the room as sock_send_room() gives it; -1 if they cannot be told. */
-int sock_send_state(int fd, size_t *queued, size_t *room);
-
 #endif

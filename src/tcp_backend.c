@@ -126,7 +126,7 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     return b;
 }
 
-/* Queues what the socket did not take, from byte `skip` of the vector on. */
+/* Queues the vector's bytes from byte `skip` on. */
 static int queue_rest(struct tcp_backend *b, const struct iovec *iov, int n, size_t skip)
 {
     for (int i = 0; i < n; i++) {
@@ -142,28 +142,12 @@ static int queue_rest(struct tcp_backend *b, const struct iovec *iov, int n, siz
     return 0;
 }
 
-long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n, bool more)
+long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n)
 {
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += iov[i].iov_len;
-    if (total == 0)
-        return (long)b->out.bytes;
-    size_t sent = 0;
-    if (!more && b->wsi && b->connected && !b->closing && msg_queue_empty(&b->out)) {
-        /* Nothing ahead of these bytes: straight to the socket, no copy and
-         * no trip through the poll loop (send(), not lws_write(): see
-         * on_writable). An error is left for on_writable to meet again. */
-        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-        ssize_t r = sendmsg(lws_get_socket_fd(b->wsi), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (r > 0)
-            sent = (size_t)r;
-        if (sent == total)
-            return 0;
-    }
-    if (queue_rest(b, iov, n, sent) != 0)
+    size_t before = b->out.bytes;
+    if (queue_rest(b, iov, n, 0) != 0)
         return -1;
-    if (b->wsi && b->connected)
+    if (b->out.bytes != before && b->wsi && b->connected)
         lws_callback_on_writable(b->wsi);
     return (long)b->out.bytes;
 }
@@ -171,7 +155,7 @@ long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n, b
 long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len)
 {
     struct iovec iov = {.iov_base = (void *)bytes, .iov_len = len};
-    return tcp_backend_writev(b, &iov, 1, false);
+    return tcp_backend_writev(b, &iov, 1);
 }
 
 void tcp_backend_pause_reading(struct tcp_backend *b, bool paused)

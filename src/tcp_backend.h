@@ -43,15 +43,12 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
                                         const struct tcp_backend_events *events,
                                         void *owner);
 
-/* Sends bytes to the backend: straight to the socket when nothing is queued
- * ahead of them, and what the socket does not take (or everything, before
- * the connection is made) is copied into the write queue. Returns the bytes
- * now queued, or -1 on allocation failure. The caller pauses its producer
- * past the bound. _writev sends several pieces as one stream (one system
- * call for a header and its payload); `more` says more bytes follow at
- * once, so these are only queued (they leave with the rest on WRITEABLE). */
+/* Queues bytes for the backend; they are sent when its socket is writable
+ * (several writes coalesce into one send). Returns the bytes now queued, or
+ * -1 on allocation failure. The caller pauses its producer past the bound.
+ * _writev queues several pieces as one stream (a header and its payload). */
 long tcp_backend_write(struct tcp_backend *b, const void *bytes, size_t len);
-long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n, bool more);
+long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n);
 
 /* Stops or resumes reading from the backend (backpressure from the client). */
 void tcp_backend_pause_reading(struct tcp_backend *b, bool paused);

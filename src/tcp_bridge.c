@@ -205,17 +205,13 @@ static void connect_timed_out(struct tcp_bridge *b)
 
 /* --- client -> backend ---------------------------------------------------- */
 
-/* Sends bytes to the backend (or queues them for the connection still being
- * made) and pauses the client past the bound. Pieces go out as one stream.
- * `more`: the rest of this client message follows at once (lws hands a large
- * message over in receive-buffer pieces): queue, so that the whole message
- * leaves in one send instead of one per 16 KiB piece (64 KiB x 100: +8 to
- * +25 % in A/B runs). */
-static void to_backend(struct tcp_bridge *b, const struct iovec *iov, int n, bool more)
+/* Queues bytes for the backend (or for the connection still being made)
+ * and pauses the client past the bound. Pieces go out as one stream. */
+static void to_backend(struct tcp_bridge *b, const struct iovec *iov, int n)
 {
     long queued = 0;
     if (b->connected && b->backend) {
-        queued = tcp_backend_writev(b->backend, iov, n, more);
+        queued = tcp_backend_writev(b->backend, iov, n);
     } else {
         for (int i = 0; i < n && queued >= 0; i++)
             queued = msg_queue_append(&b->pending, iov[i].iov_base, iov[i].iov_len, 0) == 0
@@ -238,7 +234,7 @@ static void length32_to_backend(struct tcp_bridge *b, const uint8_t *msg, size_t
     framing_length32_header((uint32_t)len, header);
     struct iovec iov[2] = {{.iov_base = header, .iov_len = sizeof(header)},
                            {.iov_base = (void *)msg, .iov_len = len}};
-    to_backend(b, iov, 2, false);
+    to_backend(b, iov, 2);
 }
 
 static void client_data(struct bridge *base, const uint8_t *data, size_t len, bool first,
@@ -255,10 +251,10 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
                            {.iov_base = "\n", .iov_len = 1}};
     switch (b->route->framing) {
     case WSG_FRAMING_RAW:
-        to_backend(b, iov, 1, !final);
+        to_backend(b, iov, 1);
         break;
     case WSG_FRAMING_LINES:
-        to_backend(b, iov, final ? 2 : 1, !final);
+        to_backend(b, iov, final ? 2 : 1);
         break;
     case WSG_FRAMING_LENGTH32:
         /* The header needs the whole length: a message that came in pieces
