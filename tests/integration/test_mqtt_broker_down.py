@@ -27,10 +27,26 @@ BUS = {"name": "bus", "path": "/bus", "type": "mqtt", "broker": "main", "format"
 
 class BrokerDownTest(MqttTestCase):
     def durable_subscriber(self, flt):
+        saves = self.broker_saves()
         sub = self.subscriber(flt, qos=1, client_id=unique_id("test-durable"),
                               clean_session=False)
-        time.sleep(1.5)  # mosquitto saves its sessions every second (autosave_interval 1)
+        # The session survives a SIGKILL only once mosquitto has saved it
+        # (autosave_interval 1; in practice every 1-2 s): wait for a save that
+        # began after the subscription. A fixed 1.5 s sleep lost that race on
+        # a loaded machine, and the gateway, which reconnects within a
+        # second now, published before the subscriber's session was back.
+        deadline = time.monotonic() + 10
+        while self.broker_saves() < saves + 2:
+            self.assertLess(time.monotonic(), deadline, "mosquitto saved no session in 10 s")
+            time.sleep(0.1)
         return sub
+
+    def broker_saves(self):
+        try:
+            with open(self.mosq.broker_log_path, errors="replace") as f:
+                return f.read().count("Saving in-memory database")
+        except OSError:
+            return 0
 
     def kill_broker_and_wait_unready(self):
         self.mosq.kill()
