@@ -1986,6 +1986,12 @@ void mqtt_brokers_stop(void)
         free(e);
         e = next;
     }
+    /* Subscribe and unsubscribe ops live only in the id map until their
+     * answer is taken from the queue; those whose answer never came (or was
+     * dropped with the queue above) go here. Publishes left the map with
+     * their broker's lists. */
+    for (size_t i = 0; i < id_cap; i++)
+        op_free(id_slots[i]);
     free(id_slots);
     id_slots = NULL;
     id_cap = id_count = 0;

@@ -148,7 +148,11 @@ def expect_fail_closed(t, conn, code, ack=False):
     t.assertEqual(got, code, "close code (reason %r)" % reason)
     if ack:
         conn.send(OP_CLOSE, close_payload(got))
-    t.assertTrue(conn.ends_within(3.0), "the server kept the TCP connection open")
+    # With our acknowledgement the server may first read through the rest of
+    # the frame that broke the limit; lws ends the connection at the latest
+    # after its 5-s close handshake timeout (seen taking over 3 s under ASan
+    # with both cores busy).
+    t.assertTrue(conn.ends_within(6.0 if ack else 3.0), "the server kept the TCP connection open")
     conn.close()
     return "close %d %r" % (got, reason.decode(errors="replace"))
 
