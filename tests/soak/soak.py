@@ -512,6 +512,7 @@ class FeedPublisher(threading.Thread):
                                         client_id=mqtt_peers.unique_id("soak-feed"))
         self.pub.client.max_inflight_messages_set(100)
         self.infos = []  # (key, info)
+        self.tick_times = {}  # key -> when published
         self.stop = threading.Event()
 
     def tick(self, pub, key, wait=False):
@@ -530,6 +531,7 @@ class FeedPublisher(threading.Thread):
                 # the outage batch covers publishing while the gateway is away)
                 next_t = now() + 0.05
                 continue
+            self.tick_times["s%d" % seq] = now()
             self.infos += self.tick(self.pub, "s%d" % seq)
             seq += 1
             next_t = max(next_t + 1.0 / FEED_RATE, now() - 1.0)
@@ -626,6 +628,7 @@ class Soak:
         self.reloads_ok = self.reloads_failed = 0
         self.rss = []  # (t, kB)
         self.reconnects = []  # seconds from mosquitto accepting to /readyz 200
+        self.broker_kills = []  # when mosquitto was SIGKILLed
         self.outage_keys = []
         self.jwt_results = collections.Counter()
         self.garbage_results = collections.Counter()
@@ -753,6 +756,7 @@ class Soak:
         m = self.mosq
         k0 = now()
         m.kill()
+        self.broker_kills.append(k0)
         mqtt_peers.wait_ready(self.port, 503, timeout=10)
         # Up with the side port only: the gateway cannot reach it, another
         # client publishes QoS 1 for the WebSocket clients meanwhile.
@@ -1174,9 +1178,14 @@ class Soak:
             p.append("client publishes lost (acked/sent, never at the durable subscriber): %d, "
                      "e.g. %r" % (len(missing), sorted(missing)[:5]))
         if lost_feed:
-            p.append("feed messages lost: %d, e.g. %r" % (lost_feed, [
+            lost_keys = sorted({k for c in self.mqtt_clients for k in self.feed_keys - set(c.feed)})
+            when = ["%s published %s" % (k, "%+.3f s from the nearest broker SIGKILL" % min(
+                (self.feed.tick_times[k] - b for b in self.broker_kills), key=abs)
+                if k in self.feed.tick_times and self.broker_kills else "during an outage")
+                for k in lost_keys[:5]]
+            p.append("feed messages lost: %d, e.g. %r; %s" % (lost_feed, [
                 (c.who, sorted(self.feed_keys - set(c.feed))[:5]) for c in self.mqtt_clients
-                if self.feed_keys - set(c.feed)][:3]))
+                if self.feed_keys - set(c.feed)][:4], "; ".join(when)))
         if f["feed_unpublished"]:
             p.append("feed publishes never acked by mosquitto: %d" % f["feed_unpublished"])
         if f["feed_strays"] or f["mqtt_misrouted_or_corrupt"]:
@@ -1243,6 +1252,19 @@ def main():
         import traceback
         traceback.print_exc()
         problems.append("the soak itself failed: %r" % e)
+    if problems:
+        # keep every log (wsgate, mosquitto with log_type all, wsgate-echo):
+        # Harness.close() removes its temp dir when the gateway exited cleanly
+        import shutil
+        keep = "/tmp/wsgate-soak-failed-%d" % os.getpid()
+        try:
+            for p in s.h.processes:
+                if p.name == "mosquitto":
+                    p.stop()
+            shutil.copytree(s.h.tmp, keep, dirs_exist_ok=True)
+            print("SOAK logs kept in %s" % keep, flush=True)
+        except OSError as e:
+            print("SOAK could not keep the logs: %r" % e, flush=True)
     try:
         s.h.close()  # stops everything; exit status and sanitizer check of wsgate
     except AssertionError as e:
