@@ -5,6 +5,7 @@
 
 #include <libwebsockets.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #define CHUNK_OVERHEAD (sizeof(struct msg_chunk) + LWS_PRE)
 _Static_assert(CHUNK_OVERHEAD <= BUF_POOL_SLACK,
@@ -100,6 +101,14 @@ int msg_queue_append(struct msg_queue *q, const void *data, size_t len, unsigned
         p += n;
         len -= n;
     }
+    return 0;
+}
+
+int msg_queue_appendv(struct msg_queue *q, const struct iovec *iov, int n, unsigned flags)
+{
+    for (int i = 0; i < n; i++)
+        if (msg_queue_append(q, iov[i].iov_base, iov[i].iov_len, flags) != 0)
+            return -1;
     return 0;
 }
 

@@ -49,6 +49,10 @@ int msg_queue_push(struct msg_queue *q, const void *data, size_t len, unsigned f
  * memory is out (what fitted is queued, the rest is not). */
 int msg_queue_append(struct msg_queue *q, const void *data, size_t len, unsigned flags);
 
+/* msg_queue_append() of each piece in turn; -1 when memory is out. */
+struct iovec;
+int msg_queue_appendv(struct msg_queue *q, const struct iovec *iov, int n, unsigned flags);
+
 /* The first chunk, or NULL. Its unsent payload is msg_chunk_data(c) + c->sent. */
 static inline struct msg_chunk *msg_queue_peek(const struct msg_queue *q) { return q->head; }
 

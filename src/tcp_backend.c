@@ -126,26 +126,10 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     return b;
 }
 
-/* Queues the vector's bytes from byte `skip` on. */
-static int queue_rest(struct tcp_backend *b, const struct iovec *iov, int n, size_t skip)
-{
-    for (int i = 0; i < n; i++) {
-        size_t len = iov[i].iov_len;
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        if (msg_queue_append(&b->out, (const uint8_t *)iov[i].iov_base + skip, len - skip, 0) != 0)
-            return -1;
-        skip = 0;
-    }
-    return 0;
-}
-
 long tcp_backend_writev(struct tcp_backend *b, const struct iovec *iov, int n)
 {
     size_t before = b->out.bytes;
-    if (queue_rest(b, iov, n, 0) != 0)
+    if (msg_queue_appendv(&b->out, iov, n, 0) != 0)
         return -1;
     if (b->out.bytes != before && b->wsi && b->connected)
         lws_callback_on_writable(b->wsi);

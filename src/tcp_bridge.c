@@ -209,15 +209,11 @@ static void connect_timed_out(struct tcp_bridge *b)
  * and pauses the client past the bound. Pieces go out as one stream. */
 static void to_backend(struct tcp_bridge *b, const struct iovec *iov, int n)
 {
-    long queued = 0;
-    if (b->connected && b->backend) {
+    long queued;
+    if (b->connected && b->backend)
         queued = tcp_backend_writev(b->backend, iov, n);
-    } else {
-        for (int i = 0; i < n && queued >= 0; i++)
-            queued = msg_queue_append(&b->pending, iov[i].iov_base, iov[i].iov_len, 0) == 0
-                         ? (long)b->pending.bytes
-                         : -1;
-    }
+    else
+        queued = msg_queue_appendv(&b->pending, iov, n, 0) == 0 ? (long)b->pending.bytes : -1;
     if (queued < 0) {
         drop_backend(b);
         close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
