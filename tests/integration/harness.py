@@ -331,8 +331,20 @@ def raw_upgrade(port, path, protocols=None, origin=None, extra_headers=None, tim
     return resp
 
 
-def encode_frame(opcode, payload, fin=True, mask=True):
-    b0 = (0x80 if fin else 0) | opcode
+def mask_bytes(payload, key):
+    """RFC 6455 masking, XORed as one big integer (fast enough for large
+    messages in Python)."""
+    n = len(payload)
+    if n == 0:
+        return b""
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
+
+
+def encode_frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
+    """One frame; `rsv` sets the reserved bits (1-7), `mask=False` sends it
+    unmasked (both only to test the server's refusals)."""
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
     n = len(payload)
     mbit = 0x80 if mask else 0
     if n < 126:
@@ -344,8 +356,7 @@ def encode_frame(opcode, payload, fin=True, mask=True):
     if not mask:
         return head + payload
     key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
+    return head + key + mask_bytes(payload, key)
 
 
 def close_payload(code, reason=b""):

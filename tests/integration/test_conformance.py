@@ -27,10 +27,7 @@ OPENSSL = "/usr/bin/openssl"
 MAX_MESSAGE = 100000
 
 
-def frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
-    f = bytearray(encode_frame(opcode, payload, fin=fin, mask=mask))
-    f[0] |= rsv << 4
-    return bytes(f)
+frame = encode_frame  # with rsv= for the reserved-bit cases
 
 
 def huge_length_frame():

@@ -103,31 +103,10 @@ def log(fmt, *args):
 T0 = now()
 
 # ---------------------------------------------------------------------------
-# frames (masking with big ints: fast enough for 32 KiB messages in Python)
+# frames: harness.encode_frame (masks with big ints, fast enough for 32 KiB)
 
 
-def mask_bytes(payload, key):
-    n = len(payload)
-    if n == 0:
-        return b""
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
-
-
-def frame(opcode, payload, fin=True, mask=True, rsv=0):
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    n = len(payload)
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        head = struct.pack("!BB", b0, mbit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, mbit | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, mbit | 127, n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + mask_bytes(payload, key)
+frame = harness.encode_frame
 
 
 class Closed(Exception):
