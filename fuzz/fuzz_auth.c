@@ -1,4 +1,4 @@
-/* fuzz_auth.c - JWT verification and token discovery (src/auth.c).
+/* fuzz_auth.c - JWT verification and token discovery (src/core/auth.c).
  *
  * Input: byte 0: mode and verifier options; then
  *  mode 0: the rest is a compact token, verified as is (HS256 verifier);

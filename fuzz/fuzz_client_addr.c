@@ -1,5 +1,5 @@
 /* fuzz_client_addr.c - trusted proxies and the client address behind them
- * (src/client_addr.c).
+ * (src/core/client_addr.c).
  *
  * Input: byte 0: number of trusted entries (0..4) and the output size;
  * then that many entry lines, and lines for the peer, X-Forwarded-For,

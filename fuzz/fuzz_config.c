@@ -1,4 +1,4 @@
-/* fuzz_config.c - the config loader (src/config.c, src/json_check.c).
+/* fuzz_config.c - the config loader (src/core/config.c, src/core/json_check.c).
  *
  * Input: the whole config file text. The "*_env" secrets the seeds name
  * are set to a known value first.

@@ -1,4 +1,4 @@
-/* fuzz_envelope.c - the envelope codec and its ACL checks (src/envelope.c).
+/* fuzz_envelope.c - the envelope codec and its ACL checks (src/core/envelope.c).
  *
  * Input: byte 0: number of allow filters k (0..3); then k lines, the allow
  * filters (used both as publish_allow and subscribe_allow); the rest is one

@@ -1,4 +1,4 @@
-/* fuzz_framing.c - the backend stream decoders (src/framing.c): raw, lines
+/* fuzz_framing.c - the backend stream decoders (src/core/framing.c): raw, lines
  * and length32, binary and text, under arbitrary splits of the input and
  * arbitrary backpressure stops.
  *

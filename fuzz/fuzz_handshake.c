@@ -1,5 +1,5 @@
 /* fuzz_handshake.c - subprotocol choice and the Origin check
- * (src/handshake.c).
+ * (src/core/handshake.c).
  *
  * Input: byte 0: number of route subprotocols (0..3), require flag, output
  * size; then the route's subprotocol lines, the offered

@@ -1,5 +1,5 @@
 /* fuzz_publish_rules.c - JSON Pointer lookup and raw publish rules
- * (src/publish_rules.c).
+ * (src/core/publish_rules.c).
  *
  * Input: line 1: a JSON Pointer; line 2: a rule's "equals" value (JSON);
  * the rest: a client message.

@@ -1,5 +1,5 @@
 /* fuzz_route.c - path patterns, request matching with captures, template
- * expansion and query parameters (src/route.c).
+ * expansion and query parameters (src/core/route.c).
  *
  * Input: byte 0: number of routes (1..4) and the expansion buffer size;
  * then one line per route pattern, a line with the request URI, a line with

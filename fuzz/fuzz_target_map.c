@@ -1,4 +1,4 @@
-/* fuzz_target_map.c - websockify-style token files (src/target_map.c).
+/* fuzz_target_map.c - websockify-style token files (src/core/target_map.c).
  *
  * Input: the file's bytes, written to an in-memory file (memfd) that
  * target_map_load reads by its /proc/self/fd path.

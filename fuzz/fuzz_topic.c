@@ -1,4 +1,4 @@
-/* fuzz_topic.c - MQTT topic names and filters (src/topic.c).
+/* fuzz_topic.c - MQTT topic names and filters (src/core/topic.c).
  *
  * Input: up to three lines: a filter F, a topic T, a second filter A.
  * Properties:

@@ -1,4 +1,4 @@
-/* fuzz_topic_tree.c - the subscription trie (src/topic_tree.c), driven by a
+/* fuzz_topic_tree.c - the subscription trie (src/core/topic_tree.c), driven by a
  * byte script of operations and compared after every step with a naive
  * model: a list of (filter, subscriber, qos) matched with
  * topic_filter_matches.

@@ -1,4 +1,4 @@
-/* fuzz_ws_frame_check.c - the client-frame checker (src/ws_frame_check.c)
+/* fuzz_ws_frame_check.c - the client-frame checker (src/core/ws_frame_check.c)
  * over arbitrary streams and arbitrary splits.
  *
  * Input: byte 0: settings (bit 0: RSV1 allowed, bit 1: no text UTF-8);
