@@ -3,7 +3,8 @@
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
-#include "mqtt_broker.h"
+#include "backend_type.h"
+#include "backends.h"
 #include "rules.h"
 #include "target_pool.h"
 #include "server.h"
@@ -159,7 +160,7 @@ static bool subprotocol_in_config(void *ctx, const char *name)
 static int run_worker(unsigned number, void *ctx)
 {
     struct supervised *sup = ctx;
-    mqtt_brokers_set_worker((int)number);
+    backend_types_set_worker((int)number);
     struct wsg_config *cfg = sup->cfg;
     struct map_watch *maps = sup->maps;
     sup->cfg = NULL; /* this process's copy now belongs to the server */
@@ -207,6 +208,11 @@ int main(int argc, char **argv)
     };
     const char *config_path = NULL;
     int check_only = 0, opt;
+
+    if (backends_register_builtin() != 0) {
+        fprintf(stderr, "wsgate: the built-in backend types do not register\n");
+        return EXIT_FAILURE;
+    }
 
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
         switch (opt) {

@@ -13,6 +13,8 @@
  * close 1008; the broker session never waits for one client. */
 #include "bridge_impl.h"
 
+#include "backends.h"
+
 #include "auth.h"
 #include "config.h"
 #include "envelope.h"
@@ -97,9 +99,10 @@ static bool uses_msg(const char *tmpl) { return strstr(tmpl, "{msg.") != NULL; }
 
 /* Every template that depends only on the request, expanded once to find a
  * missing query parameter before the upgrade (HTTP 400). */
-int mqtt_bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
-                              size_t reason_len)
+static int mqtt_check_request(struct backend_request *req, char *reason, size_t reason_len)
 {
+    const struct route_match *m = req->match;
+    json_t *claims = req->claims;
     const struct wsg_route *r = m->route;
     char out[TOPIC_BUF_BYTES], err[200];
     struct tmpl_use {
@@ -440,7 +443,7 @@ static const struct bridge_ops mqtt_bridge_ops = {
     .client_gone = client_gone,
 };
 
-struct bridge *mqtt_bridge_open(struct session *s)
+static struct bridge *mqtt_bridge_open(struct session *s)
 {
     const struct route_match *m = session_match(s);
     const struct wsg_route *r = m->route;
@@ -486,3 +489,31 @@ struct bridge *mqtt_bridge_open(struct session *s)
     b->announced = true;
     return &b->base;
 }
+
+static bool mqtt_drained(void) { return mqtt_brokers_flushed(); }
+
+static int mqtt_start(const struct wsg_config *cfg, struct lws_context *ctx, char *err,
+                      size_t err_len)
+{
+    /* Every configured series exists from the start, at zero. */
+    for (size_t i = 0; i < cfg->n_brokers; i++)
+        metrics_set_broker_connected(cfg->brokers[i].name, 0);
+    return mqtt_brokers_start(cfg, ctx, err, err_len);
+}
+
+const struct backend_type mqtt_backend_type = {
+    .name = "mqtt",
+    .route_type = WSG_ROUTE_MQTT,
+    .check_request = mqtt_check_request,
+    .open = mqtt_bridge_open,
+    .service = mqtt_brokers_service,
+    .set_worker = mqtt_brokers_set_worker,
+    .start = mqtt_start,
+    .reload = mqtt_brokers_reload,
+    .unavailable = mqtt_brokers_first_down,
+    .resource_kind = "broker",
+    /* persistent sessions keep their filters */
+    .drain = mqtt_brokers_stopping,
+    .drained = mqtt_drained,
+    .stop = mqtt_brokers_stop,
+};

@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include "auth.h"
+#include "backend_type.h"
 #include "bridge.h"
 #include "buf_pool.h"
 #include "client_addr.h"
@@ -20,12 +21,10 @@
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
-#include "mqtt_broker.h"
 #include "page_pool.h"
 #include "route.h"
 #include "rules.h"
 #include "session.h"
-#include "tcp_backend.h"
 #include "tls_check.h"
 #include "workers.h"
 
@@ -195,27 +194,6 @@ static int choose_subprotocol(struct lws *wsi, const struct wsg_route *route, ch
     return 0;
 }
 
-/* The targets of a target_map route for this request: the key template
- * expanded from the request, looked up in the current map. Returns 0 or an
- * HTTP status. The reason never repeats the key: it is often a secret token. */
-static int map_targets(struct server *srv, const struct route_match *match,
-                       const struct wsg_target **targets, size_t *n, char *reason,
-                       size_t reason_len)
-{
-    char key[512], err[200];
-    if (route_expand(match->route->target_map_key, match, NULL, NULL, key, sizeof(key), err,
-                     sizeof(err)) < 0) {
-        snprintf(reason, reason_len, "route %s: %s", match->route->name, err);
-        return 400;
-    }
-    *targets = map_watch_lookup(srv->rules->maps, match->route_index, key, n);
-    if (!*targets) {
-        snprintf(reason, reason_len, "route %s: no target for this key", match->route->name);
-        return 404;
-    }
-    return 0;
-}
-
 /* The client's address: the peer, or what a trusted proxy says it is. */
 static void client_of(struct lws *wsi, const struct rules *rules, char *out, size_t out_len)
 {
@@ -323,16 +301,14 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         if (status)
             goto refuse;
     }
-    status = bridge_check_request(&match, claims, reason, sizeof(reason));
+    struct backend_request breq = {.match = &match,
+                                   .claims = claims,
+                                   .rules = rules,
+                                   .targets = match.route->targets,
+                                   .n_targets = match.route->n_targets};
+    status = bridge_check_request(&breq, reason, sizeof(reason));
     if (status)
         goto refuse;
-    const struct wsg_target *targets = match.route->targets;
-    size_t n_targets = match.route->n_targets;
-    if (match.route->target_map_file) {
-        status = map_targets(srv, &match, &targets, &n_targets, reason, sizeof(reason));
-        if (status)
-            goto refuse;
-    }
 
     const struct wsg_limits *limits = &rules->cfg->limits;
     /* Counted across every worker process, in the shared metrics store. */
@@ -350,7 +326,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     char client[64];
     client_of(wsi, rules, client, sizeof(client));
     struct session *s =
-        session_create(wsi, &match, chosen, rules, targets, n_targets, client, claims);
+        session_create(wsi, &match, chosen, rules, breq.targets, breq.n_targets, client,
+                       claims);
     claims = NULL; /* the session's now, even when it failed */
     admitted = s == NULL; /* a session gives the place back when it ends */
     if (!s) {
@@ -428,8 +405,9 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     void *opaque = lws_get_opaque_user_data(wsi);
     /* A backend connection that failed at socket() is handed to the vhost's
      * first protocol (this one) by lws 4.1.6: pass it on. */
-    if (tcp_backend_is(opaque))
-        return tcp_backend_lws_callback(wsi, reason, user, in, len);
+    const struct backend_type *backend = backend_type_owning(opaque);
+    if (backend)
+        return backend->protocol->callback(wsi, reason, user, in, len);
     if (listener_is(opaque))
         return listener_lws_event(wsi, reason);
     struct session *s = session_is(opaque) ? opaque : NULL;
@@ -469,7 +447,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* Sent to every protocol of every vhost: the first call takes all. */
-        mqtt_brokers_service();
+        backend_types_service();
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
@@ -489,8 +467,10 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 /* Entries between the first (default) and the last (backend) hold strdup'd names. */
 static void free_protocols(struct lws_protocols *p, size_t n)
 {
-    for (size_t i = 1; p && i + 1 < n; i++)
-        free((char *)p[i].name);
+    /* The subprotocol entries hold copies; the backend types' entries don't. */
+    for (size_t i = 1; p && i < n; i++)
+        if (p[i].callback == server_callback)
+            free((char *)p[i].name);
     free(p);
 }
 
@@ -550,7 +530,9 @@ static void *lws_allocator(void *ptr, size_t size, const char *reason)
  * outlives any config a reload replaces. */
 static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_t *count)
 {
-    size_t max = 3;
+    size_t max = 2; /* the default protocol and the terminating zeroes */
+    for (size_t i = 0; backend_type_at(i); i++)
+        max += backend_type_at(i)->protocol != NULL;
     for (size_t r = 0; r < cfg->n_routes; r++)
         max += cfg->routes[r].n_subprotocols;
     struct lws_protocols *p = calloc(max, sizeof(*p));
@@ -579,8 +561,9 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_
                                             .rx_buffer_size = WS_RX_BUFFER_BYTES,
                                             .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
-    p[n++] = (struct lws_protocols){.name = TCP_BACKEND_PROTOCOL_NAME,
-                                    .callback = tcp_backend_lws_callback};
+    for (size_t i = 0; backend_type_at(i); i++)
+        if (backend_type_at(i)->protocol)
+            p[n++] = *backend_type_at(i)->protocol; /* its name is static: not freed */
     *count = n;
     return p; /* the zeroed last entry terminates the list */
 }
@@ -657,8 +640,6 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     /* Every configured series exists from the start, at zero. */
     for (size_t i = 0; i < cfg->n_routes; i++)
         metrics_route(cfg->routes[i].name);
-    for (size_t i = 0; i < cfg->n_brokers; i++)
-        metrics_set_broker_connected(cfg->brokers[i].name, 0);
 
     if (!rx_pool.base && page_pool_init(&rx_pool, WS_RX_BUFFER_BYTES + LWS_PRE + 4,
                                         RX_POOL_SLOTS) != 0)
@@ -751,7 +732,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
         lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
     lws_sul_schedule(srv->context, 0, &srv->pool_trim_timer, pool_trim,
                      BUF_POOL_TRIM_S * LWS_USEC_PER_SEC);
-    if (mqtt_brokers_start(cfg, srv->context, err, err_len) != 0) {
+    if (backend_types_start(cfg, srv->context, err, err_len) != 0) {
         server_destroy(srv);
         return NULL;
     }
@@ -807,8 +788,8 @@ static void server_reload(struct server *srv)
     if (next)
         rules_check_reloadable(srv->rules->cfg, next->cfg, protocol_known, srv, &errs);
     char err[300] = "";
-    if (next && errs.count == 0 && mqtt_brokers_reload(next->cfg, err, sizeof(err)) != 0)
-        jcheck_add_line(&errs, "%s: brokers: %s", srv->config_path, err);
+    if (next && errs.count == 0 && backend_types_reload(next->cfg, err, sizeof(err)) != 0)
+        jcheck_add_line(&errs, "%s: %s", srv->config_path, err);
     if (errs.count > 0) {
         for (size_t i = 0; i < errs.count; i++)
             log_error("config reload refused", "error", errs.lines[i]);
@@ -852,11 +833,11 @@ int server_run(struct server *srv)
     char open_count[24];
     snprintf(open_count, sizeof(open_count), "%zu", session_count());
     log_info("shutting down", "open_connections", open_count);
-    mqtt_brokers_stopping(); /* persistent sessions keep their filters */
+    backend_types_drain();
     session_close_all(CLOSE_GOING_AWAY, "server shutting down");
     lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
     drain_tick(&srv->drain_timer);
-    while ((session_count() > 0 || tcp_backend_count() > 0 || !mqtt_brokers_flushed()) &&
+    while ((session_count() > 0 || !backend_types_drained()) &&
            lws_now_usecs() < deadline)
         if (lws_service(srv->context, 0) < 0)
             break;
@@ -886,10 +867,10 @@ void server_destroy(struct server *srv)
         lws_sul_cancel(&srv->map_poll_timer);
         lws_sul_cancel(&srv->pool_trim_timer);
         session_sweep_stop();
-        bridge_shutdown();
+        backend_types_shutdown();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
     }
-    mqtt_brokers_stop();
+    backend_types_stop();
     rules_unref(srv->rules);
     free_protocols(srv->protocols, srv->n_protocols);
     for (size_t i = 0; i < srv->n_vhost_names; i++)
