@@ -19,6 +19,7 @@
 #include "config.h"
 #include "envelope.h"
 #include "framing.h"
+#include "utf8.h"
 #include "log.h"
 #include "metrics.h"
 #include "msg_buffer.h"
