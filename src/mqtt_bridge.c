@@ -59,7 +59,7 @@ struct mqtt_bridge {
 
 static void close_client(struct mqtt_bridge *b, int code, const char *what)
 {
-    char reason[123]; /* a close frame's reason holds at most 123 bytes */
+    char reason[SESSION_CLOSE_REASON_MAX];
     snprintf(reason, sizeof(reason), "route %s: %s", b->route->name, what);
     session_close(b->session, code, reason);
 }

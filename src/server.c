@@ -44,7 +44,6 @@
  * upgrade (rx_ubuf) and reads the socket in pieces of that size: 16 KiB in
  * all, whole pages of the pool in lws_allocator(). */
 #define WS_RX_BUFFER_BYTES (16384 - LWS_PRE - 4)
-#define MAX_URI_BYTES 2048
 /* TLS 1.2 suites offered (1.3 uses OpenSSL's defaults, all modern). */
 #define TLS12_CIPHERS                                                                     \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                          \
@@ -82,10 +81,12 @@ struct server {
  * decoded twice or split wrongly. A space in the path goes back to the '+'
  * it most likely was (lws cannot tell "+" from "%20"), so a capture that
  * held '+' is refused as SPEC.md promises. */
-static void append_encoded(char *out, size_t out_len, size_t *used, const char *s,
+static bool append_encoded(char *out, size_t out_len, size_t *used, const char *s,
                            const char *escape, bool space_is_plus)
 {
-    for (; *s && *used + 4 < out_len; s++) {
+    for (; *s; s++) {
+        if (*used + 4 >= out_len)
+            return false; /* refused, never cut: a cut query would mean another thing */
         unsigned char c = (unsigned char)*s;
         if (c == ' ' && space_is_plus)
             out[(*used)++] = '+';
@@ -95,16 +96,19 @@ static void append_encoded(char *out, size_t out_len, size_t *used, const char *
             out[(*used)++] = (char)c;
     }
     out[*used] = '\0';
+    return true;
 }
 
 static int request_uri(struct lws *wsi, char *out, size_t out_len)
 {
-    char path[MAX_URI_BYTES], frag[MAX_URI_BYTES];
+    /* lws holds every header in HEADER_DATA_BYTES: no piece is longer. */
+    char path[HEADER_DATA_BYTES], frag[HEADER_DATA_BYTES];
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
         return -1;
     size_t used = 0;
     out[0] = '\0';
-    append_encoded(out, out_len, &used, path, "?#", true);
+    if (!append_encoded(out, out_len, &used, path, "?#", true))
+        return -1;
     for (int i = 0;; i++) {
         int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
         if (n < 0)
@@ -116,11 +120,13 @@ static int request_uri(struct lws *wsi, char *out, size_t out_len)
         char *eq = strchr(frag, '=');
         if (eq)
             *eq = '\0';
-        append_encoded(out, out_len, &used, frag, "&=#+", false);
+        if (!append_encoded(out, out_len, &used, frag, "&=#+", false))
+            return -1;
         if (eq) {
             out[used++] = '=';
             out[used] = '\0';
-            append_encoded(out, out_len, &used, eq + 1, "&#+", false);
+            if (!append_encoded(out, out_len, &used, eq + 1, "&#+", false))
+                return -1;
         }
     }
     return used + 4 < out_len ? 0 : -1;
@@ -249,7 +255,7 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
  * Returns 0 to accept, 1 after writing a refusal. */
 static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
 {
-    char uri[MAX_URI_BYTES * 2] = "", reason[300], chosen[64] = "";
+    char uri[ROUTE_MAX_URI_BYTES + 1] = "", reason[300], chosen[64] = "";
     struct route_match match;
     json_t *claims = NULL; /* owned until the session takes it */
     bool admitted = false;  /* holds a max_connections place until the session takes it */

@@ -13,6 +13,7 @@
 #include "msg_queue.h"
 #include "rules.h"
 #include "sock_room.h"
+#include "utf8.h"
 #include "ws_rx_guard.h"
 
 #include <inttypes.h>
@@ -86,18 +87,18 @@ size_t session_count(void) { return open_sessions; }
 
 static const char *client_of(const struct session *s) { return s->client ? s->client : s->peer; }
 
-/* A close frame carries at most 123 bytes of reason; it is allocated only
- * when a connection closes (NULL if memory is out: closed without one). */
-#define CLOSE_REASON_BYTES 123
+/* The reason is allocated only when a connection closes (NULL if memory is
+ * out: closed without one). */
 static void set_close_reason(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_close_reason(struct session *s, const char *fmt, ...)
 {
-    char text[CLOSE_REASON_BYTES + 1];
+    char text[SESSION_CLOSE_REASON_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    text[utf8_cut(text, strlen(text))] = '\0'; /* a cut character would be a 1007 */
     free(s->close_reason);
     s->close_reason = strdup(text);
 }
@@ -519,7 +520,7 @@ static int on_writable(struct session *s)
          * write_coalesced), not by lws_close_reason: lws would send it at a
          * later POLLOUT and then wait for an acknowledgement that the guard
          * discards. Once it is written, the guard ends the reading. */
-        uint8_t frame[LWS_PRE + 4 + CLOSE_REASON_BYTES];
+        uint8_t frame[LWS_PRE + 4 + SESSION_CLOSE_REASON_MAX];
         uint8_t *f = frame + LWS_PRE;
         size_t n = strlen(close_reason(s));
         f[0] = 0x88; /* FIN, close */

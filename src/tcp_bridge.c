@@ -74,7 +74,7 @@ static const char *target_name(const struct tcp_bridge *b, char name[TARGET_NAME
 
 static void close_client(struct tcp_bridge *b, int code, const char *what)
 {
-    char reason[123]; /* a close frame's reason holds at most 123 bytes */
+    char reason[SESSION_CLOSE_REASON_MAX];
     snprintf(reason, sizeof(reason), "route %s: %s", b->route->name, what);
     session_close(b->session, code, reason);
 }
