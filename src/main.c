@@ -31,7 +31,7 @@
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_RUNTIME = 2 };
 
-static struct server *running;
+static struct server *volatile running;
 
 static void usage(FILE *out)
 {
@@ -52,9 +52,14 @@ static void usage(FILE *out)
           out);
 }
 
+/* A signal that arrives while the server is being made (before `running`
+ * is set) is kept here and acted on as soon as it is running. */
+static volatile sig_atomic_t stop_pending, reload_pending;
+
 static void on_stop_signal(int sig)
 {
     (void)sig;
+    stop_pending = 1;
     if (running)
         server_stop(running);
 }
@@ -62,6 +67,7 @@ static void on_stop_signal(int sig)
 static void on_reload_signal(int sig)
 {
     (void)sig;
+    reload_pending = 1;
     if (running)
         server_request_reload(running);
 }
@@ -128,6 +134,10 @@ static int serve(struct wsg_config *cfg, struct map_watch *maps, const char *con
     log_info("wsgate started", "version", WSGATE_VERSION, "config",
              config_path ? config_path : "<built-in>");
     running = srv;
+    if (stop_pending)
+        server_stop(srv); /* SIGTERM during server_create: stop, don't swallow it */
+    else if (reload_pending)
+        server_request_reload(srv);
     server_run(srv);
     running = NULL;
     log_info("wsgate stopped");
