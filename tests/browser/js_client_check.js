@@ -20,6 +20,8 @@
 //   token: a JWT route; token() asked for each connection; a short-lived
 //     first token is refreshed before its exp ({"refresh"} acked, or refused
 //     and then a reconnect with the new token): messages flow past the exp.
+//   readme: opts.snippet (the README's five lines, host rewritten) run as a
+//     module script in the page; what it prints to the console is returned.
 //
 // Prints one JSON line ({"ok": true, ...} or {"ok": false, "error": ...}) last
 // and exits 0 / 1 (2: bad usage). Every wait is bounded.
@@ -45,7 +47,7 @@ const OVERALL_MS = 90000;
 let opts;
 try {
   opts = JSON.parse(process.argv[2] || '');
-  if (!opts.origin || !['basics', 'gateway_restart', 'token'].includes(opts.scenario) || !opts.mqtt_port) {
+  if (!opts.origin || !['basics', 'gateway_restart', 'token', 'readme'].includes(opts.scenario) || !opts.mqtt_port) {
     throw new Error('missing origin, scenario or mqtt_port');
   }
 } catch (e) {
@@ -361,6 +363,17 @@ async function scenarioToken() {
   step('past exp');
 }
 
+async function scenarioReadme() {
+  check(opts.snippet, 'snippet given');
+  await page.addScriptTag({ type: 'module', content: opts.snippet });
+  const line = await waitFor('the snippet\'s console line', async () => {
+    const hit = info.console.find((l) => l.startsWith('log: demo/room1/in'));
+    return hit ? { done: true, hit } : { console: info.console.slice(-3) };
+  });
+  info.readme_console = line.hit;
+  step('readme snippet ran', { console: line.hit });
+}
+
 async function main() {
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
   context = await chromium.launchPersistentContext(userDataDir, {
@@ -380,9 +393,11 @@ async function main() {
   step('module imported');
   if (opts.scenario === 'basics') await scenarioBasics();
   else if (opts.scenario === 'gateway_restart') await scenarioGatewayRestart();
-  else await scenarioToken();
+  else if (opts.scenario === 'token') await scenarioToken();
+  else await scenarioReadme();
   info.events = (await pageT(() => window.T.events)).map((e) => e.t + ' ' + e.c + ' ' + e.type + ' ' + JSON.stringify(e.d));
   await pageT(() => { for (const c of Object.values(window.T.clients)) c.close(); });
+  check(info.page_errors.length === 0, 'no page errors', info.page_errors);
   info.ok = true;
   info.elapsed_ms = Date.now() - t0;
 }

@@ -19,6 +19,7 @@ Debian's /usr/bin/python3.
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -103,9 +104,9 @@ class JsClientTest(GatewayTestCase):
             raise AssertionError("js_client_check.js asked for %r" % what)
         return {"s": round(time.monotonic() - t0, 2)}
 
-    def drive(self, scenario, timeout=100):
-        opts = {"origin": "http://%s:%d" % (HOST, self.port), "scenario": scenario,
-                "mqtt_port": self.mosq.port}
+    def drive(self, scenario, timeout=100, **extra):
+        opts = dict({"origin": "http://%s:%d" % (HOST, self.port), "scenario": scenario,
+                     "mqtt_port": self.mosq.port}, **extra)
         err_path = self.h.path("js_client_check.stderr")
         with open(err_path, "wb") as errf:
             proc = harness.popen(["node", CHECK, json.dumps(opts)], stdin=subprocess.PIPE,
@@ -190,6 +191,19 @@ class JsClientTest(GatewayTestCase):
         log = "".join(text for _, text in self.h.logs())
         for tok in self.tokens:
             self.assertNotIn(tok.split(".")[2], log, "a token's signature in a log")
+
+    def test_readme_snippet(self):
+        """The README's five lines, as written there, against the demo config."""
+        with open(os.path.join(harness.SOURCE_DIR, "README.md")) as f:
+            readme = f.read()
+        blocks = re.findall(r"```js\n(.*?)```", readme, re.S)
+        snippet = [b for b in blocks if 'new WsgateClient("ws://127.0.0.1:8080/bus"' in b]
+        self.assertEqual(len(snippet), 1, "the README's client example is gone")
+        lines = snippet[0].strip().splitlines()
+        self.assertEqual(len(lines), 5, lines)
+        code = snippet[0].replace("127.0.0.1:8080", "%s:%d" % (HOST, self.port))
+        res = self.drive("readme", snippet=code)
+        self.assertEqual(res["readme_console"], "log: demo/room1/in {t: 21}")
 
 
 if __name__ == "__main__":
