@@ -338,3 +338,28 @@ test('the copy under www/ is the module itself', () => {
   const b = fs.readFileSync(path.join(here, '..', '..', '..', 'www', 'wsgate-client.js'));
   assert.ok(a.equals(b), 'www/wsgate-client.js differs from clients/js/wsgate-client.js: run `cp clients/js/wsgate-client.js www/`');
 });
+
+test('requests made before the first open go out once it opens, subscriptions first', async (t) => {
+  const gw = await new FakeGateway().start();
+  const c = new WsgateClient(gw.url, { WebSocket });
+  t.after(async () => { c.close(); await gw.stop(); });
+  assert.equal(c.state, 'connecting');
+  const pub = c.publish('a/in', 'early');
+  const sub = c.subscribe('a/#', () => {});
+  assert.equal(c.queued, 1);
+  await Promise.all([pub, sub]);
+  assert.deepEqual(gw.last.requests, [{ subscribe: 'a/#', id: 1 }, { topic: 'a/in', payload: 'early', id: 2 }]);
+});
+
+test('requestTimeout rejects a request the gateway never answers; unsubscribing before the ack rejects the subscribe', async (t) => {
+  const { gw, c } = await setup(t, { requestTimeout: 150 }, (g) => { g.reply = () => {}; });
+  await nextEvent(c, 'open');
+  const t0 = Date.now();
+  await assert.rejects(c.publish('a/in', 1), (e) => e.code === 'timeout');
+  assert.ok(Date.now() - t0 >= 140);
+  const sub = assert.rejects(c.subscribe('b/#', () => {}), (e) => e.code === 'unsubscribed');
+  await assert.rejects(c.unsubscribe('b/#'), (e) => e.code === 'timeout');
+  await sub;
+  assert.deepEqual(c.subscriptions, []);
+  assert.equal(gw.last.requests.length, 3);
+});
