@@ -487,6 +487,7 @@ import { WsgateClient } from './wsgate-client.js';
         (client.queued ? '; ' + client.queued + ' publish(es) wait' : '') });
     });
     client.on('resubscribed', (e) => {
+      if (e.subscribed.length) log({ conn: name, dir: 'sys', text: 'subscriptions acked: ' + e.subscribed.join(', ') });
       for (const f of e.failed) log({ conn: name, dir: 'err', kind: 'error', text: 'subscription to ' + f.filter + ' lost: ' + f.error.code });
       renderSubs();
     });

@@ -20,6 +20,9 @@
 //   token: a JWT route; token() asked for each connection; a short-lived
 //     first token is refreshed before its exp ({"refresh"} acked, or refused
 //     and then a reconnect with the new token): messages flow past the exp.
+//   demo_page: the demo page (www/, on the client) connects its MQTT panel and
+//     subscribes; wsgate restarted: the badge says reconnecting, then open, the
+//     panel subscribes again, a message from mosquitto_pub arrives.
 //   readme: opts.snippet (the README's five lines, host rewritten) run as a
 //     module script in the page; what it prints to the console is returned.
 //
@@ -47,7 +50,7 @@ const OVERALL_MS = 90000;
 let opts;
 try {
   opts = JSON.parse(process.argv[2] || '');
-  if (!opts.origin || !['basics', 'gateway_restart', 'token', 'readme'].includes(opts.scenario) || !opts.mqtt_port) {
+  if (!opts.origin || !['basics', 'gateway_restart', 'token', 'readme', 'demo_page'].includes(opts.scenario) || !opts.mqtt_port) {
     throw new Error('missing origin, scenario or mqtt_port');
   }
 } catch (e) {
@@ -374,6 +377,49 @@ async function scenarioReadme() {
   step('readme snippet ran', { console: line.hit });
 }
 
+async function scenarioDemoPage() {
+  const resp = await page.goto(opts.origin + '/', { waitUntil: 'load', timeout: WAIT_MS });
+  check(resp && resp.status() === 200, 'demo page load', resp && resp.status());
+  await waitFor('routes.json listed', async () => ((await page.$eval('body', (b) => b.dataset.routesLoaded)) ? { done: true } : null));
+  const badge = () => page.$eval('#mqtt-state', (b) => ({ state: b.dataset.state, text: b.textContent }));
+  const rows = () => page.$$eval('#log tr', (trs) => trs.map((tr) => Object.assign({}, tr.dataset,
+    { text: tr.querySelector('td.m .body').textContent })));
+  await page.click('#mqtt-connect');
+  await waitFor('the panel open', async () => { const b = await badge(); return b.state === 'open' ? { done: true } : b; });
+  await page.fill('#sub-filter', 'demo/#');
+  await page.click('#subscribe');
+  await waitFor('the subscribe ack', async () => ((await rows()).some((r) => r.kind === 'ack' && r.text.includes('subscribe demo/#')) ? { done: true } : null));
+  step('panel subscribed');
+
+  await ask('stop_gateway');
+  info.badge_down = await waitFor('the badge to say reconnecting', async () => {
+    const b = await badge();
+    return b.text === 'reconnecting' ? Object.assign({ done: true }, b) : b;
+  });
+  const subsDown = await page.$$eval('#subs li', (lis) => lis.map((l) => l.dataset.filter).filter(Boolean));
+  check(JSON.stringify(subsDown) === '["demo/#"]', 'the subscription still listed while down', subsDown);
+  step('reconnecting shown');
+  await ask('start_gateway');
+  await waitFor('the panel open again', async () => { const b = await badge(); return b.state === 'open' ? { done: true } : b; }, 8000);
+  const again = await waitFor('the open line naming the filter', async () => {
+    const hit = (await rows()).find((r) => r.dir === 'sys' && r.text.includes('subscribing again to demo/#'));
+    return hit ? { done: true, hit } : null;
+  });
+  info.reopen_row = again.hit.text;
+  // The panel logs when the gateway has acked the subscriptions it sent again
+  // (after the broker's SUBACK): from then on a message is routed to it.
+  await waitFor('the re-subscribe acked', async () =>
+    ((await rows()).some((r) => r.dir === 'sys' && r.text === 'subscriptions acked: demo/#') ? { done: true } : null));
+  step('reopened');
+  await mqttPub('demo/sensor-1/out', '{"after": "restart"}');
+  const got = await waitFor('the message in the log', async () => {
+    const hit = (await rows()).find((r) => r.topic === 'demo/sensor-1/out');
+    return hit ? { done: true, hit } : null;
+  });
+  info.after_restart_row = got.hit.text;
+  step('message after the restart');
+}
+
 async function main() {
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
   context = await chromium.launchPersistentContext(userDataDir, {
@@ -394,9 +440,12 @@ async function main() {
   if (opts.scenario === 'basics') await scenarioBasics();
   else if (opts.scenario === 'gateway_restart') await scenarioGatewayRestart();
   else if (opts.scenario === 'token') await scenarioToken();
+  else if (opts.scenario === 'demo_page') await scenarioDemoPage();
   else await scenarioReadme();
-  info.events = (await pageT(() => window.T.events)).map((e) => e.t + ' ' + e.c + ' ' + e.type + ' ' + JSON.stringify(e.d));
-  await pageT(() => { for (const c of Object.values(window.T.clients)) c.close(); });
+  if (opts.scenario !== 'demo_page') {
+    info.events = (await pageT(() => window.T.events)).map((e) => e.t + ' ' + e.c + ' ' + e.type + ' ' + JSON.stringify(e.d));
+    await pageT(() => { for (const c of Object.values(window.T.clients)) c.close(); });
+  }
   check(info.page_errors.length === 0, 'no page errors', info.page_errors);
   info.ok = true;
   info.elapsed_ms = Date.now() - t0;

@@ -192,6 +192,10 @@ class JsClientTest(GatewayTestCase):
         for tok in self.tokens:
             self.assertNotIn(tok.split(".")[2], log, "a token's signature in a log")
 
+    def test_demo_page_across_a_gateway_restart(self):
+        res = self.drive("demo_page")
+        print("badge while down: %s; after: %s" % (res["badge_down"], res["after_restart_row"]), flush=True)
+
     def test_readme_snippet(self):
         """The README's five lines, as written there, against the demo config."""
         with open(os.path.join(harness.SOURCE_DIR, "README.md")) as f:
