@@ -10,7 +10,9 @@ the page and asks this file, by lines on its stdout, to stop and start
 mosquitto or wsgate and to mint tokens (jwt_mint, HS256); the answers go back
 on its stdin. What each scenario checks is said at the top of that script:
 acks, not_allowed, the broker restarted, the gateway restarted (reconnect,
-re-subscribe, a dropped publish past maxQueued), a token refreshed before exp.
+re-subscribe, a dropped publish past maxQueued), a token refreshed before exp,
+the demo page (which runs on the client) across a gateway restart, and the
+README's five-line example as written there.
 
 Skips when Chromium, mosquitto, node or playwright-core are missing; with
 CI=true that is a failure instead. Needs WSGATE_BIN (set by ctest) and
