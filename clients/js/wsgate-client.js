@@ -100,7 +100,9 @@ export class WsgateClient {
    * @param {object} [options] see DEFAULTS above and docs/js-client.md
    */
   constructor(url, options) {
-    if (typeof url !== 'string' || !/^wss?:\/\//i.test(url)) {
+    let parsed = null;
+    try { parsed = new URL(url); } catch (e) { /* reported below */ }
+    if (typeof url !== 'string' || !parsed || (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:')) {
       throw new TypeError('WsgateClient: url must be a ws:// or wss:// URL, got ' + JSON.stringify(url));
     }
     const o = Object.assign({}, DEFAULTS, options || {});

@@ -45,6 +45,7 @@ test('tokenExpiry reads exp of a JWT, null for anything else', () => {
 
 test('bad arguments are refused with clear errors', async () => {
   assert.throws(() => new WsgateClient('http://x/', { WebSocket }), /ws:\/\/ or wss:\/\//);
+  assert.throws(() => new WsgateClient('ws://x:99999/', { WebSocket }), /ws:\/\/ or wss:\/\//);
   assert.throws(() => new WsgateClient('ws://127.0.0.1:1/', { WebSocket, maxQueue: 3 }), /unknown option "maxQueue"/);
   assert.throws(() => new WsgateClient('ws://127.0.0.1:1/', { WebSocket, token: 'abc' }), /token must be a function/);
   assert.throws(() => new WsgateClient('ws://127.0.0.1:1/', { WebSocket, minDelay: -1 }), /minDelay/);
