@@ -727,6 +727,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
                                  SSL_OP_NO_TLSv1_1 | SSL_OP_NO_COMPRESSION;
             vi.ssl_cipher_list = TLS12_CIPHERS;
             vi.alpn = "http/1.1";
+            /* Both kinds on one port: lws looks at the first byte. */
+            if (l->tls.allow_plain)
+                vi.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                              LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
         }
         errno = 0;
         struct lws_vhost *vh = lws_create_vhost(srv->context, &vi);

@@ -483,6 +483,7 @@ static const char host_expected[] = "expected a host name or address";
 static const struct key_spec tls_keys[] = {
     {"cert", true},
     {"key", true},
+    {"allow_plain", false},
     {NULL, false},
 };
 static const struct key_spec listen_keys[] = {
@@ -528,6 +529,7 @@ static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *
         check_keys(ld, tls, tls_keys);
         get_file(ld, tls, "cert", F_REQUIRED, &l->tls.cert);
         get_file(ld, tls, "key", F_REQUIRED, &l->tls.key);
+        get_bool(ld, tls, "allow_plain", &l->tls.allow_plain);
         jcheck_leave(&ld->jc, mark);
     }
 }

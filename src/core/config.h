@@ -15,6 +15,10 @@
 struct wsg_tls {
     char *cert; /* PEM certificate chain path */
     char *key;  /* PEM private key path */
+    /* Plain connections on the same port as well, told apart by their first
+     * byte (websockify's default when given a certificate without
+     * --ssl-only). Default false. */
+    bool allow_plain;
 };
 
 struct wsg_listen {
