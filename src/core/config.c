@@ -950,6 +950,7 @@ static void get_template(struct loader *ld, json_t *obj, const char *key, unsign
 static const struct key_spec target_keys[] = {
     {"host", true},
     {"port", false},
+    {"unix", true},
     {NULL, false},
 };
 
@@ -960,6 +961,17 @@ static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
         return;
     }
     check_keys(ld, obj, target_keys);
+    /* {"unix": PATH}: a unix socket (websockify's --unix-target), port 0. */
+    if (json_object_get(obj, "unix") || json_object_get(obj, "unix_env")) {
+        if (json_object_get(obj, "host") || json_object_get(obj, "port"))
+            jcheck_error(&ld->jc, "expected either \"unix\" or \"host\" and \"port\", not both");
+        get_file(ld, obj, "unix", F_REQUIRED, &t->host);
+        t->port = 0;
+        if (t->host && strlen(t->host) > 107) /* sun_path holds 108 bytes with the NUL */
+            jcheck_error(&ld->jc, "unix: a socket path may be at most 107 bytes, got %zu",
+                         strlen(t->host));
+        return;
+    }
     get_host_port(ld, obj, F_REQUIRED, &t->host, &t->port);
 }
 

@@ -84,8 +84,8 @@ struct wsg_broker {
 };
 
 struct wsg_target {
-    char *host;
-    int port;
+    char *host; /* or, with port 0, the path of a unix socket */
+    int port;   /* 1..65535, or 0 for a unix socket */
 };
 
 enum wsg_route_type { WSG_ROUTE_TCP, WSG_ROUTE_MQTT };

@@ -469,7 +469,14 @@ static const struct error_case error_cases[] = {
     {"tcp_target_unknown_key",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"host\": \"h\", "
      "\"port\": 1, \"tls\": true}}]}",
-     SRC ": routes[0].target.tls: unknown key (expected one of: host, port)", 1, false},
+     SRC ": routes[0].target.tls: unknown key (expected one of: host, port, unix)", 1, false},
+    {"tcp_target_unix_and_host",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"/s\", "
+     "\"host\": \"h\", \"port\": 1}}]}",
+     SRC ": routes[0].target: expected either \"unix\" or \"host\" and \"port\", not both", 1, false},
+    {"tcp_target_unix_empty",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"\"}}]}",
+     SRC ": routes[0].target.unix: expected a file path, got \"\"", 1, false},
     {"tcp_targets_empty",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": []}]}",
      SRC ": routes[0].targets: expected a non-empty array of {\"host\", \"port\"} objects, got []",
