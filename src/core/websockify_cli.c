@@ -153,6 +153,22 @@ static const struct opt_spec *find_short(char c)
     return NULL;
 }
 
+/* An option that only websockify has (supported or not): it switches to
+ * websockify's form. wsgate's own and --help do not; an option neither has
+ * is left to wsgate's own parser, which says so. */
+static bool is_websockify_option(const char *a)
+{
+    const struct opt_spec *o = NULL;
+    if (a[1] == '-') {
+        size_t len = strcspn(a + 2, "=");
+        bool ambiguous;
+        o = find_long(a + 2, len, &ambiguous);
+    } else {
+        o = find_short(a[1]);
+    }
+    return o && o->id != OPT_OWN && o->id != OPT_HELP;
+}
+
 bool websockify_cli_wanted(int argc, char *const *argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -161,17 +177,12 @@ bool websockify_cli_wanted(int argc, char *const *argv)
             return true; /* a positional argument */
         if (strcmp(a, "--") == 0)
             return true; /* websockify's "-- WRAP_COMMAND_LINE" */
-        bool own_with_arg = strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 ||
-                            strcmp(a, "--log-level") == 0;
-        if (own_with_arg) {
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strcmp(a, "--log-level") == 0) {
             i++; /* its value is no positional argument */
             continue;
         }
-        if (strncmp(a, "-c", 2) == 0 || strncmp(a, "--config=", 9) == 0 ||
-            strncmp(a, "--log-level=", 12) == 0 || strcmp(a, "--check") == 0 ||
-            strcmp(a, "--version") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
-            continue;
-        return true;
+        if (is_websockify_option(a))
+            return true;
     }
     return false;
 }

@@ -17,8 +17,9 @@
 extern const char websockify_cli_usage[];
 
 /* True if argv is the websockify form: a positional argument, or an option
- * that is not one of wsgate's own (-c, --config, --check, --log-level,
- * --version, -h, --help). */
+ * only websockify has (--help and wsgate's own -c, --config, --check,
+ * --log-level and --version do not count; neither does an option that
+ * neither has, which wsgate's own parser refuses). */
 bool websockify_cli_wanted(int argc, char *const *argv);
 
 enum websockify_cli_status {

@@ -83,6 +83,8 @@ static void test_which_form(void **state)
     assert_false(wanted(ARGS("-ca.json")));
     assert_false(wanted(ARGS("--help")));
     assert_false(wanted(ARGS("--version")));
+    assert_false(wanted(ARGS("--no-such-option")));
+    assert_true(wanted(ARGS("--idle=5"))); /* a prefix of --idle-timeout */
     char *argv[] = {"wsgate", NULL};
     assert_false(websockify_cli_wanted(1, argv));
 }
