@@ -53,6 +53,8 @@ int websockify_run_setup(int argc, char **argv, struct wsg_config **cfg, struct 
     }
     if (cli.log_file)
         setvbuf(stderr, NULL, _IOLBF, 0);
+    if (cli.log_level)
+        log_set_level((enum log_level)log_level_parse(cli.log_level));
     if (cli.verbose)
         log_set_level(LOG_DEBUG);
 

@@ -33,7 +33,8 @@ const char websockify_cli_usage[] =
     "      --idle-timeout N    exit after N seconds with no connection\n"
     "  -v, --verbose           debug log lines\n"
     "      --log-file FILE     log lines to FILE instead of stderr\n"
-    "Other websockify options are refused (exit status 2), as is -c with this form.\n";
+    "Other websockify options are refused (exit status 2), as is -c with this form;\n"
+    "--log-level works in both.\n";
 
 /* ------------------------------------------------------------ the options */
 
@@ -51,6 +52,7 @@ enum opt_id {
     OPT_HEARTBEAT,
     OPT_IDLE_TIMEOUT,
     OPT_LOG_FILE,
+    OPT_LOG_LEVEL,   /* wsgate's own, and allowed here too */
     OPT_UNSUPPORTED, /* websockify has it, wsgate does not */
     OPT_OWN,         /* wsgate's own, which cannot be mixed with this form */
 };
@@ -100,7 +102,7 @@ static const struct opt_spec specs[] = {
     {"legacy-syslog", 0, false, OPT_UNSUPPORTED},
     {"config", 'c', true, OPT_OWN},
     {"check", 0, false, OPT_OWN},
-    {"log-level", 0, true, OPT_OWN},
+    {"log-level", 0, true, OPT_LOG_LEVEL},
     {"version", 0, false, OPT_OWN},
 };
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -166,7 +168,7 @@ static bool is_websockify_option(const char *a)
     } else {
         o = find_short(a[1]);
     }
-    return o && o->id != OPT_OWN && o->id != OPT_HELP;
+    return o && o->id != OPT_OWN && o->id != OPT_HELP && o->id != OPT_LOG_LEVEL;
 }
 
 bool websockify_cli_wanted(int argc, char *const *argv)
@@ -240,6 +242,7 @@ struct parsed {
     const char *positional[3];
     size_t n_positional;
     const char *web, *cert, *key, *unix_target, *token_plugin, *token_source, *log_file;
+    const char *log_level;
     bool ssl_only, verbose, target_config;
     unsigned heartbeat_s, idle_timeout_s;
 };
@@ -352,6 +355,13 @@ static enum websockify_cli_status take(struct parsed *p, const struct opt_spec *
         break;
     case OPT_LOG_FILE:
         p->log_file = value;
+        break;
+    case OPT_LOG_LEVEL:
+        if (strcmp(value, "error") != 0 && strcmp(value, "warn") != 0 &&
+            strcmp(value, "info") != 0 && strcmp(value, "debug") != 0)
+            return fail(err, err_len, "--log-level: expected error, warn, info or debug, got \"%s\"",
+                        value);
+        p->log_level = value;
         break;
     case OPT_UNSUPPORTED:
         return fail(err, err_len, "%s is a websockify option wsgate does not support", shown);
@@ -477,6 +487,7 @@ enum websockify_cli_status websockify_cli_parse(int argc, char *const *argv,
     free(target_host);
     out->verbose = p.verbose;
     out->idle_timeout_s = p.idle_timeout_s;
+    out->log_level = p.log_level;
     if ((p.log_file && !(out->log_file = strdup(p.log_file))) ||
         (p.web && !(out->web_dir = strdup(p.web))))
         abort();

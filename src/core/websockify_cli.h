@@ -32,6 +32,7 @@ struct websockify_cli {
     char *config_json;      /* owned: the wsgate config the command line means */
     char *log_file;         /* owned or NULL: --log-file, where log lines go */
     bool verbose;           /* --verbose / -v: debug log level */
+    const char *log_level;  /* borrowed from argv or NULL: wsgate's --log-level, checked */
     unsigned idle_timeout_s; /* --idle-timeout: exit after this long with no connection; 0 = never */
     char *web_dir;          /* owned or NULL: --web, checked to be a directory by the caller */
 };

@@ -80,6 +80,7 @@ static void test_which_form(void **state)
     assert_false(wanted(ARGS("-c", "a.json")));
     assert_false(wanted(ARGS("--config=a.json", "--check")));
     assert_false(wanted(ARGS("--log-level", "debug", "--config", "a.json")));
+    assert_false(wanted(ARGS("--log-level=debug", "--check")));
     assert_false(wanted(ARGS("-ca.json")));
     assert_false(wanted(ARGS("--help")));
     assert_false(wanted(ARGS("--version")));
@@ -127,7 +128,8 @@ static void test_positional_form(void **state)
     assert_true(cli.verbose);
     config_free(cfg);
     websockify_cli_free(&cli);
-    cfg = load(ARGS("[::]:6080", "h:1"), &cli);
+    cfg = load(ARGS("--log-level", "warn", "[::]:6080", "h:1"), &cli);
+    assert_string_equal(cli.log_level, "warn");
     assert_string_equal(cfg->listen[0].host, "::");
     config_free(cfg);
     websockify_cli_free(&cli);
@@ -257,7 +259,12 @@ static void test_refusals(void **state)
     assert_refused(ARGS("6080", "h:1", "--config=wsgate.json"),
                    "wsgate: --config cannot be mixed with websockify's [source_addr:]source_port "
                    "[target_addr:target_port] form: use a config file or the command line");
+    assert_refused(ARGS("--check", "6080", "h:1"),
+                   "wsgate: --check cannot be mixed with websockify's [source_addr:]source_port "
+                   "[target_addr:target_port] form: use a config file or the command line");
     /* mistakes */
+    assert_refused(ARGS("--log-level=loud", "6080", "h:1"),
+                   "wsgate: --log-level: expected error, warn, info or debug, got \"loud\"");
     assert_refused(ARGS("--frobnicate", "6080", "h:1"),
                    "wsgate: no such option: --frobnicate (see wsgate --help)");
     assert_refused(ARGS("--ssl", "6080", "h:1"),
