@@ -14,8 +14,8 @@
 - each refusal: exit 2 and one line naming the option.
 """
 
-import asyncio
 import os
+import shutil
 import socket
 import ssl
 import threading
@@ -28,7 +28,8 @@ import harness
 import peers
 from harness import HOST, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, GatewayTestCase, RawWebSocket, \
     close_payload, raw_upgrade, run_async, run_cli
-from test_real_clients import _WebsockifyWebSocket, missing, websockify_connect, websockify_recv
+from test_real_clients import _WebsockifyWebSocket, missing, start_process, wait_port, \
+    websockify_connect, websockify_recv
 from test_tls import make_cert
 
 RELOAD_S = 3.0
@@ -223,6 +224,28 @@ class TokenFileTest(GatewayTestCase):
                         "target_map": {"file": path, "key": "{query.token}"}}]})
         self.assertEqual(self.banner(gw, "vm2"), "2")
         self.assertEqual(self.banner(gw, "vm9"), 404)
+
+    def test_same_files_as_websockify(self):
+        # The very files websockify reads give wsgate the same answers.
+        if not shutil.which("websockify"):
+            missing("websockify is not installed (Debian package websockify)")
+        self.h.write_file("tokens.d/a", "# lab\n" + self.line("vm1", 1) + "\n"
+                          + self.line("vm2", 2))
+        self.h.write_file("tokens.d/b", self.line("vm3", 3))
+        ours, theirs = harness.free_port(), harness.free_port()
+        gw = start(self.h, ["--token-plugin", "TokenFile", "--token-source", "tokens.d",
+                            "%s:%d" % (HOST, ours)])
+        ws = start_process(self.h, "websockify",
+                           ["websockify", "--token-plugin", "TokenFile", "--token-source",
+                            self.h.path("tokens.d"), "%s:%d" % (HOST, theirs)])
+        wait_port(ws, theirs)
+        answers = {}
+        for port in (ours, theirs):
+            gw.port = port
+            answers[port] = [self.banner(gw, t) for t in ("vm1", "vm2", "vm3")]
+        gw.port = ours
+        self.assertEqual(answers[ours], ["1", "2", "3"])
+        self.assertEqual(answers[theirs], answers[ours])
 
     def test_bad_token_file_exits_2(self):
         self.h.write_file("tokens.cfg", "vm1 127.0.0.1:5900\n")
