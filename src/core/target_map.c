@@ -272,23 +272,31 @@ static int load_root(json_t *root, const char *source, struct target_map *m, siz
 
 static const char line_expected[] = "expected \"token: host:port\"";
 
-/* Errors of the line format name the file and line, and quote the line cut
- * short: a token file may be long, an error message stays one line. */
+#define SHOWN_BYTES 128
+
+/* `s` for an error message, cut short if long: quotes, backslashes, control
+ * bytes and every byte >= 0x80 as \xNN, so that a line that is not UTF-8,
+ * or one cut inside a character, still gives a one-line UTF-8 message. */
+static const char *shown(const char *s, size_t len, char out[SHOWN_BYTES])
+{
+    size_t n = 0, i = 0;
+    for (; i < len && n + 5 + 3 < SHOWN_BYTES; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f)
+            n += (size_t)snprintf(out + n, SHOWN_BYTES - n, "\\x%02x", c);
+        else
+            out[n++] = (char)c;
+    }
+    memcpy(out + n, i < len ? "..." : "", i < len ? 4 : 1);
+    return out;
+}
+
+/* Errors of the line format name the file and line, and quote the line. */
 static void line_error(struct config_errors *errs, const char *source, size_t line_no,
                        const char *what, const char *s, size_t len)
 {
-    char shown[128];
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 5 < sizeof shown; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f)
-            n += (size_t)snprintf(shown + n, sizeof shown - n, "\\x%02x", c);
-        else
-            shown[n++] = (char)c;
-    }
-    shown[n] = '\0';
-    jcheck_add_line(errs, "%s:%zu: %s, got \"%s%s\"", source, line_no, what, shown,
-                    n + 5 >= sizeof shown ? "..." : "");
+    char buf[SHOWN_BYTES];
+    jcheck_add_line(errs, "%s:%zu: %s, got \"%s\"", source, line_no, what, shown(s, len, buf));
 }
 
 static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
@@ -507,8 +515,9 @@ static int check_duplicates(const struct target_map *m, char *const *sources,
         char first[512], again[512];
         where(first, sizeof first, sources[a->file], a->line);
         where(again, sizeof again, sources[b->file], b->line);
-        jcheck_add_line(errs, "%s: token \"%.*s\" is given again (first at %s)", again, 200,
-                        b->key, first);
+        char key[SHOWN_BYTES];
+        jcheck_add_line(errs, "%s: token \"%s\" is given again (first at %s)", again,
+                        shown(b->key, strlen(b->key), key), first);
         rc = -1;
     }
     return rc;

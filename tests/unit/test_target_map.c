@@ -254,6 +254,15 @@ static const struct error_case error_cases[] = {
      SRC ":1: expected \"[v6addr]:port\": an IPv6 address needs brackets, got \"::1:5900\"", 1},
     {"line_control_char_quoted", "vm1\x01 h:1",
      SRC ":1: expected \"token: host:port\", got \"vm1\\x01 h:1\"", 1},
+    {"line_not_utf8_escaped", "vm\xc3\xa9\xff h:1",
+     SRC ":1: expected \"token: host:port\", got \"vm\\xc3\\xa9\\xff h:1\"", 1},
+    {"line_long_cut",
+     "tokentokentokentokentokentokentokentokentokentokentokentokentokentokentokentokentoken"
+     "tokentokentokentokentokentokentokentokentoken",
+     /* 120 bytes shown, then "..." */
+     SRC ":1: expected \"token: host:port\", got \"tokentokentokentokentokentokentokentokentoken"
+         "tokentokentokentokentokentokentokentokentokentokentokentokentokentokentoken...\"",
+     1},
     {"line_duplicate", "vm1: a:1\n# again\nvm1: b:2\n",
      SRC ":3: token \"vm1\" is given again (first at " SRC ":1)", 1},
     {"line_every_error", "a b\nc: d\ne: f:0\n", SRC ":3: " STR_PORT ", got \"f:0\"", 3},
