@@ -806,7 +806,10 @@ static void reload_certificates(struct server *srv)
 static void server_reload(struct server *srv)
 {
     if (!srv->config_path) {
-        log_info("SIGHUP: built-in config, nothing to reload");
+        /* No file to re-read (built-in or websockify's command line); its
+         * token files are still re-read, as with a config file. */
+        map_watch_reload(srv->rules->maps);
+        log_info("SIGHUP: no config file to reload");
         return;
     }
     struct config_errors errs = {0};

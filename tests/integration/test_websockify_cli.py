@@ -16,6 +16,7 @@
 
 import os
 import shutil
+import signal
 import socket
 import ssl
 import threading
@@ -207,6 +208,19 @@ class TokenFileTest(GatewayTestCase):
         self.wait_banner(gw, "vm1", "0")
         os.unlink(self.h.path("tokens.d/b.conf"))
         self.wait_banner(gw, "vm2", 404)
+
+    def test_sighup_rereads_token_files(self):
+        self.h.write_file("tokens.cfg", self.line("vm1", 1))
+        port = harness.free_port()
+        gw = start(self.h, ["--target-config=tokens.cfg", "%s:%d" % (HOST, port)])
+        self.assertNotIn("target map loaded", gw.log())
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "target map loaded" not in gw.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("target map loaded", gw.log())
+        self.assertIn("SIGHUP: no config file to reload", gw.log())
+        self.assertEqual(self.banner(gw, "vm1"), "1")
 
     def test_target_config_alias(self):
         self.h.write_file("targets", self.line("vm1", 1))
