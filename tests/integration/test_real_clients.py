@@ -13,8 +13,9 @@ stopped by PID:
   `static` config. The screenshot goes to tests/artifacts/novnc.png.
 - Debian's noVNC (package `novnc`), its vnc.html unmodified, against wsgate
   started the way novnc_proxy starts websockify (`wsgate --web
-  /usr/share/novnc PORT localhost:VNC_PORT`), and with a websockify token
-  file (tests/clients/novnc_page_check.js; screenshots
+  /usr/share/novnc PORT localhost:VNC_PORT`), by Debian's novnc_proxy itself
+  (a `websockify` on PATH that is wsgate), and with a websockify token file
+  (tests/clients/novnc_page_check.js; screenshots
   tests/artifacts/novnc-websockify-*.png).
 
 The npm packages come from tests/clients/package-lock.json
@@ -602,6 +603,30 @@ class NoVncWebsockifyFormTest(GatewayTestCase):
         self.assertEqual((sockets[0]["offered"], sockets[0]["protocol"]), ([], ""))
         self.assertIn('route=websockify peer=127.0.0.1 client=127.0.0.1 subprotocol=""',
                       gw.log())
+
+    def test_novnc_proxy_starts_wsgate(self):
+        # Debian's own launcher, unchanged: novnc_proxy looks websockify up on
+        # PATH, where `websockify` is wsgate. Its port check and the address
+        # it prints take "127.0.0.1:PORT" as a port that is free, and pass it
+        # on, so the test listens on 127.0.0.1 only.
+        proxy = os.path.join(NOVNC_WEB, "utils", "novnc_proxy")
+        if not os.access(proxy, os.X_OK):
+            missing("%s is not installed (Debian package novnc)" % proxy)
+        shim = self.h.path("bin")
+        os.makedirs(shim)
+        os.symlink(harness.WSGATE_BIN, os.path.join(shim, "websockify"))
+        port = harness.free_port()
+        env = dict(os.environ, PATH=shim + ":" + os.environ["PATH"])
+        p = start_process(self.h, "novnc_proxy",
+                          [proxy, "--listen", "%s:%d" % (HOST, port), "--vnc",
+                           "localhost:%d" % self.vnc_port, "--web", NOVNC_WEB,
+                           "--heartbeat", "10", "--idle-timeout", "300"],
+                          stdout_log=True, env=env)
+        wait_port(p, port)
+        res = self.run_page(port, "", "novnc-websockify-proxy.png")
+        self.assertTrue(res["sockets"][0]["opened"])
+        out = read_file(p.out_path)
+        self.assertIn("Using installed websockify at %s/websockify" % shim, out)
 
     def test_web_and_token_file(self):
         tokens = self.h.write_file("tokens/vnc.conf", "# websockify token file\n"
