@@ -68,6 +68,9 @@ struct server {
     lws_sorted_usec_list_t drain_timer;
     lws_sorted_usec_list_t map_poll_timer;
     lws_sorted_usec_list_t pool_trim_timer;
+    lws_sorted_usec_list_t idle_exit_timer;
+    lws_usec_t idle_exit_us; /* server_exit_when_idle(): 0 = never */
+    lws_usec_t idle_since;   /* when the last connection went, or the start */
 };
 
 /* How often target map files are checked for changes. */
@@ -714,6 +717,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
                                  SSL_OP_NO_TLSv1_1 | SSL_OP_NO_COMPRESSION;
             vi.ssl_cipher_list = TLS12_CIPHERS;
             vi.alpn = "http/1.1";
+            /* Both kinds on one port: lws looks at the first byte. */
+            if (l->tls.allow_plain)
+                vi.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                              LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
         }
         errno = 0;
         struct lws_vhost *vh = lws_create_vhost(srv->context, &vi);
@@ -786,7 +793,10 @@ static void reload_certificates(struct server *srv)
 static void server_reload(struct server *srv)
 {
     if (!srv->config_path) {
-        log_info("SIGHUP: built-in config, nothing to reload");
+        /* No file to re-read (built-in or websockify's command line); its
+         * token files are still re-read, as with a config file. */
+        map_watch_reload(srv->rules->maps);
+        log_info("SIGHUP: no config file to reload");
         return;
     }
     struct config_errors errs = {0};
@@ -850,6 +860,30 @@ int server_run(struct server *srv)
     return 0;
 }
 
+/* How often the idle exit looks at the connection count. */
+#define IDLE_CHECK_US (LWS_USEC_PER_SEC / 4)
+
+static void idle_exit_check(lws_sorted_usec_list_t *sul)
+{
+    struct server *srv = lws_container_of(sul, struct server, idle_exit_timer);
+    lws_usec_t now = lws_now_usecs();
+    if (session_count() > 0 || !backend_types_drained()) {
+        srv->idle_since = now;
+    } else if (now - srv->idle_since >= srv->idle_exit_us) {
+        log_info("no connection for the idle timeout: exiting");
+        srv->stopping = 1;
+        return;
+    }
+    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
+}
+
+void server_exit_when_idle(struct server *srv, unsigned seconds)
+{
+    srv->idle_exit_us = (lws_usec_t)seconds * LWS_USEC_PER_SEC;
+    srv->idle_since = lws_now_usecs();
+    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
+}
+
 void server_request_reload(struct server *srv)
 {
     srv->reload_requested = 1;
@@ -872,6 +906,7 @@ void server_destroy(struct server *srv)
         lws_sul_cancel(&srv->drain_timer);
         lws_sul_cancel(&srv->map_poll_timer);
         lws_sul_cancel(&srv->pool_trim_timer);
+        lws_sul_cancel(&srv->idle_exit_timer);
         session_sweep_stop();
         backend_types_shutdown();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */

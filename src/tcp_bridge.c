@@ -68,7 +68,10 @@ static uint64_t now_ms(void) { return (uint64_t)lws_now_usecs() / 1000; }
 static const char *target_name(const struct tcp_bridge *b, char name[TARGET_NAME_BYTES])
 {
     const struct wsg_target *t = &b->targets[b->order[b->attempt]];
-    snprintf(name, TARGET_NAME_BYTES, "%s:%d", t->host, t->port);
+    if (t->port == 0) /* a unix socket */
+        snprintf(name, TARGET_NAME_BYTES, "unix:%s", t->host);
+    else
+        snprintf(name, TARGET_NAME_BYTES, "%s:%d", t->host, t->port);
     return name;
 }
 

@@ -483,6 +483,7 @@ static const char host_expected[] = "expected a host name or address";
 static const struct key_spec tls_keys[] = {
     {"cert", true},
     {"key", true},
+    {"allow_plain", false},
     {NULL, false},
 };
 static const struct key_spec listen_keys[] = {
@@ -528,6 +529,7 @@ static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *
         check_keys(ld, tls, tls_keys);
         get_file(ld, tls, "cert", F_REQUIRED, &l->tls.cert);
         get_file(ld, tls, "key", F_REQUIRED, &l->tls.key);
+        get_bool(ld, tls, "allow_plain", &l->tls.allow_plain);
         jcheck_leave(&ld->jc, mark);
     }
 }
@@ -948,6 +950,7 @@ static void get_template(struct loader *ld, json_t *obj, const char *key, unsign
 static const struct key_spec target_keys[] = {
     {"host", true},
     {"port", false},
+    {"unix", true},
     {NULL, false},
 };
 
@@ -958,6 +961,17 @@ static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
         return;
     }
     check_keys(ld, obj, target_keys);
+    /* {"unix": PATH}: a unix socket (websockify's --unix-target), port 0. */
+    if (json_object_get(obj, "unix") || json_object_get(obj, "unix_env")) {
+        if (json_object_get(obj, "host") || json_object_get(obj, "port"))
+            jcheck_error(&ld->jc, "expected either \"unix\" or \"host\" and \"port\", not both");
+        get_file(ld, obj, "unix", F_REQUIRED, &t->host);
+        t->port = 0;
+        if (t->host && strlen(t->host) > 107) /* sun_path holds 108 bytes with the NUL */
+            jcheck_error(&ld->jc, "unix: a socket path may be at most 107 bytes, got %zu",
+                         strlen(t->host));
+        return;
+    }
     get_host_port(ld, obj, F_REQUIRED, &t->host, &t->port);
 }
 

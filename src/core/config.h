@@ -15,6 +15,10 @@
 struct wsg_tls {
     char *cert; /* PEM certificate chain path */
     char *key;  /* PEM private key path */
+    /* Plain connections on the same port as well, told apart by their first
+     * byte (websockify's default when given a certificate without
+     * --ssl-only). Default false. */
+    bool allow_plain;
 };
 
 struct wsg_listen {
@@ -80,8 +84,8 @@ struct wsg_broker {
 };
 
 struct wsg_target {
-    char *host;
-    int port;
+    char *host; /* or, with port 0, the path of a unix socket */
+    int port;   /* 1..65535, or 0 for a unix socket */
 };
 
 enum wsg_route_type { WSG_ROUTE_TCP, WSG_ROUTE_MQTT };
