@@ -57,13 +57,16 @@ struct tcp_bridge {
 
 static uint64_t now_ms(void) { return (uint64_t)lws_now_usecs() / 1000; }
 
-/* "host:port" of the current attempt, for logs (cut if long); formatted when
- * needed rather than kept per connection. */
+/* "host:port" or "unix:/path" of the current attempt, for logs (cut if
+ * long); formatted when needed rather than kept per connection. */
 #define TARGET_NAME_BYTES 80
 static const char *target_name(const struct tcp_bridge *b, char name[TARGET_NAME_BYTES])
 {
     const struct wsg_target *t = &b->targets[b->order[b->attempt]];
-    snprintf(name, TARGET_NAME_BYTES, "%s:%d", t->host, t->port);
+    if (wsg_target_is_unix(t))
+        snprintf(name, TARGET_NAME_BYTES, "unix:%s", t->host);
+    else
+        snprintf(name, TARGET_NAME_BYTES, "%s:%d", t->host, t->port);
     return name;
 }
 

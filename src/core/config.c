@@ -950,11 +950,40 @@ static const struct key_spec target_keys[] = {
     {"port", false},
     {NULL, false},
 };
+static const struct key_spec unix_target_keys[] = {
+    {"unix", true},
+    {NULL, false},
+};
+static const char target_expected[] = "expected an object {\"host\", \"port\"} or {\"unix\"}";
+
+/* A unix socket's path, resolved against base_dir: it must fit sun_path. */
+static void get_unix_path(struct loader *ld, json_t *obj, char **out)
+{
+    struct strval sv;
+    if (!get_str(ld, obj, "unix", F_REQUIRED | F_NONEMPTY, "expected a unix socket path", &sv))
+        return;
+    char *path = resolve_path(ld, sv.s);
+    if (strlen(path) >= WSG_UNIX_PATH_MAX) {
+        size_t mark = jcheck_enter_key(&ld->jc, sv.key);
+        jcheck_error(&ld->jc, "expected a unix socket path under %d bytes, got %zu bytes",
+                     WSG_UNIX_PATH_MAX, strlen(path));
+        jcheck_leave(&ld->jc, mark);
+        free(path);
+        return;
+    }
+    *out = path;
+}
 
 static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
 {
     if (!json_is_object(obj)) {
-        jcheck_value_error(&ld->jc, obj, false, "expected an object {\"host\", \"port\"}");
+        jcheck_value_error(&ld->jc, obj, false, target_expected);
+        return;
+    }
+    if (json_object_get(obj, "unix") || json_object_get(obj, "unix_env")) {
+        check_keys(ld, obj, unix_target_keys);
+        get_unix_path(ld, obj, &t->host);
+        t->port = 0;
         return;
     }
     check_keys(ld, obj, target_keys);
@@ -964,7 +993,8 @@ static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
 static void parse_targets(struct loader *ld, json_t *obj, struct wsg_route *r)
 {
     json_t *arr = get_arr(ld, obj, "targets", F_NONEMPTY,
-                          "expected a non-empty array of {\"host\", \"port\"} objects");
+                          "expected a non-empty array of {\"host\", \"port\"} or {\"unix\"} "
+                          "objects");
     if (!arr)
         return;
     r->n_targets = json_array_size(arr);

@@ -79,10 +79,16 @@ struct wsg_broker {
     struct wsg_broker_tls tls;
 };
 
+/* A backend: TCP host:port, or a unix socket (port 0, host holds its path). */
 struct wsg_target {
-    char *host;
-    int port;
+    char *host; /* a host name or address; for a unix target, the socket's path */
+    int port;   /* 1..65535; 0: a unix-socket target */
 };
+
+static inline bool wsg_target_is_unix(const struct wsg_target *t) { return t->port == 0; }
+
+/* sizeof(sockaddr_un.sun_path) on Linux, its NUL included. */
+#define WSG_UNIX_PATH_MAX 108
 
 enum wsg_route_type { WSG_ROUTE_TCP, WSG_ROUTE_MQTT };
 enum wsg_framing { WSG_FRAMING_RAW, WSG_FRAMING_LINES, WSG_FRAMING_LENGTH32 };

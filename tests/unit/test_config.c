@@ -462,15 +462,33 @@ static const struct error_case error_cases[] = {
      SRC ": routes[0].target: missing \"host\"", 1, false},
     {"tcp_target_not_object",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": \"h:1\"}]}",
-     SRC ": routes[0].target: expected an object {\"host\", \"port\"}, got \"h:1\"", 1, false},
+     SRC ": routes[0].target: expected an object {\"host\", \"port\"} or {\"unix\"}, got \"h:1\"", 1,
+     false},
     {"tcp_target_unknown_key",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"host\": \"h\", "
      "\"port\": 1, \"tls\": true}}]}",
      SRC ": routes[0].target.tls: unknown key (expected one of: host, port)", 1, false},
     {"tcp_targets_empty",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": []}]}",
-     SRC ": routes[0].targets: expected a non-empty array of {\"host\", \"port\"} objects, got []",
+     SRC ": routes[0].targets: expected a non-empty array of {\"host\", \"port\"} or {\"unix\"} "
+         "objects, got []",
      1, false},
+    {"tcp_target_unix_with_port",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"/a\", "
+     "\"port\": 1}}]}",
+     SRC ": routes[0].target.port: unknown key (expected one of: unix)", 1, false},
+    {"tcp_target_unix_empty",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"\"}}]}",
+     SRC ": routes[0].target.unix: expected a unix socket path, got \"\"", 1, false},
+    {"tcp_target_unix_not_string",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": [{\"unix\": 5}]}]}",
+     SRC ": routes[0].targets[0].unix: expected a unix socket path, got 5", 1, false},
+    {"tcp_target_unix_too_long",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaa\"}}]}",
+     SRC ": routes[0].target.unix: expected a unix socket path under 108 bytes, got 109 bytes", 1,
+     false},
     {"tcp_targets_bad_entry",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": [{\"host\": \"a\", "
      "\"port\": 1}, {\"host\": \"b\", \"port\": -1}]}]}",
@@ -1082,6 +1100,26 @@ static void test_defaults(void **state)
     config_free(cfg);
 }
 
+/* Unix-socket targets: the path is kept as the host with port 0, a
+ * relative one resolved against the config's directory. */
+static void test_unix_targets(void **state)
+{
+    (void)state;
+    struct config_errors errs = {0};
+    struct wsg_config *cfg = config_load_string(
+        "{" L ", \"routes\": [{\"path\": \"/a\", \"type\": \"tcp\", \"target\": {\"unix\": "
+        "\"/run/app.sock\"}}, {\"path\": \"/b\", \"type\": \"tcp\", \"targets\": [{\"unix\": "
+        "\"b.sock\"}, {\"host\": \"h\", \"port\": 2}]}]}",
+        SRC, "/etc/wsgate", &errs);
+    assert_non_null(cfg);
+    assert_true(wsg_target_is_unix(&cfg->routes[0].targets[0]));
+    assert_string_equal(cfg->routes[0].targets[0].host, "/run/app.sock");
+    assert_string_equal(cfg->routes[1].targets[0].host, "/etc/wsgate/b.sock");
+    assert_int_equal(cfg->routes[1].targets[0].port, 0);
+    assert_false(wsg_target_is_unix(&cfg->routes[1].targets[1]));
+    config_free(cfg);
+}
+
 static void test_base_dir_from_string(void **state)
 {
     (void)state;
@@ -1421,6 +1459,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_workers_values),
         cmocka_unit_test(test_base_dir_from_string),
+        cmocka_unit_test(test_unix_targets),
         cmocka_unit_test(test_builtin_default),
         cmocka_unit_test(test_syntax_error_line_col),
         cmocka_unit_test(test_syntax_error_empty_and_truncated),
