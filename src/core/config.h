@@ -17,12 +17,18 @@ struct wsg_tls {
     char *key;  /* PEM private key path */
 };
 
+/* A TCP listener (host, port) or a unix-socket one (port 0, host its path). */
 struct wsg_listen {
-    char *host; /* bind address; "0.0.0.0", "::", "127.0.0.1", "localhost" ... */
-    int port;   /* 1..65535 */
+    char *host; /* bind address; "0.0.0.0", "::", "127.0.0.1", "localhost" ...;
+                   for a unix listener, the socket's path */
+    int port;   /* 1..65535; 0: a unix-socket listener */
+    int mode;   /* unix listener: the socket file's mode (0660); 0: as the umask leaves it */
+    bool proxy_protocol; /* every connection starts with a PROXY v1/v2 header */
     bool has_tls;
     struct wsg_tls tls;
 };
+
+static inline bool wsg_listen_is_unix(const struct wsg_listen *l) { return l->port == 0; }
 
 /* All limits: 0 means "none" except where noted. */
 struct wsg_limits {
@@ -134,6 +140,7 @@ struct wsg_route {
     char *target_map_key;  /* template, e.g. "{query.token}" */
     enum wsg_framing framing;
     enum wsg_message message;
+    int send_proxy; /* 0, or the PROXY protocol version (1, 2) written to the backend first */
 
     /* type "mqtt" */
     char *broker; /* name of an entry in brokers */

@@ -100,5 +100,96 @@ class UnixTargetTest(GatewayTestCase):
                       r.stderr + r.stdout)
 
 
+def unix_http_get(path, request_path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+               % request_path).encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
+class UnixListenerTest(GatewayTestCase):
+    def config(self, sock_path, echo_port, **listener):
+        self.tcp_port = harness.free_port()
+        return {"listen": [{"host": HOST, "port": self.tcp_port},
+                           dict({"unix": sock_path}, **listener)],
+                "routes": [{"path": "/echo", "type": "tcp",
+                            "target": {"host": HOST, "port": echo_port}}]}
+
+    def test_serves_http_and_websockets_with_mode(self):
+        echo = peers.add(self.h, peers.BannerEchoBackend(b"E"))
+        path = self.h.path("gw.sock")
+        gw = self.h.start_gateway(self.config(path, echo.port, mode="0660"))
+        st = os.stat(path)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+        self.assertIn(b"200 OK", unix_http_get(path, "/healthz").split(b"\r\n")[0])
+        got = run_async(echo_once("ws://localhost/echo", b"over unix", unix_path=path))
+        self.assertEqual(got, b"Eover unix")
+        self.assertRegex(gw.log(), r'connection open" route=/echo peer=unix client=unix')
+        self.assertIn("addr=unix:" + path, gw.log())
+        gw.stop()
+        self.assertFalse(os.path.exists(path), "the socket file outlived wsgate")
+
+    def test_stale_socket_replaced_live_one_kept(self):
+        echo = peers.add(self.h, peers.BannerEchoBackend(b"E"))
+        path = self.h.path("gw.sock")
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(path)  # a process that died without removing its file
+        stale.close()
+        gw = self.h.start_gateway(self.config(path, echo.port))
+        self.assertIn("stale unix socket file replaced", gw.log())
+        self.assertEqual(run_async(echo_once("ws://localhost/echo", b"x", unix_path=path)), b"Ex")
+        # While it runs, a second wsgate on the same path refuses to start
+        # and leaves the first one's file alone.
+        cfg = self.config(path, echo.port)
+        r = harness.run_cli(["-c", self.h.write_config(cfg, "second.json")])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("another process is listening on it", r.stderr)
+        self.assertEqual(run_async(echo_once("ws://localhost/echo", b"y", unix_path=path)), b"Ey")
+        # A file that is no socket is never removed.
+        gw.stop()
+        with open(path, "w") as f:
+            f.write("data")
+        r = harness.run_cli(["-c", self.h.write_config(cfg, "third.json")])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("exists and is not a socket", r.stderr)
+        with open(path) as f:
+            self.assertEqual(f.read(), "data")
+
+    def test_proxy_protocol_on_a_unix_listener(self):
+        echo = peers.add(self.h, peers.BannerEchoBackend(b"E"))
+        path = self.h.path("gw.sock")
+        gw = self.h.start_gateway(self.config(path, echo.port, proxy_protocol=True))
+
+        async def go():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            s.sendall(b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 443\r\n")
+            async with websockets.connect("ws://localhost/echo", sock=s) as ws:
+                await ws.send(b"p")
+                got = b""
+                while len(got) < 2:
+                    got += await ws.recv()
+                return got
+        self.assertEqual(run_async(go()), b"Ep")
+        self.assertRegex(gw.log(), r'connection open" route=/echo peer=2001:db8::7 ')
+
+    def test_refused_with_workers(self):
+        cfg = self.config(self.h.path("gw.sock"), 1)
+        cfg["workers"] = 2
+        r = harness.run_cli(["-c", self.h.write_config(cfg)])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('a unix-socket listener needs \\"workers\\": 1', r.stderr)
+
+
 if __name__ == "__main__":
     harness.main()
