@@ -233,11 +233,21 @@ class ProxyProtocolTest(GatewayTestCase):
         connect_from(HOST, self.proxied).close()
         time.sleep(0.3)
         self.assertEqual(proxy_errors(self.plain), len(bad) + 2)
-        # Meanwhile the listener still serves good headers.
+        # 300 connections waiting for their header hold up nobody: a good one
+        # is served at once, then all 300 are closed at their deadline.
+        waiting = [connect_from(HOST, self.proxied) for _ in range(300)]
+        start = time.monotonic()
         s = connect_from(HOST, self.proxied)
         s.sendall(v1_header("192.0.2.7", "127.0.0.1", 1, 2))
         self.assertEqual(run_async(echo_over(s, "ws://%s:%d/echo" % (HOST, self.proxied), b"ok")),
                          b"ok")
+        self.assertLess(time.monotonic() - start, 1.0)
+        for w in waiting:
+            closed, _ = closed_without_answer(w, 12)
+            self.assertTrue(closed)
+            w.close()
+        self.assertLess(time.monotonic() - start, 10)
+        self.assertEqual(proxy_errors(self.plain), len(bad) + 2 + 300)
 
     def test_send_proxy_to_the_backend(self):
         backend = peers.add(self.h, ProxyReadingBackend())
