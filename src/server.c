@@ -231,8 +231,9 @@ static void client_of(struct lws *wsi, const struct rules *rules, char *out, siz
 }
 
 /* A route with "auth": "jwt": the request's token (Authorization: Bearer,
- * ?token=, or a "bearer.<jwt>" subprotocol entry) must verify. 0 with the
- * claims, or 401 with a reason that never holds the token. */
+ * ?token=, the auth.jwt.cookie cookie, or a "bearer.<jwt>" subprotocol
+ * entry) must verify. 0 with the claims, or 401 with a reason that never
+ * holds the token. */
 static int authenticate(struct lws *wsi, const struct rules *rules,
                         const struct route_match *match, json_t **claims, char *reason,
                         size_t reason_len)
@@ -252,7 +253,13 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
         query_token[0] = '\0';
     if (lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL) < 0)
         offered[0] = '\0';
-    long len = auth_find_token(authorization, query_token, offered, token, sizeof(token));
+    const char *cookie_name = rules->cfg->auth.jwt.cookie;
+    char cookies[HEADER_DATA_BYTES] = "";
+    if (cookie_name && lws_hdr_copy(wsi, cookies, sizeof(cookies), WSI_TOKEN_HTTP_COOKIE) < 0)
+        cookies[0] = '\0';
+    long len = auth_find_token(authorization, query_token, cookies, cookie_name, offered, token,
+                               sizeof(token));
+    OPENSSL_cleanse(cookies, sizeof(cookies));
     if (len <= 0) {
         snprintf(why, sizeof(why), "%s", len < 0 ? "token too long" : "no token");
         *claims = NULL;

@@ -6,7 +6,8 @@ One mosquitto and four gateways for the whole class:
   hs     HS256 (secret_env), issuer and audience required; /me (raw: the
          client's identity picks its topics), /bus (envelope: allow lists
          bound to {jwt.sub}), /open (no "auth": tokens ignored)
-  short  HS256 without iss/aud, /me with subprotocols ["mqtt"]: the
+  short  HS256 without iss/aud, auth.jwt.cookie "sid",
+         /me with subprotocols ["mqtt"]: the
          "bearer.<jwt>" subprotocol form, which libwebsockets 4.1.6 only
          lets through for short tokens (a Sec-WebSocket-Protocol header over
          127 bytes is dropped before wsgate sees it)
@@ -76,7 +77,7 @@ class AuthTest(MqttTestCase):
         cls.gws = {}
         cls._start("hs", {"secret_env": SECRET_ENV, "issuer": ISS, "audience": AUD},
                    [ME, BUS, OPEN])
-        cls._start("short", {"secret_env": SECRET_ENV}, [ME_PROTO])
+        cls._start("short", {"secret_env": SECRET_ENV, "cookie": "sid"}, [ME_PROTO])
         cls._start("rs", {"public_key": cls.rsa.public_pem_path}, [ME])
         cls._start("es", {"public_key": cls.ec.public_pem_path}, [ME])
         cls.minted = []  # every token of the run: none may ever be logged
@@ -476,6 +477,39 @@ class AuthTest(MqttTestCase):
         self.roundtrip(gw, c, "al", pub)
         c.close()
         self.assertTrue(gw.proc.poll() is None, "the gateway died")
+        self.assert_nothing_logged()
+
+    def test_cookie_source_and_order(self):
+        """auth.jwt.cookie: after the header and ?token=, before a bearer.
+        subprotocol entry (SPEC-2 A); the cookie's value is never logged."""
+        gw = self.gws["short"]
+        pub = Publisher(self.h, self.mosq.port)
+        now = int(time.time())
+        good = self.hs({"sub": "ck", "exp": now + 600})
+        expired = self.hs({"sub": "ck", "exp": now - 3600})
+        # the cookie alone, among others, as a browser sends it
+        n = self.sub_count(gw, "users/ck/inbox/#")
+        c = self.connect(gw, "/me", headers={"Cookie": "theme=dark; sid=%s; lang=en" % good})
+        self.wait_subscribed(gw, "users/ck/inbox/#", n)
+        self.roundtrip(gw, c, "ck", pub)
+        c.close()
+        # the header, then the query, win over the cookie (even when bad)
+        r = self.upgrade(gw, "/me", expired, headers={"Cookie": "sid=" + good})
+        self.assert_refused(r, 401, "expired", expired, "header before cookie")
+        r = self.upgrade(gw, "/me", expired, how="query", headers={"Cookie": "sid=" + good})
+        self.assert_refused(r, 401, "expired", expired, "query before cookie")
+        # the cookie wins over a bearer.<jwt> subprotocol entry
+        short = self.hs({"sub": "al", "exp": now + 600}, header={"alg": "HS256"})
+        r = self.upgrade(gw, "/me", protocols="mqtt, bearer." + short,
+                         headers={"Cookie": "sid=" + expired})
+        self.assert_refused(r, 401, "expired", expired, "cookie before subprotocol")
+        # another cookie's name is no token; a cookie of the right name is
+        n = self.sub_count(gw, "users/ck/inbox/#")
+        r = self.upgrade(gw, "/me", headers={"Cookie": "xsid=" + good})
+        self.assert_refused(r, 401, "no token", good, "other cookie")
+        r = self.upgrade(gw, "/me", headers={"Cookie": "sid=" + good})
+        self.assertEqual(r.status, 101, r.status_line)
+        self.wait_subscribed(gw, "users/ck/inbox/#", n)
         self.assert_nothing_logged()
 
     # -- routes without auth --
