@@ -26,6 +26,7 @@
 #include "session.h"
 #include "topic.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,9 @@ static void close_client(struct mqtt_bridge *b, int code, const char *what)
 
 /* --- templates ------------------------------------------------------------- */
 
-/* {jwt.<claim>} from the client's token, {msg./pointer} from its message. */
+/* {jwt.<claim>} from the client's token, {auth.<claim>} from the auth
+ * service's answer (or the token, on JWT routes: the session holds one set
+ * of claims), {msg./pointer} from its message. */
 struct value_lookup {
     json_t *claims; /* or NULL */
     json_t *doc;    /* or NULL */
@@ -75,6 +78,8 @@ static const char *lookup_value(void *ctx, const char *name)
     struct value_lookup *vl = ctx;
     if (strncmp(name, "jwt.", 4) == 0)
         return auth_claim_value(vl->claims, name + 4, vl->number, sizeof(vl->number));
+    if (strncmp(name, "auth.", 5) == 0)
+        return auth_claim_value(vl->claims, name + 5, vl->number, sizeof(vl->number));
     return publish_msg_value(vl->doc, name, vl->number, sizeof(vl->number));
 }
 
@@ -263,6 +268,14 @@ static void envelope_request(struct mqtt_bridge *b, const uint8_t *msg, size_t l
             reply_error(b, ENVELOPE_ERR_NOT_SUBSCRIBED, "not subscribed to this filter", req.id);
         else
             reply_ack(b, req.id);
+        break;
+    case ENVELOPE_REFRESH:
+        if (session_refresh_token(b->session, req.topic, strlen(req.topic), text,
+                                  sizeof(text)) != 0)
+            reply_error(b, ENVELOPE_ERR_BAD_TOKEN, text, req.id);
+        else
+            reply_ack(b, req.id);
+        OPENSSL_cleanse(req.topic, strlen(req.topic));
         break;
     }
     envelope_request_free(&req);

@@ -6,6 +6,7 @@
  * is opened at ESTABLISHED and let go at CLOSED. */
 #include "session.h"
 
+#include "auth.h"
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHUNK_TEXT 1u
 #define CHUNK_REPLY 2u /* the gateway's own answer: not counted as relayed */
@@ -48,6 +50,10 @@ struct session {
     char peer[48];           /* the TCP peer (INET6_ADDRSTRLEN fits) */
     char *client; /* owned: the client behind trusted proxies; NULL if it is the peer */
     json_t *claims;  /* owned reference: the verified JWT's claims, or NULL */
+    /* A JWT connection closes with 4401 when its token's exp (+ leeway)
+     * passes: one timer each, armed at ESTABLISHED, moved by a refresh. */
+    lws_sorted_usec_list_t expiry_timer;
+    int64_t expires_at_s; /* Unix seconds, exp + leeway; 0: never */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
@@ -203,6 +209,7 @@ void session_destroy(struct session *s)
 {
     if (!s)
         return;
+    lws_sul_cancel(&s->expiry_timer);
     ws_rx_guard_unregister(s->rx_guard);
     s->rx_guard = NULL;
     if (s->bridge) {
@@ -382,6 +389,66 @@ void session_sweep_stop(void)
     if (sweep_context)
         lws_sul_cancel(&sweep_timer);
     sweep_context = NULL;
+}
+
+/* --- token expiry ---------------------------------------------------------- */
+
+/* exp + leeway of a verified token's claims (exp may be a JSON real). */
+static int64_t token_deadline(const struct session *s, json_t *claims)
+{
+    json_t *exp = json_object_get(claims, "exp");
+    if (!json_is_number(exp))
+        return 0;
+    return (int64_t)json_number_value(exp) + s->rules->cfg->auth.jwt.leeway_s;
+}
+
+static void token_expired(lws_sorted_usec_list_t *sul)
+{
+    struct session *s = lws_container_of(sul, struct session, expiry_timer);
+    if (!s->wsi || s->close_pending)
+        return;
+    log_debug("token expired", "route", s->match.route->name, "peer", s->peer);
+    session_close(s, CLOSE_UNAUTHORIZED, "token expired");
+    /* A peer that is not reading must not hold the slot forever. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+static void arm_expiry(struct session *s)
+{
+    if (s->expires_at_s <= 0 || !s->wsi)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now); /* exp is wall-clock time */
+    int64_t left_us = (s->expires_at_s - (int64_t)now.tv_sec) * LWS_USEC_PER_SEC -
+                      now.tv_nsec / 1000;
+    lws_sul_schedule(lws_get_context(s->wsi), 0, &s->expiry_timer, token_expired,
+                     left_us > 0 ? left_us : 1);
+}
+
+int session_refresh_token(struct session *s, const char *token, size_t len, char *reason,
+                          size_t reason_len)
+{
+    if (!s->match.route->auth_jwt || !s->rules->auth || !s->claims) {
+        snprintf(reason, reason_len, "route %s has no token to refresh", s->match.route->name);
+        return -1;
+    }
+    char why[160];
+    json_t *claims = auth_verify(s->rules->auth, token, len, (int64_t)time(NULL), why, sizeof(why));
+    if (!claims) {
+        snprintf(reason, reason_len, "%s", why);
+        return -1;
+    }
+    json_t *was = json_object_get(s->claims, "sub"), *now = json_object_get(claims, "sub");
+    bool same = was && now && json_equal(was, now);
+    int64_t deadline = token_deadline(s, claims);
+    json_decref(claims);
+    if (!same) {
+        snprintf(reason, reason_len, "the token is for another \"sub\"");
+        return -1;
+    }
+    s->expires_at_s = deadline;
+    arm_expiry(s);
+    return 0;
 }
 
 static int on_receive(struct session *s, const uint8_t *in, size_t len)
@@ -639,6 +706,10 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->tokens = (double)s->limits->max_messages_per_s;
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
             sweep_start(lws_get_context(wsi));
+        if (s->match.route->auth_jwt && s->claims) {
+            s->expires_at_s = token_deadline(s, s->claims);
+            arm_expiry(s);
+        }
         s->bridge = bridge_open(s);
         if (!s->bridge) {
             char reason_text[120];
@@ -664,6 +735,7 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         return 0;
 
     case LWS_CALLBACK_CLOSED:
+        lws_sul_cancel(&s->expiry_timer);
         ws_rx_guard_unregister(s->rx_guard);
         s->rx_guard = NULL;
         if (s->bridge) {

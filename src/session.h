@@ -25,6 +25,9 @@ enum {
     CLOSE_POLICY = 1008,
     CLOSE_TOO_BIG = 1009,
     CLOSE_INTERNAL_ERROR = 1011,
+    CLOSE_TRY_AGAIN_LATER = 1013, /* the auth service could not answer */
+    CLOSE_UNAUTHORIZED = 4401,    /* token expired, or the auth service said 401 */
+    CLOSE_FORBIDDEN = 4403,       /* the auth service said 403 */
 };
 
 struct session;
@@ -85,6 +88,13 @@ void session_close(struct session *s, int code, const char *reason);
 
 /* Stops or resumes reading client messages (backpressure from the backend). */
 void session_pause_reading(struct session *s, bool paused);
+
+/* {"refresh": token} of an envelope client on a JWT route: a valid token
+ * with the same "sub" moves the connection's expiry (its claims stay those
+ * the connection was opened with). 0, or -1 with a one-line reason that
+ * never holds the token. */
+int session_refresh_token(struct session *s, const char *token, size_t len, char *reason,
+                          size_t reason_len);
 
 const struct route_match *session_match(const struct session *s);
 json_t *session_claims(const struct session *s); /* NULL on routes without auth */

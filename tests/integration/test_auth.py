@@ -13,6 +13,8 @@ One mosquitto and four gateways for the whole class:
          127 bytes is dropped before wsgate sees it)
   rs     RS256 with a PEM public key
   es     ES256 with a PEM public key
+  exp    HS256 with leeway_s 0, /me and /bus: tokens that end (4401) and
+         {"refresh": ...} on the envelope route
 Covered: a browser user with sub=alice reaches users/alice/... and nothing of
 bob's; 401 with a one-line reason that never holds the token for forged,
 tampered, expired, not-yet-valid, wrong-issuer/audience, wrong-key, "none" and
@@ -80,6 +82,7 @@ class AuthTest(MqttTestCase):
         cls._start("short", {"secret_env": SECRET_ENV, "cookie": "sid"}, [ME_PROTO])
         cls._start("rs", {"public_key": cls.rsa.public_pem_path}, [ME])
         cls._start("es", {"public_key": cls.ec.public_pem_path}, [ME])
+        cls._start("exp", {"secret_env": SECRET_ENV, "leeway_s": 0}, [ME, BUS])
         cls.minted = []  # every token of the run: none may ever be logged
 
     @classmethod
@@ -510,6 +513,49 @@ class AuthTest(MqttTestCase):
         r = self.upgrade(gw, "/me", headers={"Cookie": "sid=" + good})
         self.assertEqual(r.status, 101, r.status_line)
         self.wait_subscribed(gw, "users/ck/inbox/#", n)
+        self.assert_nothing_logged()
+
+    # -- tokens end --
+
+    def test_token_expiry_closes_4401(self):
+        gw = self.gws["exp"]
+        t0 = time.time()
+        c = self.open_me(gw, "ex1", self.hs({"sub": "ex1", "exp": int(t0) + 2}))
+        msgs, close = c.read_until_close(timeout=8.0)
+        took = time.time() - t0
+        self.assertEqual(close[0], 4401, close)
+        self.assertEqual(close[1], b"token expired", close)
+        self.assertGreater(took, 0.8, "closed before the token's exp")
+        self.assertLess(took, 5.0, "closed long after the token's exp")
+        self.assert_nothing_logged()
+
+    def test_refresh_moves_the_deadline_same_sub_only(self):
+        gw = self.gws["exp"]
+        now = int(time.time())
+        c = self.connect(gw, "/bus", self.hs({"sub": "rf", "exp": now + 2}))
+        # another sub, a forged token, an expired one, garbage: errors, nothing changes
+        for i, (what, tok) in enumerate([
+                ("other sub", self.hs({"sub": "mallory", "exp": now + 600})),
+                ("forged", self.hs({"sub": "rf", "exp": now + 600}, secret="y" * 24)),
+                ("expired", self.hs({"sub": "rf", "exp": now - 10})),
+                ("no sub", self.hs({"exp": now + 600})),
+                ("garbage", self.mint_raw("not-a-jwt-at-all"))]):
+            c.send_json({"refresh": tok, "id": i})
+            reply = c.recv_json(5)
+            self.assert_error(reply, "bad_token", i, what)
+            self.assert_no_token_in(repr(reply), [tok], what)
+        # the same sub with a later exp: acked, and the connection outlives
+        # the first token
+        c.send_json({"refresh": self.hs({"sub": "rf", "exp": now + 4}), "id": "r1"})
+        self.assertEqual(c.recv_json(5), {"ack": "r1"})
+        while time.time() < now + 3:
+            time.sleep(0.1)
+        c.send_json({"subscribe": "users/rf/inbox/#", "id": "s"})
+        self.assertEqual(c.recv_json(5), {"ack": "s"}, "closed at the first token's exp")
+        # ... and closes at the new one
+        msgs, close = c.read_until_close(timeout=6.0)
+        self.assertEqual(close, (4401, b"token expired"))
+        self.assertGreater(time.time(), now + 3.5)
         self.assert_nothing_logged()
 
     # -- routes without auth --
