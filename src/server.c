@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include "auth.h"
+#include "auth_http.h"
 #include "bridge.h"
 #include "buf_pool.h"
 #include "client_addr.h"
@@ -282,6 +283,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     struct route_match match;
     json_t *claims = NULL; /* owned until the session takes it */
     bool admitted = false;  /* holds a max_connections place until the session takes it */
+    struct auth_wait *auth_wait = NULL; /* owned until the session takes it */
     int status = 0;
 
     if (strcasecmp(upgrade, "websocket") != 0) {
@@ -330,7 +332,9 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         if (status)
             goto refuse;
     }
-    status = bridge_check_request(&match, claims, reason, sizeof(reason));
+    /* "auth": "http" routes check with the service's claims (below). */
+    status = match.route->auth_http ? 0 : bridge_check_request(&match, claims, reason,
+                                                               sizeof(reason));
     if (status)
         goto refuse;
     const struct wsg_target *targets = match.route->targets;
@@ -349,13 +353,23 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         goto refuse;
     }
 
+    char client[64];
+    client_of(wsi, rules, client, sizeof(client));
+    if (match.route->auth_http) {
+        /* Before the subprotocol choice rewrites the offer the service sees. */
+        status = auth_http_begin(wsi, rules, &match, uri, client, &claims, &auth_wait, reason,
+                                 sizeof(reason));
+        if (!status && !auth_wait) /* a cached answer: refused like a JWT's claims */
+            status = bridge_check_request(&match, claims, reason, sizeof(reason));
+        if (status)
+            goto refuse;
+    }
+
     status = choose_subprotocol(wsi, match.route, chosen, sizeof(chosen), reason,
                                 sizeof(reason));
     if (status)
         goto refuse;
 
-    char client[64];
-    client_of(wsi, rules, client, sizeof(client));
     struct session *s =
         session_create(wsi, &match, chosen, rules, targets, n_targets, client, claims);
     claims = NULL; /* the session's now, even when it failed */
@@ -365,6 +379,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         snprintf(reason, sizeof(reason), "out of memory");
         goto refuse;
     }
+    if (auth_wait)
+        session_auth_wait(s, auth_wait); /* the session's now */
     /* Our session is the connection's user data from here on, so lws keeps
      * it when it binds the chosen protocol; WSI_DESTROY frees it. */
     lws_set_opaque_user_data(wsi, s);
@@ -382,6 +398,7 @@ refuse:;
              reason);
     route_match_clear(&match);
     json_decref(claims);
+    auth_wait_cancel(auth_wait);
     if (admitted)
         metrics_connection_release();
     return http_refuse(wsi, status, reason) == 0 ? 1 : -1;
@@ -437,6 +454,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
      * first protocol (this one) by lws 4.1.6: pass it on. */
     if (tcp_backend_is(opaque))
         return tcp_backend_lws_callback(wsi, reason, user, in, len);
+    if (auth_http_is(opaque))
+        return auth_http_lws_callback(wsi, reason, user, in, len);
     if (listener_is(opaque))
         return listener_lws_event(wsi, reason);
     struct session *s = session_is(opaque) ? opaque : NULL;
@@ -493,10 +512,11 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 /* --- setup -------------------------------------------------------------- */
 
-/* Entries between the first (default) and the last (backend) hold strdup'd names. */
+/* Entries between the first (default) and the last two (auth service,
+ * backend) hold strdup'd names. */
 static void free_protocols(struct lws_protocols *p, size_t n)
 {
-    for (size_t i = 1; p && i + 1 < n; i++)
+    for (size_t i = 1; p && i + 2 < n; i++)
         free((char *)p[i].name);
     free(p);
 }
@@ -557,7 +577,7 @@ static void *lws_allocator(void *ptr, size_t size, const char *reason)
  * outlives any config a reload replaces. */
 static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_t *count)
 {
-    size_t max = 3;
+    size_t max = 4;
     for (size_t r = 0; r < cfg->n_routes; r++)
         max += cfg->routes[r].n_subprotocols;
     struct lws_protocols *p = calloc(max, sizeof(*p));
@@ -586,6 +606,8 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_
                                             .rx_buffer_size = WS_RX_BUFFER_BYTES,
                                             .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
+    p[n++] = (struct lws_protocols){.name = AUTH_HTTP_PROTOCOL_NAME,
+                                    .callback = auth_http_lws_callback};
     p[n++] = (struct lws_protocols){.name = TCP_BACKEND_PROTOCOL_NAME,
                                     .callback = tcp_backend_lws_callback};
     *count = n;
@@ -894,8 +916,10 @@ void server_destroy(struct server *srv)
         lws_sul_cancel(&srv->pool_trim_timer);
         session_sweep_stop();
         bridge_shutdown();
+        auth_http_stopping();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
     }
+    auth_http_stop();
     mqtt_brokers_stop();
     rules_unref(srv->rules);
     free_protocols(srv->protocols, srv->n_protocols);

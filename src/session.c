@@ -7,6 +7,7 @@
 #include "session.h"
 
 #include "auth.h"
+#include "auth_http.h"
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
@@ -54,6 +55,12 @@ struct session {
      * passes: one timer each, armed at ESTABLISHED, moved by a refresh. */
     lws_sorted_usec_list_t expiry_timer;
     int64_t expires_at_s; /* Unix seconds, exp + leeway; 0: never */
+    /* "auth": "http": owned while the auth service is asked; the verdict,
+     * if it comes before ESTABLISHED, waits in auth_early until then. */
+    struct auth_wait *auth_wait;
+    bool auth_early;
+    enum auth_verdict auth_verdict;
+    char *auth_reason; /* owned, with auth_early */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
@@ -210,6 +217,8 @@ void session_destroy(struct session *s)
     if (!s)
         return;
     lws_sul_cancel(&s->expiry_timer);
+    auth_wait_cancel(s->auth_wait);
+    free(s->auth_reason);
     ws_rx_guard_unregister(s->rx_guard);
     s->rx_guard = NULL;
     if (s->bridge) {
@@ -685,6 +694,78 @@ static void on_rx_violation(void *owner, int code, const char *reason)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
+static void open_bridge(struct session *s)
+{
+    s->bridge = bridge_open(s);
+    if (!s->bridge) {
+        char reason_text[120];
+        snprintf(reason_text, sizeof(reason_text), "route %s: backend unavailable",
+                 s->match.route->name);
+        session_close(s, CLOSE_INTERNAL_ERROR, reason_text);
+    }
+}
+
+/* --- "auth": "http" ---------------------------------------------------------- */
+
+void session_auth_wait(struct session *s, struct auth_wait *w)
+{
+    s->auth_wait = w;
+    auth_wait_bind(w, s);
+}
+
+/* An established, held session learns the verdict. */
+static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *claims,
+                               const char *reason)
+{
+    char text[CLOSE_REASON_BYTES + 1];
+    s->auth_early = false;
+    if (v != AUTH_ALLOWED) {
+        int code = v == AUTH_UNAUTHORIZED ? CLOSE_UNAUTHORIZED
+                   : v == AUTH_FORBIDDEN  ? CLOSE_FORBIDDEN
+                                          : CLOSE_TRY_AGAIN_LATER;
+        snprintf(text, sizeof(text), "route %s: %s", s->match.route->name, reason);
+        session_close(s, code, text);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
+    }
+    if (claims != s->claims) {
+        json_decref(s->claims);
+        s->claims = json_incref(claims);
+    }
+    /* The templates' refusal rules, now that {auth.x} has values. */
+    char why[200];
+    int status = bridge_check_request(&s->match, s->claims, why, sizeof(why));
+    if (status != 0) {
+        why[CLOSE_REASON_BYTES] = '\0'; /* a close frame's reason holds no more */
+        session_close(s, status == 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, why);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
+    }
+    open_bridge(s);
+    if (!s->close_pending)
+        session_pause_reading(s, false);
+}
+
+void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims,
+                         const char *reason)
+{
+    auth_wait_cancel(s->auth_wait);
+    s->auth_wait = NULL;
+    if (!s->wsi || s->close_pending)
+        return;
+    if (s->established) {
+        apply_auth_verdict(s, v, claims, reason);
+        return;
+    }
+    /* Before ESTABLISHED (not seen with lws 4.1.6, but cheap to keep). */
+    s->auth_early = true;
+    s->auth_verdict = v;
+    json_decref(s->claims);
+    s->claims = json_incref(claims);
+    free(s->auth_reason);
+    s->auth_reason = strdup(reason ? reason : "");
+}
+
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
                       void *in, size_t len)
 {
@@ -710,13 +791,14 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
             s->expires_at_s = token_deadline(s, s->claims);
             arm_expiry(s);
         }
-        s->bridge = bridge_open(s);
-        if (!s->bridge) {
-            char reason_text[120];
-            snprintf(reason_text, sizeof(reason_text), "route %s: backend unavailable",
-                     s->match.route->name);
-            session_close(s, CLOSE_INTERNAL_ERROR, reason_text);
+        if (s->auth_wait || s->auth_early) {
+            /* Held: nothing read, no backend, until the auth service answers. */
+            session_pause_reading(s, true);
+            if (s->auth_early)
+                apply_auth_verdict(s, s->auth_verdict, s->claims, s->auth_reason);
+            return 0;
         }
+        open_bridge(s);
         return 0;
 
     case LWS_CALLBACK_RECEIVE:
