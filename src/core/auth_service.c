@@ -20,14 +20,16 @@ static int set_str(json_t *obj, const char *key, const char *value)
     return json_object_set_new(obj, key, str_or_null(value));
 }
 
-/* "a, b ,c" -> ["a", "b", "c"] (empty entries dropped). */
+/* "a, b ,c" -> ["a", "b", "c"] (empty entries dropped, one that is not
+ * UTF-8 as null). */
 static json_t *offered_list(const char *offered)
 {
     json_t *arr = json_array();
     for (const char *p = offered; arr && p && *p;) {
         p += strspn(p, " \t,");
         size_t n = strcspn(p, " \t,");
-        if (n > 0 && json_array_append_new(arr, json_stringn(p, n)) != 0) {
+        json_t *v = n > 0 ? json_stringn(p, n) : NULL;
+        if (n > 0 && json_array_append_new(arr, v ? v : json_null()) != 0) {
             json_decref(arr);
             return NULL;
         }

@@ -55,9 +55,17 @@ static void test_body(void **state)
     r.query = NULL;
     r.subprotocols = NULL;
     body = auth_service_body(&r, &len);
+    assert_non_null(body);
     assert_string_equal(body, "{\"route\":\"live\",\"path\":\"/live/room1\",\"query\":\"\","
                               "\"client\":\"203.0.113.9\",\"origin\":null,\"subprotocols\":[],"
                               "\"headers\":{\"cookie\":null}}");
+    free(body);
+
+    /* an offered subprotocol that is not UTF-8 (found by fuzz_auth_service) */
+    r.subprotocols = "mqtt, \xd3oe";
+    body = auth_service_body(&r, &len);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "\"subprotocols\":[\"mqtt\",null]"));
     free(body);
 }
 
