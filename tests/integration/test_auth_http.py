@@ -340,6 +340,24 @@ class AuthHttpTest(MqttTestCase):
         self.assertEqual(self.svc.count(sid), 1)
         self.assert_nothing_logged()
 
+    def test_client_leaving_while_held(self):
+        """A client that goes while its request is in flight is forgotten; the
+        others waiting on the same key still get the answer."""
+        sid = self.sid("slow")
+        gone = self.connect("/echo", sid)
+        stays = self.connect("/echo", sid)
+        time.sleep(0.2)
+        gone.ws.close()
+        stays.send_text("still here")
+        self.assertEqual(stays.recv_text(5), "still here")
+        self.assertEqual(self.svc.count(sid), 1)
+        # a client alone on its key that leaves: the answer goes to no one
+        alone = self.connect("/echo", self.sid("slow"))
+        time.sleep(0.2)
+        alone.ws.close()
+        time.sleep(1.2)
+        self.assertTrue(self.gw.proc.poll() is None)
+
     def test_metrics(self):
         m0 = metrics(self.port)
         c = self.connect("/echo", self.sid("plain"))
@@ -407,10 +425,11 @@ class AuthHttpTest(MqttTestCase):
         self.assertGreaterEqual(self.svc.max_in_flight, n * 0.9, "requests were serialized")
         # The probe shares 2 cores with 1,000 Python clients, the Python auth
         # service and whatever else runs: single samples see the scheduler
-        # (a burst of 1,000 handshakes without auth shows ~75 ms too). The
-        # loop never waits on the service: 95% under 100 ms, none near 1 s.
+        # (a burst of 1,000 handshakes without auth shows ~75 ms too, and
+        # 150-350 ms were seen with auth while other builds ran). The loop
+        # never waits on the service: 95% under 100 ms, none as long as 1 s.
         self.assertLess(p95, 0.1, "the loop stalled while handshakes waited")
-        self.assertLess(worst, 0.6, "the loop stalled while handshakes waited")
+        self.assertLess(worst, 1.0, "the loop waited on the auth service")
 
 
 if __name__ == "__main__":
