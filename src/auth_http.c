@@ -412,8 +412,9 @@ int auth_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             settle(r, AUTH_UNAVAILABLE, NULL, "auth service unreachable");
         return 0;
     case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-        /* An answer whose end is the connection's end is still an answer. */
-        if (r->status && !r->settled)
+        /* Closed before the answer was complete: a 200 whose body may be cut
+         * short allows nothing (fail closed); a refusal is a refusal. */
+        if (!r->settled && (r->status == 401 || r->status == 403))
             settle_answer(r);
         else if (!r->in_connect)
             settle(r, AUTH_UNAVAILABLE, NULL, "auth service closed the connection");

@@ -100,6 +100,16 @@ class AuthService:
                     self.in_flight -= 1
             if status is None:
                 return
+            if status == "http10":
+                # an HTTP/1.0 answer whose body ends with the connection
+                writer.write(b'HTTP/1.0 200 OK\r\n\r\n{"claims": {"user": "old"}}')
+                await writer.drain()
+                return
+            if status == "cut":
+                # a 200 that promises more body than it sends, then closes
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"cla")
+                await writer.drain()
+                return
             data = json.dumps(answer).encode() if answer is not None else b""
             writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(data))
@@ -126,6 +136,10 @@ class AuthService:
             return 500, None
         if kind == "evil":
             return 200, {"claims": {"user": "a/b"}}
+        if kind == "http10":
+            return "http10", None
+        if kind == "cut":
+            return "cut", None
         if kind == "hang":
             await asyncio.sleep(30)
             return None, None
@@ -308,6 +322,15 @@ class AuthHttpTest(MqttTestCase):
         m = metrics(port)
         self.assertEqual(harness.metric(m, "wsgate_auth_requests_total", result="unavailable"), 1)
         self.assertTrue(gw.proc.poll() is None)
+
+    def test_answers_cut_short(self):
+        """A 200 whose body is cut short allows nothing; an HTTP/1.0 answer
+        whose body ends with the connection is a whole answer."""
+        c = self.connect("/echo", self.sid("cut"))
+        self.assert_closed(c, 1013, "auth service")
+        c = self.connect("/echo", self.sid("http10"))
+        c.send_text("x")
+        self.assertEqual(c.recv_text(5), "x")
 
     def test_claims_that_break_a_template_refuse(self):
         c = self.connect("/live", self.sid("evil"))
