@@ -14,7 +14,7 @@ One mosquitto and four gateways for the whole class:
   rs     RS256 with a PEM public key
   es     ES256 with a PEM public key
   exp    HS256 with leeway_s 0, /me and /bus: tokens that end (4401) and
-         {"refresh": ...} on the envelope route
+         {"refresh": ...} on the envelope route; /meauth: {auth.sub} on a JWT route
 Covered: a browser user with sub=alice reaches users/alice/... and nothing of
 bob's; 401 with a one-line reason that never holds the token for forged,
 tampered, expired, not-yet-valid, wrong-issuer/audience, wrong-key, "none" and
@@ -50,6 +50,9 @@ BUS = {"name": "bus", "path": "/bus", "type": "mqtt", "broker": "main", "auth": 
 OPEN = {"name": "open", "path": "/open", "type": "mqtt", "broker": "main",
         "subscribe": [{"filter": "public/news"}]}
 ME_PROTO = dict(ME, subprotocols=["mqtt"])
+# {auth.<claim>} reads the token's claims on a JWT route (SPEC-2 A)
+ME_AUTH = {"name": "meauth", "path": "/meauth", "type": "mqtt", "broker": "main", "auth": "jwt",
+           "subscribe": [{"filter": "users/{auth.sub}/inbox/#"}]}
 
 # lws 4.1.6 keeps at most this many bytes of a Sec-WebSocket-Protocol header
 LWS_PROTOCOL_HEADER_MAX = 127
@@ -82,7 +85,7 @@ class AuthTest(MqttTestCase):
         cls._start("short", {"secret_env": SECRET_ENV, "cookie": "sid"}, [ME_PROTO])
         cls._start("rs", {"public_key": cls.rsa.public_pem_path}, [ME])
         cls._start("es", {"public_key": cls.ec.public_pem_path}, [ME])
-        cls._start("exp", {"secret_env": SECRET_ENV, "leeway_s": 0}, [ME, BUS])
+        cls._start("exp", {"secret_env": SECRET_ENV, "leeway_s": 0}, [ME, BUS, ME_AUTH])
         cls.minted = []  # every token of the run: none may ever be logged
 
     @classmethod
@@ -514,6 +517,16 @@ class AuthTest(MqttTestCase):
         self.assertEqual(r.status, 101, r.status_line)
         self.wait_subscribed(gw, "users/ck/inbox/#", n)
         self.assert_nothing_logged()
+
+    def test_auth_placeholder_reads_jwt_claims(self):
+        gw = self.gws["exp"]
+        pub = Publisher(self.h, self.mosq.port)
+        flt = "users/authsub/inbox/#"
+        n = self.sub_count(gw, flt)
+        c = self.connect(gw, "/meauth", self.hs({"sub": "authsub", "exp": int(time.time()) + 600}))
+        self.wait_subscribed(gw, flt, n)
+        self.roundtrip(gw, c, "authsub", pub)
+        c.close()
 
     # -- tokens end --
 
