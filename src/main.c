@@ -3,7 +3,8 @@
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
-#include "mqtt_broker.h"
+#include "backend_type.h"
+#include "backends.h"
 #include "rules.h"
 #include "target_pool.h"
 #include "server.h"
@@ -30,7 +31,7 @@
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_RUNTIME = 2 };
 
-static struct server *running;
+static struct server *volatile running;
 
 static void usage(FILE *out)
 {
@@ -51,9 +52,14 @@ static void usage(FILE *out)
           out);
 }
 
+/* A signal that arrives while the server is being made (before `running`
+ * is set) is kept here and acted on as soon as it is running. */
+static volatile sig_atomic_t stop_pending, reload_pending;
+
 static void on_stop_signal(int sig)
 {
     (void)sig;
+    stop_pending = 1;
     if (running)
         server_stop(running);
 }
@@ -61,6 +67,7 @@ static void on_stop_signal(int sig)
 static void on_reload_signal(int sig)
 {
     (void)sig;
+    reload_pending = 1;
     if (running)
         server_request_reload(running);
 }
@@ -127,6 +134,10 @@ static int serve(struct wsg_config *cfg, struct map_watch *maps, const char *con
     log_info("wsgate started", "version", WSGATE_VERSION, "config",
              config_path ? config_path : "<built-in>");
     running = srv;
+    if (stop_pending)
+        server_stop(srv); /* SIGTERM during server_create: stop, don't swallow it */
+    else if (reload_pending)
+        server_request_reload(srv);
     server_run(srv);
     running = NULL;
     log_info("wsgate stopped");
@@ -159,7 +170,7 @@ static bool subprotocol_in_config(void *ctx, const char *name)
 static int run_worker(unsigned number, void *ctx)
 {
     struct supervised *sup = ctx;
-    mqtt_brokers_set_worker((int)number);
+    backend_types_set_worker((int)number);
     struct wsg_config *cfg = sup->cfg;
     struct map_watch *maps = sup->maps;
     sup->cfg = NULL; /* this process's copy now belongs to the server */
@@ -207,6 +218,11 @@ int main(int argc, char **argv)
     };
     const char *config_path = NULL;
     int check_only = 0, opt;
+
+    if (backends_register_builtin() != 0) {
+        fprintf(stderr, "wsgate: the built-in backend types do not register\n");
+        return EXIT_FAILURE;
+    }
 
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
         switch (opt) {

@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "auth_http.h"
+#include "backend_type.h"
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
@@ -15,6 +16,7 @@
 #include "msg_queue.h"
 #include "rules.h"
 #include "sock_room.h"
+#include "utf8.h"
 #include "ws_rx_guard.h"
 
 #include <inttypes.h>
@@ -99,18 +101,18 @@ size_t session_count(void) { return open_sessions; }
 
 static const char *client_of(const struct session *s) { return s->client ? s->client : s->peer; }
 
-/* A close frame carries at most 123 bytes of reason; it is allocated only
- * when a connection closes (NULL if memory is out: closed without one). */
-#define CLOSE_REASON_BYTES 123
+/* The reason is allocated only when a connection closes (NULL if memory is
+ * out: closed without one). */
 static void set_close_reason(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_close_reason(struct session *s, const char *fmt, ...)
 {
-    char text[CLOSE_REASON_BYTES + 1];
+    char text[SESSION_CLOSE_REASON_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    text[utf8_cut(text, strlen(text))] = '\0'; /* a cut character would be a 1007 */
     free(s->close_reason);
     s->close_reason = strdup(text);
 }
@@ -595,7 +597,7 @@ static int on_writable(struct session *s)
          * write_coalesced), not by lws_close_reason: lws would send it at a
          * later POLLOUT and then wait for an acknowledgement that the guard
          * discards. Once it is written, the guard ends the reading. */
-        uint8_t frame[LWS_PRE + 4 + CLOSE_REASON_BYTES];
+        uint8_t frame[LWS_PRE + 4 + SESSION_CLOSE_REASON_MAX];
         uint8_t *f = frame + LWS_PRE;
         size_t n = strlen(close_reason(s));
         f[0] = 0x88; /* FIN, close */
@@ -717,7 +719,7 @@ void session_auth_wait(struct session *s, struct auth_wait *w)
 static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *claims,
                                const char *reason)
 {
-    char text[CLOSE_REASON_BYTES + 1];
+    char text[200]; /* session_close() cuts it to a close frame's size */
     s->auth_early = false;
     if (v != AUTH_ALLOWED) {
         int code = v == AUTH_UNAUTHORIZED ? CLOSE_UNAUTHORIZED
@@ -734,9 +736,13 @@ static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *c
     }
     /* The templates' refusal rules, now that {auth.x} has values. */
     char why[200];
-    int status = bridge_check_request(&s->match, s->claims, why, sizeof(why));
+    struct backend_request req = {.match = &s->match,
+                                  .claims = s->claims,
+                                  .rules = s->rules,
+                                  .targets = s->targets,
+                                  .n_targets = s->n_targets};
+    int status = bridge_check_request(&req, why, sizeof(why));
     if (status != 0) {
-        why[CLOSE_REASON_BYTES] = '\0'; /* a close frame's reason holds no more */
         session_close(s, status == 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, why);
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
         return;

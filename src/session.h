@@ -32,6 +32,10 @@ enum {
     CLOSE_FORBIDDEN = 4403,       /* the auth service said 403 */
 };
 
+/* A close frame's reason holds at most 125 - 2 bytes (RFC 6455 5.5); longer
+ * reasons are cut on a character boundary. */
+#define SESSION_CLOSE_REASON_MAX 123
+
 struct session;
 
 /* lws sends at most a protocol's tx_packet_size per write and buffers the

@@ -14,7 +14,6 @@
 
 #define MAX_PATTERN_BYTES 1024    /* a path pattern longer than this is a config error */
 #define MAX_SEGMENTS 32           /* segments of a path pattern */
-#define MAX_URI_BYTES 8192        /* longer request targets are refused with 400 */
 #define MAX_PLACEHOLDER_BYTES 256 /* between "{" and "}" in a template */
 #define MAX_REASON_PATH 200       /* bytes of a request path echoed in a 404 reason */
 
@@ -511,8 +510,8 @@ enum route_status route_table_match(const struct route_table *table, const char 
         set_err(reason, reason_len, "no route");
         return ROUTE_NOT_FOUND;
     }
-    size_t uri_len = strnlen(uri, MAX_URI_BYTES + 1);
-    if (uri_len > MAX_URI_BYTES) {
+    size_t uri_len = strnlen(uri, ROUTE_MAX_URI_BYTES + 1);
+    if (uri_len > ROUTE_MAX_URI_BYTES) {
         set_err(reason, reason_len, "request URI too long");
         return ROUTE_BAD_REQUEST;
     }
@@ -539,7 +538,7 @@ enum route_status route_table_match(const struct route_table *table, const char 
         reason_no_route(reason, reason_len, uri, path_len);
         return ROUTE_NOT_FOUND; /* longer than any pattern can be */
     }
-    char dec[MAX_URI_BYTES];
+    char dec[ROUTE_MAX_URI_BYTES];
     size_t used = 0, k = 0;
     for (size_t start = 1; k < n_req; k++) {
         size_t slen = strcspn(uri + start, "/?#"); /* ends at path_len at the latest */

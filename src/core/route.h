@@ -42,6 +42,11 @@ struct route_table;
 struct route_table *route_table_create(const struct wsg_config *cfg);
 void route_table_destroy(struct route_table *table);
 
+/* The longest request target (path and query, percent-encoded) that a route
+ * is matched against; a longer one is refused with 400. lws keeps all request
+ * headers in 4 KiB, but re-encoding what it decoded may triple a byte. */
+#define ROUTE_MAX_URI_BYTES 8192
+
 /* Match `uri` (the request target: path, optionally "?query"). The first
  * route whose pattern matches wins. On ROUTE_BAD_REQUEST / ROUTE_NOT_FOUND a
  * one-line reason for the client is written into `reason`. */
