@@ -1388,15 +1388,41 @@ static const struct key_spec route_keys[] = {
     {NULL, false},
 };
 
-/* Keys that belong to the other route type are named as such, not as unknown. */
-static void check_type_keys(struct loader *ld, json_t *obj, enum wsg_route_type type)
+/* The route types the loader knows, one entry each: the "type" value, the
+ * keys that only that type takes (all of them also in route_keys), and the
+ * parser of those keys. A backend type's runtime side is its struct
+ * backend_type (backend_type.h); this is its config side. */
+struct route_type_schema {
+    const char *name;
+    enum wsg_route_type type;
+    const char *const *own_keys;
+    void (*parse)(struct loader *ld, json_t *obj, struct wsg_route *r,
+                  const struct tmpl_ctx *tc);
+};
+
+static const char *const tcp_route_keys[] = {"target",  "targets", "target_map",
+                                             "framing", "message", NULL};
+static const char *const mqtt_route_keys[] = {"broker",        "format",        "publish",
+                                              "subscribe",     "on_connect",    "on_disconnect",
+                                              "slow_consumer", NULL};
+
+static const struct route_type_schema route_types[] = {
+    {"tcp", WSG_ROUTE_TCP, tcp_route_keys, parse_tcp_route},
+    {"mqtt", WSG_ROUTE_MQTT, mqtt_route_keys, parse_mqtt_route},
+};
+#define N_ROUTE_TYPES (sizeof route_types / sizeof route_types[0])
+
+static bool is_listed(const char *const *names, const char *name)
 {
-    static const char *const tcp_only[] = {"target",  "targets", "target_map",
-                                           "framing", "message", NULL};
-    static const char *const mqtt_only[] = {"broker",        "format",        "publish",
-                                            "subscribe",     "on_connect",    "on_disconnect",
-                                            "slow_consumer", NULL};
-    const char *const *wrong = type == WSG_ROUTE_TCP ? mqtt_only : tcp_only;
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Keys that belong to another route type are named as such, not as unknown. */
+static void check_type_keys(struct loader *ld, json_t *obj, const struct route_type_schema *own)
+{
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)
@@ -1404,12 +1430,14 @@ static void check_type_keys(struct loader *ld, json_t *obj, enum wsg_route_type 
         const struct key_spec *spec = find_key(route_keys, key);
         if (!spec)
             spec = find_env_key(route_keys, key); /* "broker_env" is "broker" */
-        for (size_t i = 0; spec && wrong[i]; i++) {
-            if (strcmp(spec->name, wrong[i]) == 0) {
+        if (!spec || is_listed(own->own_keys, spec->name))
+            continue;
+        for (size_t t = 0; t < N_ROUTE_TYPES; t++) {
+            if (is_listed(route_types[t].own_keys, spec->name)) {
                 size_t mark = jcheck_enter_key(&ld->jc, key);
-                jcheck_error(&ld->jc, "only for type \"%s\"",
-                             type == WSG_ROUTE_TCP ? "mqtt" : "tcp");
+                jcheck_error(&ld->jc, "only for type \"%s\"", route_types[t].name);
                 jcheck_leave(&ld->jc, mark);
+                break;
             }
         }
     }
@@ -1483,7 +1511,9 @@ static void parse_route_auth(struct loader *ld, json_t *obj, struct wsg_route *r
 
 static void parse_route(struct loader *ld, json_t *obj, struct wsg_route *r)
 {
-    static const char *const types[] = {"tcp", "mqtt", NULL};
+    const char *types[N_ROUTE_TYPES + 1] = {NULL};
+    for (size_t t = 0; t < N_ROUTE_TYPES; t++)
+        types[t] = route_types[t].name;
     r->publish_qos_max = 2;
     if (!json_is_object(obj)) {
         jcheck_value_error(&ld->jc, obj, false,
@@ -1510,17 +1540,15 @@ static void parse_route(struct loader *ld, json_t *obj, struct wsg_route *r)
     parse_route_auth(ld, obj, r);
     if (!type_ok)
         return;
-    r->type = (enum wsg_route_type)type;
-    check_type_keys(ld, obj, r->type);
+    const struct route_type_schema *schema = &route_types[type];
+    r->type = schema->type;
+    check_type_keys(ld, obj, schema);
     /* A bad "auth" value still allows {jwt.x}: one error, not one per template. */
     bool any = json_object_get(obj, "auth") || json_object_get(obj, "auth_env");
     bool jwt = !r->auth_http && (r->auth_jwt || any);
     struct tmpl_ctx tc = {r->path, ROUTE_TMPL_QUERY | (jwt ? ROUTE_TMPL_JWT : 0) |
                                        (any ? ROUTE_TMPL_AUTH : 0)};
-    if (r->type == WSG_ROUTE_TCP)
-        parse_tcp_route(ld, obj, r, &tc);
-    else
-        parse_mqtt_route(ld, obj, r, &tc);
+    schema->parse(ld, obj, r, &tc);
 }
 
 /* Names label metrics and logs; a second route with the same path would never match. */
