@@ -24,6 +24,7 @@ struct segment {
     const char *s; /* literal text, or the capture's name without braces */
     size_t len;
     bool capture;
+    bool rest; /* the final "**": this segment and all after it, or none */
 };
 
 struct compiled_route {
@@ -138,7 +139,20 @@ static int parse_pattern(const char *pattern, struct segment *segs, size_t *n_se
                     (int)slen, p);
             return -1;
         }
-        if (p[0] == '{') {
+        sg->rest = false;
+        if (slen == 2 && memcmp(p, "**", 2) == 0) {
+            /* "**" takes every path below its prefix (websockify's one
+             * listener for every path); anywhere but last it would make
+             * the route table ambiguous. */
+            if (*end) {
+                set_err(err, err_len, "\"**\" may only be the last segment of a path pattern");
+                return -1;
+            }
+            sg->capture = false;
+            sg->rest = true;
+            sg->s = p;
+            sg->len = slen;
+        } else if (p[0] == '{') {
             sg->capture = true;
             sg->s = p + 1;
             sg->len = slen - 2;
@@ -486,13 +500,19 @@ static char *dup_bytes(const char *s, size_t len)
 
 /* Literal segments only: does the request have this route's shape? A single
  * trailing slash in the request is forgiven ("/echo/" matches "/echo"), as
- * clients and proxies add one; anything longer must match segment by segment. */
+ * clients and proxies add one; anything longer must match segment by segment,
+ * except below a final "**", which takes whatever follows its prefix. */
 static bool shape_matches(const struct compiled_route *cr, const char *dec,
                           const struct req_segment *req, size_t n_req)
 {
     size_t n = cr->n_segs;
-    if (!(n_req == n || (n_req == n + 1 && req[n].len == 0)))
+    if (n > 0 && cr->segs[n - 1].rest) {
+        n--;
+        if (n_req < n)
+            return false;
+    } else if (!(n_req == n || (n_req == n + 1 && req[n].len == 0))) {
         return false;
+    }
     for (size_t k = 0; k < n; k++) {
         const struct segment *sg = &cr->segs[k];
         if (!sg->capture &&
