@@ -244,6 +244,7 @@ void metrics_remove_broker(const char *broker_name)
             w->brokers[i].name[0] = '\0';
 }
 
+void metrics_count_proxy_protocol_error(void) { own()->proxy_protocol_errors++; }
 void metrics_count_auth_request(int result, double seconds)
 {
     struct worker_slot *w = own();
@@ -298,8 +299,6 @@ static void render_auth(FILE *out)
            "Handshakes the auth service's cached answers allowed without asking it.");
     fprintf(out, "wsgate_auth_cache_hits_total %llu\n", (unsigned long long)hits);
 }
-
-void metrics_count_proxy_protocol_error(void) { own()->proxy_protocol_errors++; }
 
 void metrics_count_refused(int http_status)
 {
