@@ -459,18 +459,19 @@ class AuthHttpTest(MqttTestCase):
               "%d probe round trips meanwhile: median %.1f ms, p95 %.1f ms, worst %.1f ms; "
               "service saw %d at once" % (n, took, during, ordered[len(ordered) // 2] * 1000,
                                           p95 * 1000, worst * 1000, self.svc.max_in_flight))
-        # On a quiet 2-core machine: all through in 1.5-1.9 s, probes p95
-        # 4-10 ms, worst 130-350 ms (single samples see the scheduler: a burst
-        # of 1,000 handshakes without auth shows ~75 ms too). Other engineers'
-        # builds on the same cores stretch all of it, so the bounds below
-        # keep what matters with margin: the handshakes waited together (one
-        # after the other would take 1,000 s), and the loop kept serving the
-        # probe (it never waited on the service).
-        self.assertGreaterEqual(self.svc.max_in_flight, n * 0.9, "requests were serialized")
-        self.assertLess(took, 10.0, "the handshakes waited on each other")
+        # On a quiet 2-core machine: all through in 1.5-1.9 s, the probes
+        # during them p95 5-30 ms, worst 130-450 ms (single samples see the
+        # scheduler: a burst of 1,000 handshakes without auth shows ~75 ms
+        # too). Other engineers' builds and fuzzers on the same 2 cores (load
+        # 10 and ASan: 5 s, p95 630 ms) stretch all of it, so the bounds keep
+        # only what must hold anyway: the requests were in flight together
+        # (one after the other: 1,000 s), and the loop went on serving the
+        # probe while the service took its 1 s (it never waited on it).
+        self.assertGreaterEqual(self.svc.max_in_flight, n // 2, "requests were serialized")
+        self.assertLess(took, 15.0, "the handshakes waited on each other")
         self.assertGreater(took, 0.9)
-        self.assertLess(ordered[len(ordered) // 2], 0.05, "the loop stalled")
-        self.assertLess(p95, 0.25, "the loop stalled while handshakes waited")
+        self.assertLess(ordered[len(ordered) // 2], 0.1, "the loop stalled")
+        self.assertLess(p95, 1.0, "the loop waited on the auth service")
 
 
 if __name__ == "__main__":
