@@ -20,7 +20,8 @@ const char websockify_cli_usage[] =
     "every path relays to the target (raw bytes, the \"binary\" subprotocol or none,\n"
     "any Origin). websockify's options, same names and meanings:\n"
     "      --web DIR           serve the files in DIR on the same port\n"
-    "      --cert FILE         TLS certificate (PEM); plain connections still accepted\n"
+    "      --cert FILE         TLS certificate (PEM; default ./self.pem if it exists);\n"
+    "                          plain connections still accepted\n"
     "      --key FILE          its key, if not in the certificate file\n"
     "      --ssl-only          refuse plain connections\n"
     "      --unix-target PATH  relay to a unix socket instead of target_addr:target_port\n"
@@ -454,6 +455,7 @@ static enum websockify_cli_status check(const struct parsed *p, char *err, size_
 }
 
 enum websockify_cli_status websockify_cli_parse(int argc, char *const *argv,
+                                                bool default_cert_exists,
                                                 struct websockify_cli *out, char *err,
                                                 size_t err_len)
 {
@@ -478,10 +480,13 @@ enum websockify_cli_status websockify_cli_parse(int argc, char *const *argv,
         return fail(err, err_len, "error parsing target: \"%s\" (expected target_addr:target_port)",
                     p.positional[1]);
     }
-    /* --ssl-only without --cert: websockify's default certificate file. */
+    /* Without --cert websockify uses ./self.pem when it exists (TLS beside
+     * plain), and requires it with --ssl-only. */
     struct parsed q = p;
-    if (q.ssl_only && !q.cert)
-        q.cert = "self.pem";
+    if (!q.cert && (q.ssl_only || default_cert_exists)) {
+        q.cert = WEBSOCKIFY_CLI_DEFAULT_CERT;
+        out->default_cert_used = true;
+    }
     out->config_json = build_json(&q, listen_host, listen_port, target_host, target_port);
     free(listen_host);
     free(target_host);

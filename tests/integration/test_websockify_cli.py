@@ -291,6 +291,25 @@ class TlsTest(GatewayTestCase):
         self.assertEqual(run_async(echo_once(gw.url("/"), b"plain", subprotocols=["binary"])),
                          ("binary", b"plain"))
 
+    def both_pem(self, name):
+        """One PEM with certificate and key, as websockify's --cert takes it."""
+        both = self.h.path(name)
+        with open(both, "w") as out:
+            for p in (self.crt, self.key):
+                with open(p) as f:
+                    out.write(f.read())
+        return both
+
+    def test_self_pem_in_working_directory(self):
+        # websockify turns TLS on by itself when ./self.pem exists.
+        self.both_pem("self.pem")
+        port = harness.free_port()
+        gw = start(self.h, ["%s:%d" % (HOST, port), "%s:%d" % (HOST, self.echo_port)])
+        self.assertEqual(self.wss(port, b"tls"), ("binary", b"tls"))
+        self.assertEqual(run_async(echo_once(gw.url("/"), b"plain", subprotocols=["binary"])),
+                         ("binary", b"plain"))
+        self.assertIn("websockify's default certificate", gw.log())
+
     def test_ssl_only_refuses_plain(self):
         # One PEM with certificate and key, as websockify's --cert takes it.
         both = self.h.path("both.pem")
