@@ -40,6 +40,7 @@ struct worker_slot {
     uint64_t running; /* set by the supervisor: 1 while the worker process lives */
     uint64_t open_connections; /* this worker's share of metrics_shared.open_connections */
     uint64_t reloads_ok, reloads_failed, last_reload_ok;
+    uint64_t proxy_protocol_errors; /* connections closed for a bad or late PROXY header */
     size_t n_routes, n_brokers; /* high-water marks of the arrays below */
     struct route_slot routes[METRICS_MAX_ROUTES];
     struct broker_slot brokers[METRICS_MAX_BROKERS];
@@ -231,6 +232,8 @@ void metrics_remove_broker(const char *broker_name)
         if (strcmp(w->brokers[i].name, broker_name) == 0)
             w->brokers[i].name[0] = '\0';
 }
+
+void metrics_count_proxy_protocol_error(void) { own()->proxy_protocol_errors++; }
 
 void metrics_count_refused(int http_status)
 {
@@ -472,6 +475,14 @@ char *metrics_render(size_t *len_out)
     header(out, "wsgate_config_last_reload_successful", "gauge",
            "1 if the last reload applied (or none was tried), 0 if it was refused.");
     fprintf(out, "wsgate_config_last_reload_successful %d\n", (int)last_ok);
+
+    uint64_t proxy_errors = 0;
+    for (unsigned w = 0; w < shared->n_workers; w++)
+        proxy_errors += load(&shared->workers[w].proxy_protocol_errors);
+    header(out, "wsgate_proxy_protocol_errors_total", "counter",
+           "Connections to proxy_protocol listeners closed without a valid PROXY header "
+           "(invalid, or none within 5 s).");
+    fprintf(out, "wsgate_proxy_protocol_errors_total %llu\n", (unsigned long long)proxy_errors);
 
     header(out, "wsgate_handshakes_refused_total", "counter",
            "WebSocket handshakes refused, by HTTP status.");

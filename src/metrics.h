@@ -89,6 +89,10 @@ void metrics_count_mqtt_unrouted(const char *broker_name, uint64_t n);
 /* Drops a broker's series (removed by a config reload). */
 void metrics_remove_broker(const char *broker_name);
 
+/* A connection to a proxy_protocol listener closed because its PROXY
+ * header was invalid or did not come in time. */
+void metrics_count_proxy_protocol_error(void);
+
 /* Handshakes refused before a route was bound, by HTTP status. */
 void metrics_count_refused(int http_status);
 

@@ -22,6 +22,7 @@
 #include "map_watch.h"
 #include "metrics.h"
 #include "page_pool.h"
+#include "peer_addr.h"
 #include "route.h"
 #include "rules.h"
 #include "session.h"
@@ -206,8 +207,9 @@ static int choose_subprotocol(struct lws *wsi, const struct wsg_route *route, ch
 /* The client's address: the peer, or what a trusted proxy says it is. */
 static void client_of(struct lws *wsi, const struct rules *rules, char *out, size_t out_len)
 {
-    char peer[64] = "", xff[512] = "", real_ip[64] = "";
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    char peer[PEER_ADDR_TEXT] = "", xff[512] = "", real_ip[64] = "";
+    int peer_port;
+    peer_addr_of(wsi, peer, &peer_port); /* a PROXY header's source, if any */
     if (addr_set_contains(rules->trusted, peer)) {
         if (lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) < 0)
             xff[0] = '\0'; /* longer than we read: ignored */
@@ -351,12 +353,13 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     return 0;
 
 refuse:;
-    char status_text[8], peer[64] = "";
+    char status_text[8], peer[PEER_ADDR_TEXT] = "";
+    int peer_port;
     char *query = strchr(uri, '?');
     if (query)
         *query = '\0'; /* the query may carry a token: never logged */
     snprintf(status_text, sizeof(status_text), "%d", status);
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    peer_addr_of(wsi, peer, &peer_port);
     log_info("handshake refused", "status", status_text, "peer", peer, "uri", uri, "reason",
              reason);
     route_match_clear(&match);
@@ -452,6 +455,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return s ? session_lws_event(s, wsi, reason, in, len) : -1;
 
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        peer_addr_forget(((struct lws_filter_network_conn_args *)user)->accept_fd);
         return fd_reserve_hit(srv, ((struct lws_filter_network_conn_args *)user)->accept_fd);
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
@@ -677,7 +681,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     for (size_t i = 0; i < cfg->n_listen; i++) {
         const struct wsg_listen *l = &cfg->listen[i];
         char name[300];
-        snprintf(name, sizeof(name), "%s:%d", l->host, l->port);
+        if (wsg_listen_is_unix(l))
+            snprintf(name, sizeof(name), "unix:%s", l->host);
+        else
+            snprintf(name, sizeof(name), "%s:%d", l->host, l->port);
         /* lws keeps the vhost name pointer: it must outlive this loop. */
         char *kept = strdup(name);
         if (!kept) {
@@ -693,9 +700,11 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
          * 4.1.6 does not do for us (listener.h): the vhost gets no socket
          * of its own and takes connections from ours. */
         bool shared_port = workers_count(cfg) > 1;
+        /* So do unix sockets and PROXY headers (listener.h). */
+        bool own_listener = shared_port || l->proxy_protocol || wsg_listen_is_unix(l);
         vi.vhost_name = kept;
         vi.retry_and_idle_policy = &no_validity_timer;
-        vi.port = shared_port ? CONTEXT_PORT_NO_LISTEN_SERVER : l->port;
+        vi.port = own_listener ? CONTEXT_PORT_NO_LISTEN_SERVER : l->port;
         vi.iface = bind_iface(l->host);
         vi.protocols = srv->protocols;
         vi.timeout_secs = info.timeout_secs;
@@ -732,14 +741,15 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
             return NULL;
         }
         char why[200];
-        if (shared_port &&
-            listener_open(vh, l->host, l->port, fd_reserve_admit, srv, why, sizeof(why)) != 0) {
+        if (own_listener &&
+            listener_open(vh, l, shared_port, fd_reserve_admit, srv, why, sizeof(why)) != 0) {
             snprintf(err, err_len, "cannot listen on %s%s: %s", name, l->has_tls ? " (tls)" : "",
                      why);
             server_destroy(srv);
             return NULL;
         }
-        log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false");
+        log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false",
+                 "proxy_protocol", l->proxy_protocol ? "true" : "false");
     }
     if (any_target_map(cfg))
         lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
@@ -910,6 +920,7 @@ void server_destroy(struct server *srv)
         session_sweep_stop();
         backend_types_shutdown();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
+        peer_addr_shutdown();
     }
     backend_types_stop();
     rules_unref(srv->rules);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "msg_queue.h"
+#include "peer_addr.h"
 #include "rules.h"
 #include "sock_room.h"
 #include "utf8.h"
@@ -46,7 +47,7 @@ struct session {
                               through backpressure on the backend */
     /* Kept per idle connection, so no fixed-size text beyond the peer. */
     const char *subprotocol; /* one of the route's names (kept by `rules`), or "" */
-    char peer[48];           /* the TCP peer (INET6_ADDRSTRLEN fits) */
+    char peer[PEER_ADDR_TEXT]; /* the TCP peer, or what a PROXY header said it is */
     char *client; /* owned: the client behind trusted proxies; NULL if it is the peer */
     json_t *claims;  /* owned reference: the verified JWT's claims, or NULL */
 
@@ -169,10 +170,8 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
     for (size_t i = 0; subprotocol && i < s->match.route->n_subprotocols; i++)
         if (strcmp(s->match.route->subprotocols[i], subprotocol) == 0)
             s->subprotocol = s->match.route->subprotocols[i];
-    if (!lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)))
-        snprintf(s->peer, sizeof(s->peer), "unknown");
-    else if (strncmp(s->peer, "::ffff:", 7) == 0) /* IPv4 on a dual-stack socket */
-        memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
+    int peer_port;
+    peer_addr_of(wsi, s->peer, &peer_port); /* a PROXY header's source, if any */
     if (client_addr && *client_addr && strcmp(client_addr, s->peer) != 0)
         s->client = strdup(client_addr); /* NULL (out of memory) logs the peer */
     s->started_us = (uint64_t)lws_now_usecs();
@@ -284,6 +283,10 @@ const struct wsg_limits *session_limits(const struct session *s) { return s->lim
 struct route_metrics *session_metrics(const struct session *s) { return s->metrics; }
 struct lws *session_wsi(const struct session *s) { return s->wsi; }
 const char *session_subprotocol(const struct session *s) { return s->subprotocol; }
+
+const char *session_client(const struct session *s) { return client_of(s); }
+
+const char *session_peer(const struct session *s) { return s->peer; }
 
 const struct wsg_target *session_targets(const struct session *s, size_t *n)
 {

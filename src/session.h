@@ -96,6 +96,10 @@ const struct wsg_limits *session_limits(const struct session *s);
 struct route_metrics *session_metrics(const struct session *s);
 struct lws *session_wsi(const struct session *s);
 const char *session_subprotocol(const struct session *s); /* "" if none */
+/* The client as resolved (behind trusted proxies; else the peer), and the
+ * peer (the socket's, or what a PROXY header said). */
+const char *session_client(const struct session *s);
+const char *session_peer(const struct session *s);
 const struct wsg_target *session_targets(const struct session *s, size_t *n);
 
 #endif

@@ -490,6 +490,14 @@ static const struct key_spec listen_keys[] = {
     {"host", true},
     {"port", false},
     {"tls", false},
+    {"proxy_protocol", false},
+    {NULL, false},
+};
+static const struct key_spec unix_listen_keys[] = {
+    {"unix", true},
+    {"mode", true},
+    {"tls", false},
+    {"proxy_protocol", false},
     {NULL, false},
 };
 
@@ -512,16 +520,43 @@ static bool get_host_port(struct loader *ld, json_t *obj, unsigned host_flags, c
     return given;
 }
 
+static void get_unix_path(struct loader *ld, json_t *obj, char **out);
+
+/* "mode" of a unix listener: an octal file mode as chmod takes it, "0660". */
+static void get_mode(struct loader *ld, json_t *obj, int *mode)
+{
+    static const char expected[] = "expected an octal file mode 0001..0777 such as \"0660\"";
+    struct strval sv;
+    if (!get_str(ld, obj, "mode", F_NONEMPTY, expected, &sv))
+        return;
+    size_t n = strlen(sv.s);
+    long v = strtol(sv.s, NULL, 8);
+    if (n > 4 || strspn(sv.s, "01234567") != n || v > 0777 || v == 0) {
+        bad_str(ld, &sv, expected);
+        return;
+    }
+    *mode = (int)strtol(sv.s, NULL, 8);
+}
+
 static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *l)
 {
     if (!json_is_object(obj)) {
-        jcheck_value_error(&ld->jc, obj, false, "expected an object {\"host\", \"port\", \"tls\"}");
+        jcheck_value_error(&ld->jc, obj, false,
+                           "expected an object {\"host\", \"port\", \"tls\"} or {\"unix\", \"mode\"}");
         return;
     }
-    check_keys(ld, obj, listen_keys);
-    if (!get_host_port(ld, obj, 0, &l->host, &l->port) && !json_object_get(obj, "host") &&
-        !json_object_get(obj, "host_env"))
-        l->host = xstrdup("0.0.0.0"); /* like nginx: every interface */
+    get_bool(ld, obj, "proxy_protocol", &l->proxy_protocol);
+    if (json_object_get(obj, "unix") || json_object_get(obj, "unix_env")) {
+        check_keys(ld, obj, unix_listen_keys);
+        get_unix_path(ld, obj, &l->host);
+        get_mode(ld, obj, &l->mode);
+        l->port = 0;
+    } else {
+        check_keys(ld, obj, listen_keys);
+        if (!get_host_port(ld, obj, 0, &l->host, &l->port) && !json_object_get(obj, "host") &&
+            !json_object_get(obj, "host_env"))
+            l->host = xstrdup("0.0.0.0"); /* like nginx: every interface */
+    }
     json_t *tls = get_obj(ld, obj, "tls", 0, "expected an object {\"cert\", \"key\"}");
     if (tls) {
         size_t mark = jcheck_enter_key(&ld->jc, "tls");
@@ -554,6 +589,13 @@ static void parse_listen(struct loader *ld, json_t *root)
             if (cfg->listen[j].port == l->port && cfg->listen[j].host &&
                 strcasecmp(cfg->listen[j].host, l->host) == 0) {
                 jcheck_error(&ld->jc, "duplicate of listen[%zu] (%s:%d)", j, l->host, l->port);
+                break;
+            }
+        }
+        for (size_t j = 0; j < i && l->host && wsg_listen_is_unix(l); j++) {
+            if (wsg_listen_is_unix(&cfg->listen[j]) && cfg->listen[j].host &&
+                strcmp(cfg->listen[j].host, l->host) == 0) {
+                jcheck_error(&ld->jc, "duplicate of listen[%zu] (unix:%s)", j, l->host);
                 break;
             }
         }
@@ -950,35 +992,53 @@ static void get_template(struct loader *ld, json_t *obj, const char *key, unsign
 static const struct key_spec target_keys[] = {
     {"host", true},
     {"port", false},
+    {NULL, false},
+};
+static const struct key_spec unix_target_keys[] = {
     {"unix", true},
     {NULL, false},
 };
+static const char target_expected[] = "expected an object {\"host\", \"port\"} or {\"unix\"}";
+
+/* A unix socket's path, resolved against base_dir: it must fit sun_path. */
+static void get_unix_path(struct loader *ld, json_t *obj, char **out)
+{
+    struct strval sv;
+    if (!get_str(ld, obj, "unix", F_REQUIRED | F_NONEMPTY, "expected a unix socket path", &sv))
+        return;
+    char *path = resolve_path(ld, sv.s);
+    if (strlen(path) >= WSG_UNIX_PATH_MAX) {
+        size_t mark = jcheck_enter_key(&ld->jc, sv.key);
+        jcheck_error(&ld->jc, "expected a unix socket path under %d bytes, got %zu bytes",
+                     WSG_UNIX_PATH_MAX, strlen(path));
+        jcheck_leave(&ld->jc, mark);
+        free(path);
+        return;
+    }
+    *out = path;
+}
 
 static void parse_target(struct loader *ld, json_t *obj, struct wsg_target *t)
 {
     if (!json_is_object(obj)) {
-        jcheck_value_error(&ld->jc, obj, false, "expected an object {\"host\", \"port\"}");
+        jcheck_value_error(&ld->jc, obj, false, target_expected);
+        return;
+    }
+    if (json_object_get(obj, "unix") || json_object_get(obj, "unix_env")) {
+        check_keys(ld, obj, unix_target_keys);
+        get_unix_path(ld, obj, &t->host);
+        t->port = 0;
         return;
     }
     check_keys(ld, obj, target_keys);
-    /* {"unix": PATH}: a unix socket (websockify's --unix-target), port 0. */
-    if (json_object_get(obj, "unix") || json_object_get(obj, "unix_env")) {
-        if (json_object_get(obj, "host") || json_object_get(obj, "port"))
-            jcheck_error(&ld->jc, "expected either \"unix\" or \"host\" and \"port\", not both");
-        get_file(ld, obj, "unix", F_REQUIRED, &t->host);
-        t->port = 0;
-        if (t->host && strlen(t->host) > 107) /* sun_path holds 108 bytes with the NUL */
-            jcheck_error(&ld->jc, "unix: a socket path may be at most 107 bytes, got %zu",
-                         strlen(t->host));
-        return;
-    }
     get_host_port(ld, obj, F_REQUIRED, &t->host, &t->port);
 }
 
 static void parse_targets(struct loader *ld, json_t *obj, struct wsg_route *r)
 {
     json_t *arr = get_arr(ld, obj, "targets", F_NONEMPTY,
-                          "expected a non-empty array of {\"host\", \"port\"} objects");
+                          "expected a non-empty array of {\"host\", \"port\"} or {\"unix\"} "
+                          "objects");
     if (!arr)
         return;
     r->n_targets = json_array_size(arr);
@@ -1039,6 +1099,9 @@ static void parse_tcp_route(struct loader *ld, json_t *obj, struct wsg_route *r,
         r->framing = (enum wsg_framing)v;
     if (get_enum(ld, obj, "message", 0, messages, &v))
         r->message = (enum wsg_message)v;
+    static const char *const proxy_versions[] = {"v1", "v2", NULL};
+    if (get_enum(ld, obj, "send_proxy", 0, proxy_versions, &v))
+        r->send_proxy = v + 1;
 }
 
 static bool parse_when(struct loader *ld, json_t *rule, struct wsg_publish_rule *pr)
@@ -1317,6 +1380,7 @@ static const struct key_spec route_keys[] = {
     {"target_map", false},
     {"framing", true},
     {"message", true},
+    {"send_proxy", true},
     {"broker", true},
     {"format", true},
     {"publish", false},
@@ -1339,8 +1403,8 @@ struct route_type_schema {
                   const struct tmpl_ctx *tc);
 };
 
-static const char *const tcp_route_keys[] = {"target",  "targets", "target_map",
-                                             "framing", "message", NULL};
+static const char *const tcp_route_keys[] = {"target",  "targets", "target_map", "framing",
+                                             "message", "send_proxy", NULL};
 static const char *const mqtt_route_keys[] = {"broker",        "format",        "publish",
                                               "subscribe",     "on_connect",    "on_disconnect",
                                               "slow_consumer", NULL};

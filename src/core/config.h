@@ -21,12 +21,18 @@ struct wsg_tls {
     bool allow_plain;
 };
 
+/* A TCP listener (host, port) or a unix-socket one (port 0, host its path). */
 struct wsg_listen {
-    char *host; /* bind address; "0.0.0.0", "::", "127.0.0.1", "localhost" ... */
-    int port;   /* 1..65535 */
+    char *host; /* bind address; "0.0.0.0", "::", "127.0.0.1", "localhost" ...;
+                   for a unix listener, the socket's path */
+    int port;   /* 1..65535; 0: a unix-socket listener */
+    int mode;   /* unix listener: the socket file's mode (0660); 0: as the umask leaves it */
+    bool proxy_protocol; /* every connection starts with a PROXY v1/v2 header */
     bool has_tls;
     struct wsg_tls tls;
 };
+
+static inline bool wsg_listen_is_unix(const struct wsg_listen *l) { return l->port == 0; }
 
 /* All limits: 0 means "none" except where noted. */
 struct wsg_limits {
@@ -83,10 +89,16 @@ struct wsg_broker {
     struct wsg_broker_tls tls;
 };
 
+/* A backend: TCP host:port, or a unix socket (port 0, host holds its path). */
 struct wsg_target {
-    char *host; /* or, with port 0, the path of a unix socket */
-    int port;   /* 1..65535, or 0 for a unix socket */
+    char *host; /* a host name or address; for a unix target, the socket's path */
+    int port;   /* 1..65535; 0: a unix-socket target */
 };
+
+static inline bool wsg_target_is_unix(const struct wsg_target *t) { return t->port == 0; }
+
+/* sizeof(sockaddr_un.sun_path) on Linux, its NUL included. */
+#define WSG_UNIX_PATH_MAX 108
 
 enum wsg_route_type { WSG_ROUTE_TCP, WSG_ROUTE_MQTT };
 enum wsg_framing { WSG_FRAMING_RAW, WSG_FRAMING_LINES, WSG_FRAMING_LENGTH32 };
@@ -132,6 +144,7 @@ struct wsg_route {
     char *target_map_key;  /* template, e.g. "{query.token}" */
     enum wsg_framing framing;
     enum wsg_message message;
+    int send_proxy; /* 0, or the PROXY protocol version (1, 2) written to the backend first */
 
     /* type "mqtt" */
     char *broker; /* name of an entry in brokers */

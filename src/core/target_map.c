@@ -58,8 +58,11 @@ static struct entry *add_entry(struct target_map *m, char *key, size_t file, siz
 
 static const char map_expected[] = "expected an object mapping keys to targets";
 static const char value_expected[] =
-    "expected a target {\"host\", \"port\"}, \"host:port\" or a non-empty array of them";
-static const char element_expected[] = "expected a target {\"host\", \"port\"} or \"host:port\"";
+    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\", \"unix:/path\" or a "
+    "non-empty array of them";
+static const char element_expected[] =
+    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\" or \"unix:/path\"";
+static const char unix_expected[] = "expected an absolute unix socket path (\"/run/app.sock\")";
 static const char host_expected[] = "expected a host name or address";
 static const char port_expected[] = "expected an integer 1..65535";
 
@@ -113,6 +116,17 @@ static const char *parse_host_port(const char *s, struct wsg_target *t)
     return NULL;
 }
 
+/* A unix socket's path: absolute (a token file has no directory of its
+ * own to be relative to), fitting sun_path. NULL, or what was expected. */
+static const char *unix_path_problem(const char *p, size_t n)
+{
+    if (n == 0 || p[0] != '/' || memchr(p, '\0', n))
+        return unix_expected;
+    if (n >= WSG_UNIX_PATH_MAX)
+        return "expected a unix socket path under 108 bytes";
+    return NULL;
+}
+
 /* ------------------------------------------------------------ one target */
 
 /* Unknown keys are errors, as in the config: a typo must never be ignored. */
@@ -124,7 +138,7 @@ static void check_target_keys(struct jcheck *jc, json_t *obj)
     {
         if (strcmp(key, "host") == 0 || strcmp(key, "port") == 0)
             continue;
-        jcheck_unknown_key(jc, key, "host, port");
+        jcheck_unknown_key(jc, key, "host, port, unix");
     }
 }
 
@@ -161,13 +175,45 @@ static void get_port(struct jcheck *jc, json_t *obj, struct wsg_target *t)
     jcheck_leave(jc, mark);
 }
 
+/* {"unix": "/path"}: the only key of its object. */
+static void get_unix(struct jcheck *jc, json_t *obj, struct wsg_target *t)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "unix") != 0)
+            jcheck_unknown_key(jc, key, "unix");
+    }
+    json_t *path = json_object_get(obj, "unix");
+    size_t mark = jcheck_enter_key(jc, "unix");
+    const char *why = json_is_string(path)
+                          ? unix_path_problem(json_string_value(path), json_string_length(path))
+                          : unix_expected;
+    if (why)
+        jcheck_value_error(jc, path, false, why);
+    else
+        t->host = jcheck_strndup(json_string_value(path), json_string_length(path));
+    t->port = 0;
+    jcheck_leave(jc, mark);
+}
+
 /* One target, at the path already entered; `expected` words a wrong type. */
 static void parse_target(struct jcheck *jc, json_t *v, struct wsg_target *t, const char *expected)
 {
-    if (json_is_object(v)) {
+    if (json_is_object(v) && json_object_get(v, "unix")) {
+        get_unix(jc, v, t);
+    } else if (json_is_object(v)) {
         check_target_keys(jc, v);
         get_host(jc, v, t);
         get_port(jc, v, t);
+    } else if (json_is_string(v) && strncmp(json_string_value(v), "unix:", 5) == 0) {
+        /* "unix:/run/app.sock", as websockify's token files write a unix target */
+        const char *why = unix_path_problem(json_string_value(v) + 5, json_string_length(v) - 5);
+        if (why)
+            jcheck_value_error(jc, v, false, why);
+        else
+            t->host = jcheck_strndup(json_string_value(v) + 5, json_string_length(v) - 5);
     } else if (json_is_string(v)) {
         const char *why = parse_host_port(json_string_value(v), t);
         if (why)

@@ -622,7 +622,7 @@ class Harness:
         if ports is None:
             ports = []
             if isinstance(config, dict):
-                ports = [l["port"] for l in config.get("listen", [])]
+                ports = [l["port"] for l in config.get("listen", []) if "port" in l]
         n = len(self.processes)
         log_path = self.path("wsgate-%d.stderr" % n)
         out_path = self.path("wsgate-%d.stdout" % n)

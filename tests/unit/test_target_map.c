@@ -21,8 +21,10 @@
 #define SRC "consoles.json"
 #define REFUSED "(captures refuse '/', '+', '#' and NUL)"
 #define VALUE_EXPECTED                                                                             \
-    "expected a target {\"host\", \"port\"}, \"host:port\" or a non-empty array of them"
-#define ELEMENT_EXPECTED "expected a target {\"host\", \"port\"} or \"host:port\""
+    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\", \"unix:/path\" or a "       \
+    "non-empty array of them"
+#define ELEMENT_EXPECTED                                                                           \
+    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\" or \"unix:/path\""
 #define HOST_EXPECTED "expected a host name or address"
 #define PORT_EXPECTED "expected an integer 1..65535"
 #define STR_HOST                                                                                   \
@@ -165,9 +167,9 @@ static const struct error_case error_cases[] = {
 
     /* object targets */
     {"object_unknown_key", "{\"vm1\": {\"host\": \"h\", \"port\": 1, \"hots\": \"x\"}}",
-     SRC ": vm1.hots: unknown key (expected one of: host, port)", 1},
+     SRC ": vm1.hots: unknown key (expected one of: host, port, unix)", 1},
     {"object_host_env_is_unknown", "{\"vm1\": {\"host_env\": \"H\", \"host\": \"h\", \"port\": 1}}",
-     SRC ": vm1.host_env: unknown key (expected one of: host, port)", 1},
+     SRC ": vm1.host_env: unknown key (expected one of: host, port, unix)", 1},
     {"object_missing_host", "{\"vm1\": {\"port\": 1}}", SRC ": vm1: missing \"host\"", 1},
     {"object_missing_port", "{\"vm1\": {\"host\": \"h\"}}", SRC ": vm1: missing \"port\"", 1},
     {"object_empty", "{\"vm1\": {}}", SRC ": vm1: missing \"host\"", 2},
@@ -237,6 +239,20 @@ static const struct error_case error_cases[] = {
      SRC ": vm1: expected \"[v6addr]:port\" (nothing between ']' and ':'), got \"[::1]x:5900\"", 1},
     {"string_v6_no_port", "{\"vm1\": \"[::1]\"}", SRC ": vm1: " STR_PORT ", got \"[::1]\"", 1},
     {"string_v6_bad_port", "{\"vm1\": \"[::1]:0\"}", SRC ": vm1: " STR_PORT ", got \"[::1]:0\"", 1},
+    {"unix_relative", "{\"vm1\": {\"unix\": \"app.sock\"}}",
+     SRC ": vm1.unix: expected an absolute unix socket path (\"/run/app.sock\"), got \"app.sock\"", 1},
+    {"unix_not_string", "{\"vm1\": {\"unix\": 1}}",
+     SRC ": vm1.unix: expected an absolute unix socket path (\"/run/app.sock\"), got 1", 1},
+    {"unix_extra_key", "{\"vm1\": {\"unix\": \"/a\", \"port\": 1}}",
+     SRC ": vm1.port: unknown key (expected one of: unix)", 1},
+    {"unix_string_empty", "{\"vm1\": \"unix:\"}",
+     SRC ": vm1: expected an absolute unix socket path (\"/run/app.sock\"), got \"unix:\"", 1},
+    {"unix_string_too_long",
+     "{\"vm1\": \"unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+     SRC ": vm1: expected a unix socket path under 108 bytes, got \"unix:/aaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...",
+     1},
     {"string_in_array", "{\"vm1\": [\"h:1\", \"h:2\", \"h\"]}",
      SRC ": vm1[2]: " STR_PORT ", got \"h\"", 1},
 
@@ -303,6 +319,25 @@ static void test_string_targets(void **state)
     assert_one(m, "vm1", "10.0.0.5", 5901);
     assert_one(m, "vm2", "h", 1);
     assert_one(m, "vm3", "kvm-3.example.com", 5900);
+    target_map_free(m);
+}
+
+/* Unix sockets: {"unix": path} or "unix:path", the path kept as the host
+ * with port 0; mixed with TCP targets in one array. */
+static void test_unix_targets(void **state)
+{
+    (void)state;
+    struct target_map *m = load_ok("{\"a\": {\"unix\": \"/run/app.sock\"}, \"b\": \"unix:/tmp/b.sock\","
+                                   " \"c\": [\"unix:/tmp/c1\", \"h:7\", {\"unix\": \"/tmp/c3\"}]}");
+    assert_one(m, "a", "/run/app.sock", 0);
+    assert_one(m, "b", "/tmp/b.sock", 0);
+    size_t n = 0;
+    const struct wsg_target *t = target_map_lookup(m, "c", &n);
+    assert_int_equal(n, 3);
+    assert_true(wsg_target_is_unix(&t[0]));
+    assert_string_equal(t[0].host, "/tmp/c1");
+    assert_false(wsg_target_is_unix(&t[1]));
+    assert_string_equal(t[2].host, "/tmp/c3");
     target_map_free(m);
 }
 
@@ -449,7 +484,7 @@ static void test_multiple_errors_reported_together(void **state)
     static const char *const want[] = {
         SRC ": vm1: " STR_PORT ", got \"h:0\"",
         SRC ": [\"vm/2\"]: key holds '/': it could never be looked up " REFUSED,
-        SRC ": [\"vm/2\"].extra: unknown key (expected one of: host, port)",
+        SRC ": [\"vm/2\"].extra: unknown key (expected one of: host, port, unix)",
         SRC ": [\"vm/2\"].port: " PORT_EXPECTED ", got \"x\"",
         SRC ": vm3: " VALUE_EXPECTED ", got []",
         SRC ": vm4[1]: missing \"host\"",
@@ -704,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_object_targets),
         cmocka_unit_test(test_string_targets),
         cmocka_unit_test(test_ipv6_targets),
+        cmocka_unit_test(test_unix_targets),
         cmocka_unit_test(test_array_targets_keep_order),
         cmocka_unit_test(test_lookup_hits_and_misses),
         cmocka_unit_test(test_empty_object),
