@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include "auth.h"
+#include "auth_http.h"
 #include "backend_type.h"
 #include "bridge.h"
 #include "buf_pool.h"
@@ -220,8 +221,9 @@ static void client_of(struct lws *wsi, const struct rules *rules, char *out, siz
 }
 
 /* A route with "auth": "jwt": the request's token (Authorization: Bearer,
- * ?token=, or a "bearer.<jwt>" subprotocol entry) must verify. 0 with the
- * claims, or 401 with a reason that never holds the token. */
+ * ?token=, the auth.jwt.cookie cookie, or a "bearer.<jwt>" subprotocol
+ * entry) must verify. 0 with the claims, or 401 with a reason that never
+ * holds the token. */
 static int authenticate(struct lws *wsi, const struct rules *rules,
                         const struct route_match *match, json_t **claims, char *reason,
                         size_t reason_len)
@@ -241,7 +243,13 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
         query_token[0] = '\0';
     if (lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL) < 0)
         offered[0] = '\0';
-    long len = auth_find_token(authorization, query_token, offered, token, sizeof(token));
+    const char *cookie_name = rules->cfg->auth.jwt.cookie;
+    char cookies[HEADER_DATA_BYTES] = "";
+    if (cookie_name && lws_hdr_copy(wsi, cookies, sizeof(cookies), WSI_TOKEN_HTTP_COOKIE) < 0)
+        cookies[0] = '\0';
+    long len = auth_find_token(authorization, query_token, cookies, cookie_name, offered, token,
+                               sizeof(token));
+    OPENSSL_cleanse(cookies, sizeof(cookies));
     if (len <= 0) {
         snprintf(why, sizeof(why), "%s", len < 0 ? "token too long" : "no token");
         *claims = NULL;
@@ -264,6 +272,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     struct route_match match;
     json_t *claims = NULL; /* owned until the session takes it */
     bool admitted = false;  /* holds a max_connections place until the session takes it */
+    struct auth_wait *auth_wait = NULL; /* owned until the session takes it */
     int status = 0;
 
     if (strcasecmp(upgrade, "websocket") != 0) {
@@ -312,8 +321,10 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         if (status)
             goto refuse;
     }
+    /* "auth": "http" routes: {auth.x} is checked once the service answers. */
     struct backend_request breq = {.match = &match,
                                    .claims = claims,
+                                   .claims_later = match.route->auth_http,
                                    .rules = rules,
                                    .targets = match.route->targets,
                                    .n_targets = match.route->n_targets};
@@ -329,13 +340,26 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         goto refuse;
     }
 
+    char client[64];
+    client_of(wsi, rules, client, sizeof(client));
+    if (match.route->auth_http) {
+        /* Before the subprotocol choice rewrites the offer the service sees. */
+        status = auth_http_begin(wsi, rules, &match, uri, client, &claims, &auth_wait, reason,
+                                 sizeof(reason));
+        if (!status && !auth_wait) { /* a cached answer: refused like a JWT's claims */
+            breq.claims = claims;
+            breq.claims_later = false;
+            status = bridge_check_request(&breq, reason, sizeof(reason));
+        }
+        if (status)
+            goto refuse;
+    }
+
     status = choose_subprotocol(wsi, match.route, chosen, sizeof(chosen), reason,
                                 sizeof(reason));
     if (status)
         goto refuse;
 
-    char client[64];
-    client_of(wsi, rules, client, sizeof(client));
     struct session *s =
         session_create(wsi, &match, chosen, rules, breq.targets, breq.n_targets, client,
                        claims);
@@ -346,6 +370,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         snprintf(reason, sizeof(reason), "out of memory");
         goto refuse;
     }
+    if (auth_wait)
+        session_auth_wait(s, auth_wait); /* the session's now */
     /* Our session is the connection's user data from here on, so lws keeps
      * it when it binds the chosen protocol; WSI_DESTROY frees it. */
     lws_set_opaque_user_data(wsi, s);
@@ -364,6 +390,7 @@ refuse:;
              reason);
     route_match_clear(&match);
     json_decref(claims);
+    auth_wait_cancel(auth_wait);
     if (admitted)
         metrics_connection_release();
     return http_refuse(wsi, status, reason) == 0 ? 1 : -1;
@@ -420,6 +447,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     const struct backend_type *backend = backend_type_owning(opaque);
     if (backend)
         return backend->protocol->callback(wsi, reason, user, in, len);
+    if (auth_http_is(opaque))
+        return auth_http_lws_callback(wsi, reason, user, in, len);
     if (listener_is(opaque))
         return listener_lws_event(wsi, reason);
     struct session *s = session_is(opaque) ? opaque : NULL;
@@ -477,10 +506,10 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 /* --- setup -------------------------------------------------------------- */
 
-/* Entries between the first (default) and the last (backend) hold strdup'd names. */
 static void free_protocols(struct lws_protocols *p, size_t n)
 {
-    /* The subprotocol entries hold copies; the backend types' entries don't. */
+    /* The subprotocol entries hold copies; the backend types' and the auth
+     * service's entries don't. */
     for (size_t i = 1; p && i < n; i++)
         if (p[i].callback == server_callback)
             free((char *)p[i].name);
@@ -543,7 +572,7 @@ static void *lws_allocator(void *ptr, size_t size, const char *reason)
  * outlives any config a reload replaces. */
 static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_t *count)
 {
-    size_t max = 2; /* the default protocol and the terminating zeroes */
+    size_t max = 3; /* the default protocol, the auth service's, the terminating zeroes */
     for (size_t i = 0; backend_type_at(i); i++)
         max += backend_type_at(i)->protocol != NULL;
     for (size_t r = 0; r < cfg->n_routes; r++)
@@ -574,6 +603,8 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_
                                             .rx_buffer_size = WS_RX_BUFFER_BYTES,
                                             .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
+    p[n++] = (struct lws_protocols){.name = AUTH_HTTP_PROTOCOL_NAME,
+                                    .callback = auth_http_lws_callback};
     for (size_t i = 0; backend_type_at(i); i++)
         if (backend_type_at(i)->protocol)
             p[n++] = *backend_type_at(i)->protocol; /* its name is static: not freed */
@@ -919,9 +950,11 @@ void server_destroy(struct server *srv)
         lws_sul_cancel(&srv->idle_exit_timer);
         session_sweep_stop();
         backend_types_shutdown();
+        auth_http_stopping();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
         peer_addr_shutdown();
     }
+    auth_http_stop();
     backend_types_stop();
     rules_unref(srv->rules);
     free_protocols(srv->protocols, srv->n_protocols);

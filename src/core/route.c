@@ -211,7 +211,7 @@ int route_pattern_validate(const char *pattern, char *err, size_t err_len)
 
 /* ----------------------------------------------------------- templates */
 
-enum ph_kind { PH_CAPTURE, PH_QUERY, PH_JWT, PH_MSG };
+enum ph_kind { PH_CAPTURE, PH_QUERY, PH_JWT, PH_AUTH, PH_MSG };
 
 /* Finds the placeholder opening at tmpl[i] == '{': its text is
  * tmpl[i+1 .. i+1+*len). A '{' inside counts as unclosed: "{{" is not an
@@ -261,13 +261,16 @@ static int classify(const char *s, size_t len, enum ph_kind *kind, char *err, si
         }
         return 0;
     }
-    if (has_prefix(s, len, "jwt.")) {
-        *kind = PH_JWT;
-        if (len == 4) {
-            set_err(err, err_len, "{jwt.} needs a claim name, like {jwt.sub}");
+    bool jwt = has_prefix(s, len, "jwt.");
+    if (jwt || has_prefix(s, len, "auth.")) {
+        size_t skip = jwt ? 4 : 5;
+        *kind = jwt ? PH_JWT : PH_AUTH;
+        if (len == skip) {
+            set_err(err, err_len, "{%.*s} needs a claim name, like {%.*ssub}", (int)len, s,
+                    (int)len, s);
             return -1;
         }
-        for (size_t i = 4; i < len; i++) {
+        for (size_t i = skip; i < len; i++) {
             if (!is_claim_char((unsigned char)s[i])) {
                 set_err(err, err_len,
                         "{%.*s}: a claim name may hold only A-Z, a-z, 0-9 and \"_-.:\"", (int)len,
@@ -299,7 +302,7 @@ static int classify(const char *s, size_t len, enum ph_kind *kind, char *err, si
         if (!is_name_char((unsigned char)s[i])) {
             set_err(err, err_len,
                     "unknown placeholder {%.*s} (expected a capture of the path, "
-                    "{query.<name>}, {jwt.<claim>} or {msg./pointer})",
+                    "{query.<name>}, {jwt.<claim>}, {auth.<claim>} or {msg./pointer})",
                     (int)len, s);
             return -1;
         }
@@ -367,6 +370,7 @@ int route_template_validate(const char *tmpl, const char *path_pattern, int allo
             return -1;
         int need = kind == PH_QUERY ? ROUTE_TMPL_QUERY
                    : kind == PH_JWT ? ROUTE_TMPL_JWT
+                   : kind == PH_AUTH ? ROUTE_TMPL_AUTH
                    : kind == PH_MSG ? ROUTE_TMPL_MSG
                                     : 0;
         if (kind == PH_CAPTURE && !has_capture(segs, n_segs, s, len)) {

@@ -66,6 +66,7 @@ enum {
     ROUTE_TMPL_QUERY = 1 << 0, /* {query.<name>} */
     ROUTE_TMPL_JWT = 1 << 1,   /* {jwt.<claim>} */
     ROUTE_TMPL_MSG = 1 << 2,   /* {msg./json/pointer} */
+    ROUTE_TMPL_AUTH = 1 << 3,  /* {auth.<claim>}: the auth service's (or the JWT's) claims */
 };
 
 /* Checks a template's syntax and that every {name} is a capture of
