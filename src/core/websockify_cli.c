@@ -279,8 +279,8 @@ static char *build_json(const struct parsed *p, const char *listen_host, int lis
     if (p->web)
         set_new(root, "static", json_pack("{s:s, s:s}", "mount", "/", "dir", p->web));
 
-    json_t *route = json_pack("{s:s, s:s, s:s, s:[s]}", "name", "websockify", "path", "/**",
-                              "type", "tcp", "subprotocols", "binary");
+    json_t *route = json_pack("{s:s, s:s, s:s, s:[s]}", "name", "websockify", "path", "/**", "type",
+                              "tcp", "subprotocols", "binary");
     if (!route)
         abort();
     if (p->token_plugin)
@@ -360,8 +360,8 @@ static enum websockify_cli_status take(struct parsed *p, const struct opt_spec *
     case OPT_LOG_LEVEL:
         if (strcmp(value, "error") != 0 && strcmp(value, "warn") != 0 &&
             strcmp(value, "info") != 0 && strcmp(value, "debug") != 0)
-            return fail(err, err_len, "--log-level: expected error, warn, info or debug, got \"%s\"",
-                        value);
+            return fail(err, err_len,
+                        "--log-level: expected error, warn, info or debug, got \"%s\"", value);
         p->log_level = value;
         break;
     case OPT_UNSUPPORTED:
@@ -471,10 +471,13 @@ enum websockify_cli_status websockify_cli_parse(int argc, char *const *argv,
     int listen_port = 0, target_port = 0;
     if (!split_host_port(p.positional[0], false, &listen_host, &listen_port)) {
         free(listen_host);
-        return fail(err, err_len, "error parsing listen port: \"%s\" (expected [source_addr:]port, port 1..65535)",
-                    p.positional[0]);
+        return fail(
+            err, err_len,
+            "error parsing listen port: \"%s\" (expected [source_addr:]port, port 1..65535)",
+            p.positional[0]);
     }
-    if (p.n_positional == 2 && !split_host_port(p.positional[1], true, &target_host, &target_port)) {
+    if (p.n_positional == 2 &&
+        !split_host_port(p.positional[1], true, &target_host, &target_port)) {
         free(listen_host);
         free(target_host);
         return fail(err, err_len, "error parsing target: \"%s\" (expected target_addr:target_port)",

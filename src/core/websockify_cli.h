@@ -32,11 +32,12 @@ enum websockify_cli_status {
 };
 
 struct websockify_cli {
-    char *config_json;      /* owned: the wsgate config the command line means */
-    char *log_file;         /* owned or NULL: --log-file, where log lines go */
-    bool verbose;           /* --verbose / -v: debug log level */
-    const char *log_level;  /* borrowed from argv or NULL: wsgate's --log-level, checked */
-    unsigned idle_timeout_s; /* --idle-timeout: exit after this long with no connection; 0 = never */
+    char *config_json;     /* owned: the wsgate config the command line means */
+    char *log_file;        /* owned or NULL: --log-file, where log lines go */
+    bool verbose;          /* --verbose / -v: debug log level */
+    const char *log_level; /* borrowed from argv or NULL: wsgate's --log-level, checked */
+    unsigned
+        idle_timeout_s;     /* --idle-timeout: exit after this long with no connection; 0 = never */
     char *web_dir;          /* owned or NULL: --web, checked to be a directory by the caller */
     bool default_cert_used; /* TLS with ./self.pem, no --cert given */
 };

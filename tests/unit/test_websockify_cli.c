@@ -45,7 +45,8 @@ static struct wsg_config *load(const char *const *args, struct websockify_cli *c
 {
     char *argv[MAX_ARGS], err[256] = "";
     int argc = make_argv(argv, args);
-    enum websockify_cli_status st = websockify_cli_parse(argc, argv, self_pem, cli, err, sizeof(err));
+    enum websockify_cli_status st =
+        websockify_cli_parse(argc, argv, self_pem, cli, err, sizeof(err));
     if (st != WEBSOCKIFY_CLI_RUN)
         fail_msg("parse failed: %s", err);
     struct config_errors errs = {0};
@@ -143,8 +144,8 @@ static void test_options_both_spellings(void **state)
     (void)state;
     struct websockify_cli cli;
     struct wsg_config *cfg =
-        load(ARGS("--web=/usr/share/novnc", "--heartbeat", "15", "--idle-timeout=30",
-                  "--log-file", "/tmp/w.log", "--verbose", "6080", "h:5900"),
+        load(ARGS("--web=/usr/share/novnc", "--heartbeat", "15", "--idle-timeout=30", "--log-file",
+                  "/tmp/w.log", "--verbose", "6080", "h:5900"),
              &cli);
     assert_true(cfg->has_static);
     assert_string_equal(cfg->static_files.mount, "/");
@@ -248,7 +249,8 @@ static void test_help(void **state)
     (void)state;
     char *argv[] = {"wsgate", "6080", "--help", NULL}, err[64];
     struct websockify_cli cli;
-    assert_int_equal(websockify_cli_parse(3, argv, false, &cli, err, sizeof(err)), WEBSOCKIFY_CLI_HELP);
+    assert_int_equal(websockify_cli_parse(3, argv, false, &cli, err, sizeof(err)),
+                     WEBSOCKIFY_CLI_HELP);
     websockify_cli_free(&cli);
     assert_non_null(strstr(websockify_cli_usage, "[source_addr:]source_port"));
     assert_non_null(strstr(websockify_cli_usage, "--token-plugin TokenFile"));
@@ -301,9 +303,8 @@ static void test_refusals(void **state)
                    "wsgate: option --heartbeat: invalid integer value: 'x'");
     assert_refused(ARGS("--idle-timeout", "-1", "6080", "h:1"),
                    "wsgate: option --idle-timeout: invalid integer value: '-1'");
-    assert_refused(ARGS("6080"),
-                   "wsgate: too few arguments: expected [source_addr:]source_port "
-                   "target_addr:target_port");
+    assert_refused(ARGS("6080"), "wsgate: too few arguments: expected [source_addr:]source_port "
+                                 "target_addr:target_port");
     assert_refused(ARGS("6080", "h:1", "x"), "wsgate: too many arguments");
     assert_refused(ARGS("--target-config=t", "6080", "h:1"),
                    "wsgate: too many arguments: with --token-plugin or --unix-target there is "
