@@ -13,6 +13,7 @@
 #include "msg_queue.h"
 #include "rules.h"
 #include "sock_room.h"
+#include "token_bucket.h"
 #include "utf8.h"
 #include "ws_rx_guard.h"
 
@@ -73,9 +74,7 @@ struct session {
     bool ping_due;         /* send a ping at the next WRITEABLE */
     bool ping_outstanding; /* sent, no pong (or anything) since */
 
-    /* max_messages_per_s: a token bucket of one second's worth */
-    double tokens;
-    uint64_t tokens_at_us;
+    struct token_bucket rate; /* max_messages_per_s */
 
 };
 
@@ -301,22 +300,11 @@ static int close_now(struct session *s, int code, const char *reason)
     return -1;
 }
 
-/* One more client message under max_messages_per_s? A token bucket that
- * holds one second's worth, so a steady rate passes and a burst does not. */
+/* One more client message under max_messages_per_s? (token_bucket.h) */
 static bool rate_allows(struct session *s)
 {
-    int64_t rate = s->limits->max_messages_per_s;
-    if (rate <= 0)
-        return true;
-    uint64_t now = (uint64_t)lws_now_usecs();
-    s->tokens += (double)(now - s->tokens_at_us) * (double)rate / 1e6;
-    if (s->tokens > (double)rate)
-        s->tokens = (double)rate;
-    s->tokens_at_us = now;
-    if (s->tokens < 1.0)
-        return false;
-    s->tokens -= 1.0;
-    return true;
+    return token_bucket_take(&s->rate, s->limits->max_messages_per_s,
+                             (uint64_t)lws_now_usecs());
 }
 
 /* Liveness, checked for every session by one sweep a second (one timer for
@@ -636,8 +624,8 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->metrics->connections_active++;
         log_debug("connection open", "route", s->match.route->name, "peer", s->peer, "client",
                   client_of(s), "subprotocol", s->subprotocol);
-        s->last_rx_us = s->last_data_us = s->tokens_at_us = (uint64_t)lws_now_usecs();
-        s->tokens = (double)s->limits->max_messages_per_s;
+        s->last_rx_us = s->last_data_us = (uint64_t)lws_now_usecs();
+        token_bucket_init(&s->rate, s->limits->max_messages_per_s, s->last_rx_us);
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
             sweep_start(lws_get_context(wsi));
         s->bridge = bridge_open(s);
