@@ -199,12 +199,15 @@ static int entry_cmp(const void *a, const void *b)
     return strcmp(((const struct entry *)a)->key, ((const struct entry *)b)->key);
 }
 
-static struct target_map *build(struct jcheck *jc, json_t *root)
+/* Run by jcheck_run(): the snapshot is in *out from its first byte, so that
+ * out of memory finds everything built (target_map_free copes with a count
+ * set before its array). */
+static void build(struct jcheck *jc, json_t *root, struct target_map **out)
 {
-    struct target_map *m = jcheck_calloc(1, sizeof *m);
+    struct target_map *m = *out = jcheck_calloc(1, sizeof *m);
     if (!json_is_object(root)) {
         jcheck_value_error(jc, root, false, map_expected);
-        return m;
+        return;
     }
     m->entries = jcheck_calloc(json_object_size(root), sizeof *m->entries);
     const char *key;
@@ -221,23 +224,39 @@ static struct target_map *build(struct jcheck *jc, json_t *root)
     }
     /* Sorted once here so every lookup is a binary search. */
     qsort(m->entries, m->n, sizeof *m->entries, entry_cmp);
-    return m;
 }
 
-/* Validates a parsed document; the snapshot, or NULL with errors appended. */
+struct load_job {
+    struct jcheck jc;
+    json_t *root;         /* borrowed */
+    struct target_map *m; /* being built */
+};
+
+static void build_job(void *ctx)
+{
+    struct load_job *job = ctx;
+    build(&job->jc, job->root, &job->m);
+}
+
+/* Validates a parsed document; the snapshot, or NULL with errors appended
+ * ("<source>: out of memory" when memory ran out: see json_check.h). */
 static struct target_map *load_root(json_t *root, const char *source, struct config_errors *errs)
 {
-    struct jcheck jc;
-    jcheck_begin(&jc, source, errs);
-    struct target_map *m = build(&jc, root);
-    if (jcheck_end(&jc) == 0)
-        return m;
-    target_map_free(m);
+    struct load_job job = {.root = root};
+    jcheck_begin(&job.jc, source, errs);
+    if (jcheck_run(build_job, &job) != 0) {
+        target_map_free(job.m);
+        jcheck_out_of_memory(errs, source);
+        return NULL;
+    }
+    if (jcheck_end(&job.jc) == 0)
+        return job.m;
+    target_map_free(job.m);
     return NULL;
 }
 
-/* The whole file, or NULL with errno set. A directory fails here (EISDIR)
- * rather than as a confusing JSON error. */
+/* The whole file, or NULL with errno set (ENOMEM: out of memory). A
+ * directory fails here (EISDIR) rather than as a confusing JSON error. */
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -245,18 +264,20 @@ static char *read_file(const char *path, size_t *len)
         return NULL;
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
-    if (!buf)
-        jcheck_oom();
-    for (;;) {
+    int err = buf ? 0 : ENOMEM;
+    while (buf) {
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap)
             break;
         char *bigger = realloc(buf, cap *= 2);
-        if (!bigger)
-            jcheck_oom();
+        if (!bigger) {
+            err = ENOMEM;
+            break;
+        }
         buf = bigger;
     }
-    int err = ferror(f) ? errno : 0;
+    if (!err && ferror(f))
+        err = errno;
     fclose(f);
     if (err) {
         free(buf);
@@ -278,7 +299,9 @@ struct target_map *target_map_load(const char *path, const char *display_name,
     struct target_map *m = NULL;
     size_t len = 0;
     char *text = read_file(path, &len);
-    if (!text) {
+    if (!text && errno == ENOMEM) {
+        jcheck_out_of_memory(out, source);
+    } else if (!text) {
         jcheck_add_line(out, "%s: cannot read: %s", source, strerror(errno));
     } else {
         json_error_t jerr;
@@ -332,7 +355,7 @@ void target_map_free(struct target_map *m)
         return;
     for (size_t i = 0; i < m->n; i++) {
         struct entry *e = &m->entries[i];
-        for (size_t j = 0; j < e->n_targets; j++)
+        for (size_t j = 0; e->targets && j < e->n_targets; j++)
             free(e->targets[j].host);
         free(e->targets);
         free(e->key);
