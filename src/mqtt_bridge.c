@@ -312,8 +312,13 @@ static void on_message(void *owner, struct mqtt_delivery *d)
     if (b->route->format == WSG_FORMAT_ENVELOPE) {
         if (!d->envelope)
             d->envelope = envelope_message(d->topic, d->payload, d->len, &d->envelope_len);
-        if (!d->envelope)
+        if (!d->envelope) {
+            /* A topic that is not UTF-8 has no JSON form (not this client's
+             * loss); otherwise memory is out, which fails this client. */
+            if (utf8_is_valid(d->topic, strlen(d->topic)))
+                close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
             return;
+        }
         data = d->envelope;
         len = d->envelope_len;
         text = true;
