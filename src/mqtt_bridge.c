@@ -286,8 +286,12 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
             raw_message(b, data, len);
         return;
     }
-    if (msg_buffer_append(&b->message, data, len, b->max_message) != 0) {
-        close_client(b, CLOSE_TOO_BIG, "message too big");
+    int rc = msg_buffer_append(&b->message, data, len, b->max_message);
+    if (rc != 0) {
+        if (rc == MSG_BUFFER_NO_MEMORY)
+            close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        else
+            close_client(b, CLOSE_TOO_BIG, "message too big");
         return;
     }
     if (!final)

@@ -238,8 +238,12 @@ static long queue_for_client(struct session *s, const void *data, size_t len, un
 {
     if (s->close_pending || !s->wsi)
         return -1;
-    if (msg_queue_push(&s->out, data, len, flags) != 0)
+    if (msg_queue_push(&s->out, data, len, flags) != 0) {
+        /* Out of memory: the client would miss this message, so it fails
+         * the connection (1011), not the process and not silently. */
+        session_close(s, CLOSE_INTERNAL_ERROR, "out of memory");
         return -1;
+    }
     lws_callback_on_writable(s->wsi);
     return (long)s->out.bytes;
 }

@@ -64,14 +64,14 @@ static void test_bound_is_exact(void **state)
     assert_int_equal(msg_buffer_append(&m, bytes, 40, 100), 0); /* exactly max */
     assert_int_equal(m.len, 100);
     /* One byte more is refused and the message is left as it was. */
-    assert_int_equal(msg_buffer_append(&m, bytes, 1, 100), -1);
+    assert_int_equal(msg_buffer_append(&m, bytes, 1, 100), MSG_BUFFER_TOO_BIG);
     assert_int_equal(m.len, 100);
     assert_memory_equal(m.data, bytes, 100);
     msg_buffer_free(&m);
 
     /* A single piece over the bound takes no block. */
     uint64_t gets = buf_pool_stats().gets;
-    assert_int_equal(msg_buffer_append(&m, bytes, 100, 99), -1);
+    assert_int_equal(msg_buffer_append(&m, bytes, 100, 99), MSG_BUFFER_TOO_BIG);
     assert_null(m.data);
     assert_int_equal(buf_pool_stats().gets, gets);
 }
@@ -83,7 +83,7 @@ static void test_length_overflow_refused(void **state)
     const uint8_t one = '1';
     assert_int_equal(msg_buffer_append(&m, &one, 1, SIZE_MAX), 0);
     /* len + SIZE_MAX wraps around: refused, not a tiny copy of a huge piece. */
-    assert_int_equal(msg_buffer_append(&m, &one, SIZE_MAX, SIZE_MAX), -1);
+    assert_int_equal(msg_buffer_append(&m, &one, SIZE_MAX, SIZE_MAX), MSG_BUFFER_TOO_BIG);
     assert_int_equal(m.len, 1);
     msg_buffer_free(&m);
 }

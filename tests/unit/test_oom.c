@@ -1,8 +1,8 @@
 /* test_oom.c - out of memory fails the operation that needed it, never the
  * process (docs/ARCHITECTURE.md, "Out of memory"). Every allocation that
  * envelope_parse and the envelope builders, the config loader, the broker
- * copy, the target-map loader and the error list make is failed in turn:
- * the k-th only, and the k-th with every one after it. Each run must return
+ * copy, the target-map loader, msg_buffer and the error list make is failed
+ * in turn: the k-th only, and the k-th with every one after it. Each run must return
  * an error or succeed with the same result as without failures; it must
  * never crash, and, in the ASan build (LeakSanitizer at exit), never leak.
  *
@@ -26,7 +26,9 @@
 
 #include "config.h"
 #include "envelope.h"
+#include "buf_pool.h"
 #include "json_check.h"
+#include "msg_buffer.h"
 #include "target_map.h"
 
 /* ------------------------------------------------------- failing allocator */
@@ -490,6 +492,47 @@ static void test_target_map(void **state)
     free((char *)bad.path);
 }
 
+/* ------------------------------------------------------------- msg_buffer */
+
+/* A message reassembled from 40 pieces of 1000 bytes (the pool's blocks
+ * grow through 1, 2, 4, 8, 16, 32 and 64 KiB): out of memory is
+ * MSG_BUFFER_NO_MEMORY (the bridges close with 1011, not 1009) and leaves
+ * the bytes so far as they were. */
+static void op_msg_buffer(void *ctx, struct tally *t)
+{
+    (void)ctx;
+    t->runs++;
+    struct msg_buffer m = {0};
+    uint8_t piece[1000];
+    int rc = 0;
+    for (int i = 0; i < 40 && rc == 0; i++) {
+        memset(piece, 'a' + i % 26, sizeof piece);
+        size_t before = m.len;
+        rc = msg_buffer_append(&m, piece, sizeof piece, 1 << 20);
+        if (rc != 0) {
+            assert_int_equal(rc, MSG_BUFFER_NO_MEMORY);
+            assert_int_equal(m.len, before);
+        }
+    }
+    for (size_t i = 0; i < m.len; i++)
+        assert_int_equal(m.data[i], 'a' + (i / 1000) % 26);
+    if (rc == 0) {
+        assert_int_equal(m.len, 40000);
+        t->ok++;
+    } else {
+        t->errors++;
+    }
+    msg_buffer_free(&m);
+    buf_pool_release_all(); /* every run starts from an empty pool */
+}
+
+static void test_msg_buffer(void **state)
+{
+    (void)state;
+    buf_pool_release_all();
+    each_failure("msg_buffer_append", op_msg_buffer, NULL);
+}
+
 /* ------------------------------------------------------------- error list */
 
 /* An error is never lost: a list that was empty holds a line afterwards,
@@ -535,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_config_load_default),
         cmocka_unit_test(test_broker_copy),
         cmocka_unit_test(test_target_map),
+        cmocka_unit_test(test_msg_buffer),
         cmocka_unit_test(test_error_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
