@@ -3,6 +3,8 @@
 #include "listener.h"
 
 #include "log.h"
+#include "peer_addr.h"
+#include "proxy_accept.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -12,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define LISTENER_TAG 0x115e7e75u
@@ -24,11 +28,16 @@ struct listener {
     struct lws_vhost *vhost;
     listener_admit_fn admit;
     void *admit_ctx;
+    bool proxy_protocol; /* connections start with a PROXY header (proxy_accept.h) */
+    char *unix_path;     /* owned; the socket file removed when the listener goes */
+    dev_t unix_dev;      /* ... if it is still the one bound here */
+    ino_t unix_ino;
 };
 
 bool listener_is(const void *opaque)
 {
-    return opaque && ((const struct listener *)opaque)->tag == LISTENER_TAG;
+    return opaque && (((const struct listener *)opaque)->tag == LISTENER_TAG ||
+                      proxy_accept_is(opaque));
 }
 
 /* "every address" (IPv4), as "0.0.0.0" and "*" say. */
@@ -75,29 +84,115 @@ int listener_bind(const char *host, int port, bool share_port, char *err, size_t
     return fd;
 }
 
-int listener_open(struct lws_vhost *vh, const char *host, int port, listener_admit_fn admit,
-                  void *admit_ctx, char *err, size_t err_len)
+/* A socket file left at path by a process that is gone is removed; one
+ * that a live process listens on, or a file that is no socket, stays and
+ * fails the bind. */
+static int remove_stale_socket(const char *path, char *err, size_t err_len)
 {
-    struct listener *l = calloc(1, sizeof(*l));
-    if (!l) {
-        snprintf(err, err_len, "out of memory");
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0; /* nothing there */
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, err_len, "%s exists and is not a socket", path);
         return -1;
     }
-    l->fd = listener_bind(host, port, true, err, err_len);
-    if (l->fd < 0) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        snprintf(err, err_len, "%s", strerror(errno));
+        return -1;
+    }
+    int rc = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+    int e = errno;
+    close(probe);
+    if (rc == 0) {
+        snprintf(err, err_len, "%s: another process is listening on it", path);
+        return -1;
+    }
+    if (e != ECONNREFUSED) {
+        snprintf(err, err_len, "%s: %s", path, strerror(e));
+        return -1;
+    }
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, err_len, "cannot remove the stale %s: %s", path, strerror(errno));
+        return -1;
+    }
+    log_info("stale unix socket file replaced", "path", path);
+    return 0;
+}
+
+int listener_bind_unix(const char *path, int mode, char *err, size_t err_len)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, err_len, "%s: path too long for a unix socket", path);
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (remove_stale_socket(path, err, err_len) != 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        (mode > 0 && chmod(path, (mode_t)mode) != 0) || listen(fd, BACKLOG) != 0) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            struct stat st;
+            close(fd);
+            if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+                unlink(path); /* ours, half made */
+        }
+        return -1;
+    }
+    return fd;
+}
+
+static void listener_free(struct listener *l)
+{
+    if (l->unix_path) {
+        /* Removed only if it is still ours: a successor may have bound it. */
+        struct stat st;
+        if (lstat(l->unix_path, &st) == 0 && st.st_dev == l->unix_dev && st.st_ino == l->unix_ino)
+            unlink(l->unix_path);
+    }
+    free(l->unix_path);
+    l->tag = 0;
+    free(l);
+}
+
+int listener_open(struct lws_vhost *vh, const struct wsg_listen *cfg, bool share_port,
+                  listener_admit_fn admit, void *admit_ctx, char *err, size_t err_len)
+{
+    struct listener *l = calloc(1, sizeof(*l));
+    if (!l || (wsg_listen_is_unix(cfg) && !(l->unix_path = strdup(cfg->host)))) {
+        snprintf(err, err_len, "out of memory");
         free(l);
         return -1;
+    }
+    l->fd = wsg_listen_is_unix(cfg)
+                ? listener_bind_unix(cfg->host, cfg->mode, err, err_len)
+                : listener_bind(cfg->host, cfg->port, share_port, err, err_len);
+    if (l->fd < 0) {
+        free(l->unix_path);
+        free(l);
+        return -1;
+    }
+    struct stat st;
+    if (l->unix_path && lstat(l->unix_path, &st) == 0) {
+        l->unix_dev = st.st_dev;
+        l->unix_ino = st.st_ino;
     }
     l->tag = LISTENER_TAG;
     l->vhost = vh;
     l->admit = admit;
     l->admit_ctx = admit_ctx;
+    l->proxy_protocol = cfg->proxy_protocol;
     lws_sock_file_fd_type desc = {.filefd = l->fd};
     struct lws *wsi = lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, desc, NULL, NULL);
     if (!wsi) {
         snprintf(err, err_len, "libwebsockets could not watch the listening socket");
         close(l->fd);
-        free(l);
+        listener_free(l);
         return -1;
     }
     lws_set_opaque_user_data(wsi, l);
@@ -119,6 +214,11 @@ static void accept_waiting(struct listener *l)
             close(fd);
             continue;
         }
+        if (l->proxy_protocol) {
+            proxy_accept_start(l->vhost, fd);
+            continue;
+        }
+        peer_addr_forget(fd); /* the socket's own addresses are the client's */
         /* HTTP (and TLS when the vhost has it), as lws's own listener would. */
         if (!lws_adopt_socket_vhost(l->vhost, fd)) /* it has closed fd then */
             log_warn("accept: libwebsockets refused the connection");
@@ -128,14 +228,15 @@ static void accept_waiting(struct listener *l)
 int listener_lws_event(struct lws *wsi, enum lws_callback_reasons reason)
 {
     struct listener *l = lws_get_opaque_user_data(wsi);
+    if (proxy_accept_is(l))
+        return proxy_accept_lws_event(wsi, reason);
     switch (reason) {
     case LWS_CALLBACK_RAW_RX_FILE:
         accept_waiting(l);
         return 0;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         lws_set_opaque_user_data(wsi, NULL);
-        l->tag = 0;
-        free(l);
+        listener_free(l);
         return 0;
     default:
         return 0;

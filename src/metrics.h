@@ -89,8 +89,18 @@ void metrics_count_mqtt_unrouted(const char *broker_name, uint64_t n);
 /* Drops a broker's series (removed by a config reload). */
 void metrics_remove_broker(const char *broker_name);
 
+/* A connection to a proxy_protocol listener closed because its PROXY
+ * header was invalid or did not come in time. */
+void metrics_count_proxy_protocol_error(void);
+
 /* Handshakes refused before a route was bound, by HTTP status. */
 void metrics_count_refused(int http_status);
+
+/* The auth service (SPEC-2 A): one request answered with `result`
+ * (0 allowed, 1 unauthorized, 2 forbidden, 3 unavailable: enum auth_verdict)
+ * after `seconds`; and a handshake answered from the cache. */
+void metrics_count_auth_request(int result, double seconds);
+void metrics_count_auth_cache_hit(void);
 
 /* Renders every series into a malloc'd text buffer; the caller frees it. */
 char *metrics_render(size_t *len_out);

@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include "auth.h"
+#include "auth_http.h"
 #include "backend_type.h"
 #include "bridge.h"
 #include "buf_pool.h"
@@ -22,6 +23,7 @@
 #include "map_watch.h"
 #include "metrics.h"
 #include "page_pool.h"
+#include "peer_addr.h"
 #include "route.h"
 #include "rules.h"
 #include "session.h"
@@ -68,6 +70,9 @@ struct server {
     lws_sorted_usec_list_t drain_timer;
     lws_sorted_usec_list_t map_poll_timer;
     lws_sorted_usec_list_t pool_trim_timer;
+    lws_sorted_usec_list_t idle_exit_timer;
+    lws_usec_t idle_exit_us; /* server_exit_when_idle(): 0 = never */
+    lws_usec_t idle_since;   /* when the last connection went, or the start */
 };
 
 /* How often target map files are checked for changes. */
@@ -203,8 +208,9 @@ static int choose_subprotocol(struct lws *wsi, const struct wsg_route *route, ch
 /* The client's address: the peer, or what a trusted proxy says it is. */
 static void client_of(struct lws *wsi, const struct rules *rules, char *out, size_t out_len)
 {
-    char peer[64] = "", xff[512] = "", real_ip[64] = "";
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    char peer[PEER_ADDR_TEXT] = "", xff[512] = "", real_ip[64] = "";
+    int peer_port;
+    peer_addr_of(wsi, peer, &peer_port); /* a PROXY header's source, if any */
     if (addr_set_contains(rules->trusted, peer)) {
         if (lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) < 0)
             xff[0] = '\0'; /* longer than we read: ignored */
@@ -215,8 +221,9 @@ static void client_of(struct lws *wsi, const struct rules *rules, char *out, siz
 }
 
 /* A route with "auth": "jwt": the request's token (Authorization: Bearer,
- * ?token=, or a "bearer.<jwt>" subprotocol entry) must verify. 0 with the
- * claims, or 401 with a reason that never holds the token. */
+ * ?token=, the auth.jwt.cookie cookie, or a "bearer.<jwt>" subprotocol
+ * entry) must verify. 0 with the claims, or 401 with a reason that never
+ * holds the token. */
 static int authenticate(struct lws *wsi, const struct rules *rules,
                         const struct route_match *match, json_t **claims, char *reason,
                         size_t reason_len)
@@ -236,7 +243,13 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
         query_token[0] = '\0';
     if (lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL) < 0)
         offered[0] = '\0';
-    long len = auth_find_token(authorization, query_token, offered, token, sizeof(token));
+    const char *cookie_name = rules->cfg->auth.jwt.cookie;
+    char cookies[HEADER_DATA_BYTES] = "";
+    if (cookie_name && lws_hdr_copy(wsi, cookies, sizeof(cookies), WSI_TOKEN_HTTP_COOKIE) < 0)
+        cookies[0] = '\0';
+    long len = auth_find_token(authorization, query_token, cookies, cookie_name, offered, token,
+                               sizeof(token));
+    OPENSSL_cleanse(cookies, sizeof(cookies));
     if (len <= 0) {
         snprintf(why, sizeof(why), "%s", len < 0 ? "token too long" : "no token");
         *claims = NULL;
@@ -259,6 +272,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     struct route_match match;
     json_t *claims = NULL; /* owned until the session takes it */
     bool admitted = false;  /* holds a max_connections place until the session takes it */
+    struct auth_wait *auth_wait = NULL; /* owned until the session takes it */
     int status = 0;
 
     if (strcasecmp(upgrade, "websocket") != 0) {
@@ -307,8 +321,10 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         if (status)
             goto refuse;
     }
+    /* "auth": "http" routes: {auth.x} is checked once the service answers. */
     struct backend_request breq = {.match = &match,
                                    .claims = claims,
+                                   .claims_later = match.route->auth_http,
                                    .rules = rules,
                                    .targets = match.route->targets,
                                    .n_targets = match.route->n_targets};
@@ -324,13 +340,26 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         goto refuse;
     }
 
+    char client[64];
+    client_of(wsi, rules, client, sizeof(client));
+    if (match.route->auth_http) {
+        /* Before the subprotocol choice rewrites the offer the service sees. */
+        status = auth_http_begin(wsi, rules, &match, uri, client, &claims, &auth_wait, reason,
+                                 sizeof(reason));
+        if (!status && !auth_wait) { /* a cached answer: refused like a JWT's claims */
+            breq.claims = claims;
+            breq.claims_later = false;
+            status = bridge_check_request(&breq, reason, sizeof(reason));
+        }
+        if (status)
+            goto refuse;
+    }
+
     status = choose_subprotocol(wsi, match.route, chosen, sizeof(chosen), reason,
                                 sizeof(reason));
     if (status)
         goto refuse;
 
-    char client[64];
-    client_of(wsi, rules, client, sizeof(client));
     struct session *s =
         session_create(wsi, &match, chosen, rules, breq.targets, breq.n_targets, client,
                        claims);
@@ -341,6 +370,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         snprintf(reason, sizeof(reason), "out of memory");
         goto refuse;
     }
+    if (auth_wait)
+        session_auth_wait(s, auth_wait); /* the session's now */
     /* Our session is the connection's user data from here on, so lws keeps
      * it when it binds the chosen protocol; WSI_DESTROY frees it. */
     lws_set_opaque_user_data(wsi, s);
@@ -348,16 +379,18 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     return 0;
 
 refuse:;
-    char status_text[8], peer[64] = "";
+    char status_text[8], peer[PEER_ADDR_TEXT] = "";
+    int peer_port;
     char *query = strchr(uri, '?');
     if (query)
         *query = '\0'; /* the query may carry a token: never logged */
     snprintf(status_text, sizeof(status_text), "%d", status);
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    peer_addr_of(wsi, peer, &peer_port);
     log_info("handshake refused", "status", status_text, "peer", peer, "uri", uri, "reason",
              reason);
     route_match_clear(&match);
     json_decref(claims);
+    auth_wait_cancel(auth_wait);
     if (admitted)
         metrics_connection_release();
     return http_refuse(wsi, status, reason) == 0 ? 1 : -1;
@@ -414,6 +447,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     const struct backend_type *backend = backend_type_owning(opaque);
     if (backend)
         return backend->protocol->callback(wsi, reason, user, in, len);
+    if (auth_http_is(opaque))
+        return auth_http_lws_callback(wsi, reason, user, in, len);
     if (listener_is(opaque))
         return listener_lws_event(wsi, reason);
     struct session *s = session_is(opaque) ? opaque : NULL;
@@ -449,6 +484,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return s ? session_lws_event(s, wsi, reason, in, len) : -1;
 
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        peer_addr_forget(((struct lws_filter_network_conn_args *)user)->accept_fd);
         return fd_reserve_hit(srv, ((struct lws_filter_network_conn_args *)user)->accept_fd);
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
@@ -470,10 +506,10 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 /* --- setup -------------------------------------------------------------- */
 
-/* Entries between the first (default) and the last (backend) hold strdup'd names. */
 static void free_protocols(struct lws_protocols *p, size_t n)
 {
-    /* The subprotocol entries hold copies; the backend types' entries don't. */
+    /* The subprotocol entries hold copies; the backend types' and the auth
+     * service's entries don't. */
     for (size_t i = 1; p && i < n; i++)
         if (p[i].callback == server_callback)
             free((char *)p[i].name);
@@ -536,7 +572,7 @@ static void *lws_allocator(void *ptr, size_t size, const char *reason)
  * outlives any config a reload replaces. */
 static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_t *count)
 {
-    size_t max = 2; /* the default protocol and the terminating zeroes */
+    size_t max = 3; /* the default protocol, the auth service's, the terminating zeroes */
     for (size_t i = 0; backend_type_at(i); i++)
         max += backend_type_at(i)->protocol != NULL;
     for (size_t r = 0; r < cfg->n_routes; r++)
@@ -567,6 +603,8 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_
                                             .rx_buffer_size = WS_RX_BUFFER_BYTES,
                                             .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
+    p[n++] = (struct lws_protocols){.name = AUTH_HTTP_PROTOCOL_NAME,
+                                    .callback = auth_http_lws_callback};
     for (size_t i = 0; backend_type_at(i); i++)
         if (backend_type_at(i)->protocol)
             p[n++] = *backend_type_at(i)->protocol; /* its name is static: not freed */
@@ -674,7 +712,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     for (size_t i = 0; i < cfg->n_listen; i++) {
         const struct wsg_listen *l = &cfg->listen[i];
         char name[300];
-        snprintf(name, sizeof(name), "%s:%d", l->host, l->port);
+        if (wsg_listen_is_unix(l))
+            snprintf(name, sizeof(name), "unix:%s", l->host);
+        else
+            snprintf(name, sizeof(name), "%s:%d", l->host, l->port);
         /* lws keeps the vhost name pointer: it must outlive this loop. */
         char *kept = strdup(name);
         if (!kept) {
@@ -690,9 +731,11 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
          * 4.1.6 does not do for us (listener.h): the vhost gets no socket
          * of its own and takes connections from ours. */
         bool shared_port = workers_count(cfg) > 1;
+        /* So do unix sockets and PROXY headers (listener.h). */
+        bool own_listener = shared_port || l->proxy_protocol || wsg_listen_is_unix(l);
         vi.vhost_name = kept;
         vi.retry_and_idle_policy = &no_validity_timer;
-        vi.port = shared_port ? CONTEXT_PORT_NO_LISTEN_SERVER : l->port;
+        vi.port = own_listener ? CONTEXT_PORT_NO_LISTEN_SERVER : l->port;
         vi.iface = bind_iface(l->host);
         vi.protocols = srv->protocols;
         vi.timeout_secs = info.timeout_secs;
@@ -714,6 +757,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
                                  SSL_OP_NO_TLSv1_1 | SSL_OP_NO_COMPRESSION;
             vi.ssl_cipher_list = TLS12_CIPHERS;
             vi.alpn = "http/1.1";
+            /* Both kinds on one port: lws looks at the first byte. */
+            if (l->tls.allow_plain)
+                vi.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                              LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
         }
         errno = 0;
         struct lws_vhost *vh = lws_create_vhost(srv->context, &vi);
@@ -725,14 +772,15 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
             return NULL;
         }
         char why[200];
-        if (shared_port &&
-            listener_open(vh, l->host, l->port, fd_reserve_admit, srv, why, sizeof(why)) != 0) {
+        if (own_listener &&
+            listener_open(vh, l, shared_port, fd_reserve_admit, srv, why, sizeof(why)) != 0) {
             snprintf(err, err_len, "cannot listen on %s%s: %s", name, l->has_tls ? " (tls)" : "",
                      why);
             server_destroy(srv);
             return NULL;
         }
-        log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false");
+        log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false",
+                 "proxy_protocol", l->proxy_protocol ? "true" : "false");
     }
     if (any_target_map(cfg))
         lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
@@ -786,7 +834,10 @@ static void reload_certificates(struct server *srv)
 static void server_reload(struct server *srv)
 {
     if (!srv->config_path) {
-        log_info("SIGHUP: built-in config, nothing to reload");
+        /* No file to re-read (built-in or websockify's command line); its
+         * token files are still re-read, as with a config file. */
+        map_watch_reload(srv->rules->maps);
+        log_info("SIGHUP: no config file to reload");
         return;
     }
     struct config_errors errs = {0};
@@ -850,6 +901,30 @@ int server_run(struct server *srv)
     return 0;
 }
 
+/* How often the idle exit looks at the connection count. */
+#define IDLE_CHECK_US (LWS_USEC_PER_SEC / 4)
+
+static void idle_exit_check(lws_sorted_usec_list_t *sul)
+{
+    struct server *srv = lws_container_of(sul, struct server, idle_exit_timer);
+    lws_usec_t now = lws_now_usecs();
+    if (session_count() > 0 || !backend_types_drained()) {
+        srv->idle_since = now;
+    } else if (now - srv->idle_since >= srv->idle_exit_us) {
+        log_info("no connection for the idle timeout: exiting");
+        srv->stopping = 1;
+        return;
+    }
+    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
+}
+
+void server_exit_when_idle(struct server *srv, unsigned seconds)
+{
+    srv->idle_exit_us = (lws_usec_t)seconds * LWS_USEC_PER_SEC;
+    srv->idle_since = lws_now_usecs();
+    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
+}
+
 void server_request_reload(struct server *srv)
 {
     srv->reload_requested = 1;
@@ -872,10 +947,14 @@ void server_destroy(struct server *srv)
         lws_sul_cancel(&srv->drain_timer);
         lws_sul_cancel(&srv->map_poll_timer);
         lws_sul_cancel(&srv->pool_trim_timer);
+        lws_sul_cancel(&srv->idle_exit_timer);
         session_sweep_stop();
         backend_types_shutdown();
+        auth_http_stopping();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
+        peer_addr_shutdown();
     }
+    auth_http_stop();
     backend_types_stop();
     rules_unref(srv->rules);
     free_protocols(srv->protocols, srv->n_protocols);

@@ -6,11 +6,15 @@
  * is opened at ESTABLISHED and let go at CLOSED. */
 #include "session.h"
 
+#include "auth.h"
+#include "auth_http.h"
+#include "backend_type.h"
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "msg_queue.h"
+#include "peer_addr.h"
 #include "rules.h"
 #include "sock_room.h"
 #include "token_bucket.h"
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHUNK_TEXT 1u
 #define CHUNK_REPLY 2u /* the gateway's own answer: not counted as relayed */
@@ -47,9 +52,19 @@ struct session {
                               through backpressure on the backend */
     /* Kept per idle connection, so no fixed-size text beyond the peer. */
     const char *subprotocol; /* one of the route's names (kept by `rules`), or "" */
-    char peer[48];           /* the TCP peer (INET6_ADDRSTRLEN fits) */
+    char peer[PEER_ADDR_TEXT]; /* the TCP peer, or what a PROXY header said it is */
     char *client; /* owned: the client behind trusted proxies; NULL if it is the peer */
     json_t *claims;  /* owned reference: the verified JWT's claims, or NULL */
+    /* A JWT connection closes with 4401 when its token's exp (+ leeway)
+     * passes: one timer each, armed at ESTABLISHED, moved by a refresh. */
+    lws_sorted_usec_list_t expiry_timer;
+    int64_t expires_at_s; /* Unix seconds, exp + leeway; 0: never */
+    /* "auth": "http": owned while the auth service is asked; the verdict,
+     * if it comes before ESTABLISHED, waits in auth_early until then. */
+    struct auth_wait *auth_wait;
+    bool auth_early;
+    enum auth_verdict auth_verdict;
+    char *auth_reason; /* owned, with auth_early */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
@@ -168,10 +183,8 @@ struct session *session_create(struct lws *wsi, struct route_match *match,
     for (size_t i = 0; subprotocol && i < s->match.route->n_subprotocols; i++)
         if (strcmp(s->match.route->subprotocols[i], subprotocol) == 0)
             s->subprotocol = s->match.route->subprotocols[i];
-    if (!lws_get_peer_simple(wsi, s->peer, sizeof(s->peer)))
-        snprintf(s->peer, sizeof(s->peer), "unknown");
-    else if (strncmp(s->peer, "::ffff:", 7) == 0) /* IPv4 on a dual-stack socket */
-        memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
+    int peer_port;
+    peer_addr_of(wsi, s->peer, &peer_port); /* a PROXY header's source, if any */
     if (client_addr && *client_addr && strcmp(client_addr, s->peer) != 0)
         s->client = strdup(client_addr); /* NULL (out of memory) logs the peer */
     s->started_us = (uint64_t)lws_now_usecs();
@@ -203,6 +216,9 @@ void session_destroy(struct session *s)
 {
     if (!s)
         return;
+    lws_sul_cancel(&s->expiry_timer);
+    auth_wait_cancel(s->auth_wait);
+    free(s->auth_reason);
     ws_rx_guard_unregister(s->rx_guard);
     s->rx_guard = NULL;
     if (s->bridge) {
@@ -287,6 +303,10 @@ const struct wsg_limits *session_limits(const struct session *s) { return s->lim
 struct route_metrics *session_metrics(const struct session *s) { return s->metrics; }
 struct lws *session_wsi(const struct session *s) { return s->wsi; }
 const char *session_subprotocol(const struct session *s) { return s->subprotocol; }
+
+const char *session_client(const struct session *s) { return client_of(s); }
+
+const char *session_peer(const struct session *s) { return s->peer; }
 
 const struct wsg_target *session_targets(const struct session *s, size_t *n)
 {
@@ -375,6 +395,66 @@ void session_sweep_stop(void)
     if (sweep_context)
         lws_sul_cancel(&sweep_timer);
     sweep_context = NULL;
+}
+
+/* --- token expiry ---------------------------------------------------------- */
+
+/* exp + leeway of a verified token's claims (exp may be a JSON real). */
+static int64_t token_deadline(const struct session *s, json_t *claims)
+{
+    json_t *exp = json_object_get(claims, "exp");
+    if (!json_is_number(exp))
+        return 0;
+    return (int64_t)json_number_value(exp) + s->rules->cfg->auth.jwt.leeway_s;
+}
+
+static void token_expired(lws_sorted_usec_list_t *sul)
+{
+    struct session *s = lws_container_of(sul, struct session, expiry_timer);
+    if (!s->wsi || s->close_pending)
+        return;
+    log_debug("token expired", "route", s->match.route->name, "peer", s->peer);
+    session_close(s, CLOSE_UNAUTHORIZED, "token expired");
+    /* A peer that is not reading must not hold the slot forever. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+static void arm_expiry(struct session *s)
+{
+    if (s->expires_at_s <= 0 || !s->wsi)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now); /* exp is wall-clock time */
+    int64_t left_us = (s->expires_at_s - (int64_t)now.tv_sec) * LWS_USEC_PER_SEC -
+                      now.tv_nsec / 1000;
+    lws_sul_schedule(lws_get_context(s->wsi), 0, &s->expiry_timer, token_expired,
+                     left_us > 0 ? left_us : 1);
+}
+
+int session_refresh_token(struct session *s, const char *token, size_t len, char *reason,
+                          size_t reason_len)
+{
+    if (!s->match.route->auth_jwt || !s->rules->auth || !s->claims) {
+        snprintf(reason, reason_len, "route %s has no token to refresh", s->match.route->name);
+        return -1;
+    }
+    char why[160];
+    json_t *claims = auth_verify(s->rules->auth, token, len, (int64_t)time(NULL), why, sizeof(why));
+    if (!claims) {
+        snprintf(reason, reason_len, "%s", why);
+        return -1;
+    }
+    json_t *was = json_object_get(s->claims, "sub"), *now = json_object_get(claims, "sub");
+    bool same = was && now && json_equal(was, now);
+    int64_t deadline = token_deadline(s, claims);
+    json_decref(claims);
+    if (!same) {
+        snprintf(reason, reason_len, "the token is for another \"sub\"");
+        return -1;
+    }
+    s->expires_at_s = deadline;
+    arm_expiry(s);
+    return 0;
 }
 
 static int on_receive(struct session *s, const uint8_t *in, size_t len)
@@ -611,6 +691,82 @@ static void on_rx_violation(void *owner, int code, const char *reason)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
+static void open_bridge(struct session *s)
+{
+    s->bridge = bridge_open(s);
+    if (!s->bridge) {
+        char reason_text[120];
+        snprintf(reason_text, sizeof(reason_text), "route %s: backend unavailable",
+                 s->match.route->name);
+        session_close(s, CLOSE_INTERNAL_ERROR, reason_text);
+    }
+}
+
+/* --- "auth": "http" ---------------------------------------------------------- */
+
+void session_auth_wait(struct session *s, struct auth_wait *w)
+{
+    s->auth_wait = w;
+    auth_wait_bind(w, s);
+}
+
+/* An established, held session learns the verdict. */
+static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *claims,
+                               const char *reason)
+{
+    char text[200]; /* session_close() cuts it to a close frame's size */
+    s->auth_early = false;
+    if (v != AUTH_ALLOWED) {
+        int code = v == AUTH_UNAUTHORIZED ? CLOSE_UNAUTHORIZED
+                   : v == AUTH_FORBIDDEN  ? CLOSE_FORBIDDEN
+                                          : CLOSE_TRY_AGAIN_LATER;
+        snprintf(text, sizeof(text), "route %s: %s", s->match.route->name, reason);
+        session_close(s, code, text);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
+    }
+    if (claims != s->claims) {
+        json_decref(s->claims);
+        s->claims = json_incref(claims);
+    }
+    /* The templates' refusal rules, now that {auth.x} has values. */
+    char why[200];
+    struct backend_request req = {.match = &s->match,
+                                  .claims = s->claims,
+                                  .rules = s->rules,
+                                  .targets = s->targets,
+                                  .n_targets = s->n_targets};
+    int status = bridge_check_request(&req, why, sizeof(why));
+    if (status != 0) {
+        session_close(s, status == 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, why);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
+    }
+    open_bridge(s);
+    if (!s->close_pending)
+        session_pause_reading(s, false);
+}
+
+void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims,
+                         const char *reason)
+{
+    auth_wait_cancel(s->auth_wait);
+    s->auth_wait = NULL;
+    if (!s->wsi || s->close_pending)
+        return;
+    if (s->established) {
+        apply_auth_verdict(s, v, claims, reason);
+        return;
+    }
+    /* Before ESTABLISHED (not seen with lws 4.1.6, but cheap to keep). */
+    s->auth_early = true;
+    s->auth_verdict = v;
+    json_decref(s->claims);
+    s->claims = json_incref(claims);
+    free(s->auth_reason);
+    s->auth_reason = strdup(reason ? reason : "");
+}
+
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
                       void *in, size_t len)
 {
@@ -632,13 +788,18 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         token_bucket_init(&s->rate, s->limits->max_messages_per_s, s->last_rx_us);
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
             sweep_start(lws_get_context(wsi));
-        s->bridge = bridge_open(s);
-        if (!s->bridge) {
-            char reason_text[120];
-            snprintf(reason_text, sizeof(reason_text), "route %s: backend unavailable",
-                     s->match.route->name);
-            session_close(s, CLOSE_INTERNAL_ERROR, reason_text);
+        if (s->match.route->auth_jwt && s->claims) {
+            s->expires_at_s = token_deadline(s, s->claims);
+            arm_expiry(s);
         }
+        if (s->auth_wait || s->auth_early) {
+            /* Held: nothing read, no backend, until the auth service answers. */
+            session_pause_reading(s, true);
+            if (s->auth_early)
+                apply_auth_verdict(s, s->auth_verdict, s->claims, s->auth_reason);
+            return 0;
+        }
+        open_bridge(s);
         return 0;
 
     case LWS_CALLBACK_RECEIVE:
@@ -657,6 +818,7 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         return 0;
 
     case LWS_CALLBACK_CLOSED:
+        lws_sul_cancel(&s->expiry_timer);
         ws_rx_guard_unregister(s->rx_guard);
         s->rx_guard = NULL;
         if (s->bridge) {

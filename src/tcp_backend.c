@@ -100,7 +100,12 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     memset(&info, 0, sizeof(info));
     info.context = context;
     info.vhost = vhost;
-    info.address = host;
+    /* lws 4.1.6 connects to a unix socket for an address "+/path" (its
+     * copy of the address lives as long as the connection). */
+    char unix_address[1 + 108];
+    if (port == 0)
+        snprintf(unix_address, sizeof(unix_address), "+%s", host);
+    info.address = port == 0 ? unix_address : host;
     info.port = port;
     /* No host or origin: a RAW connection sends no headers, and lws keeps a
      * copy of each (and another of host) for the connection's lifetime. */

@@ -19,6 +19,8 @@
 #include "msg_queue.h"
 #include "route.h"
 #include "rules.h"
+#include "peer_addr.h"
+#include "proxy_proto.h"
 #include "session.h"
 #include "target_pool.h"
 #include "tcp_backend.h"
@@ -62,13 +64,16 @@ struct tcp_bridge {
 
 static uint64_t now_ms(void) { return (uint64_t)lws_now_usecs() / 1000; }
 
-/* "host:port" of the current attempt, for logs (cut if long); formatted when
- * needed rather than kept per connection. */
+/* "host:port" or "unix:/path" of the current attempt, for logs (cut if
+ * long); formatted when needed rather than kept per connection. */
 #define TARGET_NAME_BYTES 80
 static const char *target_name(const struct tcp_bridge *b, char name[TARGET_NAME_BYTES])
 {
     const struct wsg_target *t = &b->targets[b->order[b->attempt]];
-    snprintf(name, TARGET_NAME_BYTES, "%s:%d", t->host, t->port);
+    if (wsg_target_is_unix(t))
+        snprintf(name, TARGET_NAME_BYTES, "unix:%s", t->host);
+    else
+        snprintf(name, TARGET_NAME_BYTES, "%s:%d", t->host, t->port);
     return name;
 }
 
@@ -298,6 +303,28 @@ static void client_drained(struct bridge *base)
 
 /* --- backend -> client ---------------------------------------------------- */
 
+/* "send_proxy": the client as resolved and the address it connected to, in
+ * a PROXY header ahead of every client byte. The client's port is known
+ * only when the client is the peer (not a hop named by X-Forwarded-For). */
+static long send_proxy_header(struct tcp_bridge *b)
+{
+    struct lws *wsi = session_wsi(b->session);
+    char local[PEER_ADDR_TEXT];
+    int local_port, peer_port;
+    peer_addr_local(wsi, local, &local_port);
+    {
+        char peer[PEER_ADDR_TEXT];
+        peer_addr_of(wsi, peer, &peer_port);
+    }
+    const char *client = session_client(b->session);
+    int client_port = strcmp(client, session_peer(b->session)) == 0 ? peer_port : 0;
+    struct proxy_proto_info info;
+    proxy_proto_info_from_text(&info, client, client_port, local, local_port); /* else UNKNOWN */
+    uint8_t header[PROXY_PROTO_WRITE_MAX];
+    size_t n = proxy_proto_write(b->route->send_proxy, &info, header, sizeof(header));
+    return tcp_backend_write(b->backend, header, n);
+}
+
 static void on_backend_connected(void *owner)
 {
     struct tcp_bridge *b = owner;
@@ -306,6 +333,11 @@ static void on_backend_connected(void *owner)
     target_pool_report(&b->targets[b->order[b->attempt]], true, now_ms());
     char name[TARGET_NAME_BYTES];
     log_debug("backend connected", "route", b->route->name, "target", target_name(b, name));
+    if (b->route->send_proxy && send_proxy_header(b) < 0) {
+        drop_backend(b);
+        close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
 
     /* What the client sent meanwhile goes first. */
     long queued = 0;

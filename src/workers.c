@@ -57,6 +57,12 @@ int workers_check_listeners(const struct wsg_config *cfg, char *err, size_t err_
     for (size_t i = 0; i < cfg->n_listen; i++) {
         const struct wsg_listen *l = &cfg->listen[i];
         char why[200];
+        if (wsg_listen_is_unix(l)) {
+            /* Each worker would replace the others' socket file. */
+            snprintf(err, err_len, "listen[%zu] unix:%s: a unix-socket listener needs \"workers\": 1",
+                     i, l->host);
+            return -1;
+        }
         /* Without SO_REUSEPORT: any socket already on the port makes this fail. */
         int fd = listener_bind(l->host, l->port, false, why, sizeof(why));
         if (fd < 0) {

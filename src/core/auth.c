@@ -317,8 +317,35 @@ static long copy_token(const char *s, size_t n, char *out, size_t out_len)
     return (long)n;
 }
 
-long auth_find_token(const char *authorization, const char *query_token,
-                     const char *subprotocols, char *out, size_t out_len)
+const char *auth_cookie_value(const char *cookies, const char *name, size_t *len)
+{
+    size_t name_len = name ? strlen(name) : 0;
+    if (!cookies || name_len == 0)
+        return NULL;
+    for (const char *p = cookies; *p;) {
+        p += strspn(p, " \t;");
+        size_t pair = strcspn(p, ";");
+        const char *eq = memchr(p, '=', pair);
+        if (eq && (size_t)(eq - p) == name_len && memcmp(p, name, name_len) == 0) {
+            const char *v = eq + 1;
+            size_t n = pair - (size_t)(v - p);
+            while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+                n--;
+            if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+                v++;
+                n -= 2;
+            }
+            *len = n;
+            return v;
+        }
+        p += pair;
+    }
+    return NULL;
+}
+
+long auth_find_token(const char *authorization, const char *query_token, const char *cookies,
+                     const char *cookie_name, const char *subprotocols, char *out,
+                     size_t out_len)
 {
     if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0) {
         const char *t = authorization + 7;
@@ -329,6 +356,10 @@ long auth_find_token(const char *authorization, const char *query_token,
     }
     if (query_token && *query_token)
         return copy_token(query_token, strlen(query_token), out, out_len);
+    size_t cookie_len = 0;
+    const char *cookie = auth_cookie_value(cookies, cookie_name, &cookie_len);
+    if (cookie && cookie_len > 0)
+        return copy_token(cookie, cookie_len, out, out_len);
     for (const char *p = subprotocols; p && *p;) {
         p += strspn(p, " \t,");
         size_t n = strcspn(p, " \t,");

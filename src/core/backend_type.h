@@ -31,6 +31,9 @@ struct session;
 struct backend_request {
     const struct route_match *match;
     json_t *claims;            /* verified token claims, or NULL */
+    /* "auth": "http" before the service answered: {auth.<claim>} has no value
+     * yet and is not checked (the check runs again with the answer's claims). */
+    bool claims_later;
     const struct rules *rules; /* the rules in force (their config and target maps) */
     /* In and out: the backend addresses this connection may use. Preset to
      * the route's own; a type may point them elsewhere (a target map's

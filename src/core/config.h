@@ -15,14 +15,24 @@
 struct wsg_tls {
     char *cert; /* PEM certificate chain path */
     char *key;  /* PEM private key path */
+    /* Plain connections on the same port as well, told apart by their first
+     * byte (websockify's default when given a certificate without
+     * --ssl-only). Default false. */
+    bool allow_plain;
 };
 
+/* A TCP listener (host, port) or a unix-socket one (port 0, host its path). */
 struct wsg_listen {
-    char *host; /* bind address; "0.0.0.0", "::", "127.0.0.1", "localhost" ... */
-    int port;   /* 1..65535 */
+    char *host; /* bind address; "0.0.0.0", "::", "127.0.0.1", "localhost" ...;
+                   for a unix listener, the socket's path */
+    int port;   /* 1..65535; 0: a unix-socket listener */
+    int mode;   /* unix listener: the socket file's mode (0660); 0: as the umask leaves it */
+    bool proxy_protocol; /* every connection starts with a PROXY v1/v2 header */
     bool has_tls;
     struct wsg_tls tls;
 };
+
+static inline bool wsg_listen_is_unix(const struct wsg_listen *l) { return l->port == 0; }
 
 /* All limits: 0 means "none" except where noted. */
 struct wsg_limits {
@@ -41,11 +51,23 @@ struct wsg_jwt {
     char *issuer;     /* required "iss" or NULL */
     char *audience;   /* required "aud" or NULL */
     int64_t leeway_s; /* clock skew allowed for exp/nbf, default 30 */
+    char *cookie;     /* name of a cookie carrying the token, or NULL */
+};
+
+/* "auth": {"http": {...}}: the external auth service (SPEC-2 A). */
+struct wsg_auth_http {
+    char *url;          /* "http://host[:port]/path" */
+    int64_t timeout_ms; /* default 2000 */
+    int64_t cache_s;    /* allowed answers kept this long; 0 = never (default) */
+    char **headers;     /* request headers forwarded, lower-case names */
+    size_t n_headers;
 };
 
 struct wsg_auth {
     bool has_jwt;
     struct wsg_jwt jwt;
+    bool has_http;
+    struct wsg_auth_http http;
 };
 
 struct wsg_static {
@@ -79,10 +101,16 @@ struct wsg_broker {
     struct wsg_broker_tls tls;
 };
 
+/* A backend: TCP host:port, or a unix socket (port 0, host holds its path). */
 struct wsg_target {
-    char *host;
-    int port;
+    char *host; /* a host name or address; for a unix target, the socket's path */
+    int port;   /* 1..65535; 0: a unix-socket target */
 };
+
+static inline bool wsg_target_is_unix(const struct wsg_target *t) { return t->port == 0; }
+
+/* sizeof(sockaddr_un.sun_path) on Linux, its NUL included. */
+#define WSG_UNIX_PATH_MAX 108
 
 enum wsg_route_type { WSG_ROUTE_TCP, WSG_ROUTE_MQTT };
 enum wsg_framing { WSG_FRAMING_RAW, WSG_FRAMING_LINES, WSG_FRAMING_LENGTH32 };
@@ -119,7 +147,8 @@ struct wsg_route {
     char **subprotocols; /* preference order; may be empty */
     size_t n_subprotocols;
     bool require_subprotocol;
-    bool auth_jwt; /* "auth": "jwt" */
+    bool auth_jwt;  /* "auth": "jwt" */
+    bool auth_http; /* "auth": "http": the auth service decides at each handshake */
 
     /* type "tcp" */
     struct wsg_target *targets; /* from "target" (one) or "targets" (several) */
@@ -128,6 +157,7 @@ struct wsg_route {
     char *target_map_key;  /* template, e.g. "{query.token}" */
     enum wsg_framing framing;
     enum wsg_message message;
+    int send_proxy; /* 0, or the PROXY protocol version (1, 2) written to the backend first */
 
     /* type "mqtt" */
     char *broker; /* name of an entry in brokers */

@@ -101,16 +101,19 @@ static const char *const publish_keys[] = {"topic", "payload",  "qos", "retain",
                                            "id",    "encoding", NULL};
 static const char *const subscribe_keys[] = {"subscribe", "qos", "id", NULL};
 static const char *const unsubscribe_keys[] = {"unsubscribe", "id", NULL};
+static const char *const refresh_keys[] = {"refresh", "id", NULL};
 
 static const char *const *const kind_keys[] = {
     [ENVELOPE_PUBLISH] = publish_keys,
     [ENVELOPE_SUBSCRIBE] = subscribe_keys,
     [ENVELOPE_UNSUBSCRIBE] = unsubscribe_keys,
+    [ENVELOPE_REFRESH] = refresh_keys,
 };
 static const char *const kind_names[] = {
     [ENVELOPE_PUBLISH] = "a publish",
     [ENVELOPE_SUBSCRIBE] = "a subscribe",
     [ENVELOPE_UNSUBSCRIBE] = "an unsubscribe",
+    [ENVELOPE_REFRESH] = "a refresh",
 };
 
 /* jansson's reason without its " near '<token>'" part, which may quote the
@@ -143,7 +146,7 @@ static int read_id(const json_t *req, char **id, struct perr *e)
 static int read_kind(const json_t *req, enum envelope_kind *kind, struct perr *e)
 {
     int found = 0;
-    for (enum envelope_kind k = ENVELOPE_PUBLISH; k <= ENVELOPE_UNSUBSCRIBE; k++) {
+    for (enum envelope_kind k = ENVELOPE_PUBLISH; k <= ENVELOPE_REFRESH; k++) {
         if (json_object_get(req, kind_keys[k][0])) {
             *kind = k;
             found++;
@@ -151,8 +154,8 @@ static int read_kind(const json_t *req, enum envelope_kind *kind, struct perr *e
     }
     if (found != 1)
         return fail(e, ENVELOPE_ERR_BAD_REQUEST,
-                    "a request has exactly one of \"topic\" (publish), \"subscribe\" or "
-                    "\"unsubscribe\"");
+                    "a request has exactly one of \"topic\" (publish), \"subscribe\", "
+                    "\"unsubscribe\" or \"refresh\"");
     return 0;
 }
 
@@ -301,6 +304,15 @@ static int parse_fields(json_t *req, struct envelope_request *out, struct perr *
         return read_topic(req, "subscribe", true, &out->topic, e);
     case ENVELOPE_UNSUBSCRIBE:
         return read_topic(req, "unsubscribe", true, &out->topic, e);
+    case ENVELOPE_REFRESH: {
+        /* The token is a secret: errors describe it, never quote it. */
+        const json_t *v = json_object_get(req, "refresh");
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            strlen(json_string_value(v)) != json_string_length(v))
+            return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"refresh\" must be a token (a string)");
+        out->topic = strdup(json_string_value(v));
+        return out->topic ? 0 : fail_oom(e);
+    }
     }
     return -1;
 }

@@ -8,7 +8,7 @@
 
 struct health {
     struct health *next;
-    char *key;              /* "host:port"; owned */
+    char *key;              /* "host:port" or "unix:/path"; owned */
     uint64_t down_until_ms; /* 0 = up */
     uint32_t backoff_ms;    /* next pause if it fails again */
 };
@@ -26,7 +26,10 @@ static struct rotor *rotors;
 
 static void target_key(const struct wsg_target *t, char *out, size_t len)
 {
-    snprintf(out, len, "%s:%d", t->host, t->port);
+    if (wsg_target_is_unix(t))
+        snprintf(out, len, "unix:%s", t->host);
+    else
+        snprintf(out, len, "%s:%d", t->host, t->port);
 }
 
 static struct health *health_find(const struct wsg_target *t, bool create)

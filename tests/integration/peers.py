@@ -92,17 +92,23 @@ class PatternChecker:
 
 
 class Server:
-    """Accepts on 127.0.0.1 (an ephemeral port, or `port` if given) and runs
-    serve(conn, index) in a thread per connection. close() stops accepting,
-    shuts every connection down and joins the threads."""
+    """Accepts on 127.0.0.1 (an ephemeral port, or `port` if given), or on
+    the unix socket `unix_path`, and runs serve(conn, index) in a thread per
+    connection. close() stops accepting, shuts every connection down and
+    joins the threads."""
 
-    def __init__(self, port=0, backlog=64):
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((HOST, port))
+    def __init__(self, port=0, backlog=64, unix_path=None):
+        if unix_path:
+            self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.lsock.bind(unix_path)
+        else:
+            self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.lsock.bind((HOST, port))
         self.lsock.listen(backlog)
         self.lsock.settimeout(0.05)
-        self.port = self.lsock.getsockname()[1]
+        self.port = None if unix_path else self.lsock.getsockname()[1]
+        self.unix_path = unix_path
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)

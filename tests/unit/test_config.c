@@ -108,7 +108,7 @@ static const struct error_case error_cases[] = {
          "trusted_proxies, auth, static, brokers, routes)",
      1, false},
     {"number_key_env_is_unknown", "{\"listen\": [{\"port_env\": \"P\", \"port\": 1}]}",
-     SRC ": listen[0].port_env: unknown key (expected one of: host, port, tls)", 1, false},
+     SRC ": listen[0].port_env: unknown key (expected one of: host, port, tls, proxy_protocol)", 1, false},
 
     /* workers */
     {"workers_zero", "{" L ", \"workers\": 0}", SRC ": workers: expected an integer 1..64, got 0", 1,
@@ -127,7 +127,7 @@ static const struct error_case error_cases[] = {
     {"listen_empty", "{\"listen\": []}",
      SRC ": listen: expected a non-empty array of {\"host\", \"port\"} objects, got []", 1, false},
     {"listen_entry_not_object", "{\"listen\": [8080]}",
-     SRC ": listen[0]: expected an object {\"host\", \"port\", \"tls\"}, got 8080", 1, false},
+     SRC ": listen[0]: expected an object {\"host\", \"port\", \"tls\"} or {\"unix\", \"mode\"}, got 8080", 1, false},
     {"listen_port_string", "{\"listen\": [{\"port\": \"80a\"}]}",
      SRC ": listen[0].port: expected an integer 1..65535, got \"80a\"", 1, false},
     {"listen_port_zero", "{\"listen\": [{\"port\": 0}]}",
@@ -145,7 +145,27 @@ static const struct error_case error_cases[] = {
     {"listen_host_blank", "{\"listen\": [{\"host\": \"0.0.0.0 \", \"port\": 1}]}",
      SRC ": listen[0].host: expected a host name or address, got \"0.0.0.0 \"", 1, false},
     {"listen_unknown_key", "{\"listen\": [{\"port\": 1, \"hots\": \"x\"}]}",
-     SRC ": listen[0].hots: unknown key (expected one of: host, port, tls)", 1, false},
+     SRC ": listen[0].hots: unknown key (expected one of: host, port, tls, proxy_protocol)", 1, false},
+    {"listen_proxy_protocol_not_bool", "{\"listen\": [{\"port\": 1, \"proxy_protocol\": \"yes\"}]}",
+     SRC ": listen[0].proxy_protocol: expected true or false, got \"yes\"", 1, false},
+    {"listen_unix_with_port", "{\"listen\": [{\"unix\": \"/run/w.sock\", \"port\": 1}]}",
+     SRC ": listen[0].port: unknown key (expected one of: unix, mode, tls, proxy_protocol)", 1,
+     false},
+    {"listen_unix_mode_not_octal", "{\"listen\": [{\"unix\": \"/run/w.sock\", \"mode\": \"0689\"}]}",
+     SRC ": listen[0].mode: expected an octal file mode 0001..0777 such as \"0660\", got \"0689\"", 1,
+     false},
+    {"listen_unix_mode_number", "{\"listen\": [{\"unix\": \"/run/w.sock\", \"mode\": 660}]}",
+     SRC ": listen[0].mode: expected an octal file mode 0001..0777 such as \"0660\", got 660", 1,
+     false},
+    {"listen_unix_mode_zero", "{\"listen\": [{\"unix\": \"/run/w.sock\", \"mode\": \"0\"}]}",
+     SRC ": listen[0].mode: expected an octal file mode 0001..0777 such as \"0660\", got \"0\"", 1,
+     false},
+    {"listen_unix_duplicate",
+     "{\"listen\": [{\"unix\": \"/run/w.sock\"}, {\"unix\": \"/run/w.sock\"}]}",
+     SRC ": listen[1]: duplicate of listen[0] (unix:/run/w.sock)", 1, false},
+    {"route_send_proxy_bad",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"send_proxy\": \"v3\", " TCP_TARGET "}]}",
+     SRC ": routes[0].send_proxy: expected \"v1\" or \"v2\", got \"v3\"", 1, false},
     {"listen_duplicate",
      "{\"listen\": [{\"port\": 80}, {\"host\": \"::\", \"port\": 80}, "
      "{\"host\": \"0.0.0.0\", \"port\": 80}]}",
@@ -156,7 +176,10 @@ static const struct error_case error_cases[] = {
      SRC ": listen[0].tls: missing \"key\"", 1, false},
     {"listen_tls_unknown_key",
      "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"x\"}}]}",
-     SRC ": listen[0].tls.ca: unknown key (expected one of: cert, key)", 1, false},
+     SRC ": listen[0].tls.ca: unknown key (expected one of: cert, key, allow_plain)", 1, false},
+    {"listen_tls_allow_plain_not_bool",
+     "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"c\", \"key\": \"k\", \"allow_plain\": 1}}]}",
+     SRC ": listen[0].tls.allow_plain: expected true or false, got 1", 1, false},
     {"listen_tls_cert_empty",
      "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"\", \"key\": \"k\"}}]}",
      SRC ": listen[0].tls.cert: expected a file path, got \"\"", 1, false},
@@ -226,13 +249,31 @@ static const struct error_case error_cases[] = {
 
     /* auth */
     {"auth_not_object", "{" L ", \"auth\": \"jwt\"}",
-     SRC ": auth: expected an object {\"jwt\": {...}}, got \"jwt\"", 1, false},
-    {"auth_missing_jwt", "{" L ", \"auth\": {}}", SRC ": auth: missing \"jwt\"", 1, false},
+     SRC ": auth: expected an object {\"jwt\": {...}, \"http\": {...}}, got \"jwt\"", 1, false},
+    {"auth_missing_jwt", "{" L ", \"auth\": {}}", SRC ": auth: missing \"jwt\" or \"http\"", 1,
+     false},
     {"auth_unknown_key", "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\"}, \"basic\": {}}}",
-     SRC ": auth.basic: unknown key (expected one of: jwt)", 1, false},
+     SRC ": auth.basic: unknown key (expected one of: jwt, http)", 1, false},
+    {"jwt_cookie_bad", "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"cookie\": \"a b\"}}}",
+     SRC ": auth.jwt.cookie: expected a cookie name (an RFC 7230 token), got \"a b\"", 1, false},
+    {"auth_http_missing_url", "{" L ", \"auth\": {\"http\": {\"timeout_ms\": 5}}}",
+     SRC ": auth.http: missing \"url\"", 1, false},
+    {"auth_http_https_url", "{" L ", \"auth\": {\"http\": {\"url\": \"https://a/x\"}}}",
+     SRC ": auth.http.url: expected an URL \"http://host[:port]/path\", got \"https://a/x\"", 1,
+     false},
+    {"auth_http_timeout_zero",
+     "{" L ", \"auth\": {\"http\": {\"url\": \"http://a/x\", \"timeout_ms\": 0}}}",
+     SRC ": auth.http.timeout_ms: expected an integer 1..600000, got 0", 1, false},
+    {"auth_http_bad_header",
+     "{" L ", \"auth\": {\"http\": {\"url\": \"http://a/x\", \"headers\": [\"a:b\"]}}}",
+     SRC ": auth.http.headers[0]: expected a header name, got \"a:b\"", 1, false},
+    {"route_auth_http_needs_section",
+     "{" L ", \"routes\": [{\"path\": \"/t\", \"type\": \"tcp\", \"auth\": \"http\", "
+     "\"target\": {\"host\": \"h\", \"port\": 1}}]}",
+     SRC ": routes[0].auth: \"http\" needs a top-level \"auth\": {\"http\": {...}}", 1, false},
     {"jwt_unknown_key", "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"isuer\": \"x\"}}}",
      SRC ": auth.jwt.isuer: unknown key (expected one of: secret, public_key, issuer, audience, "
-         "leeway_s)",
+         "leeway_s, cookie)",
      1, false},
     {"jwt_secret_and_public_key",
      "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"public_key\": \"k.pem\"}}}",
@@ -388,7 +429,8 @@ static const struct error_case error_cases[] = {
     {"route_unknown_key",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"tagret\": {}, " TCP_TARGET "}]}",
      SRC ": routes[0].tagret: unknown key (expected one of: path, name, type, subprotocols, "
-         "require_subprotocol, auth, target, targets, target_map, framing, message, broker, "
+         "require_subprotocol, auth, target, targets, target_map, framing, message, send_proxy, "
+         "broker, "
          "format, publish, subscribe, on_connect, on_disconnect, slow_consumer)",
      1, false},
     {"route_name_empty",
@@ -440,7 +482,7 @@ static const struct error_case error_cases[] = {
     {"route_auth_bad_value",
      "{" L ", " JWT
      ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"auth\": \"basic\", " TCP_TARGET "}]}",
-     SRC ": routes[0].auth: expected \"jwt\", got \"basic\"", 1, false},
+     SRC ": routes[0].auth: expected \"jwt\" or \"http\", got \"basic\"", 1, false},
     {"route_auth_without_top_level",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"auth\": \"jwt\", " TCP_TARGET
      "}]}",
@@ -462,15 +504,37 @@ static const struct error_case error_cases[] = {
      SRC ": routes[0].target: missing \"host\"", 1, false},
     {"tcp_target_not_object",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": \"h:1\"}]}",
-     SRC ": routes[0].target: expected an object {\"host\", \"port\"}, got \"h:1\"", 1, false},
+     SRC ": routes[0].target: expected an object {\"host\", \"port\"} or {\"unix\"}, got \"h:1\"", 1,
+     false},
     {"tcp_target_unknown_key",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"host\": \"h\", "
      "\"port\": 1, \"tls\": true}}]}",
      SRC ": routes[0].target.tls: unknown key (expected one of: host, port)", 1, false},
+    {"tcp_target_unix_and_host",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"/s\", "
+     "\"host\": \"h\", \"port\": 1}}]}",
+     SRC ": routes[0].target.host: unknown key (expected one of: unix)", 2, false},
     {"tcp_targets_empty",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": []}]}",
-     SRC ": routes[0].targets: expected a non-empty array of {\"host\", \"port\"} objects, got []",
+     SRC ": routes[0].targets: expected a non-empty array of {\"host\", \"port\"} or {\"unix\"} "
+         "objects, got []",
      1, false},
+    {"tcp_target_unix_with_port",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"/a\", "
+     "\"port\": 1}}]}",
+     SRC ": routes[0].target.port: unknown key (expected one of: unix)", 1, false},
+    {"tcp_target_unix_empty",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"\"}}]}",
+     SRC ": routes[0].target.unix: expected a unix socket path, got \"\"", 1, false},
+    {"tcp_target_unix_not_string",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": [{\"unix\": 5}]}]}",
+     SRC ": routes[0].targets[0].unix: expected a unix socket path, got 5", 1, false},
+    {"tcp_target_unix_too_long",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaa\"}}]}",
+     SRC ": routes[0].target.unix: expected a unix socket path under 108 bytes, got 109 bytes", 1,
+     false},
     {"tcp_targets_bad_entry",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": [{\"host\": \"a\", "
      "\"port\": 1}, {\"host\": \"b\", \"port\": -1}]}]}",
@@ -1082,6 +1146,53 @@ static void test_defaults(void **state)
     config_free(cfg);
 }
 
+/* Unix-socket targets: the path is kept as the host with port 0, a
+ * relative one resolved against the config's directory. */
+static void test_unix_targets(void **state)
+{
+    (void)state;
+    struct config_errors errs = {0};
+    struct wsg_config *cfg = config_load_string(
+        "{" L ", \"routes\": [{\"path\": \"/a\", \"type\": \"tcp\", \"target\": {\"unix\": "
+        "\"/run/app.sock\"}}, {\"path\": \"/b\", \"type\": \"tcp\", \"targets\": [{\"unix\": "
+        "\"b.sock\"}, {\"host\": \"h\", \"port\": 2}]}]}",
+        SRC, "/etc/wsgate", &errs);
+    assert_non_null(cfg);
+    assert_true(wsg_target_is_unix(&cfg->routes[0].targets[0]));
+    assert_string_equal(cfg->routes[0].targets[0].host, "/run/app.sock");
+    assert_string_equal(cfg->routes[1].targets[0].host, "/etc/wsgate/b.sock");
+    assert_int_equal(cfg->routes[1].targets[0].port, 0);
+    assert_false(wsg_target_is_unix(&cfg->routes[1].targets[1]));
+    config_free(cfg);
+}
+
+/* Listener kinds: TCP with proxy_protocol, unix with and without a mode
+ * (a relative path resolved against the config's directory); send_proxy. */
+static void test_listeners_and_send_proxy(void **state)
+{
+    (void)state;
+    struct config_errors errs = {0};
+    struct wsg_config *cfg = config_load_string(
+        "{\"listen\": [{\"port\": 8080, \"proxy_protocol\": true}, {\"unix\": \"w.sock\", "
+        "\"mode\": \"0660\", \"proxy_protocol\": true}, {\"unix\": \"/run/x.sock\"}], "
+        "\"routes\": [{\"path\": \"/a\", \"type\": \"tcp\", \"send_proxy\": \"v2\", "
+        "\"target\": {\"host\": \"h\", \"port\": 1}}, {\"path\": \"/b\", \"type\": \"tcp\", "
+        "\"target\": {\"host\": \"h\", \"port\": 1}}]}",
+        SRC, "/etc/wsgate", &errs);
+    assert_non_null(cfg);
+    assert_true(cfg->listen[0].proxy_protocol);
+    assert_false(wsg_listen_is_unix(&cfg->listen[0]));
+    assert_true(wsg_listen_is_unix(&cfg->listen[1]));
+    assert_string_equal(cfg->listen[1].host, "/etc/wsgate/w.sock");
+    assert_int_equal(cfg->listen[1].mode, 0660);
+    assert_true(cfg->listen[1].proxy_protocol);
+    assert_int_equal(cfg->listen[2].mode, 0);
+    assert_false(cfg->listen[2].proxy_protocol);
+    assert_int_equal(cfg->routes[0].send_proxy, 2);
+    assert_int_equal(cfg->routes[1].send_proxy, 0);
+    config_free(cfg);
+}
+
 static void test_base_dir_from_string(void **state)
 {
     (void)state;
@@ -1236,7 +1347,8 @@ static void test_multiple_errors_reported_together(void **state)
     assert_has_line(&errs,
                     SRC ": routes[0].tagret: unknown key (expected one of: path, name, type, "
                         "subprotocols, require_subprotocol, auth, target, targets, target_map, "
-                        "framing, message, broker, format, publish, subscribe, on_connect, "
+                        "framing, message, send_proxy, broker, format, publish, subscribe, "
+                        "on_connect, "
                         "on_disconnect, slow_consumer)");
     assert_has_line(&errs, SRC ": routes[0]: missing \"target\", \"targets\" or \"target_map\"");
     assert_has_line(&errs,
@@ -1413,14 +1525,61 @@ static void test_errors_free_is_idempotent(void **state)
     assert_null(errs.lines);
 }
 
+/* auth.http and auth.jwt.cookie as a site in front of an mqtt route sets them. */
+static void test_auth_http_and_cookie(void **state)
+{
+    (void)state;
+    struct wsg_config *cfg = load_ok(
+        "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"cookie\": \"session_jwt\"}, "
+        "\"http\": {\"url\": \"http://127.0.0.1:9100/ws-auth\", \"cache_s\": 30, "
+        "\"headers\": [\"Cookie\", \"authorization\"]}}, "
+        "\"brokers\": {\"main\": {\"uri\": \"tcp://127.0.0.1:1883\"}}, "
+        "\"routes\": [{\"path\": \"/live\", \"type\": \"mqtt\", \"broker\": \"main\", "
+        "\"auth\": \"http\", \"subscribe\": [{\"filter\": \"users/{auth.user}/#\"}]}, "
+        "{\"path\": \"/j\", \"type\": \"mqtt\", \"broker\": \"main\", \"auth\": \"jwt\", "
+        "\"subscribe\": [{\"filter\": \"users/{auth.sub}/{jwt.sub}\"}]}]}");
+    assert_string_equal(cfg->auth.jwt.cookie, "session_jwt");
+    assert_true(cfg->auth.has_http);
+    assert_string_equal(cfg->auth.http.url, "http://127.0.0.1:9100/ws-auth");
+    assert_int_equal(cfg->auth.http.timeout_ms, 2000);
+    assert_int_equal(cfg->auth.http.cache_s, 30);
+    assert_int_equal(cfg->auth.http.n_headers, 2);
+    assert_string_equal(cfg->auth.http.headers[0], "cookie");
+    assert_string_equal(cfg->auth.http.headers[1], "authorization");
+    assert_true(cfg->routes[0].auth_http);
+    assert_false(cfg->routes[0].auth_jwt);
+    assert_true(cfg->routes[1].auth_jwt);
+    config_free(cfg);
+
+    /* {jwt.x} is for JWT routes only; {auth.x} needs some "auth" */
+    struct config_errors errs = {0};
+    load_bad("{" L ", \"auth\": {\"http\": {\"url\": \"http://a/x\"}}, "
+             "\"brokers\": {\"main\": {\"uri\": \"tcp://127.0.0.1:1883\"}}, "
+             "\"routes\": [{\"path\": \"/a\", \"type\": \"mqtt\", \"broker\": \"main\", "
+             "\"auth\": \"http\", \"subscribe\": [{\"filter\": \"u/{jwt.sub}\"}]}, "
+             "{\"path\": \"/b\", \"type\": \"mqtt\", \"broker\": \"main\", "
+             "\"subscribe\": [{\"filter\": \"u/{auth.sub}\"}]}]}",
+             &errs);
+    assert_int_equal(errs.count, 2);
+    assert_string_equal(errs.lines[0], SRC ": routes[0].subscribe[0].filter: {jwt.sub} needs "
+                                           "\"auth\": \"jwt\" on the route, got \"u/{jwt.sub}\"");
+    assert_string_equal(errs.lines[1], SRC ": routes[1].subscribe[0].filter: {auth.sub} needs "
+                                           "\"auth\": \"http\" or \"jwt\" on the route, got "
+                                           "\"u/{auth.sub}\"");
+    config_errors_free(&errs);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_full_config_field_by_field),
+        cmocka_unit_test(test_auth_http_and_cookie),
         cmocka_unit_test(test_spec_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_workers_values),
         cmocka_unit_test(test_base_dir_from_string),
+        cmocka_unit_test(test_unix_targets),
+        cmocka_unit_test(test_listeners_and_send_proxy),
         cmocka_unit_test(test_builtin_default),
         cmocka_unit_test(test_syntax_error_line_col),
         cmocka_unit_test(test_syntax_error_empty_and_truncated),

@@ -138,6 +138,7 @@ static const char *const requests[] = {
     "{\"topic\": \"app/a/in\", \"payload\": \"aGVsbG8Ad29ybGQ=\", \"encoding\": \"base64\"}",
     "{\"subscribe\": \"app/+/out\", \"qos\": 2, \"id\": \"s1\"}",
     "{\"unsubscribe\": \"app/#\", \"id\": 99}",
+    "{\"refresh\": \"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln\", \"id\": \"r1\"}",
     "{\"topic\": \"app/#\", \"payload\": \"x\", \"id\": \"bad-topic\"}",
     "{\"topic\": \"a\", \"payload\": 1, \"bogus\": true, \"id\": 3}",
     "[1, 2, 3]",
@@ -216,7 +217,8 @@ static void test_envelope_parse(void **state)
     for (size_t i = 0; i < N_REQUESTS; i++)
         parse_one(i, &baseline[i]);
     assert_int_equal(baseline[0].rc, 0);
-    assert_int_equal(baseline[5].rc, -1); /* a bad topic: its own error, not ours */
+    assert_int_equal(baseline[5].rc, 0);
+    assert_int_equal(baseline[6].rc, -1); /* a bad topic: its own error, not ours */
     each_failure("envelope_parse", op_envelope_parse, NULL);
     for (size_t i = 0; i < N_REQUESTS; i++)
         envelope_request_free(&baseline[i].req);
@@ -438,6 +440,11 @@ static const char map_text[] =
     " \"vm2\": \"10.0.0.2:5902\","
     " \"vm3\": [\"[::1]:5903\", {\"host\": \"h3\", \"port\": 5904}],"
     " \"my vm\": \"a:1\"}";
+static const char lines_text[] = "# websockify's own format\n"
+                                 "vm1: 10.0.0.1:5901\n"
+                                 "  vm2: [::1]:5902  \n"
+                                 "vm3: unix_socket:/run/vm3.sock\n"
+                                 "my-vm: host.example:5904\n";
 static const char bad_map_text[] =
     "{\"vm1\": {\"host\": \"\", \"port\": 0}, \"a/b\": \"x:1\", \"vm3\": [], \"vm4\": 5}";
 
@@ -455,6 +462,7 @@ static char *write_temp(const char *text)
 struct map_case {
     const char *path;
     bool good;
+    size_t keys; /* when good */
 };
 
 static void op_target_map(void *ctx, struct tally *t)
@@ -465,15 +473,15 @@ static void op_target_map(void *ctx, struct tally *t)
     struct target_map *m = target_map_load(mc->path, "consoles.json", &errs);
     if (m) {
         assert_true(mc->good);
-        assert_int_equal(target_map_size(m), 4);
+        assert_int_equal(target_map_size(m), mc->keys);
         size_t n;
-        const struct wsg_target *tg = target_map_lookup(m, "vm3", &n);
-        assert_int_equal(n, 2);
-        assert_string_equal(tg[1].host, "h3");
+        assert_non_null(target_map_lookup(m, "vm3", &n));
+        assert_true(n >= 1);
         t->ok++;
     } else {
         assert_true(errs.count > 0);
-        assert_true(!mc->good || has_oom_line(&errs) || strstr(errs.lines[0], "consoles.json:"));
+        if (mc->good && !has_oom_line(&errs) && !strstr(errs.lines[0], "consoles.json"))
+            fail_msg("%s", errs.lines[0]);
         t->errors++;
     }
     target_map_free(m);
@@ -483,12 +491,39 @@ static void op_target_map(void *ctx, struct tally *t)
 static void test_target_map(void **state)
 {
     (void)state;
-    struct map_case good = {write_temp(map_text), true}, bad = {write_temp(bad_map_text), false};
-    each_failure("target_map_load (good)", op_target_map, &good);
+    struct map_case good = {write_temp(map_text), true, 4};
+    struct map_case lines = {write_temp(lines_text), true, 4};
+    struct map_case bad = {write_temp(bad_map_text), false, 0};
+    each_failure("target_map_load (JSON)", op_target_map, &good);
+    each_failure("target_map_load (token lines)", op_target_map, &lines);
     each_failure("target_map_load (errors)", op_target_map, &bad);
+
+    /* A directory of token files, one of each format. */
+    char dir[] = "/tmp/wsgate_oom_dir_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *a, *b;
+    assert_true(asprintf(&a, "%s/a.json", dir) > 0);
+    assert_true(asprintf(&b, "%s/b.tokens", dir) > 0);
+    FILE *f = fopen(a, "w");
+    assert_non_null(f);
+    fputs("{\"vm3\": \"10.0.0.3:5903\", \"vm4\": {\"unix\": \"/run/vm4.sock\"}}", f);
+    fclose(f);
+    assert_non_null(f = fopen(b, "w"));
+    fputs("vm5: 10.0.0.5:5905\nvm6: h6:5906\n", f);
+    fclose(f);
+    struct map_case in_dir = {dir, true, 4};
+    each_failure("target_map_load (a directory)", op_target_map, &in_dir);
+    unlink(a);
+    unlink(b);
+    rmdir(dir);
+    free(a);
+    free(b);
+
     unlink(good.path);
+    unlink(lines.path);
     unlink(bad.path);
     free((char *)good.path);
+    free((char *)lines.path);
     free((char *)bad.path);
 }
 

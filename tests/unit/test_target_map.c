@@ -21,8 +21,10 @@
 #define SRC "consoles.json"
 #define REFUSED "(captures refuse '/', '+', '#' and NUL)"
 #define VALUE_EXPECTED                                                                             \
-    "expected a target {\"host\", \"port\"}, \"host:port\" or a non-empty array of them"
-#define ELEMENT_EXPECTED "expected a target {\"host\", \"port\"} or \"host:port\""
+    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\", \"unix:/path\" or a "       \
+    "non-empty array of them"
+#define ELEMENT_EXPECTED                                                                           \
+    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\" or \"unix:/path\""
 #define HOST_EXPECTED "expected a host name or address"
 #define PORT_EXPECTED "expected an integer 1..65535"
 #define STR_HOST                                                                                   \
@@ -129,10 +131,10 @@ static const struct error_case error_cases[] = {
      SRC ": expected an object mapping keys to targets, got [\"h:1\"]", 1},
     {"top_level_string", "\"h:1\"", SRC ": expected an object mapping keys to targets, got \"h:1\"",
      1},
-    {"top_level_number", "5", SRC ": expected an object mapping keys to targets, got 5", 1},
+    /* not JSON: websockify's lines, where "5" lacks its ": host:port" */
+    {"top_level_number", "5", SRC ":1: expected \"token: host:port\", got \"5\"", 1},
     {"syntax_error_line_col", "{\n  \"vm1\": \"h:1\",\n}",
      SRC ":3:1: string or '}' expected near '}'", 1},
-    {"syntax_error_empty_file", "", SRC ":1:1: unexpected token near end of file", 1},
     {"syntax_error_truncated", "{\"vm1\": \"h:1\"", SRC ":1:13: '}' expected near end of file", 1},
     {"duplicate_keys", "{\"vm1\": \"a:1\",\n \"vm1\": \"b:2\"}",
      SRC ":2:6: duplicate object key near '\"vm1\"'", 1},
@@ -165,9 +167,9 @@ static const struct error_case error_cases[] = {
 
     /* object targets */
     {"object_unknown_key", "{\"vm1\": {\"host\": \"h\", \"port\": 1, \"hots\": \"x\"}}",
-     SRC ": vm1.hots: unknown key (expected one of: host, port)", 1},
+     SRC ": vm1.hots: unknown key (expected one of: host, port, unix)", 1},
     {"object_host_env_is_unknown", "{\"vm1\": {\"host_env\": \"H\", \"host\": \"h\", \"port\": 1}}",
-     SRC ": vm1.host_env: unknown key (expected one of: host, port)", 1},
+     SRC ": vm1.host_env: unknown key (expected one of: host, port, unix)", 1},
     {"object_missing_host", "{\"vm1\": {\"port\": 1}}", SRC ": vm1: missing \"host\"", 1},
     {"object_missing_port", "{\"vm1\": {\"host\": \"h\"}}", SRC ": vm1: missing \"port\"", 1},
     {"object_empty", "{\"vm1\": {}}", SRC ": vm1: missing \"host\"", 2},
@@ -237,8 +239,49 @@ static const struct error_case error_cases[] = {
      SRC ": vm1: expected \"[v6addr]:port\" (nothing between ']' and ':'), got \"[::1]x:5900\"", 1},
     {"string_v6_no_port", "{\"vm1\": \"[::1]\"}", SRC ": vm1: " STR_PORT ", got \"[::1]\"", 1},
     {"string_v6_bad_port", "{\"vm1\": \"[::1]:0\"}", SRC ": vm1: " STR_PORT ", got \"[::1]:0\"", 1},
+    {"unix_relative", "{\"vm1\": {\"unix\": \"app.sock\"}}",
+     SRC ": vm1.unix: expected an absolute unix socket path (\"/run/app.sock\"), got \"app.sock\"", 1},
+    {"unix_not_string", "{\"vm1\": {\"unix\": 1}}",
+     SRC ": vm1.unix: expected an absolute unix socket path (\"/run/app.sock\"), got 1", 1},
+    {"unix_extra_key", "{\"vm1\": {\"unix\": \"/a\", \"port\": 1}}",
+     SRC ": vm1.port: unknown key (expected one of: unix)", 1},
+    {"unix_string_empty", "{\"vm1\": \"unix:\"}",
+     SRC ": vm1: expected an absolute unix socket path (\"/run/app.sock\"), got \"unix:\"", 1},
+    {"unix_string_too_long",
+     "{\"vm1\": \"unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+     SRC ": vm1: expected a unix socket path under 108 bytes, got \"unix:/aaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...",
+     1},
     {"string_in_array", "{\"vm1\": [\"h:1\", \"h:2\", \"h\"]}",
      SRC ": vm1[2]: " STR_PORT ", got \"h\"", 1},
+
+    /* websockify's lines: the line number, and the line or target quoted */
+    {"line_no_separator", "# c\nvm1 h:1\n", SRC ":2: expected \"token: host:port\", got \"vm1 h:1\"", 1},
+    {"line_colon_without_blank", "vm1:h:1", SRC ":1: expected \"token: host:port\", got \"vm1:h:1\"", 1},
+    {"line_two_separators", "vm1: h: 1",
+     SRC ":1: expected \"token: host:port\" (one \": \" only), got \"vm1: h: 1\"", 1},
+    {"line_no_port", "vm1: localhost", SRC ":1: " STR_PORT ", got \"localhost\"", 1},
+    {"line_bad_port", "\n\nvm1: h:65536\r\n", SRC ":3: " STR_PORT ", got \"h:65536\"", 1},
+    {"line_empty_token", ": h:1", SRC ":1: expected a non-empty key, got \": h:1\"", 1},
+    {"line_token_slash", "vm/1: h:1",
+     SRC ":1: key holds '/': it could never be looked up " REFUSED ", got \"vm/1: h:1\"", 1},
+    {"line_v6_without_brackets", "vm1: ::1:5900",
+     SRC ":1: expected \"[v6addr]:port\": an IPv6 address needs brackets, got \"::1:5900\"", 1},
+    {"line_control_char_quoted", "vm1\x01 h:1",
+     SRC ":1: expected \"token: host:port\", got \"vm1\\x01 h:1\"", 1},
+    {"line_not_utf8_escaped", "vm\xc3\xa9\xff h:1",
+     SRC ":1: expected \"token: host:port\", got \"vm\\xc3\\xa9\\xff h:1\"", 1},
+    {"line_long_cut",
+     "tokentokentokentokentokentokentokentokentokentokentokentokentokentokentokentokentoken"
+     "tokentokentokentokentokentokentokentokentoken",
+     /* 120 bytes shown, then "..." */
+     SRC ":1: expected \"token: host:port\", got \"tokentokentokentokentokentokentokentokentoken"
+         "tokentokentokentokentokentokentokentokentokentokentokentokentokentokentoken...\"",
+     1},
+    {"line_duplicate", "vm1: a:1\n# again\nvm1: b:2\n",
+     SRC ":3: token \"vm1\" is given again (first at " SRC ":1)", 1},
+    {"line_every_error", "a b\nc: d\ne: f:0\n", SRC ":3: " STR_PORT ", got \"f:0\"", 3},
 };
 
 static void run_error_case(void **state)
@@ -276,6 +319,25 @@ static void test_string_targets(void **state)
     assert_one(m, "vm1", "10.0.0.5", 5901);
     assert_one(m, "vm2", "h", 1);
     assert_one(m, "vm3", "kvm-3.example.com", 5900);
+    target_map_free(m);
+}
+
+/* Unix sockets: {"unix": path} or "unix:path", the path kept as the host
+ * with port 0; mixed with TCP targets in one array. */
+static void test_unix_targets(void **state)
+{
+    (void)state;
+    struct target_map *m = load_ok("{\"a\": {\"unix\": \"/run/app.sock\"}, \"b\": \"unix:/tmp/b.sock\","
+                                   " \"c\": [\"unix:/tmp/c1\", \"h:7\", {\"unix\": \"/tmp/c3\"}]}");
+    assert_one(m, "a", "/run/app.sock", 0);
+    assert_one(m, "b", "/tmp/b.sock", 0);
+    size_t n = 0;
+    const struct wsg_target *t = target_map_lookup(m, "c", &n);
+    assert_int_equal(n, 3);
+    assert_true(wsg_target_is_unix(&t[0]));
+    assert_string_equal(t[0].host, "/tmp/c1");
+    assert_false(wsg_target_is_unix(&t[1]));
+    assert_string_equal(t[2].host, "/tmp/c3");
     target_map_free(m);
 }
 
@@ -422,7 +484,7 @@ static void test_multiple_errors_reported_together(void **state)
     static const char *const want[] = {
         SRC ": vm1: " STR_PORT ", got \"h:0\"",
         SRC ": [\"vm/2\"]: key holds '/': it could never be looked up " REFUSED,
-        SRC ": [\"vm/2\"].extra: unknown key (expected one of: host, port)",
+        SRC ": [\"vm/2\"].extra: unknown key (expected one of: host, port, unix)",
         SRC ": [\"vm/2\"].port: " PORT_EXPECTED ", got \"x\"",
         SRC ": vm3: " VALUE_EXPECTED ", got []",
         SRC ": vm4[1]: missing \"host\"",
@@ -520,14 +582,130 @@ static void test_missing_file(void **state)
     config_errors_free(&errs);
 }
 
-static void test_directory_is_unreadable(void **state)
+/* ------------------------------------------------- websockify's formats */
+
+static void test_websockify_lines(void **state)
 {
     (void)state;
+    struct target_map *m = load_ok("# consoles\n"
+                                   "\n"
+                                   "vm1: 10.0.0.5:5901\n"
+                                   "   # indented comment\n"
+                                   "\tvm2:   kvm2.example:5902  \r\n"
+                                   "vm3 : h:3\n"            /* blanks before ':' are not the token's */
+                                   "a:b: [::1]:5900\n"      /* the ':' with a blank after splits */
+                                   "tok-with.dots_x:\th:4"); /* no final newline */
+    assert_int_equal(target_map_size(m), 5);
+    assert_one(m, "vm1", "10.0.0.5", 5901);
+    assert_one(m, "vm2", "kvm2.example", 5902);
+    assert_one(m, "vm3", "h", 3);
+    assert_one(m, "a:b", "::1", 5900);
+    assert_one(m, "tok-with.dots_x", "h", 4);
+    assert_miss(m, "#");
+    target_map_free(m);
+}
+
+/* websockify's TokenFile reads "unix_socket:/path" as a unix socket target. */
+static void test_websockify_unix_lines(void **state)
+{
+    (void)state;
+    struct target_map *m = load_ok("vm1: unix_socket:/run/vm1.sock\n"
+                                   "vm2: unix:/run/vm2.sock\n"
+                                   "vm3: h:3\n");
+    assert_one(m, "vm1", "/run/vm1.sock", 0);
+    assert_one(m, "vm2", "/run/vm2.sock", 0);
+    assert_one(m, "vm3", "h", 3);
+    target_map_free(m);
+    m = load_ok("{\"vm1\": \"unix_socket:/run/vm1.sock\"}");
+    assert_one(m, "vm1", "/run/vm1.sock", 0);
+    target_map_free(m);
     struct config_errors errs = {0};
-    assert_null(target_map_load("/", SRC, &errs));
-    assert_int_equal(errs.count, 1);
-    assert_string_equal(errs.lines[0], SRC ": cannot read: Is a directory");
+    load_bad("vm1: unix_socket:vm1.sock\n", &errs);
+    assert_has_line(&errs, SRC ":1: expected an absolute unix socket path (\"/run/app.sock\"), "
+                           "got \"unix_socket:vm1.sock\"");
     config_errors_free(&errs);
+}
+
+/* An empty token file (or only comments) is a map with no token, as in
+ * websockify: every connection gets 404 until tokens are added. */
+static void test_websockify_empty(void **state)
+{
+    (void)state;
+    struct target_map *m = load_ok("");
+    assert_int_equal(target_map_size(m), 0);
+    target_map_free(m);
+    m = load_ok("# nothing yet\n\n");
+    assert_int_equal(target_map_size(m), 0);
+    target_map_free(m);
+}
+
+static char *make_dir(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char *path;
+    assert_true(asprintf(&path, "%s/wsgate_tmd_XXXXXX", dir && *dir ? dir : "/tmp") > 0);
+    assert_non_null(mkdtemp(path));
+    return path;
+}
+
+static char *put_file(const char *dir, const char *name, const char *text)
+{
+    char *path;
+    assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* A directory of token files: every regular file, in either format; hidden
+ * files (editor swap files) and subdirectories are not read. */
+static void test_directory_of_files(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), *sub;
+    char *a = put_file(dir, "a.conf", "vm1: h:1\n");
+    char *b = put_file(dir, "b", "{\"vm2\": \"h:2\"}");
+    char *c = put_file(dir, ".b.swp", "garbage that is not a token file");
+    assert_true(asprintf(&sub, "%s/sub", dir) > 0);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    struct config_errors errs = {0};
+    struct target_map *m = target_map_load(dir, "tokens", &errs);
+    assert_non_null(m);
+    assert_int_equal(errs.count, 0);
+    assert_int_equal(target_map_size(m), 2);
+    assert_one(m, "vm1", "h", 1);
+    assert_one(m, "vm2", "h", 2);
+    target_map_free(m);
+
+    /* Errors name the file inside the directory; a token in two files is one. */
+    char *d = put_file(dir, "d", "vm1: h:9\nbad line\n");
+    assert_null(target_map_load(dir, "tokens", &errs));
+    assert_has_line(&errs, "tokens/d:2: expected \"token: host:port\", got \"bad line\"");
+    assert_int_equal(errs.count, 1);
+    config_errors_free(&errs);
+    unlink(d);
+    free(d);
+    d = put_file(dir, "d", "vm1: h:9\n");
+    assert_null(target_map_load(dir, "tokens", &errs));
+    assert_has_line(&errs, "tokens/d:1: token \"vm1\" is given again (first at tokens/a.conf:1)");
+    assert_int_equal(errs.count, 1);
+    config_errors_free(&errs);
+
+    for (char **p = (char *[]){a, b, c, d, NULL}; *p; p++) {
+        unlink(*p);
+        free(*p);
+    }
+    rmdir(sub);
+    free(sub);
+    /* An empty directory is an empty map. */
+    m = target_map_load(dir, "tokens", &errs);
+    assert_non_null(m);
+    assert_int_equal(target_map_size(m), 0);
+    target_map_free(m);
+    rmdir(dir);
+    free(dir);
 }
 
 static void test_permission_denied(void **state)
@@ -582,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_object_targets),
         cmocka_unit_test(test_string_targets),
         cmocka_unit_test(test_ipv6_targets),
+        cmocka_unit_test(test_unix_targets),
         cmocka_unit_test(test_array_targets_keep_order),
         cmocka_unit_test(test_lookup_hits_and_misses),
         cmocka_unit_test(test_empty_object),
@@ -592,7 +771,10 @@ int main(void)
         cmocka_unit_test(test_key_too_long),
         cmocka_unit_test(test_long_values_are_cut),
         cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_directory_is_unreadable),
+        cmocka_unit_test(test_websockify_lines),
+        cmocka_unit_test(test_websockify_empty),
+        cmocka_unit_test(test_websockify_unix_lines),
+        cmocka_unit_test(test_directory_of_files),
         cmocka_unit_test(test_permission_denied),
         cmocka_unit_test(test_display_name_defaults_to_path),
         cmocka_unit_test(test_null_errors_and_free),
