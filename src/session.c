@@ -90,7 +90,6 @@ struct session {
     bool ping_outstanding; /* sent, no pong (or anything) since */
 
     struct token_bucket rate; /* max_messages_per_s */
-
 };
 
 /* Every open session, for shutdown. */
@@ -327,8 +326,7 @@ static int close_now(struct session *s, int code, const char *reason)
 /* One more client message under max_messages_per_s? (token_bucket.h) */
 static bool rate_allows(struct session *s)
 {
-    return token_bucket_take(&s->rate, s->limits->max_messages_per_s,
-                             (uint64_t)lws_now_usecs());
+    return token_bucket_take(&s->rate, s->limits->max_messages_per_s, (uint64_t)lws_now_usecs());
 }
 
 /* Liveness, checked for every session by one sweep a second (one timer for

@@ -1774,8 +1774,8 @@ static void build_config(void *ctx)
 static struct wsg_config *load_root(json_t *root, const char *source, const char *base_dir,
                                     struct config_errors *errs)
 {
-    struct load_job job = {.ld = {.base_dir = base_dir}, .root = root, .source = source,
-                           .base_dir = base_dir};
+    struct load_job job = {
+        .ld = {.base_dir = base_dir}, .root = root, .source = source, .base_dir = base_dir};
     jcheck_begin(&job.ld.jc, source, errs);
     if (jcheck_run(build_config, &job) != 0) {
         config_free(job.ld.cfg);

@@ -62,16 +62,16 @@ static struct entry *add_entry(struct target_map *m, const char *key, size_t key
  * jcheck_* allocation failing inside jcheck_run(), json_check.h) releases
  * it all: each resource is stored here the moment it exists. */
 struct load {
-    const char *path, *source; /* borrowed */
+    const char *path, *source;  /* borrowed */
     struct config_errors *errs; /* borrowed */
-    struct target_map *m;      /* the snapshot being built */
-    char **files, **sources;   /* a directory's files and their names in messages */
-    size_t n_files;            /* entries of both (sources: at least 1) */
-    DIR *dir;                  /* while a directory is listed */
-    char *text;                /* the file being parsed */
-    json_t *root;              /* its document, for the JSON format */
-    char *scratch;             /* a short-lived copy (a line's target) */
-    int rc;                    /* -1 once an error was reported */
+    struct target_map *m;       /* the snapshot being built */
+    char **files, **sources;    /* a directory's files and their names in messages */
+    size_t n_files;             /* entries of both (sources: at least 1) */
+    DIR *dir;                   /* while a directory is listed */
+    char *text;                 /* the file being parsed */
+    json_t *root;               /* its document, for the JSON format */
+    char *scratch;              /* a short-lived copy (a line's target) */
+    int rc;                     /* -1 once an error was reported */
 };
 
 /* Gives back what `ld` holds besides the snapshot. */
@@ -662,8 +662,7 @@ static void load_all(void *ctx)
         ld->sources = jcheck_calloc(ld->n_files ? ld->n_files : 1, sizeof *ld->sources);
         /* A file of the directory is named as the directory was, plus its name. */
         for (size_t i = 0; i < ld->n_files; i++)
-            ld->sources[i] =
-                jcheck_asprintf("%s/%s", source, strrchr(ld->files[i], '/') + 1);
+            ld->sources[i] = jcheck_asprintf("%s/%s", source, strrchr(ld->files[i], '/') + 1);
         for (size_t i = 0; i < ld->n_files; i++)
             if (load_file(ld, ld->files[i], ld->sources[i], i, ld->errs) != 0)
                 ld->rc = -1;
@@ -684,8 +683,8 @@ struct target_map *target_map_load(const char *path, const char *display_name,
                                    struct config_errors *errs)
 {
     struct config_errors scratch = {0};
-    struct load ld = {.path = path, .source = display_name ? display_name : path,
-                      .errs = errs ? errs : &scratch};
+    struct load ld = {
+        .path = path, .source = display_name ? display_name : path, .errs = errs ? errs : &scratch};
     if (jcheck_run(load_all, &ld) != 0) {
         /* Out of memory: "<file>: out of memory", and nothing kept. */
         jcheck_out_of_memory(ld.errs, ld.source);

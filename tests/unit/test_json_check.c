@@ -120,7 +120,9 @@ static void test_control_bytes_replaced(void **state)
     jcheck_error(&jc, "got \"%s\"", "a\x1b[31mred\x1b[0m\nsecond line\r\t\x7f!");
     jcheck_end(&jc);
     jcheck_add_line(&errs, "%s: %s", "ma\np.json", "bell\a");
-    assert_line(&errs, 0, SRC ": got \"a?[31mred?[0m?second line??" "?!\"");
+    assert_line(&errs, 0,
+                SRC ": got \"a?[31mred?[0m?second line??"
+                    "?!\"");
     assert_line(&errs, 1, "ma?p.json: bell?");
     /* UTF-8 is kept as it is. */
     jcheck_add_line(&errs, "caf\xc3\xa9 \xe2\x82\xac");

@@ -33,11 +33,11 @@
 
 /* ------------------------------------------------------- failing allocator */
 
-static bool armed;       /* count (and maybe fail) calls only while an operation runs */
-static long calls;       /* allocator calls since armed */
-static long fail_at;     /* 0: fail none; else the call that fails */
-static bool fail_rest;   /* ... and every call after it */
-static long failed;      /* calls failed since armed */
+static bool armed;     /* count (and maybe fail) calls only while an operation runs */
+static long calls;     /* allocator calls since armed */
+static long fail_at;   /* 0: fail none; else the call that fails */
+static bool fail_rest; /* ... and every call after it */
+static long failed;    /* calls failed since armed */
 
 static bool should_fail(void)
 {
@@ -435,11 +435,10 @@ static void test_broker_copy(void **state)
 
 /* ------------------------------------------------------------- target map */
 
-static const char map_text[] =
-    "{\"vm1\": {\"host\": \"10.0.0.1\", \"port\": 5901},"
-    " \"vm2\": \"10.0.0.2:5902\","
-    " \"vm3\": [\"[::1]:5903\", {\"host\": \"h3\", \"port\": 5904}],"
-    " \"my vm\": \"a:1\"}";
+static const char map_text[] = "{\"vm1\": {\"host\": \"10.0.0.1\", \"port\": 5901},"
+                               " \"vm2\": \"10.0.0.2:5902\","
+                               " \"vm3\": [\"[::1]:5903\", {\"host\": \"h3\", \"port\": 5904}],"
+                               " \"my vm\": \"a:1\"}";
 static const char lines_text[] = "# websockify's own format\n"
                                  "vm1: 10.0.0.1:5901\n"
                                  "  vm2: [::1]:5902  \n"
@@ -606,14 +605,10 @@ int main(void)
     if (getenv("OOM_TEST")) /* one test by name, for debugging */
         cmocka_set_test_filter(getenv("OOM_TEST"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_envelope_parse),
-        cmocka_unit_test(test_envelope_build),
-        cmocka_unit_test(test_config_load_file),
-        cmocka_unit_test(test_config_with_errors),
-        cmocka_unit_test(test_config_load_default),
-        cmocka_unit_test(test_broker_copy),
-        cmocka_unit_test(test_target_map),
-        cmocka_unit_test(test_msg_buffer),
+        cmocka_unit_test(test_envelope_parse),      cmocka_unit_test(test_envelope_build),
+        cmocka_unit_test(test_config_load_file),    cmocka_unit_test(test_config_with_errors),
+        cmocka_unit_test(test_config_load_default), cmocka_unit_test(test_broker_copy),
+        cmocka_unit_test(test_target_map),          cmocka_unit_test(test_msg_buffer),
         cmocka_unit_test(test_error_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
