@@ -96,9 +96,11 @@ int jcheck_parse_port(const char *s, size_t n);
  * Why a jump and not a NULL check at each of the ~50 allocations of
  * config.c and target_map.c: they sit deep in nested parsers, each would
  * need its own unwinding, and one forgotten check is a crash at run time;
- * here a forgotten owner is a leak that the test finds. `build` must not
- * hold other resources (files, jansson references of its own) across a
- * jcheck_* call: the jump would skip their release.
+ * here a forgotten owner is a leak that the test finds. Other resources
+ * `build` holds across a jcheck_* call (a directory, a file's text, a
+ * jansson document) must be kept where the caller releases them after
+ * jcheck_run() too (target_map.c's struct load): the jump skips the code
+ * that would have.
  *
  * jcheck_oom() outside jcheck_run() is a caller's bug and aborts. Adding an
  * error (jcheck_error, jcheck_add_line, ...) never jumps: a line that
