@@ -95,6 +95,16 @@ static void *jansson_malloc(size_t n)
     return NULL;
 }
 
+/* Before each test: a test that failed half-way (cmocka jumps out of it)
+ * must not leave the allocator failing for the next one. */
+static int disarm(void **state)
+{
+    (void)state;
+    armed = false;
+    fail_at = 0;
+    return 0;
+}
+
 /* What the runs found, printed at the end of each test. */
 struct tally {
     long runs, ok, errors;
@@ -605,11 +615,15 @@ int main(void)
     if (getenv("OOM_TEST")) /* one test by name, for debugging */
         cmocka_set_test_filter(getenv("OOM_TEST"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_envelope_parse),      cmocka_unit_test(test_envelope_build),
-        cmocka_unit_test(test_config_load_file),    cmocka_unit_test(test_config_with_errors),
-        cmocka_unit_test(test_config_load_default), cmocka_unit_test(test_broker_copy),
-        cmocka_unit_test(test_target_map),          cmocka_unit_test(test_msg_buffer),
-        cmocka_unit_test(test_error_list),
+        cmocka_unit_test_setup(test_envelope_parse, disarm),
+        cmocka_unit_test_setup(test_envelope_build, disarm),
+        cmocka_unit_test_setup(test_config_load_file, disarm),
+        cmocka_unit_test_setup(test_config_with_errors, disarm),
+        cmocka_unit_test_setup(test_config_load_default, disarm),
+        cmocka_unit_test_setup(test_broker_copy, disarm),
+        cmocka_unit_test_setup(test_target_map, disarm),
+        cmocka_unit_test_setup(test_msg_buffer, disarm),
+        cmocka_unit_test_setup(test_error_list, disarm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
