@@ -28,21 +28,12 @@
 
 'use strict';
 
-const { execFile } = require('child_process');
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
-const { createRequire } = require('module');
+// Beside tests/clients/package.json, so playwright-core comes from there.
+const kit = require('../clients/browser_kit.js');
 
-// playwright-core lives in tests/clients/node_modules (one package.json for
-// every npm client the tests use).
-const clientsRequire = createRequire(path.join(__dirname, '..', 'clients', 'package.json'));
-const { chromium } = clientsRequire('playwright-core');
-
-const CHROMIUM = process.env.WSGATE_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-  '--no-first-run', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync'];
+const { check } = kit;
 const WAIT_MS = 8000;
 
 let opts;
@@ -58,45 +49,17 @@ const OVERALL_MS = 40000 + 1000 * (Number(opts.showcase_s) || 0);
 
 const info = { scenario: opts.scenario, page_url: opts.page, steps: [], console: [], page_errors: [],
   failed_requests: [], websockets: [] };
-const t0 = Date.now();
-const step = (s, extra) => info.steps.push(Object.assign({ step: s, ms: Date.now() - t0 }, extra || {}));
-let context = null;
-let userDataDir = null;
-let ownUserDataDir = false;
-let finished = false;
-
-async function finish(code) {
-  if (finished) return;
-  finished = true;
-  if (context) {
-    const c = context;
-    context = null;
-    await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  if (userDataDir && ownUserDataDir) {
-    try { fs.rmSync(userDataDir, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-  }
-  process.stdout.write(JSON.stringify(info) + '\n', () => process.exit(code));
-}
-
-function check(cond, what, detail) {
-  if (!cond) throw new Error(what + (detail === undefined ? '' : ': ' + JSON.stringify(detail)));
-}
-
-// Polls fn() until it returns a truthy value; throws naming `what` on timeout.
-async function waitFor(what, fn, timeoutMs) {
-  const limit = timeoutMs || WAIT_MS;
-  const deadline = Date.now() + limit;
-  let last;
-  while (Date.now() < deadline) {
+// Every wait ends at once when the page throws or a request fails.
+const R = new kit.CheckRun('demo_check.js', info, {
+  overallMs: OVERALL_MS, waitMs: WAIT_MS, pollMs: 80,
+  guard: (what) => {
     if (info.page_errors.length) throw new Error('page error while waiting for ' + what + ': ' + info.page_errors[0]);
     if (info.failed_requests.length) throw new Error('a request failed while waiting for ' + what + ': ' + info.failed_requests.join('; '));
-    last = await fn();
-    if (last && last.done) return last;
-    await new Promise((r) => setTimeout(r, 80));
-  }
-  throw new Error('timed out after ' + limit + ' ms waiting for ' + what + ' (last: ' + JSON.stringify(last) + ')');
-}
+  },
+});
+const t0 = R.t0;
+const step = (s, extra) => R.step(s, extra);
+const waitFor = (what, fn, timeoutMs) => R.waitFor(what, fn, timeoutMs);
 
 // The log as data: one object per row.
 async function logRows(page) {
@@ -125,13 +88,7 @@ async function legend(page, route) {
   }, route);
 }
 
-function run(cmd, args, timeoutMs) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs || 5000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (err.code === undefined ? -1 : err.code) : 0, stdout, stderr, error: err ? String(err) : null });
-    });
-  });
-}
+const run = kit.run;
 
 async function loadPage(page) {
   const resp = await page.goto(opts.page, { waitUntil: 'load', timeout: WAIT_MS });
@@ -267,10 +224,7 @@ async function scenarioEcho(page) {
 
 // ---------------------------------------------------------------------------
 
-async function mqttPub(topic, message) {
-  const r = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(opts.mqtt_port), '-q', '1', '-t', topic, '-m', message]);
-  check(r.code === 0, 'mosquitto_pub ' + topic, r);
-}
+const mqttPub = (topic, message) => kit.mqttPub(opts.mqtt_port, topic, message);
 
 async function scenarioMqtt(page) {
   check(opts.mqtt_port, 'mqtt_port given');
@@ -416,32 +370,18 @@ async function showcase(page, seconds) {
 }
 
 async function main() {
-  if (process.env.WSGATE_CHROMIUM_PROFILE) {
-    userDataDir = process.env.WSGATE_CHROMIUM_PROFILE;
-    fs.mkdirSync(userDataDir, { recursive: true });
-  } else {
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
-    ownUserDataDir = true;
-  }
-  const args = CHROMIUM_ARGS.concat(opts.ignore_cert ? ['--ignore-certificate-errors'] : [],
+  const args = kit.CHROMIUM_ARGS.concat(opts.ignore_cert ? ['--ignore-certificate-errors'] : [],
     // For diagnosis by hand only (e.g. --disable-http2); the tests never set it.
     (process.env.WSGATE_CHROMIUM_EXTRA_ARGS || '').split(' ').filter(Boolean));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
+  const context = await R.launchPersistent({
+    profileFromEnv: true,
     args,
-    timeout: 20000,
     viewport: { width: 1280, height: 900 },
     colorScheme: 'light',
   });
   step('chromium started', { version: context.browser() ? context.browser().version() : null, args });
   const page = context.pages()[0] || await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('console', (m) => { if (info.console.length < 50) info.console.push(m.type() + ': ' + m.text()); });
-  page.on('pageerror', (e) => info.page_errors.push(String(e && e.stack || e)));
-  page.on('requestfailed', (r) => info.failed_requests.push(r.url() + ': ' + (r.failure() || {}).errorText));
-  page.on('response', (r) => { if (r.status() >= 400) info.failed_requests.push(r.url() + ': HTTP ' + r.status()); });
-  page.on('websocket', (w) => info.websockets.push(w.url()));
+  R.watchPage(page, { requests: true, websockets: (u) => u });
 
   await loadPage(page);
   if (opts.scenario === 'echo') {
@@ -460,22 +400,10 @@ async function main() {
   info.elapsed_ms = Date.now() - t0;
 }
 
-const hardStop = setTimeout(() => {
-  info.ok = false;
-  info.error = 'demo_check.js: overall time limit of ' + OVERALL_MS + ' ms reached';
-  finish(1);
-}, OVERALL_MS);
-hardStop.unref();
-
-main().then(() => finish(0)).catch(async (err) => {
-  info.ok = false;
-  info.error = err && err.message || String(err);
-  try {
-    const page = context && context.pages()[0];
-    if (page) {
-      info.log_tail = (await logRows(page).catch(() => [])).slice(-12);
-      await page.screenshot({ path: opts.shot, fullPage: true, timeout: 3000 }).catch(() => {});
-    }
-  } catch (e) { /* already failing */ }
-  finish(1);
+R.start(main, async () => {
+  const page = R.context && R.context.pages()[0];
+  if (page) {
+    info.log_tail = (await logRows(page).catch(() => [])).slice(-12);
+    await page.screenshot({ path: opts.shot, fullPage: true, timeout: 3000 }).catch(() => {});
+  }
 });
