@@ -31,19 +31,11 @@
 
 'use strict';
 
-const { execFile } = require('child_process');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
 const readline = require('readline');
-const { createRequire } = require('module');
+// Beside tests/clients/package.json, so playwright-core comes from there.
+const kit = require('../clients/browser_kit.js');
 
-const clientsRequire = createRequire(path.join(__dirname, '..', 'clients', 'package.json'));
-const { chromium } = clientsRequire('playwright-core');
-
-const CHROMIUM = process.env.WSGATE_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-  '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const { check, sleep } = kit;
 const WAIT_MS = 10000;
 const OVERALL_MS = 90000;
 
@@ -59,12 +51,17 @@ try {
 }
 
 const info = { scenario: opts.scenario, steps: [], console: [], page_errors: [], websockets: [] };
-const t0 = Date.now();
-const step = (s, extra) => info.steps.push(Object.assign({ step: s, ms: Date.now() - t0 }, extra || {}));
-let context = null;
+// Every wait ends at once when the page throws.
+const R = new kit.CheckRun('js_client_check.js', info, {
+  overallMs: OVERALL_MS, waitMs: WAIT_MS, pollMs: 50,
+  guard: (what) => {
+    if (info.page_errors.length) throw new Error('page error while waiting for ' + what + ': ' + info.page_errors[0]);
+  },
+});
+const t0 = R.t0;
+const step = (s, extra) => R.step(s, extra);
+const waitFor = (what, fn, timeoutMs) => R.waitFor(what, fn, timeoutMs);
 let page = null;
-let userDataDir = null;
-let finished = false;
 
 // ---------------------------------------------------------------------------
 // asking the Python side
@@ -92,51 +89,7 @@ function ask(what, extra) {
 
 // ---------------------------------------------------------------------------
 
-async function finish(code) {
-  if (finished) return;
-  finished = true;
-  if (context) {
-    const c = context;
-    context = null;
-    await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  if (userDataDir) {
-    try { fs.rmSync(userDataDir, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-  }
-  process.stdout.write(JSON.stringify(info) + '\n', () => process.exit(code));
-}
-
-function check(cond, what, detail) {
-  if (!cond) throw new Error(what + (detail === undefined ? '' : ': ' + JSON.stringify(detail)));
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what, fn, timeoutMs) {
-  const limit = timeoutMs || WAIT_MS;
-  const deadline = Date.now() + limit;
-  let last;
-  while (Date.now() < deadline) {
-    if (info.page_errors.length) throw new Error('page error while waiting for ' + what + ': ' + info.page_errors[0]);
-    last = await fn();
-    if (last && last.done) return last;
-    await sleep(50);
-  }
-  throw new Error('timed out after ' + limit + ' ms waiting for ' + what + ' (last: ' + JSON.stringify(last) + ')');
-}
-
-function run(cmd, args, timeoutMs) {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs || 5000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (err.code === undefined ? -1 : err.code) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function mqttPub(topic, message) {
-  const r = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(opts.mqtt_port), '-q', '1', '-t', topic, '-m', message]);
-  check(r.code === 0, 'mosquitto_pub ' + topic, r);
-}
+const mqttPub = (topic, message) => kit.mqttPub(opts.mqtt_port, topic, message);
 
 // In the page: the module imported from the gateway, and a recorder of every
 // client event, message and promise outcome (window.T), read from here.
@@ -423,16 +376,10 @@ async function scenarioDemoPage() {
 }
 
 async function main() {
-  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 20000,
-  });
+  const context = await R.launchPersistent({});
   step('chromium started', { version: context.browser() ? context.browser().version() : null });
   page = context.pages()[0] || await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('console', (m) => { if (info.console.length < 50) info.console.push(m.type() + ': ' + m.text()); });
-  page.on('pageerror', (e) => info.page_errors.push(String(e && e.stack || e)));
-  page.on('websocket', (w) => info.websockets.push(w.url().replace(/token=[^&]+/, 'token=…')));
+  R.watchPage(page, { websockets: (u) => u.replace(/token=[^&]+/, 'token=…') });
   // A page of the gateway's own origin with nothing else running in it: the
   // module is imported from there the way a site would serve it.
   const resp = await page.goto(opts.origin + '/healthz', { waitUntil: 'load', timeout: WAIT_MS });
@@ -453,19 +400,7 @@ async function main() {
   info.elapsed_ms = Date.now() - t0;
 }
 
-const hardStop = setTimeout(() => {
-  info.ok = false;
-  info.error = 'js_client_check.js: overall time limit of ' + OVERALL_MS + ' ms reached';
-  finish(1);
-}, OVERALL_MS);
-hardStop.unref();
-
-main().then(() => finish(0)).catch(async (err) => {
-  info.ok = false;
-  info.error = err && err.message || String(err);
-  try {
-    if (page) info.events = (await page.evaluate(() => window.T ? window.T.events : []).catch(() => []))
-      .map((e) => e.t + ' ' + e.c + ' ' + e.type + ' ' + JSON.stringify(e.d));
-  } catch (e) { /* already failing */ }
-  finish(1);
+R.start(main, async () => {
+  if (page) info.events = (await page.evaluate(() => window.T ? window.T.events : []).catch(() => []))
+    .map((e) => e.t + ' ' + e.c + ' ' + e.type + ' ' + JSON.stringify(e.d));
 });
