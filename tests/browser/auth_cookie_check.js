@@ -15,18 +15,11 @@
 
 'use strict';
 
-const path = require('path');
-const { createRequire } = require('module');
-
-const clientsRequire = createRequire(path.join(__dirname, '..', 'clients', 'package.json'));
-const { chromium } = clientsRequire('playwright-core');
-
-const CHROMIUM = process.env.WSGATE_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+// Beside tests/clients/package.json, so playwright-core comes from there.
+const kit = require('../clients/browser_kit.js');
 
 async function main(opts) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  const browser = await R.launch();
   const results = {};
   try {
     for (const c of opts.cases) {
@@ -50,7 +43,7 @@ async function main(opts) {
       await context.close();
     }
   } finally {
-    await browser.close();
+    await R.closeBrowser();
   }
   return results;
 }
@@ -62,16 +55,12 @@ try {
   process.stderr.write('usage: auth_cookie_check.js JSON: ' + e.message + '\n');
   process.exit(2);
 }
-const cap = setTimeout(() => {
-  console.log(JSON.stringify({ ok: false, error: 'overall time limit' }));
-  process.exit(1);
-}, 60000);
-main(opts).then((results) => {
-  clearTimeout(cap);
-  console.log(JSON.stringify({ ok: true, results }));
-  process.exit(0);
+const info = {};
+const R = new kit.CheckRun('auth_cookie_check.js', info, { overallMs: 60000 });
+R.start(async () => {
+  const results = await main(opts);
+  info.ok = true;
+  info.results = results;
 }, (e) => {
-  clearTimeout(cap);
-  console.log(JSON.stringify({ ok: false, error: String(e && e.stack || e) }));
-  process.exit(1);
+  info.error = String(e && e.stack || e);
 });

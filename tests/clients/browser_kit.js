@@ -111,6 +111,14 @@ class CheckRun {
     return this.context;
   }
 
+  // Closes the browser now, for a script that ends it itself: unlike in
+  // finish(), a failure to close is thrown to the caller.
+  async closeBrowser() {
+    const c = this.context;
+    this.context = null;
+    if (c) await c.close();
+  }
+
   // The page's default timeout is the run's wait; what goes wrong in it is
   // recorded in info: console (first 50 lines), page_errors, and with
   // requests failed_requests (failed or HTTP >= 400), with websockets
