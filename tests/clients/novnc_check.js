@@ -26,14 +26,9 @@
 
 const { execFileSync } = require('child_process');
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
-const { chromium } = require('playwright-core');
+const kit = require('./browser_kit.js');
 
-const CHROMIUM = process.env.WSGATE_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-  '--no-first-run', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync'];
 const WAIT_MS = 10000;
 const OVERALL_MS = 45000;
 const RED = [255, 0, 0];
@@ -47,32 +42,9 @@ if (process.argv.length !== 5) {
 const [pageUrl, xDisplay, screenshotPath] = process.argv.slice(2);
 
 const info = { page_url: pageUrl, steps: [], console: [], page_errors: [], failed_requests: [] };
-const t0 = Date.now();
-const step = (s, extra) => info.steps.push(Object.assign({ step: s, ms: Date.now() - t0 }, extra || {}));
-let context = null;
-let userDataDir = null;
-let finished = false;
-
-let ownUserDataDir = false; // made here (removed at the end), or given in WSGATE_CHROMIUM_PROFILE
-
-function cleanupDir() {
-  if (userDataDir && ownUserDataDir) {
-    try { fs.rmSync(userDataDir, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-    userDataDir = null;
-  }
-}
-
-async function finish(code) {
-  if (finished) return;
-  finished = true;
-  if (context) {
-    const c = context;
-    context = null;
-    await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  cleanupDir();
-  process.stdout.write(JSON.stringify(info) + '\n', () => process.exit(code));
-}
+const R = new kit.CheckRun('novnc_check.js', info, { overallMs: OVERALL_MS, waitMs: WAIT_MS, pollMs: 100 });
+const t0 = R.t0;
+const step = (s, extra) => R.step(s, extra);
 
 async function pageState(page) {
   try {
@@ -82,19 +54,8 @@ async function pageState(page) {
   }
 }
 
-// Polls fn(page) until it returns a truthy value; throws with `what` on timeout.
-async function waitFor(page, what, fn, timeoutMs) {
-  const deadline = Date.now() + (timeoutMs || WAIT_MS);
-  let last;
-  while (Date.now() < deadline) {
-    last = await fn(page);
-    if (last && last.done) return last;
-    if (last && last.fail) throw new Error(what + ': ' + last.fail);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('timed out after ' + (timeoutMs || WAIT_MS) + ' ms waiting for ' + what +
-                  ' (last: ' + JSON.stringify(last) + ')');
-}
+// Polls fn(page) until it returns {done}; {fail: why} ends the wait at once.
+const waitFor = (page, what, fn, timeoutMs) => R.waitFor(what, () => fn(page), timeoutMs);
 
 async function waitColour(page, name, rgb) {
   return waitFor(page, 'the canvas to show ' + name, async (p) => {
@@ -108,27 +69,10 @@ async function waitColour(page, name, rgb) {
 
 async function main() {
   // A fresh profile: the caller's empty directory, or a new temporary one.
-  if (process.env.WSGATE_CHROMIUM_PROFILE) {
-    userDataDir = process.env.WSGATE_CHROMIUM_PROFILE;
-    fs.mkdirSync(userDataDir, { recursive: true });
-  } else {
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
-    ownUserDataDir = true;
-  }
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 20000,
-    viewport: { width: 480, height: 270 },
-  });
+  const context = await R.launchPersistent({ profileFromEnv: true, viewport: { width: 480, height: 270 } });
   step('chromium started', { version: context.browser() ? context.browser().version() : null });
   const page = context.pages()[0] || await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('console', (m) => { if (info.console.length < 50) info.console.push(m.type() + ': ' + m.text()); });
-  page.on('pageerror', (e) => info.page_errors.push(String(e && e.stack || e)));
-  page.on('requestfailed', (r) => info.failed_requests.push(r.url() + ': ' + (r.failure() || {}).errorText));
-  page.on('response', (r) => { if (r.status() >= 400) info.failed_requests.push(r.url() + ': HTTP ' + r.status()); });
+  R.watchPage(page, { requests: true });
 
   const resp = await page.goto(pageUrl, { waitUntil: 'load', timeout: WAIT_MS });
   info.page_status = resp ? resp.status() : null;
@@ -178,26 +122,12 @@ async function main() {
   info.elapsed_ms = Date.now() - t0;
 }
 
-const hardStop = setTimeout(() => {
-  info.ok = false;
-  info.error = 'novnc_check.js: overall time limit of ' + OVERALL_MS + ' ms reached';
-  finish(1);
-}, OVERALL_MS);
-hardStop.unref();
-
-main().then(() => finish(0)).catch(async (err) => {
-  info.ok = false;
-  info.error = err && err.message || String(err);
-  try {
-    if (context) {
-      const page = context.pages()[0];
-      if (page) {
-        info.page_state = await pageState(page);
-        if (screenshotPath) {
-          await page.screenshot({ path: screenshotPath, timeout: 3000 }).catch(() => {});
-        }
-      }
+R.start(main, async () => {
+  const page = R.context && R.context.pages()[0];
+  if (page) {
+    info.page_state = await pageState(page);
+    if (screenshotPath) {
+      await page.screenshot({ path: screenshotPath, timeout: 3000 }).catch(() => {});
     }
-  } catch (e) { /* already failing */ }
-  finish(1);
+  }
 });

@@ -25,14 +25,9 @@
 
 const { execFileSync } = require('child_process');
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
-const { chromium } = require('playwright-core');
+const kit = require('./browser_kit.js');
 
-const CHROMIUM = process.env.WSGATE_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-  '--no-first-run', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync'];
 const WAIT_MS = 15000;
 const OVERALL_MS = 50000;
 const RED = [255, 0, 0];
@@ -46,25 +41,9 @@ if (process.argv.length !== 5) {
 const [pageUrl, xDisplay, screenshotPath] = process.argv.slice(2);
 
 const info = { page_url: pageUrl, steps: [], console: [], page_errors: [], failed_requests: [] };
-const t0 = Date.now();
-const step = (s, extra) => info.steps.push(Object.assign({ step: s, ms: Date.now() - t0 }, extra || {}));
-let context = null;
-let userDataDir = null;
-let finished = false;
-
-async function finish(code) {
-  if (finished) return;
-  finished = true;
-  if (context) {
-    const c = context;
-    context = null;
-    await Promise.race([c.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-  }
-  if (userDataDir) {
-    try { fs.rmSync(userDataDir, { recursive: true, force: true }); } catch (e) { /* best effort */ }
-  }
-  process.stdout.write(JSON.stringify(info) + '\n', () => process.exit(code));
-}
+const R = new kit.CheckRun('novnc_page_check.js', info, { overallMs: OVERALL_MS, waitMs: WAIT_MS, pollMs: 100 });
+const t0 = R.t0;
+const step = (s, extra) => R.step(s, extra);
 
 // Runs in the page before its own scripts: remembers the WebSockets it opens.
 function recordSockets() {
@@ -105,38 +84,24 @@ function pageState(rgb) {
   return st;
 }
 
+// Polls the page's state (canvas compared with rgb) until done(state) says so.
 async function waitFor(page, what, rgb, done) {
-  const deadline = Date.now() + WAIT_MS;
-  let last;
-  while (Date.now() < deadline) {
-    last = await page.evaluate(pageState, rgb, { timeout: 3000 }).catch((e) => ({ error: e.message }));
+  const r = await R.waitFor(what, async () => {
+    const s = await page.evaluate(pageState, rgb, { timeout: 3000 }).catch((e) => ({ error: e.message }));
     if (info.page_errors.length) throw new Error(what + ': page error: ' + info.page_errors[0]);
-    if (done(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('timed out after ' + WAIT_MS + ' ms waiting for ' + what + ' (last: ' +
-                  JSON.stringify(last) + ')');
+    return done(s) ? { done: true, s } : s;
+  });
+  return r.s;
 }
 
 const colourDone = (s) => s && s.canvas && s.canvas.match / s.canvas.total >= MIN_MATCH;
 
 async function main() {
-  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsgate-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 20000,
-    viewport: { width: 640, height: 480 },
-  });
+  const context = await R.launchPersistent({ viewport: { width: 640, height: 480 } });
   step('chromium started');
   await context.addInitScript(recordSockets);
   const page = context.pages()[0] || await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on('console', (m) => { if (info.console.length < 50) info.console.push(m.type() + ': ' + m.text()); });
-  page.on('pageerror', (e) => info.page_errors.push(String(e && e.stack || e)));
-  page.on('requestfailed', (r) => info.failed_requests.push(r.url() + ': ' + (r.failure() || {}).errorText));
-  page.on('response', (r) => { if (r.status() >= 400) info.failed_requests.push(r.url() + ': HTTP ' + r.status()); });
+  R.watchPage(page, { requests: true });
 
   const resp = await page.goto(pageUrl, { waitUntil: 'load', timeout: WAIT_MS });
   info.page_status = resp ? resp.status() : null;
@@ -166,22 +131,10 @@ async function main() {
   info.elapsed_ms = Date.now() - t0;
 }
 
-const hardStop = setTimeout(() => {
-  info.ok = false;
-  info.error = 'novnc_page_check.js: overall time limit of ' + OVERALL_MS + ' ms reached';
-  finish(1);
-}, OVERALL_MS);
-hardStop.unref();
-
-main().then(() => finish(0)).catch(async (err) => {
-  info.ok = false;
-  info.error = err && err.message || String(err);
-  try {
-    const page = context && context.pages()[0];
-    if (page) {
-      info.page_state = await page.evaluate(pageState, null, { timeout: 3000 }).catch(() => null);
-      await page.screenshot({ path: screenshotPath, timeout: 3000 }).catch(() => {});
-    }
-  } catch (e) { /* already failing */ }
-  finish(1);
+R.start(main, async () => {
+  const page = R.context && R.context.pages()[0];
+  if (page) {
+    info.page_state = await page.evaluate(pageState, null, { timeout: 3000 }).catch(() => null);
+    await page.screenshot({ path: screenshotPath, timeout: 3000 }).catch(() => {});
+  }
 });
