@@ -132,6 +132,7 @@ struct wsg_route {
     size_t n_subprotocols;
     bool require_subprotocol;
     bool auth_jwt; /* "auth": "jwt" */
+    bool compression; /* permessage-deflate (RFC 7692) accepted when a client offers it */
 
     /* type "tcp" */
     struct wsg_target *targets; /* from "target" (one) or "targets" (several) */

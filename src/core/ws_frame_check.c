@@ -94,6 +94,15 @@ static uint8_t utf8_step(uint8_t st, uint8_t b)
     }
 }
 
+bool ws_utf8_feed(uint8_t *state, const uint8_t *s, size_t n)
+{
+    uint8_t st = *state;
+    for (size_t i = 0; i < n && st != U8_BAD; i++)
+        st = utf8_step(st, s[i]);
+    *state = st;
+    return st != U8_BAD;
+}
+
 bool ws_close_code_valid(unsigned code)
 {
     if (code < 1000 || code >= 5000)
@@ -231,6 +240,13 @@ static int fail(struct ws_frame_check *c, int fault, size_t keep, size_t at,
 int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len,
                         struct ws_frame_verdict *v)
 {
+    return ws_frame_check_feed_cb(c, buf, len, v, NULL, NULL);
+}
+
+int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t len,
+                           struct ws_frame_verdict *v, ws_frame_message_fn on_message,
+                           void *ctx)
+{
     if (c->flags & WS_FC_FAILED)
         return fail(c, c->op, 0, 0, v);
     if (c->flags & WS_FC_CLOSED) {
@@ -247,6 +263,8 @@ int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len
             frame_start = i;
             c->ctl_seen = c->ctl_utf8 = 0;
             if ((fault = on_hdr0(c, b)) < 0) {
+                if (on_message && (c->op == OP_TEXT || c->op == OP_BINARY))
+                    on_message(ctx, i, b & 0x40);
                 c->state = S_HDR1;
                 i++;
             }
