@@ -243,7 +243,8 @@ class CompressionTest(GatewayTestCase):
         per = (compressed - plain) * 1024 / n
         print("RSS for %d connections that each sent one message: %d KiB plain, %d KiB with "
               "permessage-deflate: %.0f bytes more per connection" % (n, plain, compressed, per))
-        self.assertLess(per, 64 * 1024)
+        if not peers.binary_has_asan():  # ASan's redzones and quarantine say nothing here
+            self.assertLess(per, 64 * 1024)
 
 
 if __name__ == "__main__":
