@@ -64,7 +64,33 @@ static __thread struct {
     struct ws_frame_verdict verdict;
 } early = {.fd = -1};
 
-static void note_read(int fd, const void *buf, ssize_t n)
+/* Clears RSV1 in the header of every whole frame header in p[0..n): frames
+ * that came with the upgrade request are judged by check_early (where RSV1
+ * already fails them), but lws parses them anyway, and its own
+ * permessage-deflate inflater must never run (see note_message). */
+static void strip_rsv1(unsigned char *p, size_t n)
+{
+    size_t at = 0;
+    while (at + 2 <= n) {
+        p[at] &= (unsigned char)~0x40;
+        uint64_t len = p[at + 1] & 0x7f;
+        size_t head = 2 + ((p[at + 1] & 0x80) ? 4 : 0);
+        if (len == 126 || len == 127) {
+            size_t bytes = len == 126 ? 2 : 8;
+            if (at + 2 + bytes > n)
+                return;
+            len = 0;
+            for (size_t i = 0; i < bytes; i++)
+                len = len << 8 | p[at + 2 + i];
+            head += bytes;
+        }
+        if (len > n - at || head + len > n - at)
+            return;
+        at += head + (size_t)len;
+    }
+}
+
+static void note_read(int fd, void *buf, ssize_t n)
 {
     if (fd < 0 || n < 4 || memcmp(buf, "GET ", 4) != 0)
         return;
@@ -79,6 +105,7 @@ static void note_read(int fd, const void *buf, ssize_t n)
     ws_frame_check_init(&early.check, 0);
     early.result = ws_frame_check_feed(&early.check, end, tail, &early.verdict);
     early.fd = fd;
+    strip_rsv1((unsigned char *)end, tail);
 }
 
 typedef ssize_t (*recv_fn)(int, void *, size_t, int);
@@ -117,7 +144,11 @@ static void check_early(struct ws_rx_guard_conn *g)
     if (early.fd != g->fd)
         return;
     early.fd = -1;
+    /* Those frames were judged without the connection's settings (not known
+     * then: a frame with RSV1 failed them); later ones are judged with. */
+    uint8_t settings = g->check.flags & (WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8);
     g->check = early.check;
+    g->check.flags |= settings;
     if (early.result == WS_FC_OK)
         return;
     if (early.result == WS_FC_VIOLATION)

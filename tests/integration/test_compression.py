@@ -218,6 +218,41 @@ class CompressionTest(GatewayTestCase):
             self.assertEqual(ws.recv_close()[0], want, frames[:12])
             ws.close()
 
+    def early(self, frames):
+        """An upgrade request with frames in the same packet (before the 101,
+        which RFC 6455 forbids, but lws parses them)."""
+        import base64
+        s = __import__("socket").create_connection((HOST, self.gw.port), timeout=5)
+        req = ("GET /z HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+               % base64.b64encode(os.urandom(16)).decode()).encode()
+        s.sendall(req + frames)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        self.assertIn(b" 101 ", head)
+        resp = type("R", (), {"sock": s, "rest": rest})
+        return RawWebSocket(resp)
+
+    def test_frames_sent_with_the_upgrade(self):
+        self.gateway()
+        # A compressed frame before the 101 is refused (1002) and never
+        # inflated, a bomb included; the gateway lives on.
+        ws = self.early(encode_frame(OP_BINARY, deflate(b"x" * 300000), rsv=4))
+        self.assertEqual(ws.recv_close()[0], 1002)
+        ws.close()
+        # A plain one is relayed, and compression works after it.
+        ws = self.early(encode_frame(OP_TEXT, b"early bird"))
+        rsv, fin, op, payload = recv_frame_rsv(ws)
+        self.assertEqual(payload, b"early bird")
+        ws.sock.sendall(encode_frame(OP_TEXT, deflate(b"then compressed " * 10), rsv=4))
+        rsv, fin, op, payload = recv_frame_rsv(ws)
+        self.assertEqual(inflate(payload) if rsv else payload, b"then compressed " * 10)
+        ws.close()
+        self.assertEqual(harness.http_get(self.gw.port, "/healthz").status, 200)
+
     def test_memory_per_compressed_connection(self):
         self.gateway(ping_interval_s=0)
         n = 300
