@@ -197,14 +197,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 3: {
-        char *a = fz_line(&z), *q = fz_line(&z), *s = fz_line(&z);
+        char *a = fz_line(&z), *q = fz_line(&z), *s = fz_line(&z), *c = fz_line(&z);
         size_t out_len = 1 + ((b0 >> 3) % 2 ? (b0 >> 4) : 200);
         char *out = malloc(out_len);
-        long n = auth_find_token(*a ? a : NULL, *q ? q : NULL, *s ? s : NULL, out, out_len);
+        long n = auth_find_token(*a ? a : NULL, *q ? q : NULL, *c ? c : NULL, "sid",
+                                 *s ? s : NULL, out, out_len);
         FUZZ_CHECK(n >= -1 && n < (long)out_len, "auth_find_token %ld (out_len %zu)", n, out_len);
         if (n > 0) {
             FUZZ_CHECK(strlen(out) == (size_t)n, "token length");
-            FUZZ_CHECK(strstr(a, out) || strstr(q, out) || strstr(s, out),
+            FUZZ_CHECK(strstr(a, out) || strstr(q, out) || strstr(s, out) || strstr(c, out),
                        "token \"%s\" is in none of the inputs", out);
             if (strncasecmp(a, "Bearer ", 7) == 0)
                 FUZZ_CHECK(!strchr(out, ' ') && strstr(a, out),
@@ -214,6 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(a);
         free(q);
         free(s);
+        free(c);
         break;
     }
     }

@@ -21,6 +21,7 @@
 
 #include "envelope.h"
 #include "framing.h"
+#include "utf8.h"
 #include "topic.h"
 
 static const char *const codes[] = {

@@ -19,6 +19,7 @@
 
 #include "buf_pool.h"
 #include "framing.h"
+#include "utf8.h"
 
 struct msgs {
     uint8_t *bytes; /* every message's bytes, concatenated */

@@ -9,6 +9,7 @@
  *  - route_table_create succeeds iff every pattern passes
  *    route_pattern_validate;
  *  - route_table_match agrees with a naive reference (status, route index,
+ *    a last "**" taking the rest of the path,
  *    every capture's name and decoded value); a capture never holds
  *    + # / NUL and is never empty; reasons are one printable line;
  *  - route_expand of a template valid for the matched route keeps the
@@ -125,8 +126,14 @@ static void reference(char **patterns, size_t n_routes, const char *uri, struct 
     for (size_t r = 0; r < n_routes; r++) {
         struct ref_seg segs[MAX_SEGS];
         size_t n = pattern_segs(patterns[r], segs);
-        if (!(n_req == n || (n_req == n + 1 && dlen[n] == 0)))
+        /* A last "**" takes whatever follows the segments before it. */
+        bool rest = n > 0 && segs[n - 1].len == 2 && memcmp(segs[n - 1].s, "**", 2) == 0;
+        if (rest) {
+            if (n_req < --n)
+                continue;
+        } else if (!(n_req == n || (n_req == n + 1 && dlen[n] == 0))) {
             continue;
+        }
         bool ok = true;
         for (size_t k = 0; k < n && ok; k++)
             if (!is_capture(&segs[k]))

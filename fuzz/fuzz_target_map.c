@@ -5,13 +5,15 @@
  * Properties:
  *  - a map xor errors; every error line names the file and is one line
  *    of UTF-8;
- *  - a loaded map has one entry per key of the JSON object, each found by
- *    target_map_lookup with at least one target, a non-empty host and a
- *    port 1..65535; a key not in the file is not found. */
+ *  - a loaded map from JSON has one entry per key of the JSON object, each
+ *    found by target_map_lookup with at least one target, a non-empty host
+ *    and a port 1..65535; a key not in the file is not found;
+ *  - a loaded map from websockify's lines has at most one entry per line. */
 #define _GNU_SOURCE
 #include "fuzz_util.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -46,6 +48,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    errs.lines[i]);
         FUZZ_CHECK(fz_is_one_line_but_near(errs.lines[i]), "error is not one line: %s", errs.lines[i]);
         FUZZ_CHECK(fz_is_utf8_but_near(errs.lines[i]), "error is not UTF-8: %s", errs.lines[i]);
+    }
+    size_t first = 0;
+    while (first < size && (data[first] == ' ' || (data[first] >= '\t' && data[first] <= '\r')))
+        first++;
+    bool is_json = first < size && (data[first] == '{' || data[first] == '[' || data[first] == '"');
+    if (m && !is_json) {
+        size_t lines = 1;
+        for (size_t i = 0; i < size; i++)
+            lines += data[i] == '\n';
+        FUZZ_CHECK(target_map_size(m) <= lines, "%zu entries from %zu lines", target_map_size(m),
+                   lines);
+        target_map_free(m);
+        m = NULL;
     }
     if (m) {
         json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,

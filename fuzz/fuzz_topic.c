@@ -12,6 +12,7 @@
 #include "fuzz_util.h"
 
 #include "framing.h"
+#include "utf8.h"
 #include "topic.h"
 
 /* Naive reference: split on '/', compare level by level. */

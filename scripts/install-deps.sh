@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # build
-  cmake pkg-config build-essential clang libclang-rt-14-dev
+  cmake pkg-config build-essential clang libclang-rt-14-dev clang-format
   libwebsockets-dev libpaho-mqtt-dev libjansson-dev libcmocka-dev libssl-dev zlib1g-dev
   # tests: real peers and clients
   python3-websockets python3-paho-mqtt mosquitto mosquitto-clients openssl valgrind
@@ -15,8 +15,9 @@ packages=(
   # benchmarks: the peers a user would write instead (bench/relays/go; the Node
   # relay comes from npm) and the plots
   golang-go golang-github-gorilla-websocket-dev gnuplot-nox
-  # tests: noVNC in headless Chromium against a real VNC server
-  chromium xvfb x11vnc x11-xserver-utils
+  # tests: noVNC in headless Chromium against a real VNC server (novnc: Debian's
+  # own page, served by `wsgate --web /usr/share/novnc`)
+  chromium xvfb x11vnc x11-xserver-utils novnc
   # tests: the Docker image, built with podman on a debootstrapped base
   # (tests/docker/; python3-yaml reads docker/compose.yaml)
   podman debootstrap python3-yaml

@@ -1,29 +1,32 @@
-/* bridge.c - picks the bridge for a route's type; see bridge.h. The kinds of
- * bridge live in tcp_bridge.c (one backend socket per client) and
- * mqtt_bridge.c (a link to the route's shared broker session). */
+/* bridge.c - opens the bridge of a route's backend type and passes a
+ * session's events to it; see bridge.h. The kinds of bridge live in
+ * tcp_bridge.c (one backend socket per client) and mqtt_bridge.c (a link to
+ * the route's shared broker session), registered by backends.c. */
 #include "bridge_impl.h"
+
+#include "backend_type.h"
 
 #include "config.h"
 #include "route.h"
 #include "session.h"
 
-int bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
-                         size_t reason_len)
+#include <stdio.h>
+
+int bridge_check_request(struct backend_request *req, char *reason, size_t reason_len)
 {
-    if (m->route->type == WSG_ROUTE_MQTT)
-        return mqtt_bridge_check_request(m, claims, reason, reason_len);
-    return 0;
+    const struct wsg_route *r = req->match->route;
+    const struct backend_type *t = backend_type_for(r->type);
+    if (!t) {
+        snprintf(reason, reason_len, "route %s: its backend type is not built in", r->name);
+        return 500;
+    }
+    return t->check_request ? t->check_request(req, reason, reason_len) : 0;
 }
 
 struct bridge *bridge_open(struct session *s)
 {
-    switch (session_match(s)->route->type) {
-    case WSG_ROUTE_TCP:
-        return tcp_bridge_open(s);
-    case WSG_ROUTE_MQTT:
-        return mqtt_bridge_open(s);
-    }
-    return NULL;
+    const struct backend_type *t = backend_type_for(session_match(s)->route->type);
+    return t ? t->open(s) : NULL;
 }
 
 void bridge_client_data(struct bridge *b, const uint8_t *data, size_t len, bool first,
@@ -35,5 +38,3 @@ void bridge_client_data(struct bridge *b, const uint8_t *data, size_t len, bool 
 void bridge_client_drained(struct bridge *b) { b->ops->client_drained(b); }
 
 void bridge_client_gone(struct bridge *b) { b->ops->client_gone(b); }
-
-void bridge_shutdown(void) { tcp_bridge_shutdown(); }

@@ -1,6 +1,7 @@
 /* bridge_impl.h - what bridge.c dispatches to: each kind of bridge (tcp_bridge.c,
  * mqtt_bridge.c) starts its struct with a `struct bridge` naming its
- * operations. Only the bridge implementations include this. */
+ * operations, and fills a backend type (backend_type.h) that backends.c
+ * registers. Only the bridge implementations include this. */
 #ifndef WSGATE_BRIDGE_IMPL_H
 #define WSGATE_BRIDGE_IMPL_H
 
@@ -16,15 +17,5 @@ struct bridge_ops {
 struct bridge {
     const struct bridge_ops *ops;
 };
-
-/* Cancels tcp_bridge's shared connect-deadline timer (before the lws
- * context goes). */
-void tcp_bridge_shutdown(void);
-
-/* Each returns NULL when the backend side cannot even start. */
-struct bridge *tcp_bridge_open(struct session *s);
-struct bridge *mqtt_bridge_open(struct session *s);
-int mqtt_bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
-                              size_t reason_len);
 
 #endif

@@ -5,7 +5,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
-#include "mqtt_broker.h"
+#include "backend_type.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -112,10 +112,11 @@ void http_state_release(struct http_state *st)
 static int readyz(struct lws *wsi, struct http_state *st, const struct wsg_config *cfg)
 {
     (void)cfg;
-    const char *down = mqtt_brokers_first_down();
+    const char *kind = NULL;
+    const char *down = backend_types_unavailable(&kind);
     if (down) {
         char text[300];
-        snprintf(text, sizeof(text), "{\"status\":\"unavailable\",\"broker\":\"%s\"}\n",
+        snprintf(text, sizeof(text), "{\"status\":\"unavailable\",\"%s\":\"%s\"}\n", kind,
                  down);
         return respond_text(wsi, st, 503, "application/json", text);
     }

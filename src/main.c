@@ -3,10 +3,13 @@
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
-#include "mqtt_broker.h"
+#include "backend_type.h"
+#include "backends.h"
 #include "rules.h"
 #include "target_pool.h"
 #include "server.h"
+#include "websockify_cli.h"
+#include "websockify_run.h"
 #include "workers.h"
 
 #include <getopt.h>
@@ -30,13 +33,17 @@
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_RUNTIME = 2 };
 
-static struct server *running;
+static struct server *volatile running;
+static unsigned idle_exit_s; /* websockify's --idle-timeout; 0: run until stopped */
+static const char *config_label = "<built-in>"; /* what "config=" says without a file */
 
 static void usage(FILE *out)
 {
     fputs("usage: wsgate [-c FILE] [--check] [--log-level error|warn|info|debug]\n"
-          "              [--version] [--help]\n"
-          "\n"
+          "              [--version] [--help]\n",
+          out);
+    fputs(websockify_cli_usage, out);
+    fputs("\n"
           "A WebSocket gateway: browsers connect over WebSocket, routes bridge each\n"
           "connection to a backend TCP socket or to MQTT topics.\n"
           "\n"
@@ -47,13 +54,19 @@ static void usage(FILE *out)
           "      --version       print the version\n"
           "  -h, --help          this text\n"
           "\n"
-          "Exit status: 0 clean shutdown, 1 bad config or command line, 2 failure at start.\n",
+          "Exit status: 0 clean shutdown, 1 bad config or command line, 2 failure at start\n"
+          "(2 also for any mistake in the websockify form, as websockify).\n",
           out);
 }
+
+/* A signal that arrives while the server is being made (before `running`
+ * is set) is kept here and acted on as soon as it is running. */
+static volatile sig_atomic_t stop_pending, reload_pending;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
+    stop_pending = 1;
     if (running)
         server_stop(running);
 }
@@ -61,6 +74,7 @@ static void on_stop_signal(int sig)
 static void on_reload_signal(int sig)
 {
     (void)sig;
+    reload_pending = 1;
     if (running)
         server_request_reload(running);
 }
@@ -123,10 +137,16 @@ static int serve(struct wsg_config *cfg, struct map_watch *maps, const char *con
         metrics_shutdown();
         return EXIT_RUNTIME;
     }
+    if (idle_exit_s)
+        server_exit_when_idle(srv, idle_exit_s);
     workers_ready();
     log_info("wsgate started", "version", WSGATE_VERSION, "config",
-             config_path ? config_path : "<built-in>");
+             config_path ? config_path : config_label);
     running = srv;
+    if (stop_pending)
+        server_stop(srv); /* SIGTERM during server_create: stop, don't swallow it */
+    else if (reload_pending)
+        server_request_reload(srv);
     server_run(srv);
     running = NULL;
     log_info("wsgate stopped");
@@ -159,7 +179,7 @@ static bool subprotocol_in_config(void *ctx, const char *name)
 static int run_worker(unsigned number, void *ctx)
 {
     struct supervised *sup = ctx;
-    mqtt_brokers_set_worker((int)number);
+    backend_types_set_worker((int)number);
     struct wsg_config *cfg = sup->cfg;
     struct map_watch *maps = sup->maps;
     sup->cfg = NULL; /* this process's copy now belongs to the server */
@@ -207,6 +227,22 @@ int main(int argc, char **argv)
     };
     const char *config_path = NULL;
     int check_only = 0, opt;
+
+    if (backends_register_builtin() != 0) {
+        fprintf(stderr, "wsgate: the built-in backend types do not register\n");
+        return EXIT_FAILURE;
+    }
+    if (websockify_cli_wanted(argc, argv)) {
+        struct wsg_config *cfg = NULL;
+        struct map_watch *maps = NULL;
+        int rc = websockify_run_setup(argc, argv, &cfg, &maps, &idle_exit_s);
+        if (rc == WEBSOCKIFY_RUN_HELP)
+            usage(stdout);
+        if (rc != WEBSOCKIFY_RUN_SERVE)
+            return rc == WEBSOCKIFY_RUN_HELP ? EXIT_OK : rc;
+        config_label = WEBSOCKIFY_CLI_SOURCE;
+        return serve(cfg, maps, NULL);
+    }
 
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
         switch (opt) {

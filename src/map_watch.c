@@ -4,7 +4,9 @@
 #include "log.h"
 #include "target_map.h"
 
+#include <dirent.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 struct watched_map {
     const char *path;        /* borrowed from the config */
     struct target_map *snap; /* owned; NULL for routes without a map */
-    struct stat seen;        /* the file as last read (good or not) */
+    uint64_t seen;           /* state_of() the file or directory as last read (good or not) */
 };
 
 struct map_watch {
@@ -22,10 +24,44 @@ struct map_watch {
     size_t n;
 };
 
-static bool same_file_state(const struct stat *a, const struct stat *b)
+/* FNV-1a over what identifies a file's version: inode, size, mtime. */
+static uint64_t mix_stat(uint64_t h, const struct stat *st)
 {
-    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+    const uint64_t parts[] = {(uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
+                              (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        for (int b = 0; b < 64; b += 8)
+            h = (h ^ ((parts[i] >> b) & 0xff)) * 0x100000001b3ULL;
+    return h;
+}
+
+/* A fingerprint of the map's file, or of a directory of token files: the
+ * directory itself (files added, removed, renamed) and every file in it
+ * (edited in place, which leaves the directory's mtime alone). 0 if absent. */
+static uint64_t state_of(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    uint64_t h = mix_stat(0xcbf29ce484222325ULL, &st);
+    if (!S_ISDIR(st.st_mode))
+        return h;
+    DIR *d = opendir(path);
+    if (!d)
+        return h;
+    struct dirent *de;
+    char full[4096];
+    /* readdir's order is stable while the directory is unchanged, and a
+     * change to the directory changes its own mtime anyway. */
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(full, sizeof(full), "%s/%s", path, de->d_name);
+        if (stat(full, &st) == 0)
+            h = mix_stat(h, &st);
+    }
+    closedir(d);
+    return h;
 }
 
 /* Reads one map; on success swaps it in, else logs every error and keeps
@@ -34,7 +70,7 @@ static void reload_one(struct map_watch *w, size_t i)
 {
     struct watched_map *m = &w->maps[i];
     struct config_errors errs = {0};
-    stat(m->path, &m->seen); /* remember even a broken state: report it once */
+    m->seen = state_of(m->path); /* remember even a broken state: report it once */
     struct target_map *fresh = target_map_load(m->path, m->path, &errs);
     if (!fresh) {
         for (size_t e = 0; e < errs.count; e++)
@@ -70,7 +106,7 @@ struct map_watch *map_watch_create(const struct wsg_config *cfg, struct config_e
         if (!path)
             continue;
         w->maps[i].path = path;
-        stat(path, &w->maps[i].seen);
+        w->maps[i].seen = state_of(path);
         w->maps[i].snap = target_map_load(path, path, errs);
     }
     if (errs->count > errors_before) {
@@ -93,8 +129,10 @@ void map_watch_poll(struct map_watch *w)
 {
     for (size_t i = 0; i < w->n; i++) {
         struct watched_map *m = &w->maps[i];
-        struct stat now;
-        if (!m->path || stat(m->path, &now) != 0 || same_file_state(&now, &m->seen))
+        if (!m->path)
+            continue;
+        uint64_t now = state_of(m->path);
+        if (now == 0 || now == m->seen)
             continue;
         reload_one(w, i);
     }

@@ -1,5 +1,6 @@
 /* map_watch.h - the target maps of the running config: every route with a
- * "target_map" gets a snapshot loaded at start, re-read when its file changes
+ * "target_map" gets a snapshot loaded at start, re-read when its file (or, for
+ * a directory of token files, the directory or any file in it) changes
  * (polled) or on SIGHUP. A file that fails to load is reported with its JSON
  * paths and the last good snapshot stays in force. No lws here: the server
  * calls map_watch_poll() from a timer. */

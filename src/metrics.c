@@ -36,6 +36,13 @@ struct refused_entry {
     uint64_t count;
 };
 
+/* Upper bounds (seconds) of wsgate_auth_request_duration_seconds's buckets. */
+static const double auth_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define AUTH_BUCKETS (sizeof(auth_buckets) / sizeof(auth_buckets[0]))
+#define AUTH_RESULTS 4
+static const char *const auth_results[AUTH_RESULTS] = {"allowed", "unauthorized", "forbidden",
+                                                       "unavailable"};
+
 struct worker_slot {
     uint64_t running; /* set by the supervisor: 1 while the worker process lives */
     uint64_t open_connections; /* this worker's share of metrics_shared.open_connections */
@@ -45,6 +52,10 @@ struct worker_slot {
     struct route_slot routes[METRICS_MAX_ROUTES];
     struct broker_slot brokers[METRICS_MAX_BROKERS];
     struct refused_entry refused[8];
+    uint64_t auth_requests[AUTH_RESULTS];
+    uint64_t auth_le[AUTH_BUCKETS]; /* per bucket (not cumulative); +Inf is the total */
+    uint64_t auth_seconds_us;       /* sum of durations, in microseconds */
+    uint64_t auth_cache_hits;
 };
 
 struct metrics_shared {
@@ -234,6 +245,60 @@ void metrics_remove_broker(const char *broker_name)
 }
 
 void metrics_count_proxy_protocol_error(void) { own()->proxy_protocol_errors++; }
+void metrics_count_auth_request(int result, double seconds)
+{
+    struct worker_slot *w = own();
+    if (result < 0 || result >= AUTH_RESULTS)
+        result = AUTH_RESULTS - 1;
+    w->auth_requests[result]++;
+    for (size_t i = 0; i < AUTH_BUCKETS; i++)
+        if (seconds <= auth_buckets[i]) {
+            w->auth_le[i]++;
+            break;
+        }
+    w->auth_seconds_us += (uint64_t)(seconds * 1e6);
+}
+
+void metrics_count_auth_cache_hit(void) { own()->auth_cache_hits++; }
+
+static void header(FILE *out, const char *name, const char *type, const char *help);
+
+/* The auth service's series, summed over the workers. */
+static void render_auth(FILE *out)
+{
+    uint64_t results[AUTH_RESULTS] = {0}, le[AUTH_BUCKETS] = {0}, sum_us = 0, hits = 0, count = 0;
+    for (unsigned w = 0; w < shared->n_workers; w++) {
+        const struct worker_slot *ws = &shared->workers[w];
+        for (size_t i = 0; i < AUTH_RESULTS; i++)
+            results[i] += load(&ws->auth_requests[i]);
+        for (size_t i = 0; i < AUTH_BUCKETS; i++)
+            le[i] += load(&ws->auth_le[i]);
+        sum_us += load(&ws->auth_seconds_us);
+        hits += load(&ws->auth_cache_hits);
+    }
+    header(out, "wsgate_auth_requests_total", "counter",
+           "Requests to the auth service (\"auth\": \"http\" routes), by result.");
+    for (size_t i = 0; i < AUTH_RESULTS; i++) {
+        fprintf(out, "wsgate_auth_requests_total{result=\"%s\"} %llu\n", auth_results[i],
+                (unsigned long long)results[i]);
+        count += results[i];
+    }
+    header(out, "wsgate_auth_request_duration_seconds", "histogram",
+           "Time from a request to the auth service to its answer (or timeout).");
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < AUTH_BUCKETS; i++) {
+        cumulative += le[i];
+        fprintf(out, "wsgate_auth_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                auth_buckets[i], (unsigned long long)cumulative);
+    }
+    fprintf(out, "wsgate_auth_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+            (unsigned long long)count);
+    fprintf(out, "wsgate_auth_request_duration_seconds_sum %.6f\n", (double)sum_us / 1e6);
+    fprintf(out, "wsgate_auth_request_duration_seconds_count %llu\n", (unsigned long long)count);
+    header(out, "wsgate_auth_cache_hits_total", "counter",
+           "Handshakes the auth service's cached answers allowed without asking it.");
+    fprintf(out, "wsgate_auth_cache_hits_total %llu\n", (unsigned long long)hits);
+}
 
 void metrics_count_refused(int http_status)
 {
@@ -506,6 +571,7 @@ char *metrics_render(size_t *len_out)
     for (size_t i = 0; i < n_total; i++)
         fprintf(out, "wsgate_handshakes_refused_total{status=\"%llu\"} %llu\n",
                 (unsigned long long)total[i].status, (unsigned long long)total[i].count);
+    render_auth(out);
 
     if (fclose(out) != 0) {
         free(buf);

@@ -96,6 +96,12 @@ void metrics_count_proxy_protocol_error(void);
 /* Handshakes refused before a route was bound, by HTTP status. */
 void metrics_count_refused(int http_status);
 
+/* The auth service (SPEC-2 A): one request answered with `result`
+ * (0 allowed, 1 unauthorized, 2 forbidden, 3 unavailable: enum auth_verdict)
+ * after `seconds`; and a handshake answered from the cache. */
+void metrics_count_auth_request(int result, double seconds);
+void metrics_count_auth_cache_hit(void);
+
 /* Renders every series into a malloc'd text buffer; the caller frees it. */
 char *metrics_render(size_t *len_out);
 

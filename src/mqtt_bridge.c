@@ -13,10 +13,13 @@
  * close 1008; the broker session never waits for one client. */
 #include "bridge_impl.h"
 
+#include "backends.h"
+
 #include "auth.h"
 #include "config.h"
 #include "envelope.h"
 #include "framing.h"
+#include "utf8.h"
 #include "log.h"
 #include "metrics.h"
 #include "msg_buffer.h"
@@ -26,6 +29,7 @@
 #include "session.h"
 #include "topic.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,17 +60,20 @@ struct mqtt_bridge {
 
 static void close_client(struct mqtt_bridge *b, int code, const char *what)
 {
-    char reason[123]; /* a close frame's reason holds at most 123 bytes */
+    char reason[SESSION_CLOSE_REASON_MAX];
     snprintf(reason, sizeof(reason), "route %s: %s", b->route->name, what);
     session_close(b->session, code, reason);
 }
 
 /* --- templates ------------------------------------------------------------- */
 
-/* {jwt.<claim>} from the client's token, {msg./pointer} from its message. */
+/* {jwt.<claim>} from the client's token, {auth.<claim>} from the auth
+ * service's answer (or the token, on JWT routes: the session holds one set
+ * of claims), {msg./pointer} from its message. */
 struct value_lookup {
     json_t *claims; /* or NULL */
     json_t *doc;    /* or NULL */
+    bool claims_later; /* {auth.x} not known yet: any safe value stands in */
     char number[32];
 };
 
@@ -75,15 +82,17 @@ static const char *lookup_value(void *ctx, const char *name)
     struct value_lookup *vl = ctx;
     if (strncmp(name, "jwt.", 4) == 0)
         return auth_claim_value(vl->claims, name + 4, vl->number, sizeof(vl->number));
+    if (strncmp(name, "auth.", 5) == 0)
+        return vl->claims_later ? "later"
+                                : auth_claim_value(vl->claims, name + 5, vl->number,
+                                                   sizeof(vl->number));
     return publish_msg_value(vl->doc, name, vl->number, sizeof(vl->number));
 }
 
-/* Expands a topic or filter template for this client. 0 or -1 with err. */
-static int expand(const struct route_match *m, json_t *claims, const char *tmpl, json_t *doc,
-                  bool filter, char *out, size_t out_len, char *err, size_t err_len)
+static int expand_with(const struct route_match *m, struct value_lookup *vl, const char *tmpl,
+                       bool filter, char *out, size_t out_len, char *err, size_t err_len)
 {
-    struct value_lookup vl = {.claims = claims, .doc = doc};
-    if (route_expand(tmpl, m, lookup_value, &vl, out, out_len, err, err_len) < 0)
+    if (route_expand(tmpl, m, lookup_value, vl, out, out_len, err, err_len) < 0)
         return -1;
     if (filter ? !topic_filter_is_valid(out) : !topic_name_is_valid(out)) {
         snprintf(err, err_len, "\"%s\" is not a valid MQTT topic%s", tmpl,
@@ -93,13 +102,22 @@ static int expand(const struct route_match *m, json_t *claims, const char *tmpl,
     return 0;
 }
 
+/* Expands a topic or filter template for this client. 0 or -1 with err. */
+static int expand(const struct route_match *m, json_t *claims, const char *tmpl, json_t *doc,
+                  bool filter, char *out, size_t out_len, char *err, size_t err_len)
+{
+    struct value_lookup vl = {.claims = claims, .doc = doc};
+    return expand_with(m, &vl, tmpl, filter, out, out_len, err, err_len);
+}
+
 static bool uses_msg(const char *tmpl) { return strstr(tmpl, "{msg.") != NULL; }
 
 /* Every template that depends only on the request, expanded once to find a
  * missing query parameter before the upgrade (HTTP 400). */
-int mqtt_bridge_check_request(const struct route_match *m, json_t *claims, char *reason,
-                              size_t reason_len)
+static int mqtt_check_request(struct backend_request *req, char *reason, size_t reason_len)
 {
+    const struct route_match *m = req->match;
+    struct value_lookup vl = {.claims = req->claims, .claims_later = req->claims_later};
     const struct wsg_route *r = m->route;
     char out[TOPIC_BUF_BYTES], err[200];
     struct tmpl_use {
@@ -121,8 +139,8 @@ int mqtt_bridge_check_request(const struct route_match *m, json_t *claims, char 
     if (r->has_on_disconnect && n < 64)
         t[n++] = (struct tmpl_use){r->on_disconnect.topic, false};
     for (size_t i = 0; i < n; i++) {
-        if (expand(m, claims, t[i].tmpl, NULL, t[i].filter, out, sizeof(out), err,
-                   sizeof(err)) != 0) {
+        if (expand_with(m, &vl, t[i].tmpl, t[i].filter, out, sizeof(out), err,
+                        sizeof(err)) != 0) {
             snprintf(reason, reason_len, "route %s: %s", r->name, err);
             return 400;
         }
@@ -263,6 +281,14 @@ static void envelope_request(struct mqtt_bridge *b, const uint8_t *msg, size_t l
             reply_error(b, ENVELOPE_ERR_NOT_SUBSCRIBED, "not subscribed to this filter", req.id);
         else
             reply_ack(b, req.id);
+        break;
+    case ENVELOPE_REFRESH:
+        if (session_refresh_token(b->session, req.topic, strlen(req.topic), text,
+                                  sizeof(text)) != 0)
+            reply_error(b, ENVELOPE_ERR_BAD_TOKEN, text, req.id);
+        else
+            reply_ack(b, req.id);
+        OPENSSL_cleanse(req.topic, strlen(req.topic));
         break;
     }
     envelope_request_free(&req);
@@ -440,7 +466,7 @@ static const struct bridge_ops mqtt_bridge_ops = {
     .client_gone = client_gone,
 };
 
-struct bridge *mqtt_bridge_open(struct session *s)
+static struct bridge *mqtt_bridge_open(struct session *s)
 {
     const struct route_match *m = session_match(s);
     const struct wsg_route *r = m->route;
@@ -486,3 +512,31 @@ struct bridge *mqtt_bridge_open(struct session *s)
     b->announced = true;
     return &b->base;
 }
+
+static bool mqtt_drained(void) { return mqtt_brokers_flushed(); }
+
+static int mqtt_start(const struct wsg_config *cfg, struct lws_context *ctx, char *err,
+                      size_t err_len)
+{
+    /* Every configured series exists from the start, at zero. */
+    for (size_t i = 0; i < cfg->n_brokers; i++)
+        metrics_set_broker_connected(cfg->brokers[i].name, 0);
+    return mqtt_brokers_start(cfg, ctx, err, err_len);
+}
+
+const struct backend_type mqtt_backend_type = {
+    .name = "mqtt",
+    .route_type = WSG_ROUTE_MQTT,
+    .check_request = mqtt_check_request,
+    .open = mqtt_bridge_open,
+    .service = mqtt_brokers_service,
+    .set_worker = mqtt_brokers_set_worker,
+    .start = mqtt_start,
+    .reload = mqtt_brokers_reload,
+    .unavailable = mqtt_brokers_first_down,
+    .resource_kind = "broker",
+    /* persistent sessions keep their filters */
+    .drain = mqtt_brokers_stopping,
+    .drained = mqtt_drained,
+    .stop = mqtt_brokers_stop,
+};

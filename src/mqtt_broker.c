@@ -199,6 +199,8 @@ struct mqtt_broker {
     lws_usec_t close_deadline;
     lws_sorted_usec_list_t close_timer;
     MQTTAsync client;
+    uint32_t serial;     /* names the broker in its op ids (OP_ID_BROKER_SHIFT) */
+    bool paho_dangling;  /* Paho kept a publish it freed: renew the client (see client_renew) */
     bool v5;
     bool connected;
     bool connecting;
@@ -245,6 +247,7 @@ struct broker_event {
     uint64_t op_id;             /* EV_OP_DONE */
     bool ok;
     bool refused; /* the broker said no (not a lost connection) */
+    bool paho_kept; /* a publish's first write failed: Paho keeps it, freed (client_renew) */
     bool retained;
     int code;
     size_t topic_len, payload_len;
@@ -259,6 +262,10 @@ static bool paho_ready;
 static struct lws_context *loop_context;
 static char client_id_suffix[16]; /* "-<worker>" when several workers run */
 static uint64_t next_op_id = 1, next_seq = 1;
+static uint32_t next_serial = 1;
+/* An op id carries its broker's serial in the top bits, so that the answer
+ * to an op dropped on our side still names the broker it concerns. */
+#define OP_ID_BROKER_SHIFT 40
 static bool stopping; /* the process is shutting down (mqtt_brokers_stopping) */
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -266,6 +273,7 @@ static pthread_cond_t queue_room = PTHREAD_COND_INITIALIZER;
 static struct broker_event *queue_head, *queue_tail;
 static size_t queue_bytes;
 static bool queue_closed; /* stopping: Paho threads must not wait any more */
+static bool queue_no_wait; /* a client is being destroyed: its threads must not wait */
 
 /* --- op id map: open addressing, linear probing --------------------------- */
 
@@ -342,7 +350,8 @@ static struct op *id_find(uint64_t id)
 
 static int op_hand_out(struct op *o)
 {
-    o->id = next_op_id++;
+    o->id = (uint64_t)o->broker->serial << OP_ID_BROKER_SHIFT |
+            (next_op_id++ & ((UINT64_C(1) << OP_ID_BROKER_SHIFT) - 1));
     if (id_insert(o) != 0) {
         o->id = 0;
         return -1;
@@ -440,7 +449,7 @@ static void event_push(struct broker_event *e, bool may_wait)
 {
     size_t size = sizeof(*e) + e->topic_len + e->payload_len;
     pthread_mutex_lock(&queue_lock);
-    while (may_wait && !queue_closed && queue_bytes > 0 &&
+    while (may_wait && !queue_closed && !queue_no_wait && queue_bytes > 0 &&
            queue_bytes + size > EVENT_QUEUE_MAX_BYTES) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -481,19 +490,27 @@ static void push_simple(enum event_kind kind, struct mqtt_broker *b, int code, c
     event_push(e, false);
 }
 
-static void push_op_done(void *context, bool ok, bool refused, int code, const char *text)
+static struct broker_event *op_done_event(void *context, bool ok, bool refused, int code,
+                                          const char *text)
 {
     size_t tlen = text ? strlen(text) : 0;
     struct broker_event *e = event_new(EV_OP_DONE, NULL, tlen);
     if (!e)
-        return;
+        return NULL;
     e->op_id = (uint64_t)(uintptr_t)context;
     e->ok = ok;
     e->refused = refused;
     e->code = code;
     if (tlen)
         memcpy(e->data, text, tlen);
-    event_push(e, false);
+    return e;
+}
+
+static void push_op_done(void *context, bool ok, bool refused, int code, const char *text)
+{
+    struct broker_event *e = op_done_event(context, ok, refused, code, text);
+    if (e)
+        event_push(e, false);
 }
 
 /* --- Paho callbacks (Paho's threads: queue only) --------------------------- */
@@ -601,6 +618,36 @@ static void on_op_fail5(void *context, MQTTAsync_failureData5 *r)
 {
     bool refused = r && r->reasonCode >= 0x80;
     push_op_done(context, false, refused, r ? (int)r->reasonCode : 0, r ? r->message : NULL);
+}
+
+/* A publish failing with MQTTASYNC_FAILURE is one whose first write hit a
+ * socket error (the broker went away under it). Paho 1.3.12 (and its
+ * master) then has it in its session's outbound list already, yet frees its
+ * topic and payload with the command (MQTTAsync_processCommand: the
+ * SOCKET_ERROR branch frees what MQTTProtocol_startPublish stored). When a
+ * persistent session is resumed Paho re-sends that list, this one from
+ * freed memory: a malformed PUBLISH, the broker drops the connection after
+ * every CONNACK (docs/soak.md). The loop renews the client before the next
+ * connect (client_renew). */
+static void on_pub_fail(void *context, MQTTAsync_failureData *r)
+{
+    struct broker_event *e = op_done_event(context, false, false, r ? r->code : 0,
+                                           r ? r->message : NULL);
+    if (!e)
+        return;
+    e->paho_kept = r && r->code == MQTTASYNC_FAILURE;
+    event_push(e, false);
+}
+
+static void on_pub_fail5(void *context, MQTTAsync_failureData5 *r)
+{
+    bool refused = r && r->reasonCode >= 0x80;
+    struct broker_event *e = op_done_event(context, false, refused,
+                                           r ? (int)r->reasonCode : 0, r ? r->message : NULL);
+    if (!e)
+        return;
+    e->paho_kept = r && !refused && r->code == MQTTASYNC_FAILURE;
+    event_push(e, false);
 }
 
 /* --- Paho's connect latency ------------------------------------------------ */
@@ -838,9 +885,18 @@ static void probe_start(struct mqtt_broker *b)
 
 static void schedule_retry(struct mqtt_broker *b);
 
+static void client_renew(struct mqtt_broker *b);
+
 static void broker_connect(struct mqtt_broker *b)
 {
     const struct wsg_broker *c = b->cfg;
+    if (b->paho_dangling || !b->client) {
+        client_renew(b);
+        if (!b->client) {
+            schedule_retry(b);
+            return;
+        }
+    }
     MQTTAsync_connectOptions o;
     /* A persistent session is resumed (clean session / clean start off),
      * except once to reset it (filters nobody holds, see resume_end). */
@@ -946,10 +1002,10 @@ static void broker_pump(struct mqtt_broker *b)
         ro.context = (void *)(uintptr_t)o->id;
         if (b->v5) {
             ro.onSuccess5 = on_pub_ok5;
-            ro.onFailure5 = on_op_fail5;
+            ro.onFailure5 = on_pub_fail5;
         } else {
             ro.onSuccess = on_op_ok;
-            ro.onFailure = on_op_fail;
+            ro.onFailure = on_pub_fail;
         }
         o->attempts++;
         int rc = MQTTAsync_sendMessage(b->client, o->topic, &msg, &ro);
@@ -1012,12 +1068,13 @@ static struct filter_state *filter_state_of(struct mqtt_broker *b, const char *f
 static void send_subscribe(struct mqtt_broker *b, const char *filter, int qos, bool resubscribe)
 {
     struct op *o = calloc(1, sizeof(*o));
+    if (o)
+        o->broker = b; /* before op_hand_out: the id names it */
     if (!o || !(o->topic = strdup(filter)) || op_hand_out(o) != 0) {
         op_free(o);
         return; /* retried with every filter at the next reconnect */
     }
     o->kind = OP_SUBSCRIBE;
-    o->broker = b;
     o->qos = qos;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.context = (void *)(uintptr_t)o->id;
@@ -1393,9 +1450,27 @@ static void broker_message(struct mqtt_broker *b, const struct broker_event *e)
     metrics_count_mqtt_unrouted(b->cfg->name, 1);
 }
 
+static struct mqtt_broker *broker_by_serial(uint32_t serial)
+{
+    struct mqtt_broker *lists[] = {brokers, retired};
+    for (size_t i = 0; i < 2; i++)
+        for (struct mqtt_broker *b = lists[i]; b; b = b->next)
+            if (b->serial == serial)
+                return b;
+    return NULL;
+}
+
 static void op_event(const struct broker_event *e)
 {
     struct op *o = id_find(e->op_id);
+    if (e->paho_kept) {
+        /* Also when the op was dropped already (the lost connection came
+         * first): its id names the broker. */
+        struct mqtt_broker *kb =
+            o ? o->broker : broker_by_serial((uint32_t)(e->op_id >> OP_ID_BROKER_SHIFT));
+        if (kb)
+            kb->paho_dangling = true;
+    }
     if (!o)
         return; /* dropped on our side already */
     struct mqtt_broker *b = o->broker;
@@ -1801,6 +1876,60 @@ static void broker_free(struct mqtt_broker *b)
     free(b);
 }
 
+/* Paho's client for b (its cfg and ssl options set). */
+static int client_create(struct mqtt_broker *b, char *err, size_t err_len)
+{
+    const struct wsg_broker *c = b->cfg;
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+    co.MQTTVersion = b->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    co.maxBufferedMessages = MAX_IN_FLIGHT; /* Paho's own command buffer, default 100 */
+    /* Each worker process holds its own session: the broker would drop one
+     * of two sessions with the same client id. */
+    char client_id[512];
+    snprintf(client_id, sizeof(client_id), "%s%s", c->client_id, client_id_suffix);
+    int rc = MQTTAsync_createWithOptions(&b->client, c->uris[0], client_id,
+                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    if (rc == MQTTASYNC_SUCCESS)
+        rc = MQTTAsync_setCallbacks(b->client, b, on_connection_lost, on_message, NULL);
+    if (rc != MQTTASYNC_SUCCESS) {
+        snprintf(err, err_len, "broker %s: cannot create an MQTT client for %s: %s", c->name,
+                 c->uris[0], MQTTAsync_strerror(rc));
+        if (b->client)
+            MQTTAsync_destroy(&b->client);
+        b->client = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* A client whose session holds a publish Paho freed (on_pub_fail) must not
+ * resume it: a fresh client starts with an empty outbound list, and nothing
+ * is lost, as the publishes it had in flight are sent again by us anyway
+ * (broker_down put them back in `waiting`). The broker's side of the
+ * session (subscriptions, queued messages) is kept: the next connect still
+ * resumes it. Paho's receiving thread may be waiting for room in the event
+ * queue while MQTTAsync_destroy waits for it: it is let through meanwhile. */
+static void client_renew(struct mqtt_broker *b)
+{
+    if (b->client) {
+        pthread_mutex_lock(&queue_lock);
+        queue_no_wait = true;
+        pthread_cond_broadcast(&queue_room);
+        pthread_mutex_unlock(&queue_lock);
+        MQTTAsync_destroy(&b->client);
+        pthread_mutex_lock(&queue_lock);
+        queue_no_wait = false;
+        pthread_mutex_unlock(&queue_lock);
+        b->client = NULL;
+        log_warn("mqtt client renewed: a publish failed on a dying connection (Paho would "
+                 "resend it from freed memory)", "broker", b->cfg->name);
+    }
+    b->paho_dangling = false;
+    char err[512];
+    if (client_create(b, err, sizeof(err)) != 0)
+        log_error("mqtt client not created", "error", err);
+}
+
 static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char *err,
                                          size_t err_len)
 {
@@ -1827,21 +1956,8 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
     ssl.verify = !c->tls.insecure;
     ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
     b->ssl = ssl;
-
-    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-    co.MQTTVersion = b->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-    co.maxBufferedMessages = MAX_IN_FLIGHT; /* Paho's own command buffer, default 100 */
-    /* Each worker process holds its own session: the broker would drop one
-     * of two sessions with the same client id. */
-    char client_id[512];
-    snprintf(client_id, sizeof(client_id), "%s%s", c->client_id, client_id_suffix);
-    int rc = MQTTAsync_createWithOptions(&b->client, c->uris[0], client_id,
-                                         MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
-    if (rc == MQTTASYNC_SUCCESS)
-        rc = MQTTAsync_setCallbacks(b->client, b, on_connection_lost, on_message, NULL);
-    if (rc != MQTTASYNC_SUCCESS) {
-        snprintf(err, err_len, "broker %s: cannot create an MQTT client for %s: %s", c->name,
-                 c->uris[0], MQTTAsync_strerror(rc));
+    b->serial = next_serial++;
+    if (client_create(b, err, err_len) != 0) {
         broker_free(b);
         return NULL;
     }

@@ -64,7 +64,8 @@ static bool same_listener(const struct wsg_listen *a, const struct wsg_listen *b
 {
     return strcmp(a->host, b->host) == 0 && a->port == b->port && a->mode == b->mode &&
            a->proxy_protocol == b->proxy_protocol && a->has_tls == b->has_tls &&
-           (!a->has_tls || (same_str(a->tls.cert, b->tls.cert) && same_str(a->tls.key, b->tls.key)));
+           (!a->has_tls || (same_str(a->tls.cert, b->tls.cert) && same_str(a->tls.key, b->tls.key) &&
+                             a->tls.allow_plain == b->tls.allow_plain));
 }
 
 void rules_check_reloadable(const struct wsg_config *running, const struct wsg_config *next,

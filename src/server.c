@@ -9,6 +9,8 @@
 #include "server.h"
 
 #include "auth.h"
+#include "auth_http.h"
+#include "backend_type.h"
 #include "bridge.h"
 #include "buf_pool.h"
 #include "client_addr.h"
@@ -20,13 +22,11 @@
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
-#include "mqtt_broker.h"
 #include "page_pool.h"
 #include "peer_addr.h"
 #include "route.h"
 #include "rules.h"
 #include "session.h"
-#include "tcp_backend.h"
 #include "tls_check.h"
 #include "workers.h"
 #include "ws_deflate.h"
@@ -47,7 +47,6 @@
  * upgrade (rx_ubuf) and reads the socket in pieces of that size: 16 KiB in
  * all, whole pages of the pool in lws_allocator(). */
 #define WS_RX_BUFFER_BYTES (16384 - LWS_PRE - 4)
-#define MAX_URI_BYTES 2048
 /* TLS 1.2 suites offered (1.3 uses OpenSSL's defaults, all modern). */
 #define TLS12_CIPHERS                                                                     \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                          \
@@ -72,6 +71,9 @@ struct server {
     lws_sorted_usec_list_t drain_timer;
     lws_sorted_usec_list_t map_poll_timer;
     lws_sorted_usec_list_t pool_trim_timer;
+    lws_sorted_usec_list_t idle_exit_timer;
+    lws_usec_t idle_exit_us; /* server_exit_when_idle(): 0 = never */
+    lws_usec_t idle_since;   /* when the last connection went, or the start */
 };
 
 /* How often target map files are checked for changes. */
@@ -85,10 +87,12 @@ struct server {
  * decoded twice or split wrongly. A space in the path goes back to the '+'
  * it most likely was (lws cannot tell "+" from "%20"), so a capture that
  * held '+' is refused as SPEC.md promises. */
-static void append_encoded(char *out, size_t out_len, size_t *used, const char *s,
+static bool append_encoded(char *out, size_t out_len, size_t *used, const char *s,
                            const char *escape, bool space_is_plus)
 {
-    for (; *s && *used + 4 < out_len; s++) {
+    for (; *s; s++) {
+        if (*used + 4 >= out_len)
+            return false; /* refused, never cut: a cut query would mean another thing */
         unsigned char c = (unsigned char)*s;
         if (c == ' ' && space_is_plus)
             out[(*used)++] = '+';
@@ -98,16 +102,19 @@ static void append_encoded(char *out, size_t out_len, size_t *used, const char *
             out[(*used)++] = (char)c;
     }
     out[*used] = '\0';
+    return true;
 }
 
 static int request_uri(struct lws *wsi, char *out, size_t out_len)
 {
-    char path[MAX_URI_BYTES], frag[MAX_URI_BYTES];
+    /* lws holds every header in HEADER_DATA_BYTES: no piece is longer. */
+    char path[HEADER_DATA_BYTES], frag[HEADER_DATA_BYTES];
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
         return -1;
     size_t used = 0;
     out[0] = '\0';
-    append_encoded(out, out_len, &used, path, "?#", true);
+    if (!append_encoded(out, out_len, &used, path, "?#", true))
+        return -1;
     for (int i = 0;; i++) {
         int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
         if (n < 0)
@@ -119,11 +126,13 @@ static int request_uri(struct lws *wsi, char *out, size_t out_len)
         char *eq = strchr(frag, '=');
         if (eq)
             *eq = '\0';
-        append_encoded(out, out_len, &used, frag, "&=#+", false);
+        if (!append_encoded(out, out_len, &used, frag, "&=#+", false))
+            return -1;
         if (eq) {
             out[used++] = '=';
             out[used] = '\0';
-            append_encoded(out, out_len, &used, eq + 1, "&#+", false);
+            if (!append_encoded(out, out_len, &used, eq + 1, "&#+", false))
+                return -1;
         }
     }
     return used + 4 < out_len ? 0 : -1;
@@ -197,27 +206,6 @@ static int choose_subprotocol(struct lws *wsi, const struct wsg_route *route, ch
     return 0;
 }
 
-/* The targets of a target_map route for this request: the key template
- * expanded from the request, looked up in the current map. Returns 0 or an
- * HTTP status. The reason never repeats the key: it is often a secret token. */
-static int map_targets(struct server *srv, const struct route_match *match,
-                       const struct wsg_target **targets, size_t *n, char *reason,
-                       size_t reason_len)
-{
-    char key[512], err[200];
-    if (route_expand(match->route->target_map_key, match, NULL, NULL, key, sizeof(key), err,
-                     sizeof(err)) < 0) {
-        snprintf(reason, reason_len, "route %s: %s", match->route->name, err);
-        return 400;
-    }
-    *targets = map_watch_lookup(srv->rules->maps, match->route_index, key, n);
-    if (!*targets) {
-        snprintf(reason, reason_len, "route %s: no target for this key", match->route->name);
-        return 404;
-    }
-    return 0;
-}
-
 /* The client's address: the peer, or what a trusted proxy says it is. */
 static void client_of(struct lws *wsi, const struct rules *rules, char *out, size_t out_len)
 {
@@ -234,8 +222,9 @@ static void client_of(struct lws *wsi, const struct rules *rules, char *out, siz
 }
 
 /* A route with "auth": "jwt": the request's token (Authorization: Bearer,
- * ?token=, or a "bearer.<jwt>" subprotocol entry) must verify. 0 with the
- * claims, or 401 with a reason that never holds the token. */
+ * ?token=, the auth.jwt.cookie cookie, or a "bearer.<jwt>" subprotocol
+ * entry) must verify. 0 with the claims, or 401 with a reason that never
+ * holds the token. */
 static int authenticate(struct lws *wsi, const struct rules *rules,
                         const struct route_match *match, json_t **claims, char *reason,
                         size_t reason_len)
@@ -255,7 +244,13 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
         query_token[0] = '\0';
     if (lws_hdr_copy(wsi, offered, sizeof(offered), WSI_TOKEN_PROTOCOL) < 0)
         offered[0] = '\0';
-    long len = auth_find_token(authorization, query_token, offered, token, sizeof(token));
+    const char *cookie_name = rules->cfg->auth.jwt.cookie;
+    char cookies[HEADER_DATA_BYTES] = "";
+    if (cookie_name && lws_hdr_copy(wsi, cookies, sizeof(cookies), WSI_TOKEN_HTTP_COOKIE) < 0)
+        cookies[0] = '\0';
+    long len = auth_find_token(authorization, query_token, cookies, cookie_name, offered, token,
+                               sizeof(token));
+    OPENSSL_cleanse(cookies, sizeof(cookies));
     if (len <= 0) {
         snprintf(why, sizeof(why), "%s", len < 0 ? "token too long" : "no token");
         *claims = NULL;
@@ -274,10 +269,11 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
  * Returns 0 to accept, 1 after writing a refusal. */
 static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
 {
-    char uri[MAX_URI_BYTES * 2] = "", reason[300], chosen[64] = "";
+    char uri[ROUTE_MAX_URI_BYTES + 1] = "", reason[300], chosen[64] = "";
     struct route_match match;
     json_t *claims = NULL; /* owned until the session takes it */
     bool admitted = false;  /* holds a max_connections place until the session takes it */
+    struct auth_wait *auth_wait = NULL; /* owned until the session takes it */
     int status = 0;
 
     if (strcasecmp(upgrade, "websocket") != 0) {
@@ -326,16 +322,16 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         if (status)
             goto refuse;
     }
-    status = bridge_check_request(&match, claims, reason, sizeof(reason));
+    /* "auth": "http" routes: {auth.x} is checked once the service answers. */
+    struct backend_request breq = {.match = &match,
+                                   .claims = claims,
+                                   .claims_later = match.route->auth_http,
+                                   .rules = rules,
+                                   .targets = match.route->targets,
+                                   .n_targets = match.route->n_targets};
+    status = bridge_check_request(&breq, reason, sizeof(reason));
     if (status)
         goto refuse;
-    const struct wsg_target *targets = match.route->targets;
-    size_t n_targets = match.route->n_targets;
-    if (match.route->target_map_file) {
-        status = map_targets(srv, &match, &targets, &n_targets, reason, sizeof(reason));
-        if (status)
-            goto refuse;
-    }
 
     const struct wsg_limits *limits = &rules->cfg->limits;
     /* Counted across every worker process, in the shared metrics store. */
@@ -345,15 +341,29 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         goto refuse;
     }
 
+    char client[64];
+    client_of(wsi, rules, client, sizeof(client));
+    if (match.route->auth_http) {
+        /* Before the subprotocol choice rewrites the offer the service sees. */
+        status = auth_http_begin(wsi, rules, &match, uri, client, &claims, &auth_wait, reason,
+                                 sizeof(reason));
+        if (!status && !auth_wait) { /* a cached answer: refused like a JWT's claims */
+            breq.claims = claims;
+            breq.claims_later = false;
+            status = bridge_check_request(&breq, reason, sizeof(reason));
+        }
+        if (status)
+            goto refuse;
+    }
+
     status = choose_subprotocol(wsi, match.route, chosen, sizeof(chosen), reason,
                                 sizeof(reason));
     if (status)
         goto refuse;
 
-    char client[64];
-    client_of(wsi, rules, client, sizeof(client));
     struct session *s =
-        session_create(wsi, &match, chosen, rules, targets, n_targets, client, claims);
+        session_create(wsi, &match, chosen, rules, breq.targets, breq.n_targets, client,
+                       claims);
     claims = NULL; /* the session's now, even when it failed */
     admitted = s == NULL; /* a session gives the place back when it ends */
     if (!s) {
@@ -361,6 +371,8 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
         snprintf(reason, sizeof(reason), "out of memory");
         goto refuse;
     }
+    if (auth_wait)
+        session_auth_wait(s, auth_wait); /* the session's now */
     /* Our session is the connection's user data from here on, so lws keeps
      * it when it binds the chosen protocol; WSI_DESTROY frees it. */
     lws_set_opaque_user_data(wsi, s);
@@ -379,6 +391,7 @@ refuse:;
              reason);
     route_match_clear(&match);
     json_decref(claims);
+    auth_wait_cancel(auth_wait);
     if (admitted)
         metrics_connection_release();
     return http_refuse(wsi, status, reason) == 0 ? 1 : -1;
@@ -432,8 +445,11 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     void *opaque = lws_get_opaque_user_data(wsi);
     /* A backend connection that failed at socket() is handed to the vhost's
      * first protocol (this one) by lws 4.1.6: pass it on. */
-    if (tcp_backend_is(opaque))
-        return tcp_backend_lws_callback(wsi, reason, user, in, len);
+    const struct backend_type *backend = backend_type_owning(opaque);
+    if (backend)
+        return backend->protocol->callback(wsi, reason, user, in, len);
+    if (auth_http_is(opaque))
+        return auth_http_lws_callback(wsi, reason, user, in, len);
     if (listener_is(opaque))
         return listener_lws_event(wsi, reason);
     struct session *s = session_is(opaque) ? opaque : NULL;
@@ -477,7 +493,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* Sent to every protocol of every vhost: the first call takes all. */
-        mqtt_brokers_service();
+        backend_types_service();
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
@@ -494,11 +510,13 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 /* --- setup -------------------------------------------------------------- */
 
-/* Entries between the first (default) and the last (backend) hold strdup'd names. */
 static void free_protocols(struct lws_protocols *p, size_t n)
 {
-    for (size_t i = 1; p && i + 1 < n; i++)
-        free((char *)p[i].name);
+    /* The subprotocol entries hold copies; the backend types' and the auth
+     * service's entries don't. */
+    for (size_t i = 1; p && i < n; i++)
+        if (p[i].callback == server_callback)
+            free((char *)p[i].name);
     free(p);
 }
 
@@ -567,7 +585,9 @@ static void *lws_allocator(void *ptr, size_t size, const char *reason)
  * outlives any config a reload replaces. */
 static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_t *count)
 {
-    size_t max = 3;
+    size_t max = 3; /* the default protocol, the auth service's, the terminating zeroes */
+    for (size_t i = 0; backend_type_at(i); i++)
+        max += backend_type_at(i)->protocol != NULL;
     for (size_t r = 0; r < cfg->n_routes; r++)
         max += cfg->routes[r].n_subprotocols;
     struct lws_protocols *p = calloc(max, sizeof(*p));
@@ -596,8 +616,11 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_
                                             .rx_buffer_size = WS_RX_BUFFER_BYTES,
                                             .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
-    p[n++] = (struct lws_protocols){.name = TCP_BACKEND_PROTOCOL_NAME,
-                                    .callback = tcp_backend_lws_callback};
+    p[n++] = (struct lws_protocols){.name = AUTH_HTTP_PROTOCOL_NAME,
+                                    .callback = auth_http_lws_callback};
+    for (size_t i = 0; backend_type_at(i); i++)
+        if (backend_type_at(i)->protocol)
+            p[n++] = *backend_type_at(i)->protocol; /* its name is static: not freed */
     *count = n;
     return p; /* the zeroed last entry terminates the list */
 }
@@ -674,8 +697,6 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     /* Every configured series exists from the start, at zero. */
     for (size_t i = 0; i < cfg->n_routes; i++)
         metrics_route(cfg->routes[i].name);
-    for (size_t i = 0; i < cfg->n_brokers; i++)
-        metrics_set_broker_connected(cfg->brokers[i].name, 0);
 
     if (!rx_pool.base && page_pool_init(&rx_pool, WS_RX_BUFFER_BYTES + LWS_PRE + 4,
                                         RX_POOL_SLOTS) != 0)
@@ -750,6 +771,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
                                  SSL_OP_NO_TLSv1_1 | SSL_OP_NO_COMPRESSION;
             vi.ssl_cipher_list = TLS12_CIPHERS;
             vi.alpn = "http/1.1";
+            /* Both kinds on one port: lws looks at the first byte. */
+            if (l->tls.allow_plain)
+                vi.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                              LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
         }
         errno = 0;
         struct lws_vhost *vh = lws_create_vhost(srv->context, &vi);
@@ -775,7 +800,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
         lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
     lws_sul_schedule(srv->context, 0, &srv->pool_trim_timer, pool_trim,
                      BUF_POOL_TRIM_S * LWS_USEC_PER_SEC);
-    if (mqtt_brokers_start(cfg, srv->context, err, err_len) != 0) {
+    if (backend_types_start(cfg, srv->context, err, err_len) != 0) {
         server_destroy(srv);
         return NULL;
     }
@@ -823,7 +848,10 @@ static void reload_certificates(struct server *srv)
 static void server_reload(struct server *srv)
 {
     if (!srv->config_path) {
-        log_info("SIGHUP: built-in config, nothing to reload");
+        /* No file to re-read (built-in or websockify's command line); its
+         * token files are still re-read, as with a config file. */
+        map_watch_reload(srv->rules->maps);
+        log_info("SIGHUP: no config file to reload");
         return;
     }
     struct config_errors errs = {0};
@@ -831,8 +859,8 @@ static void server_reload(struct server *srv)
     if (next)
         rules_check_reloadable(srv->rules->cfg, next->cfg, protocol_known, srv, &errs);
     char err[300] = "";
-    if (next && errs.count == 0 && mqtt_brokers_reload(next->cfg, err, sizeof(err)) != 0)
-        jcheck_add_line(&errs, "%s: brokers: %s", srv->config_path, err);
+    if (next && errs.count == 0 && backend_types_reload(next->cfg, err, sizeof(err)) != 0)
+        jcheck_add_line(&errs, "%s: %s", srv->config_path, err);
     if (errs.count > 0) {
         for (size_t i = 0; i < errs.count; i++)
             log_error("config reload refused", "error", errs.lines[i]);
@@ -876,15 +904,39 @@ int server_run(struct server *srv)
     char open_count[24];
     snprintf(open_count, sizeof(open_count), "%zu", session_count());
     log_info("shutting down", "open_connections", open_count);
-    mqtt_brokers_stopping(); /* persistent sessions keep their filters */
+    backend_types_drain();
     session_close_all(CLOSE_GOING_AWAY, "server shutting down");
     lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
     drain_tick(&srv->drain_timer);
-    while ((session_count() > 0 || tcp_backend_count() > 0 || !mqtt_brokers_flushed()) &&
+    while ((session_count() > 0 || !backend_types_drained()) &&
            lws_now_usecs() < deadline)
         if (lws_service(srv->context, 0) < 0)
             break;
     return 0;
+}
+
+/* How often the idle exit looks at the connection count. */
+#define IDLE_CHECK_US (LWS_USEC_PER_SEC / 4)
+
+static void idle_exit_check(lws_sorted_usec_list_t *sul)
+{
+    struct server *srv = lws_container_of(sul, struct server, idle_exit_timer);
+    lws_usec_t now = lws_now_usecs();
+    if (session_count() > 0 || !backend_types_drained()) {
+        srv->idle_since = now;
+    } else if (now - srv->idle_since >= srv->idle_exit_us) {
+        log_info("no connection for the idle timeout: exiting");
+        srv->stopping = 1;
+        return;
+    }
+    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
+}
+
+void server_exit_when_idle(struct server *srv, unsigned seconds)
+{
+    srv->idle_exit_us = (lws_usec_t)seconds * LWS_USEC_PER_SEC;
+    srv->idle_since = lws_now_usecs();
+    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
 }
 
 void server_request_reload(struct server *srv)
@@ -909,13 +961,16 @@ void server_destroy(struct server *srv)
         lws_sul_cancel(&srv->drain_timer);
         lws_sul_cancel(&srv->map_poll_timer);
         lws_sul_cancel(&srv->pool_trim_timer);
+        lws_sul_cancel(&srv->idle_exit_timer);
         session_sweep_stop();
-        bridge_shutdown();
+        backend_types_shutdown();
+        auth_http_stopping();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
         peer_addr_shutdown();
         ws_deflate_shutdown();
     }
-    mqtt_brokers_stop();
+    auth_http_stop();
+    backend_types_stop();
     rules_unref(srv->rules);
     free_protocols(srv->protocols, srv->n_protocols);
     for (size_t i = 0; i < srv->n_vhost_names; i++)

@@ -20,6 +20,10 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
 /* Runs the loop until server_stop() is called. Returns 0. */
 int server_run(struct server *srv);
 
+/* Makes server_run() return once no client has been connected for
+ * `seconds` (websockify's --idle-timeout), counted from now. */
+void server_exit_when_idle(struct server *srv, unsigned seconds);
+
 /* Async-signal-safe: asks the loop to reload the config (SIGHUP). */
 void server_request_reload(struct server *srv);
 

@@ -6,6 +6,9 @@
  * is opened at ESTABLISHED and let go at CLOSED. */
 #include "session.h"
 
+#include "auth.h"
+#include "auth_http.h"
+#include "backend_type.h"
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
@@ -14,6 +17,7 @@
 #include "peer_addr.h"
 #include "rules.h"
 #include "sock_room.h"
+#include "utf8.h"
 #include "ws_deflate.h"
 #include "ws_frame_check.h"
 #include "ws_rx_guard.h"
@@ -23,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHUNK_TEXT 1u
 #define CHUNK_REPLY 2u /* the gateway's own answer: not counted as relayed */
@@ -52,6 +57,16 @@ struct session {
     char peer[PEER_ADDR_TEXT]; /* the TCP peer, or what a PROXY header said it is */
     char *client; /* owned: the client behind trusted proxies; NULL if it is the peer */
     json_t *claims;  /* owned reference: the verified JWT's claims, or NULL */
+    /* A JWT connection closes with 4401 when its token's exp (+ leeway)
+     * passes: one timer each, armed at ESTABLISHED, moved by a refresh. */
+    lws_sorted_usec_list_t expiry_timer;
+    int64_t expires_at_s; /* Unix seconds, exp + leeway; 0: never */
+    /* "auth": "http": owned while the auth service is asked; the verdict,
+     * if it comes before ESTABLISHED, waits in auth_early until then. */
+    struct auth_wait *auth_wait;
+    bool auth_early;
+    enum auth_verdict auth_verdict;
+    char *auth_reason; /* owned, with auth_early */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
@@ -98,18 +113,18 @@ size_t session_count(void) { return open_sessions; }
 
 static const char *client_of(const struct session *s) { return s->client ? s->client : s->peer; }
 
-/* A close frame carries at most 123 bytes of reason; it is allocated only
- * when a connection closes (NULL if memory is out: closed without one). */
-#define CLOSE_REASON_BYTES 123
+/* The reason is allocated only when a connection closes (NULL if memory is
+ * out: closed without one). */
 static void set_close_reason(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_close_reason(struct session *s, const char *fmt, ...)
 {
-    char text[CLOSE_REASON_BYTES + 1];
+    char text[SESSION_CLOSE_REASON_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    text[utf8_cut(text, strlen(text))] = '\0'; /* a cut character would be a 1007 */
     free(s->close_reason);
     s->close_reason = strdup(text);
 }
@@ -213,6 +228,9 @@ void session_destroy(struct session *s)
 {
     if (!s)
         return;
+    lws_sul_cancel(&s->expiry_timer);
+    auth_wait_cancel(s->auth_wait);
+    free(s->auth_reason);
     ws_rx_guard_unregister(s->rx_guard);
     s->rx_guard = NULL;
     if (s->bridge) {
@@ -433,6 +451,18 @@ void session_sweep_stop(void)
     sweep_context = NULL;
 }
 
+/* UTF-8 of text that reaches us other than through the guard (inflated,
+ * or with permessage-deflate negotiated, where the guard cannot judge it):
+ * false once it can no longer be valid. */
+static bool utf8_feed(uint8_t *state, const uint8_t *data, size_t len)
+{
+    uint8_t st = *state;
+    for (size_t i = 0; i < len && st != UTF8_REJECT; i++)
+        st = utf8_step(st, data[i]);
+    *state = st;
+    return st != UTF8_REJECT;
+}
+
 static int over_max_message(struct session *s)
 {
     char reason[96];
@@ -445,7 +475,7 @@ static int inflated_piece(void *ctx, const uint8_t *data, size_t len, bool final
 {
     struct session *s = ctx;
     bool text = !lws_frame_is_binary(s->wsi);
-    if (text && (!ws_utf8_feed(&s->rx_utf8, data, len) || (final && s->rx_utf8 != 0)))
+    if (text && (!utf8_feed(&s->rx_utf8, data, len) || (final && s->rx_utf8 != UTF8_ACCEPT)))
         return close_now(s, CLOSE_INVALID_PAYLOAD, "text message is not UTF-8");
     s->rx_message_bytes += len;
     s->bytes_in += len;
@@ -475,7 +505,7 @@ static int receive_compressed(struct session *s, const uint8_t *in, size_t len, 
 {
     if (first) {
         s->rx_message_bytes = 0;
-        s->rx_utf8 = 0;
+        s->rx_utf8 = UTF8_ACCEPT;
         s->rx_first_piece = true;
     }
     if (!s->inflater && !(s->inflater = ws_inflater_create()))
@@ -489,6 +519,66 @@ static int receive_compressed(struct session *s, const uint8_t *in, size_t len, 
     if (rc == WS_INFLATE_CORRUPT)
         return close_now(s, CLOSE_INVALID_PAYLOAD, "invalid compressed data");
     return rc < 0 ? -1 : 0;
+}
+
+/* --- token expiry ---------------------------------------------------------- */
+
+/* exp + leeway of a verified token's claims (exp may be a JSON real). */
+static int64_t token_deadline(const struct session *s, json_t *claims)
+{
+    json_t *exp = json_object_get(claims, "exp");
+    if (!json_is_number(exp))
+        return 0;
+    return (int64_t)json_number_value(exp) + s->rules->cfg->auth.jwt.leeway_s;
+}
+
+static void token_expired(lws_sorted_usec_list_t *sul)
+{
+    struct session *s = lws_container_of(sul, struct session, expiry_timer);
+    if (!s->wsi || s->close_pending)
+        return;
+    log_debug("token expired", "route", s->match.route->name, "peer", s->peer);
+    session_close(s, CLOSE_UNAUTHORIZED, "token expired");
+    /* A peer that is not reading must not hold the slot forever. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+static void arm_expiry(struct session *s)
+{
+    if (s->expires_at_s <= 0 || !s->wsi)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now); /* exp is wall-clock time */
+    int64_t left_us = (s->expires_at_s - (int64_t)now.tv_sec) * LWS_USEC_PER_SEC -
+                      now.tv_nsec / 1000;
+    lws_sul_schedule(lws_get_context(s->wsi), 0, &s->expiry_timer, token_expired,
+                     left_us > 0 ? left_us : 1);
+}
+
+int session_refresh_token(struct session *s, const char *token, size_t len, char *reason,
+                          size_t reason_len)
+{
+    if (!s->match.route->auth_jwt || !s->rules->auth || !s->claims) {
+        snprintf(reason, reason_len, "route %s has no token to refresh", s->match.route->name);
+        return -1;
+    }
+    char why[160];
+    json_t *claims = auth_verify(s->rules->auth, token, len, (int64_t)time(NULL), why, sizeof(why));
+    if (!claims) {
+        snprintf(reason, reason_len, "%s", why);
+        return -1;
+    }
+    json_t *was = json_object_get(s->claims, "sub"), *now = json_object_get(claims, "sub");
+    bool same = was && now && json_equal(was, now);
+    int64_t deadline = token_deadline(s, claims);
+    json_decref(claims);
+    if (!same) {
+        snprintf(reason, reason_len, "the token is for another \"sub\"");
+        return -1;
+    }
+    s->expires_at_s = deadline;
+    arm_expiry(s);
+    return 0;
 }
 
 static int on_receive(struct session *s, const uint8_t *in, size_t len)
@@ -526,8 +616,8 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
      * connection. */
     if (s->deflate && !lws_frame_is_binary(s->wsi)) {
         if (first)
-            s->rx_utf8 = 0;
-        if (!ws_utf8_feed(&s->rx_utf8, in, len) || (final && s->rx_utf8 != 0))
+            s->rx_utf8 = UTF8_ACCEPT;
+        if (!utf8_feed(&s->rx_utf8, in, len) || (final && s->rx_utf8 != UTF8_ACCEPT))
             return close_now(s, CLOSE_INVALID_PAYLOAD, "text message is not UTF-8");
     }
 
@@ -668,7 +758,7 @@ static int on_writable(struct session *s)
          * write_coalesced), not by lws_close_reason: lws would send it at a
          * later POLLOUT and then wait for an acknowledgement that the guard
          * discards. Once it is written, the guard ends the reading. */
-        uint8_t frame[LWS_PRE + 4 + CLOSE_REASON_BYTES];
+        uint8_t frame[LWS_PRE + 4 + SESSION_CLOSE_REASON_MAX];
         uint8_t *f = frame + LWS_PRE;
         size_t n = strlen(close_reason(s));
         f[0] = 0x88; /* FIN, close */
@@ -780,6 +870,82 @@ static void on_rx_violation(void *owner, int code, const char *reason)
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
+static void open_bridge(struct session *s)
+{
+    s->bridge = bridge_open(s);
+    if (!s->bridge) {
+        char reason_text[120];
+        snprintf(reason_text, sizeof(reason_text), "route %s: backend unavailable",
+                 s->match.route->name);
+        session_close(s, CLOSE_INTERNAL_ERROR, reason_text);
+    }
+}
+
+/* --- "auth": "http" ---------------------------------------------------------- */
+
+void session_auth_wait(struct session *s, struct auth_wait *w)
+{
+    s->auth_wait = w;
+    auth_wait_bind(w, s);
+}
+
+/* An established, held session learns the verdict. */
+static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *claims,
+                               const char *reason)
+{
+    char text[200]; /* session_close() cuts it to a close frame's size */
+    s->auth_early = false;
+    if (v != AUTH_ALLOWED) {
+        int code = v == AUTH_UNAUTHORIZED ? CLOSE_UNAUTHORIZED
+                   : v == AUTH_FORBIDDEN  ? CLOSE_FORBIDDEN
+                                          : CLOSE_TRY_AGAIN_LATER;
+        snprintf(text, sizeof(text), "route %s: %s", s->match.route->name, reason);
+        session_close(s, code, text);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
+    }
+    if (claims != s->claims) {
+        json_decref(s->claims);
+        s->claims = json_incref(claims);
+    }
+    /* The templates' refusal rules, now that {auth.x} has values. */
+    char why[200];
+    struct backend_request req = {.match = &s->match,
+                                  .claims = s->claims,
+                                  .rules = s->rules,
+                                  .targets = s->targets,
+                                  .n_targets = s->n_targets};
+    int status = bridge_check_request(&req, why, sizeof(why));
+    if (status != 0) {
+        session_close(s, status == 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, why);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
+    }
+    open_bridge(s);
+    if (!s->close_pending)
+        session_pause_reading(s, false);
+}
+
+void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims,
+                         const char *reason)
+{
+    auth_wait_cancel(s->auth_wait);
+    s->auth_wait = NULL;
+    if (!s->wsi || s->close_pending)
+        return;
+    if (s->established) {
+        apply_auth_verdict(s, v, claims, reason);
+        return;
+    }
+    /* Before ESTABLISHED (not seen with lws 4.1.6, but cheap to keep). */
+    s->auth_early = true;
+    s->auth_verdict = v;
+    json_decref(s->claims);
+    s->claims = json_incref(claims);
+    free(s->auth_reason);
+    s->auth_reason = strdup(reason ? reason : "");
+}
+
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
                       void *in, size_t len)
 {
@@ -802,13 +968,18 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->tokens = (double)s->limits->max_messages_per_s;
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
             sweep_start(lws_get_context(wsi));
-        s->bridge = bridge_open(s);
-        if (!s->bridge) {
-            char reason_text[120];
-            snprintf(reason_text, sizeof(reason_text), "route %s: backend unavailable",
-                     s->match.route->name);
-            session_close(s, CLOSE_INTERNAL_ERROR, reason_text);
+        if (s->match.route->auth_jwt && s->claims) {
+            s->expires_at_s = token_deadline(s, s->claims);
+            arm_expiry(s);
         }
+        if (s->auth_wait || s->auth_early) {
+            /* Held: nothing read, no backend, until the auth service answers. */
+            session_pause_reading(s, true);
+            if (s->auth_early)
+                apply_auth_verdict(s, s->auth_verdict, s->claims, s->auth_reason);
+            return 0;
+        }
+        open_bridge(s);
         return 0;
 
     case LWS_CALLBACK_RECEIVE:
@@ -827,6 +998,7 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         return 0;
 
     case LWS_CALLBACK_CLOSED:
+        lws_sul_cancel(&s->expiry_timer);
         ws_rx_guard_unregister(s->rx_guard);
         s->rx_guard = NULL;
         if (s->bridge) {

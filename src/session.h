@@ -10,12 +10,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "auth_service.h"
 #include "route.h"
 
 struct wsg_limits;
 struct wsg_target;
 struct route_metrics;
 struct rules;
+struct auth_wait;
 
 /* WebSocket close codes used by wsgate (RFC 6455 section 7.4.1). */
 enum {
@@ -25,7 +27,14 @@ enum {
     CLOSE_POLICY = 1008,
     CLOSE_TOO_BIG = 1009,
     CLOSE_INTERNAL_ERROR = 1011,
+    CLOSE_TRY_AGAIN_LATER = 1013, /* the auth service could not answer */
+    CLOSE_UNAUTHORIZED = 4401,    /* token expired, or the auth service said 401 */
+    CLOSE_FORBIDDEN = 4403,       /* the auth service said 403 */
 };
+
+/* A close frame's reason holds at most 125 - 2 bytes (RFC 6455 5.5); longer
+ * reasons are cut on a character boundary. */
+#define SESSION_CLOSE_REASON_MAX 123
 
 struct session;
 
@@ -85,6 +94,24 @@ void session_close(struct session *s, int code, const char *reason);
 
 /* Stops or resumes reading client messages (backpressure from the backend). */
 void session_pause_reading(struct session *s, bool paused);
+
+/* "auth": "http": the session waits for the auth service (it takes `w`):
+ * from ESTABLISHED it reads nothing from the client and opens no backend
+ * until session_auth_answer() tells it the verdict. */
+void session_auth_wait(struct session *s, struct auth_wait *w);
+
+/* The auth service's verdict for a waiting session: allowed (claims, a
+ * borrowed reference or NULL, fill {auth.x}) opens the backend and resumes
+ * reading; anything else closes with 4401 / 4403 / 1013 and `reason`. */
+void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims,
+                         const char *reason);
+
+/* {"refresh": token} of an envelope client on a JWT route: a valid token
+ * with the same "sub" moves the connection's expiry (its claims stay those
+ * the connection was opened with). 0, or -1 with a one-line reason that
+ * never holds the token. */
+int session_refresh_token(struct session *s, const char *token, size_t len, char *reason,
+                          size_t reason_len);
 
 const struct route_match *session_match(const struct session *s);
 json_t *session_claims(const struct session *s); /* NULL on routes without auth */

@@ -37,7 +37,8 @@ struct tcp_backend;
 /* Starts connecting to host:port, or to the unix socket at path `host` if
  * port is 0; events arrive later on the loop, never from inside this
  * call. Returns NULL only on allocation failure. `queue_bound` is the
- * max_queue_bytes the owner promises to respect (for `drained`). */
+ * max_queue_bytes the owner promises to respect (for `drained`). Port 0:
+ * `host` is the path of a unix socket. */
 struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_vhost *vhost,
                                         const char *host, int port,
                                         size_t queue_bound,

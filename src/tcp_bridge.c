@@ -8,12 +8,17 @@
  * stops being read, and resumes once the consumer has drained half. */
 #include "bridge_impl.h"
 
+#include "backends.h"
+
 #include "config.h"
 #include "framing.h"
 #include "log.h"
+#include "map_watch.h"
 #include "metrics.h"
 #include "msg_buffer.h"
 #include "msg_queue.h"
+#include "route.h"
+#include "rules.h"
 #include "peer_addr.h"
 #include "proxy_proto.h"
 #include "session.h"
@@ -74,7 +79,7 @@ static const char *target_name(const struct tcp_bridge *b, char name[TARGET_NAME
 
 static void close_client(struct tcp_bridge *b, int code, const char *what)
 {
-    char reason[123]; /* a close frame's reason holds at most 123 bytes */
+    char reason[SESSION_CLOSE_REASON_MAX];
     snprintf(reason, sizeof(reason), "route %s: %s", b->route->name, what);
     session_close(b->session, code, reason);
 }
@@ -151,7 +156,8 @@ static void deadline_set(struct tcp_bridge *b, struct lws_context *context, uint
         lws_sul_schedule(context, 0, &deadline_timer, deadlines_due, (lws_usec_t)timeout_us);
 }
 
-void tcp_bridge_shutdown(void)
+/* Cancels the shared connect-deadline timer (before the lws context goes). */
+static void tcp_bridge_shutdown(void)
 {
     if (deadline_context)
         lws_sul_cancel(&deadline_timer);
@@ -422,7 +428,7 @@ static const struct bridge_ops tcp_bridge_ops = {
     .client_gone = client_gone,
 };
 
-struct bridge *tcp_bridge_open(struct session *s)
+static struct bridge *tcp_bridge_open(struct session *s)
 {
     const struct route_match *m = session_match(s);
     const struct wsg_limits *limits = session_limits(s);
@@ -477,3 +483,43 @@ static void client_gone(struct bridge *base)
         free(b->order);
     free(b);
 }
+
+/* A target_map route's targets for this request: the key template expanded
+ * from the request, looked up in the current map. The reason never repeats
+ * the key: it is often a secret token. */
+static int tcp_check_request(struct backend_request *req, char *reason, size_t reason_len)
+{
+    const struct route_match *m = req->match;
+    if (!m->route->target_map_file)
+        return 0;
+    char key[512], err[200];
+    if (route_expand(m->route->target_map_key, m, NULL, NULL, key, sizeof(key), err,
+                     sizeof(err)) < 0) {
+        snprintf(reason, reason_len, "route %s: %s", m->route->name, err);
+        return 400;
+    }
+    req->targets = map_watch_lookup(req->rules->maps, m->route_index, key, &req->n_targets);
+    if (!req->targets) {
+        snprintf(reason, reason_len, "route %s: no target for this key", m->route->name);
+        return 404;
+    }
+    return 0;
+}
+
+static bool tcp_drained(void) { return tcp_backend_count() == 0; }
+
+static const struct lws_protocols tcp_backend_protocol = {
+    .name = TCP_BACKEND_PROTOCOL_NAME,
+    .callback = tcp_backend_lws_callback,
+};
+
+const struct backend_type tcp_backend_type = {
+    .name = "tcp",
+    .route_type = WSG_ROUTE_TCP,
+    .check_request = tcp_check_request,
+    .open = tcp_bridge_open,
+    .protocol = &tcp_backend_protocol,
+    .owns = tcp_backend_is,
+    .drained = tcp_drained,
+    .shutdown = tcp_bridge_shutdown,
+};

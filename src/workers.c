@@ -26,6 +26,7 @@
 #define RESTART_DELAY_MIN_MS 500
 #define RESTART_DELAY_MAX_MS 30000
 #define STABLE_AFTER_S 10 /* a worker that ran this long restarts at once */
+#define SUPERVISOR_TICK_MS 200 /* restarts are due at most this late */
 
 struct worker {
     pid_t pid;                /* 0: not running */
@@ -277,7 +278,7 @@ int workers_run(unsigned n, worker_main_fn worker_main, worker_hangup_fn on_hang
         log_info("workers started", "workers", count);
 
     while (stopping ? running_count(w, n) > 0 : 1) {
-        struct timespec wait = {0, 200 * 1000000L}; /* restarts are due at most this late */
+        struct timespec wait = {0, SUPERVISOR_TICK_MS * 1000000L};
         siginfo_t info;
         int sig = sigtimedwait(&handled, &info, &wait);
         if (sig == SIGCHLD || sig < 0) {

@@ -1,7 +1,9 @@
 // wsgate demo page: one raw WebSocket connection to any route, an MQTT
-// envelope panel on its own connection, a shared live log, and a chart of
-// /metrics. Plain browser JavaScript, no build step, no libraries.
-'use strict';
+// envelope panel on its own connection (through wsgate-client.js, the module
+// clients/js/ publishes; www/ holds a copy that a unit test keeps identical),
+// a shared live log, and a chart of /metrics. Plain browser JavaScript as an
+// ES module, no build step, no libraries.
+import { WsgateClient } from './wsgate-client.js';
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -389,16 +391,16 @@
   }
 
   // ---------------------------------------------------------------------------
-  // the MQTT envelope panel
+  // the MQTT envelope panel, on wsgate-client.js (clients/js/): the client
+  // writes the requests, matches the replies, reconnects and subscribes again;
+  // the page logs what it sends (the client's "frame" events) and what comes
+  // back (the promises' outcomes and the messages).
 
-  let mq = null;
+  let mq = null; // the WsgateClient while the panel is connected (or reconnecting)
   let mqName = '';
-  let nextId = 1;
-  const pending = new Map(); // id -> {op, arg}
-  const subs = new Set();
 
-  function setMqttUi(open) {
-    for (const id of ['subscribe', 'unsubscribe', 'publish']) $(id).disabled = !open;
+  function setMqttUi() {
+    for (const id of ['subscribe', 'unsubscribe', 'publish']) $(id).disabled = !mq;
     $('mqtt-connect').textContent = mq ? 'Disconnect' : 'Connect';
     $('mqtt-route').disabled = !!mq;
   }
@@ -406,7 +408,8 @@
   function renderSubs() {
     const ul = $('subs');
     ul.textContent = '';
-    if (!subs.size) {
+    const subs = mq ? mq.subscriptions : [];
+    if (!subs.length) {
       const li = document.createElement('li');
       li.className = 'empty';
       li.textContent = 'none';
@@ -421,7 +424,7 @@
       b.type = 'button';
       b.textContent = '×';
       b.setAttribute('aria-label', 'Unsubscribe from ' + f);
-      b.onclick = () => mqRequest('unsubscribe', f);
+      b.onclick = () => mqUnsubscribe(f);
       li.append(b);
       ul.append(li);
     }
@@ -439,101 +442,99 @@
     if (!r) return;
     const url = wsBase() + r.path;
     const name = r.name || r.path;
-    let sock;
+    let client;
     try {
-      sock = new WebSocket(url, r.subprotocols || []);
+      client = new WsgateClient(url, { protocols: r.subprotocols && r.subprotocols.length ? r.subprotocols : undefined });
     } catch (e) {
       log({ conn: name, dir: 'err', text: 'cannot connect: ' + e.message });
       return;
     }
-    mq = sock;
+    mq = client;
     mqName = name;
     let opened = false;
     setBadge('mqtt-state', 'connecting');
-    setMqttUi(false);
+    setMqttUi();
+    renderSubs();
     log({ conn: name, dir: 'sys', text: 'connecting to ' + url });
-    sock.onopen = () => {
+    client.on('open', () => {
       opened = true;
       setBadge('mqtt-state', 'open');
-      setMqttUi(true);
-      log({ conn: name, dir: 'sys', text: 'open: JSON envelope requests enabled' });
-    };
-    sock.onmessage = (e) => onMqttMessage(name, e.data);
-    sock.onclose = (e) => {
-      logClose(name, e, opened);
-      if (mq === sock) mq = null;
-      pending.clear();
-      subs.clear();
+      log({ conn: name, dir: 'sys', text: 'open: JSON envelope requests enabled' +
+        (client.subscriptions.length ? '; subscribing again to ' + client.subscriptions.join(', ') : '') });
+    });
+    client.on('frame', (f) => {
+      if (f.dir !== 'out') return;
+      let kind = 'request';
+      try {
+        const j = JSON.parse(f.data);
+        kind = 'topic' in j ? 'publish' : ['subscribe', 'unsubscribe', 'refresh'].find((k) => k in j) || kind;
+      } catch (e) { /* logged as is */ }
+      log({ conn: name, dir: 'out', kind, size: enc.encode(f.data).length, text: f.data });
+    });
+    client.on('close', (e) => {
+      logClose(name, e, e.wasOpen);
+      if (e.willReconnect) {
+        setBadge('mqtt-state', 'connecting', 'reconnecting');
+        return;
+      }
+      if (mq === client) mq = null;
       renderSubs();
       setBadge('mqtt-state', opened && e.code === 1000 ? 'closed' : 'error', 'closed ' + e.code);
-      setMqttUi(false);
-    };
-  }
-
-  function describeRequest(p) {
-    return p ? p.op + ' ' + p.arg : 'unknown request';
-  }
-
-  function onMqttMessage(name, data) {
-    const d = describeData(data);
-    let j = null;
-    if (typeof data === 'string') {
-      try { j = JSON.parse(data); } catch (e) { /* shown raw below */ }
-    }
-    if (!j || typeof j !== 'object' || Array.isArray(j)) {
-      log({ conn: name, dir: 'in', kind: d.kind, size: d.size, text: d.text });
-      return;
-    }
-    if ('ack' in j) {
-      const p = pending.get(j.ack);
-      pending.delete(j.ack);
-      if (p && p.op === 'subscribe') subs.add(p.arg);
-      if (p && p.op === 'unsubscribe') subs.delete(p.arg);
+      setMqttUi();
+    });
+    client.on('reconnecting', (e) => {
+      log({ conn: name, dir: 'sys', text: 'reconnecting in ' + e.delay + ' ms (attempt ' + e.attempt + ')' +
+        (client.queued ? '; ' + client.queued + ' publish(es) wait' : '') });
+    });
+    client.on('resubscribed', (e) => {
+      if (e.subscribed.length) log({ conn: name, dir: 'sys', text: 'subscriptions acked: ' + e.subscribed.join(', ') });
+      for (const f of e.failed) log({ conn: name, dir: 'err', kind: 'error', text: 'subscription to ' + f.filter + ' lost: ' + f.error.code });
       renderSubs();
-      const what = describeRequest(p);
-      log({ conn: name, dir: 'in', kind: 'ack', size: d.size, text: 'ack ' + JSON.stringify(j.ack) + ' — ' + what });
-      result(true, what + ' acknowledged');
-      return;
-    }
-    if ('error' in j) {
-      const er = j.error || {};
-      const p = er.request !== undefined ? pending.get(er.request) : undefined;
-      if (er.request !== undefined) pending.delete(er.request);
-      const what = p ? ' (' + describeRequest(p) + ')' : '';
-      const text = (er.code || 'error') + ': ' + (er.message || JSON.stringify(j.error)) + what;
-      const tr = log({ conn: name, dir: 'err', kind: 'error', size: d.size, text });
-      tr.dataset.errorCode = er.code || '';
-      result(false, text);
-      return;
-    }
-    if ('topic' in j) {
-      let payload = j.payload;
-      let shown;
-      if (j.encoding === 'base64') {
-        shown = '(base64) ' + payload;
-      } else if (typeof payload === 'string') {
-        shown = JSON.stringify(payload);
-      } else {
-        shown = JSON.stringify(payload);
-      }
-      log({ conn: name, dir: 'in', kind: 'message', size: d.size, topic: j.topic,
-        text: j.topic + '  ' + clip(shown, 600) + (j.retain ? '  (retained)' : '') });
-      return;
-    }
-    log({ conn: name, dir: 'in', kind: d.kind, size: d.size, text: d.text });
+    });
+    client.on('error', (err) => {
+      const tr = log({ conn: name, dir: 'err', kind: 'error', text: err.code + ': ' + err.message });
+      tr.dataset.errorCode = err.code;
+    });
   }
 
-  function mqRequest(op, arg, extra) {
-    if (!mq || mq.readyState !== WebSocket.OPEN) return;
-    const id = op[0] + nextId++;
-    const req = {};
-    req[op === 'publish' ? 'topic' : op] = arg;
-    Object.assign(req, extra || {});
-    req.id = id;
-    pending.set(id, { op, arg });
-    const text = JSON.stringify(req);
-    mq.send(text);
-    log({ conn: mqName, dir: 'out', kind: op, size: enc.encode(text).length, text });
+  function describePayload(payload, binary) {
+    if (binary) return { size: payload.length, text: '(bytes) ' + toHex(payload, 48) };
+    const text = JSON.stringify(payload);
+    return { size: enc.encode(typeof payload === 'string' ? payload : text).length, text };
+  }
+
+  function onMqttMessage(msg) {
+    const d = describePayload(msg.payload, msg.binary);
+    log({ conn: mqName, dir: 'in', kind: 'message', size: d.size, topic: msg.topic,
+      text: msg.topic + '  ' + clip(d.text, 600) + (msg.retain ? '  (retained)' : '') });
+  }
+
+  // Logs how a request ended: the gateway's ack, or its error with the code.
+  function track(what, promise) {
+    const client = mq;
+    promise.then(() => {
+      renderSubs();
+      log({ conn: mqName, dir: 'in', kind: 'ack', text: 'ack — ' + what });
+      result(true, what + ' acknowledged');
+    }, (err) => {
+      if (mq === client) renderSubs();
+      const text = (err.code || 'error') + ': ' + err.message + ' (' + what + ')';
+      const tr = log({ conn: mqName, dir: 'err', kind: 'error', text });
+      tr.dataset.errorCode = err.code || '';
+      result(false, text);
+    });
+  }
+
+  function mqSubscribe(filter, qos) {
+    if (!mq || !filter) return;
+    track('subscribe ' + filter, mq.subscribe(filter, onMqttMessage, { qos }));
+    renderSubs();
+  }
+
+  function mqUnsubscribe(filter) {
+    if (!mq || !filter) return;
+    track('unsubscribe ' + filter, mq.unsubscribe(filter));
+    renderSubs();
   }
 
   function hint(el, level, html) {
@@ -583,7 +584,8 @@
     if (trimmed) {
       try { payload = JSON.parse(trimmed); } catch (e) { payload = text; }
     }
-    mqRequest('publish', topic, { payload, qos: Number($('pub-qos').value), retain: $('pub-retain').checked });
+    if (!mq || !topic) return;
+    track('publish ' + topic, mq.publish(topic, payload, { qos: Number($('pub-qos').value), retain: $('pub-retain').checked }));
   }
 
   // ---------------------------------------------------------------------------
@@ -832,9 +834,9 @@
     $('sub-form').addEventListener('submit', (e) => {
       e.preventDefault();
       const f = $('sub-filter').value.trim();
-      mqRequest('subscribe', f, { qos: Number($('sub-qos').value) });
+      mqSubscribe(f, Number($('sub-qos').value));
     });
-    $('unsubscribe').addEventListener('click', () => mqRequest('unsubscribe', $('sub-filter').value.trim()));
+    $('unsubscribe').addEventListener('click', () => mqUnsubscribe($('sub-filter').value.trim()));
     $('pub-form').addEventListener('submit', (e) => { e.preventDefault(); publish(); });
     $('pub-payload').addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !$('publish').disabled) {

@@ -6,6 +6,8 @@
  * HS256-signed-with-the-public-key trick are refused before any crypto. */
 #include "auth.h"
 
+#include "base64.h"
+
 #include "config.h"
 
 #include <openssl/bn.h>
@@ -112,53 +114,12 @@ void auth_verifier_destroy(struct auth_verifier *v)
     free(v);
 }
 
-/* --- base64url --------------------------------------------------------------- */
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Unpadded base64url (RFC 7515) into a malloc'd buffer; NULL if invalid. */
+/* Unpadded base64url (RFC 7515) into a malloc'd buffer; NULL if invalid
+ * (or without memory: either way the token is refused). */
 static unsigned char *b64url_decode(const char *s, size_t len, size_t *out_len)
 {
-    if (len % 4 == 1)
-        return NULL;
-    unsigned char *out = malloc(len * 3 / 4 + 3);
-    if (!out)
-        return NULL;
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if (bits && (acc & ((1u << bits) - 1))) { /* non-canonical trailing bits */
-        free(out);
-        return NULL;
-    }
-    *out_len = n;
-    return out;
+    uint8_t *out;
+    return base64_decode(BASE64_URL, s, len, &out, out_len) == 0 ? out : NULL;
 }
 
 /* --- signatures ---------------------------------------------------------------- */
@@ -356,8 +317,35 @@ static long copy_token(const char *s, size_t n, char *out, size_t out_len)
     return (long)n;
 }
 
-long auth_find_token(const char *authorization, const char *query_token,
-                     const char *subprotocols, char *out, size_t out_len)
+const char *auth_cookie_value(const char *cookies, const char *name, size_t *len)
+{
+    size_t name_len = name ? strlen(name) : 0;
+    if (!cookies || name_len == 0)
+        return NULL;
+    for (const char *p = cookies; *p;) {
+        p += strspn(p, " \t;");
+        size_t pair = strcspn(p, ";");
+        const char *eq = memchr(p, '=', pair);
+        if (eq && (size_t)(eq - p) == name_len && memcmp(p, name, name_len) == 0) {
+            const char *v = eq + 1;
+            size_t n = pair - (size_t)(v - p);
+            while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+                n--;
+            if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+                v++;
+                n -= 2;
+            }
+            *len = n;
+            return v;
+        }
+        p += pair;
+    }
+    return NULL;
+}
+
+long auth_find_token(const char *authorization, const char *query_token, const char *cookies,
+                     const char *cookie_name, const char *subprotocols, char *out,
+                     size_t out_len)
 {
     if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0) {
         const char *t = authorization + 7;
@@ -368,6 +356,10 @@ long auth_find_token(const char *authorization, const char *query_token,
     }
     if (query_token && *query_token)
         return copy_token(query_token, strlen(query_token), out, out_len);
+    size_t cookie_len = 0;
+    const char *cookie = auth_cookie_value(cookies, cookie_name, &cookie_len);
+    if (cookie && cookie_len > 0)
+        return copy_token(cookie, cookie_len, out, out_len);
     for (const char *p = subprotocols; p && *p;) {
         p += strspn(p, " \t,");
         size_t n = strcspn(p, " \t,");

@@ -34,11 +34,19 @@ json_t *auth_verify(const struct auth_verifier *v, const char *token, size_t len
  * null, absent). buf holds the digits. */
 const char *auth_claim_value(json_t *claims, const char *name, char *buf, size_t buf_len);
 
-/* Finds the token of a request: `authorization` ("Bearer <jwt>"), else a
- * `token` query value, else a "bearer.<jwt>" entry of the offered
- * subprotocols (comma-separated). Any may be NULL. Copies it into out;
- * returns its length, 0 if there is none, -1 if it is longer than out. */
-long auth_find_token(const char *authorization, const char *query_token,
-                     const char *subprotocols, char *out, size_t out_len);
+/* Finds the token of a request, sources in the order of SPEC-2 A:
+ * `authorization` ("Bearer <jwt>"), else a `token` query value, else the
+ * cookie `cookie_name` of the Cookie header `cookies`, else a "bearer.<jwt>"
+ * entry of the offered subprotocols (comma-separated). Any may be NULL (a
+ * NULL cookie_name: no cookie source). Copies it into out; returns its
+ * length, 0 if there is none, -1 if it is longer than out. */
+long auth_find_token(const char *authorization, const char *query_token, const char *cookies,
+                     const char *cookie_name, const char *subprotocols, char *out,
+                     size_t out_len);
+
+/* The value of cookie `name` in a Cookie header ("a=1; b=2", RFC 6265; a
+ * value in double quotes loses them), the first if several have the name.
+ * Returns a pointer into `cookies` and its length in *len, or NULL. */
+const char *auth_cookie_value(const char *cookies, const char *name, size_t *len);
 
 #endif

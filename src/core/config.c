@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@ struct loader {
     struct wsg_config *cfg;
     json_t *brokers; /* the "brokers" object as written, for routes' cross-checks */
     bool auth_given; /* a top-level auth.jwt exists (even if it has errors) */
+    bool auth_http_given; /* a top-level auth.http exists (even if it has errors) */
 };
 
 /* `s` as a JSON string, so odd bytes cannot break the one-line message. */
@@ -483,6 +485,7 @@ static const char host_expected[] = "expected a host name or address";
 static const struct key_spec tls_keys[] = {
     {"cert", true},
     {"key", true},
+    {"allow_plain", false},
     {NULL, false},
 };
 static const struct key_spec listen_keys[] = {
@@ -563,6 +566,7 @@ static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *
         check_keys(ld, tls, tls_keys);
         get_file(ld, tls, "cert", F_REQUIRED, &l->tls.cert);
         get_file(ld, tls, "key", F_REQUIRED, &l->tls.key);
+        get_bool(ld, tls, "allow_plain", &l->tls.allow_plain);
         jcheck_leave(&ld->jc, mark);
     }
 }
@@ -672,7 +676,8 @@ static void parse_jwt(struct loader *ld, json_t *obj, struct wsg_jwt *jwt)
 {
     static const struct key_spec keys[] = {
         {"secret", true},   {"public_key", true}, {"issuer", true},
-        {"audience", true}, {"leeway_s", false},  {NULL, false},
+        {"audience", true}, {"leeway_s", false},  {"cookie", true},
+        {NULL, false},
     };
     check_keys(ld, obj, keys);
     bool has_secret = json_object_get(obj, "secret") || json_object_get(obj, "secret_env");
@@ -687,23 +692,90 @@ static void parse_jwt(struct loader *ld, json_t *obj, struct wsg_jwt *jwt)
     get_plain_str(ld, obj, "issuer", F_NONEMPTY, &jwt->issuer);
     get_plain_str(ld, obj, "audience", F_NONEMPTY, &jwt->audience);
     get_int(ld, obj, "leeway_s", 0, 0, 86400, &jwt->leeway_s);
+    struct strval sv;
+    if (get_str(ld, obj, "cookie", F_NONEMPTY, "expected a cookie name", &sv)) {
+        if (token_is_valid(sv.s))
+            jwt->cookie = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, "expected a cookie name (an RFC 7230 token)");
+    }
+}
+
+/* "http://host[:port]/path": the auth service is asked in plain HTTP (it
+ * sits beside the gateway; TLS to it is not supported yet). */
+static bool auth_url_is_valid(const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0 || strpbrk(url, " \t\r\n#"))
+        return false;
+    const char *a = url + 7;
+    size_t n = strcspn(a, "/?");
+    return n > 0 && parse_authority(a, n, false);
+}
+
+/* Header names are matched and sent in lower case. */
+static bool header_name_check(char *s)
+{
+    if (!token_is_valid(s))
+        return false;
+    for (char *p = s; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return true;
+}
+
+static void parse_auth_http(struct loader *ld, json_t *obj, struct wsg_auth_http *h)
+{
+    static const struct key_spec keys[] = {
+        {"url", true},      {"timeout_ms", false}, {"cache_s", false},
+        {"headers", false}, {NULL, false},
+    };
+    check_keys(ld, obj, keys);
+    struct strval sv;
+    if (get_str(ld, obj, "url", F_REQUIRED | F_NONEMPTY, NULL, &sv)) {
+        if (auth_url_is_valid(sv.s))
+            h->url = xstrdup(sv.s);
+        else
+            bad_str(ld, &sv, "expected an URL \"http://host[:port]/path\"");
+    }
+    get_int(ld, obj, "timeout_ms", 0, 1, 600000, &h->timeout_ms);
+    get_int(ld, obj, "cache_s", 0, 0, 86400, &h->cache_s);
+    json_t *arr = get_arr(ld, obj, "headers", 0, "expected an array of header names");
+    if (arr) {
+        size_t mark = jcheck_enter_key(&ld->jc, "headers");
+        h->headers = get_str_list(ld, arr, header_name_check, "expected a header name",
+                                  &h->n_headers);
+        jcheck_leave(&ld->jc, mark);
+    }
 }
 
 static void parse_auth(struct loader *ld, json_t *root)
 {
     static const struct key_spec keys[] = {
         {"jwt", false},
+        {"http", false},
         {NULL, false},
     };
-    json_t *obj = get_obj(ld, root, "auth", 0, "expected an object {\"jwt\": {...}}");
+    json_t *obj = get_obj(ld, root, "auth", 0,
+                          "expected an object {\"jwt\": {...}, \"http\": {...}}");
     if (!obj)
         return;
     size_t mark = jcheck_enter_key(&ld->jc, "auth");
     check_keys(ld, obj, keys);
     ld->auth_given = json_object_get(obj, "jwt") != NULL;
-    json_t *jwt = get_obj(ld, obj, "jwt", F_REQUIRED,
+    ld->auth_http_given = json_object_get(obj, "http") != NULL;
+    if (!ld->auth_given && !ld->auth_http_given)
+        jcheck_error(&ld->jc, "missing \"jwt\" or \"http\"");
+    json_t *http = get_obj(ld, obj, "http", 0,
+                           "expected an object {\"url\", \"timeout_ms\", \"cache_s\", "
+                           "\"headers\"}");
+    if (http) {
+        size_t m = jcheck_enter_key(&ld->jc, "http");
+        ld->cfg->auth.has_http = true;
+        parse_auth_http(ld, http, &ld->cfg->auth.http);
+        jcheck_leave(&ld->jc, m);
+    }
+    json_t *jwt = get_obj(ld, obj, "jwt", 0,
                           "expected an object {\"secret\" or \"public_key\", \"issuer\", "
-                          "\"audience\", \"leeway_s\"}");
+                          "\"audience\", \"leeway_s\", \"cookie\"}");
     if (jwt) {
         size_t m = jcheck_enter_key(&ld->jc, "jwt");
         ld->cfg->auth.has_jwt = true;
@@ -939,6 +1011,11 @@ static void explain_kind(const char *tmpl, int kinds, char *err, size_t len)
             snprintf(err, len, "{%.*s} needs \"auth\": \"jwt\" on the route", n, p + 1);
             return;
         }
+        if (strncmp(p + 1, "auth.", 5) == 0 && !(kinds & ROUTE_TMPL_AUTH)) {
+            snprintf(err, len, "{%.*s} needs \"auth\": \"http\" or \"jwt\" on the route", n,
+                     p + 1);
+            return;
+        }
         if (strncmp(p + 1, "msg.", 4) == 0 && !(kinds & ROUTE_TMPL_MSG)) {
             snprintf(err, len, "{%.*s} is only allowed in a raw \"publish\" topic", n, p + 1);
             return;
@@ -959,7 +1036,7 @@ static bool check_template(struct loader *ld, const struct tmpl_ctx *tc, const s
     char err[256];
     int kinds = tc->kinds | extra_kinds;
     if (route_template_validate(sv->s, tc->route_path, kinds, err, sizeof err)) {
-        int all = kinds | ROUTE_TMPL_JWT | ROUTE_TMPL_MSG;
+        int all = kinds | ROUTE_TMPL_JWT | ROUTE_TMPL_AUTH | ROUTE_TMPL_MSG;
         char ignored[8];
         if (route_template_validate(sv->s, tc->route_path, all, ignored, sizeof ignored) == 0)
             explain_kind(sv->s, kinds, err, sizeof err); /* only the kind was wrong */
@@ -1390,15 +1467,41 @@ static const struct key_spec route_keys[] = {
     {NULL, false},
 };
 
-/* Keys that belong to the other route type are named as such, not as unknown. */
-static void check_type_keys(struct loader *ld, json_t *obj, enum wsg_route_type type)
+/* The route types the loader knows, one entry each: the "type" value, the
+ * keys that only that type takes (all of them also in route_keys), and the
+ * parser of those keys. A backend type's runtime side is its struct
+ * backend_type (backend_type.h); this is its config side. */
+struct route_type_schema {
+    const char *name;
+    enum wsg_route_type type;
+    const char *const *own_keys;
+    void (*parse)(struct loader *ld, json_t *obj, struct wsg_route *r,
+                  const struct tmpl_ctx *tc);
+};
+
+static const char *const tcp_route_keys[] = {"target",  "targets", "target_map", "framing",
+                                             "message", "send_proxy", NULL};
+static const char *const mqtt_route_keys[] = {"broker",        "format",        "publish",
+                                              "subscribe",     "on_connect",    "on_disconnect",
+                                              "slow_consumer", NULL};
+
+static const struct route_type_schema route_types[] = {
+    {"tcp", WSG_ROUTE_TCP, tcp_route_keys, parse_tcp_route},
+    {"mqtt", WSG_ROUTE_MQTT, mqtt_route_keys, parse_mqtt_route},
+};
+#define N_ROUTE_TYPES (sizeof route_types / sizeof route_types[0])
+
+static bool is_listed(const char *const *names, const char *name)
 {
-    static const char *const tcp_only[] = {"target",  "targets", "target_map", "framing",
-                                           "message", "send_proxy", NULL};
-    static const char *const mqtt_only[] = {"broker",        "format",        "publish",
-                                            "subscribe",     "on_connect",    "on_disconnect",
-                                            "slow_consumer", NULL};
-    const char *const *wrong = type == WSG_ROUTE_TCP ? mqtt_only : tcp_only;
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Keys that belong to another route type are named as such, not as unknown. */
+static void check_type_keys(struct loader *ld, json_t *obj, const struct route_type_schema *own)
+{
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)
@@ -1406,12 +1509,14 @@ static void check_type_keys(struct loader *ld, json_t *obj, enum wsg_route_type 
         const struct key_spec *spec = find_key(route_keys, key);
         if (!spec)
             spec = find_env_key(route_keys, key); /* "broker_env" is "broker" */
-        for (size_t i = 0; spec && wrong[i]; i++) {
-            if (strcmp(spec->name, wrong[i]) == 0) {
+        if (!spec || is_listed(own->own_keys, spec->name))
+            continue;
+        for (size_t t = 0; t < N_ROUTE_TYPES; t++) {
+            if (is_listed(route_types[t].own_keys, spec->name)) {
                 size_t mark = jcheck_enter_key(&ld->jc, key);
-                jcheck_error(&ld->jc, "only for type \"%s\"",
-                             type == WSG_ROUTE_TCP ? "mqtt" : "tcp");
+                jcheck_error(&ld->jc, "only for type \"%s\"", route_types[t].name);
                 jcheck_leave(&ld->jc, mark);
+                break;
             }
         }
     }
@@ -1463,10 +1568,19 @@ static void parse_subprotocols(struct loader *ld, json_t *obj, struct wsg_route 
 
 static void parse_route_auth(struct loader *ld, json_t *obj, struct wsg_route *r)
 {
-    static const char *const kinds[] = {"jwt", NULL};
+    static const char *const kinds[] = {"jwt", "http", NULL};
     int k;
     if (!get_enum(ld, obj, "auth", 0, kinds, &k))
         return;
+    if (k == 1) {
+        r->auth_http = true;
+        if (!ld->auth_http_given) {
+            size_t mark = jcheck_enter_key(&ld->jc, "auth");
+            jcheck_error(&ld->jc, "\"http\" needs a top-level \"auth\": {\"http\": {...}}");
+            jcheck_leave(&ld->jc, mark);
+        }
+        return;
+    }
     r->auth_jwt = true;
     if (!ld->auth_given) {
         size_t mark = jcheck_enter_key(&ld->jc, "auth");
@@ -1477,7 +1591,9 @@ static void parse_route_auth(struct loader *ld, json_t *obj, struct wsg_route *r
 
 static void parse_route(struct loader *ld, json_t *obj, struct wsg_route *r)
 {
-    static const char *const types[] = {"tcp", "mqtt", NULL};
+    const char *types[N_ROUTE_TYPES + 1] = {NULL};
+    for (size_t t = 0; t < N_ROUTE_TYPES; t++)
+        types[t] = route_types[t].name;
     r->publish_qos_max = 2;
     if (!json_is_object(obj)) {
         jcheck_value_error(&ld->jc, obj, false,
@@ -1504,15 +1620,15 @@ static void parse_route(struct loader *ld, json_t *obj, struct wsg_route *r)
     parse_route_auth(ld, obj, r);
     if (!type_ok)
         return;
-    r->type = (enum wsg_route_type)type;
-    check_type_keys(ld, obj, r->type);
+    const struct route_type_schema *schema = &route_types[type];
+    r->type = schema->type;
+    check_type_keys(ld, obj, schema);
     /* A bad "auth" value still allows {jwt.x}: one error, not one per template. */
-    bool jwt = r->auth_jwt || json_object_get(obj, "auth") || json_object_get(obj, "auth_env");
-    struct tmpl_ctx tc = {r->path, ROUTE_TMPL_QUERY | (jwt ? ROUTE_TMPL_JWT : 0)};
-    if (r->type == WSG_ROUTE_TCP)
-        parse_tcp_route(ld, obj, r, &tc);
-    else
-        parse_mqtt_route(ld, obj, r, &tc);
+    bool any = json_object_get(obj, "auth") || json_object_get(obj, "auth_env");
+    bool jwt = !r->auth_http && (r->auth_jwt || any);
+    struct tmpl_ctx tc = {r->path, ROUTE_TMPL_QUERY | (jwt ? ROUTE_TMPL_JWT : 0) |
+                                       (any ? ROUTE_TMPL_AUTH : 0)};
+    schema->parse(ld, obj, r, &tc);
 }
 
 /* Names label metrics and logs; a second route with the same path would never match. */
@@ -1626,6 +1742,7 @@ static struct wsg_config *config_new(const char *source, const char *base_dir)
         .max_messages_per_s = 0,
     };
     cfg->auth.jwt.leeway_s = 30;
+    cfg->auth.http.timeout_ms = 2000;
     cfg->workers = 1;
     return cfg;
 }
@@ -1852,6 +1969,9 @@ void config_free(struct wsg_config *cfg)
     free(cfg->auth.jwt.public_key);
     free(cfg->auth.jwt.issuer);
     free(cfg->auth.jwt.audience);
+    free(cfg->auth.jwt.cookie);
+    free(cfg->auth.http.url);
+    free_strv(cfg->auth.http.headers, cfg->auth.http.n_headers);
     free(cfg->static_files.mount);
     free(cfg->static_files.dir);
     for (size_t i = 0; i < cfg->n_brokers; i++)

@@ -15,6 +15,10 @@
 struct wsg_tls {
     char *cert; /* PEM certificate chain path */
     char *key;  /* PEM private key path */
+    /* Plain connections on the same port as well, told apart by their first
+     * byte (websockify's default when given a certificate without
+     * --ssl-only). Default false. */
+    bool allow_plain;
 };
 
 /* A TCP listener (host, port) or a unix-socket one (port 0, host its path). */
@@ -47,11 +51,23 @@ struct wsg_jwt {
     char *issuer;     /* required "iss" or NULL */
     char *audience;   /* required "aud" or NULL */
     int64_t leeway_s; /* clock skew allowed for exp/nbf, default 30 */
+    char *cookie;     /* name of a cookie carrying the token, or NULL */
+};
+
+/* "auth": {"http": {...}}: the external auth service (SPEC-2 A). */
+struct wsg_auth_http {
+    char *url;          /* "http://host[:port]/path" */
+    int64_t timeout_ms; /* default 2000 */
+    int64_t cache_s;    /* allowed answers kept this long; 0 = never (default) */
+    char **headers;     /* request headers forwarded, lower-case names */
+    size_t n_headers;
 };
 
 struct wsg_auth {
     bool has_jwt;
     struct wsg_jwt jwt;
+    bool has_http;
+    struct wsg_auth_http http;
 };
 
 struct wsg_static {
@@ -131,7 +147,8 @@ struct wsg_route {
     char **subprotocols; /* preference order; may be empty */
     size_t n_subprotocols;
     bool require_subprotocol;
-    bool auth_jwt; /* "auth": "jwt" */
+    bool auth_jwt;  /* "auth": "jwt" */
+    bool auth_http; /* "auth": "http": the auth service decides at each handshake */
     bool compression; /* permessage-deflate (RFC 7692) accepted when a client offers it */
 
     /* type "tcp" */

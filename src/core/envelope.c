@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "topic.h"
+#include "utf8.h"
 
 #define ID_MAX_BYTES 256 /* longest string "id" (its UTF-8 bytes) */
 #define QUOTE_MAX 60     /* most bytes of a client's topic or key put in a message */
@@ -41,105 +43,6 @@ static char *dump(const json_t *v)
     return s;
 }
 
-/* ----------------------------------------------------------------- UTF-8 */
-
-/* The length of the longest prefix of [s, s+n) that does not end inside a
- * character: `s` was valid UTF-8 before it was cut at n. */
-static size_t utf8_whole(const char *s, size_t n)
-{
-    for (size_t back = 1; back <= 4 && back <= n; back++) {
-        unsigned char c = (unsigned char)s[n - back];
-        if ((c & 0xC0) == 0x80)
-            continue; /* a continuation byte: its lead is further back */
-        size_t need = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-        return need > back ? n - back : n;
-    }
-    return n;
-}
-
-/* ---------------------------------------------------------------- base64 */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* malloc'd, NUL-terminated; NULL if the result would not fit a size_t. */
-static char *base64_encode(const uint8_t *in, size_t len, size_t *out_len)
-{
-    if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
-        return NULL;
-    size_t n = (len + 2) / 3 * 4;
-    char *out = xmalloc(n + 1), *o = out;
-    size_t i = 0;
-    for (; len - i >= 3; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *o++ = b64_alphabet[v >> 18];
-        *o++ = b64_alphabet[(v >> 12) & 63];
-        *o++ = b64_alphabet[(v >> 6) & 63];
-        *o++ = b64_alphabet[v & 63];
-    }
-    if (len - i > 0) {
-        uint32_t v = (uint32_t)in[i] << 16 | (len - i == 2 ? (uint32_t)in[i + 1] << 8 : 0);
-        *o++ = b64_alphabet[v >> 18];
-        *o++ = b64_alphabet[(v >> 12) & 63];
-        *o++ = len - i == 2 ? b64_alphabet[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
-    *out_len = n;
-    return out;
-}
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Strict RFC 4648 base64: padded to a multiple of 4, '=' only at the end,
- * no whitespace, and the bits the padding drops must be zero, so that every
- * payload has exactly one encoding. Output malloc'd (len + 1, NUL after). */
-static int base64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len)
-{
-    if (len % 4 != 0)
-        return -1;
-    uint8_t *buf = xmalloc(len / 4 * 3 + 1), *o = buf;
-    for (size_t i = 0; i < len; i += 4) {
-        bool last = i + 4 == len;
-        size_t pad = last ? (in[i + 3] == '=') + (in[i + 3] == '=' && in[i + 2] == '=') : 0;
-        uint32_t v = 0;
-        for (size_t k = 0; k < 4 - pad; k++) {
-            int d = b64_value((unsigned char)in[i + k]);
-            if (d < 0)
-                goto bad;
-            v = v << 6 | (uint32_t)d;
-        }
-        v <<= 6 * pad;
-        if ((pad == 1 && (v & 0xFF)) || (pad == 2 && (v & 0xFFFF)))
-            goto bad; /* non-zero bits under the padding */
-        *o++ = (uint8_t)(v >> 16);
-        if (pad < 2)
-            *o++ = (uint8_t)(v >> 8);
-        if (pad < 1)
-            *o++ = (uint8_t)v;
-    }
-    *o = 0;
-    *out = buf;
-    *out_len = (size_t)(o - buf);
-    return 0;
-bad:
-    free(buf);
-    return -1;
-}
-
 /* ------------------------------------------------------ errors and quoting */
 
 /* Where envelope_parse's error goes: the code and the caller's buffer. */
@@ -163,7 +66,7 @@ static int fail(struct perr *e, const char *code, const char *fmt, ...)
         va_end(ap);
         /* A small buffer may cut a quoted character: keep the text UTF-8. */
         if (n >= 0 && (size_t)n >= e->cap)
-            e->msg[utf8_whole(e->msg, e->cap - 1)] = '\0';
+            e->msg[utf8_cut(e->msg, e->cap - 1)] = '\0';
     }
     return -1;
 }
@@ -173,7 +76,7 @@ static int fail(struct perr *e, const char *code, const char *fmt, ...)
  * the message stays one line; "..." when cut. */
 static const char *quote(const char *s, size_t len, char buf[QUOTE_BUF])
 {
-    size_t n = len > QUOTE_MAX ? utf8_whole(s, QUOTE_MAX) : len;
+    size_t n = len > QUOTE_MAX ? utf8_cut(s, QUOTE_MAX) : len;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         buf[i] = c < 0x20 || c == 0x7F ? '?' : (char)c;
@@ -209,16 +112,19 @@ static const char *const publish_keys[] = {"topic", "payload",  "qos", "retain",
                                            "id",    "encoding", NULL};
 static const char *const subscribe_keys[] = {"subscribe", "qos", "id", NULL};
 static const char *const unsubscribe_keys[] = {"unsubscribe", "id", NULL};
+static const char *const refresh_keys[] = {"refresh", "id", NULL};
 
 static const char *const *const kind_keys[] = {
     [ENVELOPE_PUBLISH] = publish_keys,
     [ENVELOPE_SUBSCRIBE] = subscribe_keys,
     [ENVELOPE_UNSUBSCRIBE] = unsubscribe_keys,
+    [ENVELOPE_REFRESH] = refresh_keys,
 };
 static const char *const kind_names[] = {
     [ENVELOPE_PUBLISH] = "a publish",
     [ENVELOPE_SUBSCRIBE] = "a subscribe",
     [ENVELOPE_UNSUBSCRIBE] = "an unsubscribe",
+    [ENVELOPE_REFRESH] = "a refresh",
 };
 
 /* jansson's reason without its " near '<token>'" part, which may quote the
@@ -247,7 +153,7 @@ static int read_id(const json_t *req, char **id, struct perr *e)
 static int read_kind(const json_t *req, enum envelope_kind *kind, struct perr *e)
 {
     int found = 0;
-    for (enum envelope_kind k = ENVELOPE_PUBLISH; k <= ENVELOPE_UNSUBSCRIBE; k++) {
+    for (enum envelope_kind k = ENVELOPE_PUBLISH; k <= ENVELOPE_REFRESH; k++) {
         if (json_object_get(req, kind_keys[k][0])) {
             *kind = k;
             found++;
@@ -255,8 +161,8 @@ static int read_kind(const json_t *req, enum envelope_kind *kind, struct perr *e
     }
     if (found != 1)
         return fail(e, ENVELOPE_ERR_BAD_REQUEST,
-                    "a request has exactly one of \"topic\" (publish), \"subscribe\" or "
-                    "\"unsubscribe\"");
+                    "a request has exactly one of \"topic\" (publish), \"subscribe\", "
+                    "\"unsubscribe\" or \"refresh\"");
     return 0;
 }
 
@@ -362,8 +268,11 @@ static int read_payload(const json_t *req, struct envelope_request *out, struct 
                     "\"encoding\": \"base64\" needs a string \"payload\", got %s",
                     json_type_name(v));
     if (enc) {
-        if (base64_decode(json_string_value(v), json_string_length(v), &out->payload,
-                          &out->payload_len) < 0)
+        int rc = base64_decode(BASE64_STD, json_string_value(v), json_string_length(v),
+                               &out->payload, &out->payload_len);
+        if (rc == BASE64_NO_MEMORY)
+            oom();
+        if (rc != 0)
             return fail(e, ENVELOPE_ERR_BAD_REQUEST,
                         "\"payload\" is not valid base64 (RFC 4648, padded, no whitespace)");
         return 0;
@@ -396,6 +305,17 @@ static int parse_fields(json_t *req, struct envelope_request *out, struct perr *
         return read_topic(req, "subscribe", true, &out->topic, e);
     case ENVELOPE_UNSUBSCRIBE:
         return read_topic(req, "unsubscribe", true, &out->topic, e);
+    case ENVELOPE_REFRESH: {
+        /* The token is a secret: errors describe it, never quote it. */
+        const json_t *v = json_object_get(req, "refresh");
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            strlen(json_string_value(v)) != json_string_length(v))
+            return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"refresh\" must be a token (a string)");
+        out->topic = strdup(json_string_value(v));
+        if (!out->topic)
+            oom();
+        return 0;
+    }
     }
     return -1;
 }
@@ -505,7 +425,7 @@ char *envelope_message(const char *topic, const uint8_t *payload, size_t payload
         return finish(obj, len);
     }
     size_t n;
-    char *b64 = base64_encode(payload, payload_len, &n);
+    char *b64 = base64_encode(BASE64_STD, payload, payload_len, &n);
     if (!b64)
         goto fail;
     p = json_stringn(b64, n);

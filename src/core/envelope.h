@@ -9,13 +9,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum envelope_kind { ENVELOPE_PUBLISH, ENVELOPE_SUBSCRIBE, ENVELOPE_UNSUBSCRIBE };
+enum envelope_kind {
+    ENVELOPE_PUBLISH,
+    ENVELOPE_SUBSCRIBE,
+    ENVELOPE_UNSUBSCRIBE,
+    ENVELOPE_REFRESH, /* a new JWT for the connection (SPEC-2 A) */
+};
 
 /* One parsed client request; every pointer owned, freed by
  * envelope_request_free(). */
 struct envelope_request {
     enum envelope_kind kind;
-    char *topic;      /* publish: the topic name; (un)subscribe: the filter */
+    char *topic;      /* publish: the topic name; (un)subscribe: the filter;
+                         refresh: the token (a secret: never echoed or logged) */
     uint8_t *payload; /* publish: the bytes to publish (see envelope_parse) */
     size_t payload_len;
     int qos;     /* publish and subscribe: 0..2, default 0 */
@@ -33,6 +39,7 @@ struct envelope_request {
 #define ENVELOPE_ERR_QUEUE_FULL "queue_full"           /* too much waiting for the broker */
 #define ENVELOPE_ERR_PUBLISH_FAILED "publish_failed"   /* the broker refused a publish */
 #define ENVELOPE_ERR_SUBSCRIBE_FAILED "subscribe_failed" /* the broker refused a subscribe */
+#define ENVELOPE_ERR_BAD_TOKEN "bad_token" /* refresh: invalid, or another "sub" */
 
 /* Parses one client message:
  *   {"topic": "t", "payload": P, "qos": 0|1|2, "retain": bool, "id": I,
@@ -41,6 +48,7 @@ struct envelope_request {
  *                              other JSON value: its compact JSON text.
  *   {"subscribe": "filter", "qos": 0|1|2, "id": I}   -> subscribe
  *   {"unsubscribe": "filter", "id": I}               -> unsubscribe
+ *   {"refresh": "<jwt>", "id": I}                    -> refresh (token in `topic`)
  * Unknown keys are refused. Topic names and filters are checked for MQTT
  * syntax (topic.h). Returns 0, or -1 with `code` (one of ENVELOPE_ERR_*)
  * and a one-line `message`; out->id is set whenever the id could be read,

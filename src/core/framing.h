@@ -49,16 +49,6 @@ void framing_decoder_free(struct framing_decoder *d);
 enum framing_status framing_decode(struct framing_decoder *d, const uint8_t *in, size_t len,
                                    framing_emit_fn emit, void *ctx);
 
-/* True if [s, s+len) is entirely valid UTF-8 (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF). */
-bool utf8_is_valid(const uint8_t *s, size_t len);
-
-/* The length of the longest prefix of [s, s+len) that ends on a character
- * boundary, given that the whole is valid UTF-8 so far; sets *bad if some
- * byte can never be part of valid UTF-8 (the prefix is then meaningless).
- * An incomplete sequence at the end (at most 3 bytes) is left out. */
-size_t utf8_complete_prefix(const uint8_t *s, size_t len, bool *bad);
-
 /* The length32 header for a message of `len` bytes, into out[4]. */
 void framing_length32_header(uint32_t len, uint8_t out[4]);
 

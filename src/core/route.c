@@ -14,7 +14,6 @@
 
 #define MAX_PATTERN_BYTES 1024    /* a path pattern longer than this is a config error */
 #define MAX_SEGMENTS 32           /* segments of a path pattern */
-#define MAX_URI_BYTES 8192        /* longer request targets are refused with 400 */
 #define MAX_PLACEHOLDER_BYTES 256 /* between "{" and "}" in a template */
 #define MAX_REASON_PATH 200       /* bytes of a request path echoed in a 404 reason */
 
@@ -25,6 +24,7 @@ struct segment {
     const char *s; /* literal text, or the capture's name without braces */
     size_t len;
     bool capture;
+    bool rest; /* the final "**": this segment and all after it, or none */
 };
 
 struct compiled_route {
@@ -139,7 +139,20 @@ static int parse_pattern(const char *pattern, struct segment *segs, size_t *n_se
                     (int)slen, p);
             return -1;
         }
-        if (p[0] == '{') {
+        sg->rest = false;
+        if (slen == 2 && memcmp(p, "**", 2) == 0) {
+            /* "**" takes every path below its prefix (websockify's one
+             * listener for every path); anywhere but last it would make
+             * the route table ambiguous. */
+            if (*end) {
+                set_err(err, err_len, "\"**\" may only be the last segment of a path pattern");
+                return -1;
+            }
+            sg->capture = false;
+            sg->rest = true;
+            sg->s = p;
+            sg->len = slen;
+        } else if (p[0] == '{') {
             sg->capture = true;
             sg->s = p + 1;
             sg->len = slen - 2;
@@ -198,7 +211,7 @@ int route_pattern_validate(const char *pattern, char *err, size_t err_len)
 
 /* ----------------------------------------------------------- templates */
 
-enum ph_kind { PH_CAPTURE, PH_QUERY, PH_JWT, PH_MSG };
+enum ph_kind { PH_CAPTURE, PH_QUERY, PH_JWT, PH_AUTH, PH_MSG };
 
 /* Finds the placeholder opening at tmpl[i] == '{': its text is
  * tmpl[i+1 .. i+1+*len). A '{' inside counts as unclosed: "{{" is not an
@@ -248,13 +261,16 @@ static int classify(const char *s, size_t len, enum ph_kind *kind, char *err, si
         }
         return 0;
     }
-    if (has_prefix(s, len, "jwt.")) {
-        *kind = PH_JWT;
-        if (len == 4) {
-            set_err(err, err_len, "{jwt.} needs a claim name, like {jwt.sub}");
+    bool jwt = has_prefix(s, len, "jwt.");
+    if (jwt || has_prefix(s, len, "auth.")) {
+        size_t skip = jwt ? 4 : 5;
+        *kind = jwt ? PH_JWT : PH_AUTH;
+        if (len == skip) {
+            set_err(err, err_len, "{%.*s} needs a claim name, like {%.*ssub}", (int)len, s,
+                    (int)len, s);
             return -1;
         }
-        for (size_t i = 4; i < len; i++) {
+        for (size_t i = skip; i < len; i++) {
             if (!is_claim_char((unsigned char)s[i])) {
                 set_err(err, err_len,
                         "{%.*s}: a claim name may hold only A-Z, a-z, 0-9 and \"_-.:\"", (int)len,
@@ -286,7 +302,7 @@ static int classify(const char *s, size_t len, enum ph_kind *kind, char *err, si
         if (!is_name_char((unsigned char)s[i])) {
             set_err(err, err_len,
                     "unknown placeholder {%.*s} (expected a capture of the path, "
-                    "{query.<name>}, {jwt.<claim>} or {msg./pointer})",
+                    "{query.<name>}, {jwt.<claim>}, {auth.<claim>} or {msg./pointer})",
                     (int)len, s);
             return -1;
         }
@@ -354,6 +370,7 @@ int route_template_validate(const char *tmpl, const char *path_pattern, int allo
             return -1;
         int need = kind == PH_QUERY ? ROUTE_TMPL_QUERY
                    : kind == PH_JWT ? ROUTE_TMPL_JWT
+                   : kind == PH_AUTH ? ROUTE_TMPL_AUTH
                    : kind == PH_MSG ? ROUTE_TMPL_MSG
                                     : 0;
         if (kind == PH_CAPTURE && !has_capture(segs, n_segs, s, len)) {
@@ -483,13 +500,19 @@ static char *dup_bytes(const char *s, size_t len)
 
 /* Literal segments only: does the request have this route's shape? A single
  * trailing slash in the request is forgiven ("/echo/" matches "/echo"), as
- * clients and proxies add one; anything longer must match segment by segment. */
+ * clients and proxies add one; anything longer must match segment by segment,
+ * except below a final "**", which takes whatever follows its prefix. */
 static bool shape_matches(const struct compiled_route *cr, const char *dec,
                           const struct req_segment *req, size_t n_req)
 {
     size_t n = cr->n_segs;
-    if (!(n_req == n || (n_req == n + 1 && req[n].len == 0)))
+    if (n > 0 && cr->segs[n - 1].rest) {
+        n--;
+        if (n_req < n)
+            return false;
+    } else if (!(n_req == n || (n_req == n + 1 && req[n].len == 0))) {
         return false;
+    }
     for (size_t k = 0; k < n; k++) {
         const struct segment *sg = &cr->segs[k];
         if (!sg->capture &&
@@ -507,8 +530,8 @@ enum route_status route_table_match(const struct route_table *table, const char 
         set_err(reason, reason_len, "no route");
         return ROUTE_NOT_FOUND;
     }
-    size_t uri_len = strnlen(uri, MAX_URI_BYTES + 1);
-    if (uri_len > MAX_URI_BYTES) {
+    size_t uri_len = strnlen(uri, ROUTE_MAX_URI_BYTES + 1);
+    if (uri_len > ROUTE_MAX_URI_BYTES) {
         set_err(reason, reason_len, "request URI too long");
         return ROUTE_BAD_REQUEST;
     }
@@ -535,7 +558,7 @@ enum route_status route_table_match(const struct route_table *table, const char 
         reason_no_route(reason, reason_len, uri, path_len);
         return ROUTE_NOT_FOUND; /* longer than any pattern can be */
     }
-    char dec[MAX_URI_BYTES];
+    char dec[ROUTE_MAX_URI_BYTES];
     size_t used = 0, k = 0;
     for (size_t start = 1; k < n_req; k++) {
         size_t slen = strcspn(uri + start, "/?#"); /* ends at path_len at the latest */

@@ -42,6 +42,11 @@ struct route_table;
 struct route_table *route_table_create(const struct wsg_config *cfg);
 void route_table_destroy(struct route_table *table);
 
+/* The longest request target (path and query, percent-encoded) that a route
+ * is matched against; a longer one is refused with 400. lws keeps all request
+ * headers in 4 KiB, but re-encoding what it decoded may triple a byte. */
+#define ROUTE_MAX_URI_BYTES 8192
+
 /* Match `uri` (the request target: path, optionally "?query"). The first
  * route whose pattern matches wins. On ROUTE_BAD_REQUEST / ROUTE_NOT_FOUND a
  * one-line reason for the client is written into `reason`. */
@@ -50,7 +55,9 @@ enum route_status route_table_match(const struct route_table *table, const char 
 void route_match_clear(struct route_match *m);
 
 /* Checks a path pattern: starts with '/', each {name} is a whole segment with a
- * name of [A-Za-z0-9_], names unique. 0 or -1 with a message in err. */
+ * name of [A-Za-z0-9_], names unique; a last segment "**" matches the rest of
+ * the path, whatever it is, or nothing (a pattern of "**" alone takes every path). 0 or -1 with a
+ * message in err. */
 int route_pattern_validate(const char *pattern, char *err, size_t err_len);
 
 /* Which placeholder kinds a template may use (bit flags). Captures named in
@@ -59,6 +66,7 @@ enum {
     ROUTE_TMPL_QUERY = 1 << 0, /* {query.<name>} */
     ROUTE_TMPL_JWT = 1 << 1,   /* {jwt.<claim>} */
     ROUTE_TMPL_MSG = 1 << 2,   /* {msg./json/pointer} */
+    ROUTE_TMPL_AUTH = 1 << 3,  /* {auth.<claim>}: the auth service's (or the JWT's) claims */
 };
 
 /* Checks a template's syntax and that every {name} is a capture of

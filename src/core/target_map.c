@@ -1,16 +1,22 @@
-/* target_map.c - load a websockify-style token file (a JSON object: key ->
- * target(s)) into an immutable, sorted snapshot for fast per-connection
- * lookup. Errors are reported like the config's, with the file's JSON paths;
- * watching the file and swapping snapshots is left to map_watch.c. */
+/* target_map.c - load a websockify token file into an immutable, sorted
+ * snapshot for fast per-connection lookup. Two formats: websockify's own
+ * lines ("token: host:port", '#' comments) and a JSON object (key ->
+ * target(s)); the path may also be a directory of such files, as websockify's
+ * TokenFile plugin allows. Errors are reported like the config's, with the
+ * file's line or JSON path; watching the files and swapping snapshots is left
+ * to map_watch.c. */
 #include "target_map.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "json_check.h"
 
@@ -21,12 +27,32 @@ struct entry {
     char *key;                  /* owned */
     struct wsg_target *targets; /* owned, as is each host */
     size_t n_targets;
+    /* Where the key was given, for the duplicate check while loading only:
+     * an index into the loader's file names, and the line (0 in JSON). */
+    size_t file;
+    size_t line;
 };
 
 struct target_map {
     struct entry *entries; /* owned; sorted by key (strcmp) for binary search */
-    size_t n;
+    size_t n, cap;
 };
+
+/* A new zeroed entry at the end of m, taking ownership of key. */
+static struct entry *add_entry(struct target_map *m, char *key, size_t file, size_t line)
+{
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        struct entry *bigger = realloc(m->entries, cap * sizeof *bigger);
+        if (!bigger)
+            jcheck_oom();
+        m->entries = bigger;
+        m->cap = cap;
+    }
+    struct entry *e = &m->entries[m->n++];
+    *e = (struct entry){.key = key, .file = file, .line = line};
+    return e;
+}
 
 /* ------------------------------------------------------------ value syntax */
 
@@ -223,19 +249,33 @@ static void parse_value(struct jcheck *jc, json_t *v, struct entry *e)
 }
 
 /* Captures and claims refuse '/', '+', '#' and NUL, so no request could
- * ever produce a key holding one: such a key is a mistake in the file. */
-static void check_key(struct jcheck *jc, const char *key, size_t len)
+ * ever produce a key holding one: such a key is a mistake in the file.
+ * Returns NULL, or what is wrong with the key (written into buf). */
+static const char *key_problem(const char *key, size_t len, char *buf, size_t buf_len)
 {
     static const char refused[] = "(captures refuse '/', '+', '#' and NUL)";
     size_t bad = strcspn(key, "/+#");
     if (len == 0)
-        jcheck_error(jc, "expected a non-empty key");
+        snprintf(buf, buf_len, "expected a non-empty key");
     else if (len > MAX_KEY_BYTES)
-        jcheck_error(jc, "expected a key of at most %d bytes, got %zu bytes", MAX_KEY_BYTES, len);
+        snprintf(buf, buf_len, "expected a key of at most %d bytes, got %zu bytes", MAX_KEY_BYTES,
+                 len);
     else if (memchr(key, '\0', len)) /* jansson refuses these today; keep it true anyway */
-        jcheck_error(jc, "key holds a NUL byte: it could never be looked up %s", refused);
+        snprintf(buf, buf_len, "key holds a NUL byte: it could never be looked up %s", refused);
     else if (key[bad])
-        jcheck_error(jc, "key holds '%c': it could never be looked up %s", key[bad], refused);
+        snprintf(buf, buf_len, "key holds '%c': it could never be looked up %s", key[bad],
+                 refused);
+    else
+        return NULL;
+    return buf;
+}
+
+static void check_key(struct jcheck *jc, const char *key, size_t len)
+{
+    char buf[160];
+    const char *why = key_problem(key, len, buf, sizeof buf);
+    if (why)
+        jcheck_error(jc, "%s", why);
 }
 
 /* ------------------------------------------------------------ the snapshot */
@@ -245,41 +285,140 @@ static int entry_cmp(const void *a, const void *b)
     return strcmp(((const struct entry *)a)->key, ((const struct entry *)b)->key);
 }
 
-static struct target_map *build(struct jcheck *jc, json_t *root)
+static void build(struct jcheck *jc, json_t *root, struct target_map *m, size_t file)
 {
-    struct target_map *m = jcheck_calloc(1, sizeof *m);
     if (!json_is_object(root)) {
         jcheck_value_error(jc, root, false, map_expected);
-        return m;
+        return;
     }
-    m->entries = jcheck_calloc(json_object_size(root), sizeof *m->entries);
     const char *key;
     size_t len;
     json_t *v;
     json_object_keylen_foreach(root, key, len, v)
     {
-        struct entry *e = &m->entries[m->n++];
-        e->key = jcheck_strndup(key, len);
+        struct entry *e = add_entry(m, jcheck_strndup(key, len), file, 0);
         size_t mark = jcheck_enter_key(jc, e->key);
         check_key(jc, key, len);
         parse_value(jc, v, e);
         jcheck_leave(jc, mark);
     }
-    /* Sorted once here so every lookup is a binary search. */
-    qsort(m->entries, m->n, sizeof *m->entries, entry_cmp);
-    return m;
 }
 
-/* Validates a parsed document; the snapshot, or NULL with errors appended. */
-static struct target_map *load_root(json_t *root, const char *source, struct config_errors *errs)
+/* Validates a parsed document into m; 0, or -1 with errors appended. */
+static int load_root(json_t *root, const char *source, struct target_map *m, size_t file,
+                     struct config_errors *errs)
 {
     struct jcheck jc;
     jcheck_begin(&jc, source, errs);
-    struct target_map *m = build(&jc, root);
-    if (jcheck_end(&jc) == 0)
-        return m;
-    target_map_free(m);
-    return NULL;
+    build(&jc, root, m, file);
+    return jcheck_end(&jc);
+}
+
+/* ------------------------------------------------ websockify's own lines */
+
+static const char line_expected[] = "expected \"token: host:port\"";
+
+#define SHOWN_BYTES 128
+
+/* `s` for an error message, cut short if long: quotes, backslashes, control
+ * bytes and every byte >= 0x80 as \xNN, so that a line that is not UTF-8,
+ * or one cut inside a character, still gives a one-line UTF-8 message. */
+static const char *shown(const char *s, size_t len, char out[SHOWN_BYTES])
+{
+    size_t n = 0, i = 0;
+    for (; i < len && n + 5 + 3 < SHOWN_BYTES; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f)
+            n += (size_t)snprintf(out + n, SHOWN_BYTES - n, "\\x%02x", c);
+        else
+            out[n++] = (char)c;
+    }
+    memcpy(out + n, i < len ? "..." : "", i < len ? 4 : 1);
+    return out;
+}
+
+/* Errors of the line format name the file and line, and quote the line. */
+static void line_error(struct config_errors *errs, const char *source, size_t line_no,
+                       const char *what, const char *s, size_t len)
+{
+    char buf[SHOWN_BYTES];
+    jcheck_add_line(errs, "%s:%zu: %s, got \"%s\"", source, line_no, what, shown(s, len, buf));
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* One line as websockify reads it: blanks around it ignored, empty lines and
+ * lines starting with '#' skipped; else the line splits at the one ':'
+ * followed by a blank into the token and "host:port". Returns -1 on error. */
+static int parse_line(const char *s, size_t len, const char *source, size_t line_no,
+                      struct target_map *m, size_t file, struct config_errors *errs)
+{
+    while (len && is_blank(*s))
+        s++, len--;
+    while (len && is_blank(s[len - 1]))
+        len--;
+    if (len == 0 || s[0] == '#')
+        return 0;
+    if (memchr(s, '\0', len)) {
+        line_error(errs, source, line_no, "expected a line without NUL bytes", s, len);
+        return -1;
+    }
+    const char *sep = NULL;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (s[i] == ':' && is_blank(s[i + 1])) {
+            if (sep) {
+                line_error(errs, source, line_no,
+                           "expected \"token: host:port\" (one \": \" only)", s, len);
+                return -1;
+            }
+            sep = s + i;
+        }
+    }
+    if (!sep) {
+        line_error(errs, source, line_no, line_expected, s, len);
+        return -1;
+    }
+    size_t key_len = (size_t)(sep - s);
+    while (key_len && is_blank(s[key_len - 1]))
+        key_len--;
+    const char *target = sep + 1;
+    while (is_blank(*target))
+        target++;
+    size_t target_len = len - (size_t)(target - s);
+
+    struct entry *e = add_entry(m, jcheck_strndup(s, key_len), file, line_no);
+    int rc = 0;
+    char buf[160];
+    const char *why = key_problem(e->key, key_len, buf, sizeof buf);
+    if (why) {
+        line_error(errs, source, line_no, why, s, len);
+        rc = -1;
+    }
+    char *t = jcheck_strndup(target, target_len);
+    e->targets = jcheck_calloc(1, sizeof *e->targets);
+    e->n_targets = 1;
+    const char *bad = parse_host_port(t, &e->targets[0]);
+    if (bad) {
+        line_error(errs, source, line_no, bad, target, target_len);
+        rc = -1;
+    }
+    free(t);
+    return rc;
+}
+
+static int load_lines(const char *text, size_t len, const char *source, struct target_map *m,
+                      size_t file, struct config_errors *errs)
+{
+    int rc = 0;
+    size_t line_no = 1;
+    for (size_t start = 0; start < len; line_no++) {
+        const char *nl = memchr(text + start, '\n', len - start);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        if (parse_line(text + start, end - start, source, line_no, m, file, errs) != 0)
+            rc = -1;
+        start = end + 1;
+    }
+    return rc;
 }
 
 /* The whole file, or NULL with errno set. A directory fails here (EISDIR)
@@ -315,34 +454,169 @@ static char *read_file(const char *path, size_t *len)
 
 /* ------------------------------------------------------------- public API */
 
+/* websockify's lines cannot start with these (a token would hold a quote or
+ * a bracket), a JSON map must: the first byte that is not blank decides. */
+static bool looks_like_json(const char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)text[i]))
+        i++;
+    return i < len && (text[i] == '{' || text[i] == '[' || text[i] == '"');
+}
+
+/* One file into m, as file number `file`; 0, or -1 with errors appended. */
+static int load_file(const char *path, const char *source, struct target_map *m, size_t file,
+                     struct config_errors *errs)
+{
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (!text) {
+        jcheck_add_line(errs, "%s: cannot read: %s", source, strerror(errno));
+        return -1;
+    }
+    int rc;
+    if (!looks_like_json(text, len)) {
+        rc = load_lines(text, len, source, m, file, errs);
+        free(text);
+        return rc;
+    }
+    json_error_t jerr;
+    /* DECODE_ANY: a top level like `"x"` gets our message, not jansson's. */
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    free(text);
+    /* For a NUL in a key jansson's words are right but do not say why it
+     * matters here. */
+    if (root)
+        rc = load_root(root, source, m, file, errs);
+    else if (json_error_code(&jerr) == json_error_null_byte_in_key)
+        jcheck_syntax_error(errs, source, &jerr, " (such a key could never be looked up)"), rc = -1;
+    else
+        jcheck_syntax_error(errs, source, &jerr, NULL), rc = -1;
+    json_decref(root);
+    return rc;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The files of a directory that websockify would read, in name order (so a
+ * load is reproducible): regular files, except hidden ones (editors' swap
+ * and backup files start with '.'). NULL with errno on failure. */
+static char **list_dir(const char *path, size_t *n)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return NULL;
+    size_t cap = 16;
+    char **names = jcheck_calloc(cap, sizeof *names);
+    *n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char *full = jcheck_asprintf("%s/%s", path, de->d_name);
+        struct stat st;
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(full);
+            continue;
+        }
+        if (*n == cap) {
+            char **bigger = realloc(names, (cap *= 2) * sizeof *names);
+            if (!bigger)
+                jcheck_oom();
+            names = bigger;
+        }
+        names[(*n)++] = full;
+    }
+    closedir(d);
+    qsort(names, *n, sizeof *names, name_cmp);
+    return names;
+}
+
+static void where(char *buf, size_t len, const char *source, size_t line)
+{
+    if (line)
+        snprintf(buf, len, "%s:%zu", source, line);
+    else
+        snprintf(buf, len, "%s", source);
+}
+
+/* Sorted, equal keys are neighbours: each repeat is an error naming both
+ * places (websockify would let the last file silently win). */
+static int check_duplicates(const struct target_map *m, char *const *sources,
+                            struct config_errors *errs)
+{
+    int rc = 0;
+    for (size_t i = 1; i < m->n; i++) {
+        const struct entry *a = &m->entries[i - 1], *b = &m->entries[i];
+        if (strcmp(a->key, b->key) != 0)
+            continue;
+        if (b->file < a->file || (b->file == a->file && b->line < a->line)) {
+            const struct entry *t = a;
+            a = b;
+            b = t;
+        }
+        char first[512], again[512];
+        where(first, sizeof first, sources[a->file], a->line);
+        where(again, sizeof again, sources[b->file], b->line);
+        char key[SHOWN_BYTES];
+        jcheck_add_line(errs, "%s: token \"%s\" is given again (first at %s)", again,
+                        shown(b->key, strlen(b->key), key), first);
+        rc = -1;
+    }
+    return rc;
+}
+
 struct target_map *target_map_load(const char *path, const char *display_name,
                                    struct config_errors *errs)
 {
     struct config_errors scratch = {0};
     struct config_errors *out = errs ? errs : &scratch;
     const char *source = display_name ? display_name : path;
-    struct target_map *m = NULL;
-    size_t len = 0;
-    char *text = read_file(path, &len);
-    if (!text) {
-        jcheck_add_line(out, "%s: cannot read: %s", source, strerror(errno));
+    struct target_map *m = jcheck_calloc(1, sizeof *m);
+    struct stat st;
+    int rc = 0;
+    char **files = NULL, **sources = NULL;
+    size_t n_files = 0;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        files = list_dir(path, &n_files);
+        if (!files) {
+            jcheck_add_line(out, "%s: cannot read: %s", source, strerror(errno));
+            rc = -1;
+        }
+        sources = jcheck_calloc(n_files ? n_files : 1, sizeof *sources);
+        /* A file of the directory is named as the directory was, plus its name. */
+        for (size_t i = 0; i < n_files; i++)
+            sources[i] = jcheck_asprintf("%s/%s", source, strrchr(files[i], '/') + 1);
+        for (size_t i = 0; i < n_files; i++)
+            if (load_file(files[i], sources[i], m, i, out) != 0)
+                rc = -1;
     } else {
-        json_error_t jerr;
-        /* DECODE_ANY: a top level like `5` gets our message, not jansson's. */
-        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-        free(text);
-        /* For a NUL in a key jansson's words are right but do not say why it
-         * matters here. */
-        if (root)
-            m = load_root(root, source, out);
-        else if (json_error_code(&jerr) == json_error_null_byte_in_key)
-            jcheck_syntax_error(out, source, &jerr, " (such a key could never be looked up)");
-        else
-            jcheck_syntax_error(out, source, &jerr, NULL);
-        json_decref(root);
+        n_files = 1;
+        sources = jcheck_calloc(1, sizeof *sources);
+        sources[0] = jcheck_strndup(source, strlen(source));
+        rc = load_file(path, source, m, 0, out);
     }
+    /* Sorted once here so every lookup is a binary search. */
+    if (m->n)
+        qsort(m->entries, m->n, sizeof *m->entries, entry_cmp);
+    if (rc == 0)
+        rc = check_duplicates(m, sources, out);
+    for (size_t i = 0; i < n_files; i++) {
+        if (files)
+            free(files[i]);
+        free(sources[i]);
+    }
+    free(files);
+    free(sources);
     if (out == &scratch)
         config_errors_free(&scratch);
+    if (rc != 0) {
+        target_map_free(m);
+        return NULL;
+    }
     return m;
 }
 

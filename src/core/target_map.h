@@ -1,7 +1,8 @@
-/* target_map.h - websockify-style token files: a JSON object mapping a key
- * (e.g. a VM's token) to the backend target(s) for that key. Loading is pure
- * (a file in, a snapshot or errors with JSON paths out); the bridge looks
- * keys up per connection, and the runtime swaps snapshots on reload. */
+/* target_map.h - websockify token files: a key (e.g. a VM's token) to the
+ * backend target(s) for that key, in websockify's own format or as JSON.
+ * Loading reads files and nothing else (files in, a snapshot or errors with
+ * lines or JSON paths out); the bridge looks keys up per connection, and the
+ * runtime swaps snapshots on reload. */
 #ifndef WSGATE_TARGET_MAP_H
 #define WSGATE_TARGET_MAP_H
 
@@ -12,14 +13,21 @@
 /* An immutable snapshot of one map file. */
 struct target_map;
 
-/* Reads and validates `path`. The file is a JSON object; each value is a
- * target {"host": "...", "port": N}, a "host:port" string (as websockify
- * token files write it; "[v6addr]:port" for IPv6), or a non-empty array of
- * those (tried in order). Errors are appended to errs, each like
+/* Reads and validates `path`: a file, or a directory whose regular files
+ * (hidden ones skipped) are read in name order into one map, as websockify's
+ * TokenFile plugin does. A file whose first non-blank byte is '{', '[' or '"'
+ * is JSON: an object whose values are a target {"host": "...", "port": N}, a
+ * "host:port" string ("[v6addr]:port" for IPv6), or a non-empty array of
+ * those (tried in order). Any other file is websockify's format: lines
+ * "token: host:port" (split at the ':' followed by a blank), blank lines and
+ * lines starting with '#' ignored. A token given twice is an error. Errors are
+ * appended to errs, each like
  *   "consoles.json: vm1.port: expected an integer 1..65535, got \"x\""
  *   "consoles.json:3:7: <JSON syntax error>"
- * using `display_name` for the file; all errors are reported. Returns NULL
- * on any error. */
+ *   "tokens.cfg:4: expected \"token: host:port\", got \"vm1 h:1\""
+ * using `display_name` for the file (a directory's files as
+ * "<display_name>/<file>"); all errors are reported. Returns NULL on any
+ * error. */
 struct target_map *target_map_load(const char *path, const char *display_name,
                                    struct config_errors *errs);
 

@@ -3,56 +3,21 @@
  * Callers check syntax with the *_is_valid functions before matching. */
 #include "topic.h"
 
+#include "utf8.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 /* MQTT requires well-formed UTF-8 (no overlongs, no surrogates); a broker
  * drops the whole session on a bad topic, so a percent-decoded capture that
- * is not UTF-8 must be caught here, not by the broker. */
-static bool utf8_is_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
+ * is not UTF-8 must be caught here, not by the broker (utf8_is_valid). */
 static bool check_common(const char *s, size_t *len)
 {
     if (!s)
         return false;
     *len = strlen(s);
-    return *len > 0 && *len <= TOPIC_MAX_BYTES && utf8_is_valid((const unsigned char *)s, *len);
+    return *len > 0 && *len <= TOPIC_MAX_BYTES && utf8_is_valid(s, *len);
 }
 
 bool topic_filter_is_valid(const char *f)

@@ -1,6 +1,8 @@
 /* ws_frame_check.c - the RFC 6455 client-frame rules; see ws_frame_check.h. */
 #include "ws_frame_check.h"
 
+#include "utf8.h"
+
 #include <string.h>
 
 enum { S_HDR0, S_HDR1, S_LEN, S_MASK, S_PAYLOAD };
@@ -50,59 +52,6 @@ static const struct {
     [F_TEXT_UTF8_END] = {WS_CLOSE_INVALID_PAYLOAD, "text message ends inside a character"},
 };
 
-/* UTF-8 (RFC 3629) one byte at a time. States: 0 between characters;
- * 1-3 continuation bytes due (80-BF); 4-7 the second byte after E0, ED, F0,
- * F4, whose range is narrower (no overlongs, no surrogates, nothing past
- * U+10FFFF); U8_BAD for good. */
-#define U8_BAD 8
-
-static uint8_t utf8_step(uint8_t st, uint8_t b)
-{
-    switch (st) {
-    case 0:
-        if (b < 0x80)
-            return 0;
-        if (b >= 0xc2 && b <= 0xdf)
-            return 1;
-        if (b == 0xe0)
-            return 4;
-        if (b == 0xed)
-            return 5;
-        if (b >= 0xe1 && b <= 0xef)
-            return 2;
-        if (b == 0xf0)
-            return 6;
-        if (b >= 0xf1 && b <= 0xf3)
-            return 3;
-        if (b == 0xf4)
-            return 7;
-        return U8_BAD;
-    case 1:
-    case 2:
-    case 3:
-        return (b & 0xc0) == 0x80 ? st - 1 : U8_BAD;
-    case 4:
-        return b >= 0xa0 && b <= 0xbf ? 1 : U8_BAD;
-    case 5:
-        return b >= 0x80 && b <= 0x9f ? 1 : U8_BAD;
-    case 6:
-        return b >= 0x90 && b <= 0xbf ? 2 : U8_BAD;
-    case 7:
-        return b >= 0x80 && b <= 0x8f ? 2 : U8_BAD;
-    default:
-        return U8_BAD;
-    }
-}
-
-bool ws_utf8_feed(uint8_t *state, const uint8_t *s, size_t n)
-{
-    uint8_t st = *state;
-    for (size_t i = 0; i < n && st != U8_BAD; i++)
-        st = utf8_step(st, s[i]);
-    *state = st;
-    return st != U8_BAD;
-}
-
 bool ws_close_code_valid(unsigned code)
 {
     if (code < 1000 || code >= 5000)
@@ -149,7 +98,7 @@ static int on_hdr0(struct ws_frame_check *c, uint8_t b)
         if (c->flags & WS_FC_MSG_OPEN)
             return F_DATA_IN_MESSAGE;
         c->flags = (uint8_t)((c->flags & ~WS_FC_MSG_TEXT) | (op == OP_TEXT ? WS_FC_MSG_TEXT : 0));
-        c->text_utf8 = 0;
+        c->text_utf8 = UTF8_ACCEPT;
         break;
     case OP_CLOSE:
     case OP_PING:
@@ -189,10 +138,10 @@ static int on_frame_end(struct ws_frame_check *c)
     if (c->op == OP_CLOSE) {
         if (c->ctl_seen == 0)
             c->close_code = 1005;
-        else if (c->ctl_utf8 != 0)
+        else if (c->ctl_utf8 != UTF8_ACCEPT)
             return F_CLOSE_UTF8;
         c->flags |= WS_FC_CLOSED;
-    } else if (!is_control(c->op) && c->fin && reads_payload(c) && c->text_utf8 != 0) {
+    } else if (!is_control(c->op) && c->fin && reads_payload(c) && c->text_utf8 != UTF8_ACCEPT) {
         return F_TEXT_UTF8_END;
     }
     c->state = S_HDR0;
@@ -207,7 +156,7 @@ static int read_payload(struct ws_frame_check *c, const uint8_t *buf, size_t len
         uint8_t b = buf[*i] ^ c->mask[c->mask_pos];
         c->mask_pos = (c->mask_pos + 1) & 3;
         if (c->op != OP_CLOSE) {
-            if ((c->text_utf8 = utf8_step(c->text_utf8, b)) == U8_BAD)
+            if ((c->text_utf8 = utf8_step(c->text_utf8, b)) == UTF8_REJECT)
                 return F_TEXT_UTF8;
             continue;
         }
@@ -218,7 +167,7 @@ static int read_payload(struct ws_frame_check *c, const uint8_t *buf, size_t len
             c->close_code |= b;
             if (!ws_close_code_valid(c->close_code))
                 return F_CLOSE_CODE;
-        } else if ((c->ctl_utf8 = utf8_step(c->ctl_utf8, b)) == U8_BAD) {
+        } else if ((c->ctl_utf8 = utf8_step(c->ctl_utf8, b)) == UTF8_REJECT) {
             return F_CLOSE_UTF8;
         }
     }
@@ -261,7 +210,8 @@ int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t 
         switch (c->state) {
         case S_HDR0:
             frame_start = i;
-            c->ctl_seen = c->ctl_utf8 = 0;
+            c->ctl_seen = 0;
+            c->ctl_utf8 = UTF8_ACCEPT;
             if ((fault = on_hdr0(c, b)) < 0) {
                 if (on_message && (c->op == OP_TEXT || c->op == OP_BINARY))
                     on_message(ctx, i, b & 0x40);

@@ -81,12 +81,6 @@ static inline int ws_frame_check_close_code(const struct ws_frame_check *c)
     return (c->flags & WS_FC_CLOSED) ? c->close_code : 0;
 }
 
-/* UTF-8 (RFC 3629) checked incrementally, for text that reaches wsgate
- * other than through ws_frame_check (inflated permessage-deflate data).
- * *state starts at 0; false once the bytes so far cannot be UTF-8. The text
- * is whole and valid when the last call returned true with *state 0. */
-bool ws_utf8_feed(uint8_t *state, const uint8_t *s, size_t n);
-
 /* RFC 6455 7.4: may a close frame carry this code? */
 bool ws_close_code_valid(unsigned code);
 

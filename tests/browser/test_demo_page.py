@@ -140,7 +140,8 @@ class DemoPageTest(GatewayTestCase):
 
     def test_page_served_with_its_assets(self):
         for path, ctype in (("/", "text/html"), ("/demo.js", "text/javascript"),
-                            ("/demo.css", "text/css"), ("/routes.json", "application/json"),
+                            ("/demo.css", "text/css"), ("/wsgate-client.js", "text/javascript"),
+                            ("/routes.json", "application/json"),
                             ("/favicon.svg", "image/svg+xml")):
             r = harness.http_get(self.http_port, path)
             self.assertEqual(r.status, 200, path)

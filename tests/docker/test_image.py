@@ -567,8 +567,11 @@ def exercise(root, uid, gid, data):
         assert page.status == 200 and b"<html" in page.body.lower(), page
         js = harness.http_get(port, "/demo.js")
         assert js.status == 200, js
-        log("run: demo page / (%d bytes) and /demo.js served from /usr/share/wsgate/www"
-            % len(page.body))
+        # The page imports the envelope client (clients/js/, copied into www/).
+        client_js = harness.http_get(port, "/wsgate-client.js")
+        assert client_js.status == 200 and b"class WsgateClient" in client_js.body, client_js
+        log("run: demo page / (%d bytes), /demo.js and /wsgate-client.js served from "
+            "/usr/share/wsgate/www" % len(page.body))
 
         # echo over WebSocket, through the image's wsgate to the image's wsgate-echo
         ws = mqtt_peers.WsClient(port, "/echo")

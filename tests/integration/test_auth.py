@@ -6,12 +6,15 @@ One mosquitto and four gateways for the whole class:
   hs     HS256 (secret_env), issuer and audience required; /me (raw: the
          client's identity picks its topics), /bus (envelope: allow lists
          bound to {jwt.sub}), /open (no "auth": tokens ignored)
-  short  HS256 without iss/aud, /me with subprotocols ["mqtt"]: the
+  short  HS256 without iss/aud, auth.jwt.cookie "sid",
+         /me with subprotocols ["mqtt"]: the
          "bearer.<jwt>" subprotocol form, which libwebsockets 4.1.6 only
          lets through for short tokens (a Sec-WebSocket-Protocol header over
          127 bytes is dropped before wsgate sees it)
   rs     RS256 with a PEM public key
   es     ES256 with a PEM public key
+  exp    HS256 with leeway_s 0, /me and /bus: tokens that end (4401) and
+         {"refresh": ...} on the envelope route; /meauth: {auth.sub} on a JWT route
 Covered: a browser user with sub=alice reaches users/alice/... and nothing of
 bob's; 401 with a one-line reason that never holds the token for forged,
 tampered, expired, not-yet-valid, wrong-issuer/audience, wrong-key, "none" and
@@ -47,6 +50,9 @@ BUS = {"name": "bus", "path": "/bus", "type": "mqtt", "broker": "main", "auth": 
 OPEN = {"name": "open", "path": "/open", "type": "mqtt", "broker": "main",
         "subscribe": [{"filter": "public/news"}]}
 ME_PROTO = dict(ME, subprotocols=["mqtt"])
+# {auth.<claim>} reads the token's claims on a JWT route (SPEC-2 A)
+ME_AUTH = {"name": "meauth", "path": "/meauth", "type": "mqtt", "broker": "main", "auth": "jwt",
+           "subscribe": [{"filter": "users/{auth.sub}/inbox/#"}]}
 
 # lws 4.1.6 keeps at most this many bytes of a Sec-WebSocket-Protocol header
 LWS_PROTOCOL_HEADER_MAX = 127
@@ -76,9 +82,10 @@ class AuthTest(MqttTestCase):
         cls.gws = {}
         cls._start("hs", {"secret_env": SECRET_ENV, "issuer": ISS, "audience": AUD},
                    [ME, BUS, OPEN])
-        cls._start("short", {"secret_env": SECRET_ENV}, [ME_PROTO])
+        cls._start("short", {"secret_env": SECRET_ENV, "cookie": "sid"}, [ME_PROTO])
         cls._start("rs", {"public_key": cls.rsa.public_pem_path}, [ME])
         cls._start("es", {"public_key": cls.ec.public_pem_path}, [ME])
+        cls._start("exp", {"secret_env": SECRET_ENV, "leeway_s": 0}, [ME, BUS, ME_AUTH])
         cls.minted = []  # every token of the run: none may ever be logged
 
     @classmethod
@@ -284,12 +291,19 @@ class AuthTest(MqttTestCase):
         # the envelope route checks as well
         r = self.upgrade(gw, "/bus", self.hs(full("alice", exp=now - 3600)))
         self.assert_refused(r, 401, "expired", None, "/bus expired")
-        # A ?token= of about 3 KB: more than the 2 KB the gateway reads of one
-        # query parameter, so it has no token (a refusal all the same).
+        # A valid ?token= of about 3 KB is read whole, as in the header: only
+        # lws's 4 KB for the whole request bounds it.
         big = self.hs(full("alice", pad="x" * 2000))
         self.assertGreater(len(big), 2100)
-        r = self.upgrade(gw, "/me", big, how="query")
-        self.assert_refused(r, 401, "route me:", big, "a 3 KB query token")
+        for how in ("query", "header"):
+            r = self.upgrade(gw, "/me", big, how=how)
+            self.assertEqual(r.status, 101, "a 3 KB token in the %s: %s" % (how, r.status_line))
+        # (those two subscribed alice's inbox, once each)
+        deadline = time.monotonic() + 5
+        while (len(self.mosq.packets("SUBSCRIBE", gw.gw_id)) < len(subscribes_before) + 2
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        subscribes_before = self.mosq.packets("SUBSCRIBE", gw.gw_id)
         # Over the 4 KB lws keeps for a request's headers: lws drops the
         # connection before wsgate sees the request (no response at all).
         huge = self.hs(full("alice", pad="x" * 4000))
@@ -476,6 +490,92 @@ class AuthTest(MqttTestCase):
         self.roundtrip(gw, c, "al", pub)
         c.close()
         self.assertTrue(gw.proc.poll() is None, "the gateway died")
+        self.assert_nothing_logged()
+
+    def test_cookie_source_and_order(self):
+        """auth.jwt.cookie: after the header and ?token=, before a bearer.
+        subprotocol entry (SPEC-2 A); the cookie's value is never logged."""
+        gw = self.gws["short"]
+        pub = Publisher(self.h, self.mosq.port)
+        now = int(time.time())
+        good = self.hs({"sub": "ck", "exp": now + 600})
+        expired = self.hs({"sub": "ck", "exp": now - 3600})
+        # the cookie alone, among others, as a browser sends it
+        n = self.sub_count(gw, "users/ck/inbox/#")
+        c = self.connect(gw, "/me", headers={"Cookie": "theme=dark; sid=%s; lang=en" % good})
+        self.wait_subscribed(gw, "users/ck/inbox/#", n)
+        self.roundtrip(gw, c, "ck", pub)
+        c.close()
+        # the header, then the query, win over the cookie (even when bad)
+        r = self.upgrade(gw, "/me", expired, headers={"Cookie": "sid=" + good})
+        self.assert_refused(r, 401, "expired", expired, "header before cookie")
+        r = self.upgrade(gw, "/me", expired, how="query", headers={"Cookie": "sid=" + good})
+        self.assert_refused(r, 401, "expired", expired, "query before cookie")
+        # the cookie wins over a bearer.<jwt> subprotocol entry
+        short = self.hs({"sub": "al", "exp": now + 600}, header={"alg": "HS256"})
+        r = self.upgrade(gw, "/me", protocols="mqtt, bearer." + short,
+                         headers={"Cookie": "sid=" + expired})
+        self.assert_refused(r, 401, "expired", expired, "cookie before subprotocol")
+        # another cookie's name is no token; a cookie of the right name is
+        n = self.sub_count(gw, "users/ck/inbox/#")
+        r = self.upgrade(gw, "/me", headers={"Cookie": "xsid=" + good})
+        self.assert_refused(r, 401, "no token", good, "other cookie")
+        r = self.upgrade(gw, "/me", headers={"Cookie": "sid=" + good})
+        self.assertEqual(r.status, 101, r.status_line)
+        self.wait_subscribed(gw, "users/ck/inbox/#", n)
+        self.assert_nothing_logged()
+
+    def test_auth_placeholder_reads_jwt_claims(self):
+        gw = self.gws["exp"]
+        pub = Publisher(self.h, self.mosq.port)
+        flt = "users/authsub/inbox/#"
+        n = self.sub_count(gw, flt)
+        c = self.connect(gw, "/meauth", self.hs({"sub": "authsub", "exp": int(time.time()) + 600}))
+        self.wait_subscribed(gw, flt, n)
+        self.roundtrip(gw, c, "authsub", pub)
+        c.close()
+
+    # -- tokens end --
+
+    def test_token_expiry_closes_4401(self):
+        gw = self.gws["exp"]
+        t0 = time.time()
+        c = self.open_me(gw, "ex1", self.hs({"sub": "ex1", "exp": int(t0) + 2}))
+        msgs, close = c.read_until_close(timeout=8.0)
+        took = time.time() - t0
+        self.assertEqual(close[0], 4401, close)
+        self.assertEqual(close[1], b"token expired", close)
+        self.assertGreater(took, 0.8, "closed before the token's exp")
+        self.assertLess(took, 5.0, "closed long after the token's exp")
+        self.assert_nothing_logged()
+
+    def test_refresh_moves_the_deadline_same_sub_only(self):
+        gw = self.gws["exp"]
+        now = int(time.time())
+        c = self.connect(gw, "/bus", self.hs({"sub": "rf", "exp": now + 2}))
+        # another sub, a forged token, an expired one, garbage: errors, nothing changes
+        for i, (what, tok) in enumerate([
+                ("other sub", self.hs({"sub": "mallory", "exp": now + 600})),
+                ("forged", self.hs({"sub": "rf", "exp": now + 600}, secret="y" * 24)),
+                ("expired", self.hs({"sub": "rf", "exp": now - 10})),
+                ("no sub", self.hs({"exp": now + 600})),
+                ("garbage", self.mint_raw("not-a-jwt-at-all"))]):
+            c.send_json({"refresh": tok, "id": i})
+            reply = c.recv_json(5)
+            self.assert_error(reply, "bad_token", i, what)
+            self.assert_no_token_in(repr(reply), [tok], what)
+        # the same sub with a later exp: acked, and the connection outlives
+        # the first token
+        c.send_json({"refresh": self.hs({"sub": "rf", "exp": now + 4}), "id": "r1"})
+        self.assertEqual(c.recv_json(5), {"ack": "r1"})
+        while time.time() < now + 3:
+            time.sleep(0.1)
+        c.send_json({"subscribe": "users/rf/inbox/#", "id": "s"})
+        self.assertEqual(c.recv_json(5), {"ack": "s"}, "closed at the first token's exp")
+        # ... and closes at the new one
+        msgs, close = c.read_until_close(timeout=6.0)
+        self.assertEqual(close, (4401, b"token expired"))
+        self.assertGreater(time.time(), now + 3.5)
         self.assert_nothing_logged()
 
     # -- routes without auth --

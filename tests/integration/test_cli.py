@@ -177,6 +177,37 @@ class StartupTest(GatewayTestCase):
         self.assertEqual(gw.stop(), 0)
         self.assertFalse(gw.killed, "wsgate needed SIGKILL after SIGTERM")
 
+    def test_sigterm_during_startup_is_not_swallowed(self):
+        # SIGTERM sent the moment the process says it started (and at
+        # random moments before): a signal that arrives while the server
+        # is being made must still stop it.
+        import random
+        import signal
+        import subprocess
+        import time
+        path = self.h.write_config(good_config())
+        for attempt in range(30):
+            proc = harness.popen([harness.WSGATE_BIN, "-c", path], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+            try:
+                if attempt % 2 == 0:
+                    for line in proc.stderr:
+                        if "wsgate started" in line:
+                            break
+                else:
+                    time.sleep(random.uniform(0, 0.004))
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    rc = proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.fail("attempt %d: SIGTERM during startup was swallowed" % attempt)
+                self.assertIn(rc, (0, -signal.SIGTERM), "attempt %d" % attempt)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stderr.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -47,6 +47,23 @@ class CloseCodesTest(GatewayTestCase):
         self.assertEqual(msgs, [])
         self.assertLess(elapsed, 4.0, "a refused backend should close the client at once")
 
+    def test_long_reason_is_cut_between_characters(self):
+        # A route name of 2-byte characters makes the reason longer than a
+        # close frame holds (123 bytes): cut inside a character it would be
+        # invalid UTF-8, and the client would fail the close with 1007.
+        name = "r\u00e9" * 70
+        gw = self.gateway([tcp_route(name, "/long", harness.refused_port())])
+
+        async def go():
+            async with websockets.connect(gw.url("/long")) as ws:
+                return await recv_until_closed(ws, 10)
+
+        msgs, code, reason = run_async(go(), 20)
+        self.assertEqual(code, 1011, "close code (reason %r)" % reason)
+        self.assertTrue(reason.startswith("route r\u00e9r\u00e9"), reason)
+        self.assertLessEqual(len(reason.encode()), 123)
+        self.assertGreaterEqual(len(reason.encode()), 120, "cut no more than one character")
+
     def test_backend_close_is_1000_after_its_data(self):
         backend = self.h.send_then_close_backend(b"bye")
         gw = self.gateway([tcp_route("bye", "/bye", backend.port)])

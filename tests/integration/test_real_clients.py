@@ -11,6 +11,12 @@ stopped by PID:
   driven by tests/clients/novnc_check.js), through a `binary` route to a real
   VNC server (x11vnc on an Xvfb display), its page served by wsgate's
   `static` config. The screenshot goes to tests/artifacts/novnc.png.
+- Debian's noVNC (package `novnc`), its vnc.html unmodified, against wsgate
+  started the way novnc_proxy starts websockify (`wsgate --web
+  /usr/share/novnc PORT localhost:VNC_PORT`), by Debian's novnc_proxy itself
+  (a `websockify` on PATH that is wsgate), and with a websockify token file
+  (tests/clients/novnc_page_check.js; screenshots
+  tests/artifacts/novnc-websockify-*.png).
 
 The npm packages come from tests/clients/package-lock.json
 (`cd tests/clients && npm ci`, a step of .ci/run). A test is skipped only when
@@ -531,6 +537,109 @@ class NoVncTest(GatewayTestCase):
         samples = harness.parse_prometheus(harness.http_get(self.port, "/metrics").body.decode())
         total = harness.metric(samples, "wsgate_connections_total", route="vnc")
         self.assertEqual(total, 1.0, "wsgate_connections_total{route=\"vnc\"}")
+
+
+
+# ---------------------------------------------------------------------------
+# 4. Debian's noVNC page, unmodified, against wsgate in websockify's form
+
+NOVNC_WEB = "/usr/share/novnc"
+
+
+class NoVncWebsockifyFormTest(GatewayTestCase):
+    """What a websockify user runs: novnc_proxy starts `websockify --web
+    /usr/share/novnc PORT localhost:5900`; here the same words start wsgate,
+    and Debian's own vnc.html connects (autoconnect) as it would there."""
+
+    @classmethod
+    def setUpClass(cls):
+        require_programs(CHROMIUM, "Xvfb", "x11vnc", "xsetroot")
+        require_npm_packages("playwright-core")
+        if not os.path.isfile(os.path.join(NOVNC_WEB, "vnc.html")):
+            missing("Debian package novnc is not installed (%s/vnc.html)" % NOVNC_WEB)
+        super().setUpClass()
+        cls.display = start_xvfb(cls.ch)
+        cls.vnc_port = start_x11vnc(cls.ch, cls.display)
+
+    def run_page(self, port, extra_query, shot_name):
+        xsetroot(self.display, "red")
+        page = ("http://%s:%d/vnc.html?autoconnect=true&host=%s&port=%d%s"
+                % (HOST, port, HOST, port, extra_query))
+        os.makedirs(ARTIFACTS_DIR, exist_ok=True)
+        shot = os.path.join(ARTIFACTS_DIR, shot_name)
+        if os.path.exists(shot):
+            os.unlink(shot)
+        rc, res, out, err, dt = run_node("novnc_page_check.js", [page, self.display, shot],
+                                         timeout=60)
+        print("novnc_page_check.js: exit %s in %.2f s; %s"
+              % (rc, dt, (res or {}).get("steps")), flush=True)
+        self.assertIsNotNone(res, "no JSON line from novnc_page_check.js\nstdout:\n%s\n"
+                             "stderr:\n%s" % (out, err))
+        self.assertEqual(rc, 0, "novnc_page_check.js failed: %s\nstderr:\n%s"
+                         % (json.dumps(res, indent=1), err[-8000:]))
+        for colour in ("red", "blue"):
+            st = res[colour]
+            self.assertEqual((st["width"], st["height"]), (320, 240), st)
+            self.assertGreaterEqual(st["match"], 0.95 * st["total"], "%s: %s" % (colour, st))
+        self.assertEqual(res.get("page_errors"), [])
+        # ui.js asks for package.json (its version label); Debian's package
+        # has none, so it is a 404 under websockify too.
+        failed = [r for r in res.get("failed_requests")
+                  if r != "http://%s:%d/package.json: HTTP 404" % (HOST, port)]
+        self.assertEqual(failed, [])
+        self.assertTrue(os.path.getsize(shot) > 0)
+        return res
+
+    def test_web_and_positional_target(self):
+        port = harness.free_port()
+        gw = self.h.start_gateway(args=["--web", NOVNC_WEB, "%s:%d" % (HOST, port),
+                                        "localhost:%d" % self.vnc_port], ports=[port])
+        res = self.run_page(port, "", "novnc-websockify-positional.png")
+        sockets = res["sockets"]
+        self.assertEqual(len(sockets), 1, sockets)
+        self.assertEqual(sockets[0]["url"], "ws://%s:%d/websockify" % (HOST, port))
+        # noVNC 1.3 offers no subprotocol (older ones offered "binary"):
+        # accepted, as websockify accepts it.
+        self.assertEqual((sockets[0]["offered"], sockets[0]["protocol"]), ([], ""))
+        self.assertIn('route=websockify peer=127.0.0.1 client=127.0.0.1 subprotocol=""',
+                      gw.log())
+
+    def test_novnc_proxy_starts_wsgate(self):
+        # Debian's own launcher, unchanged: novnc_proxy looks websockify up on
+        # PATH, where `websockify` is wsgate. Its port check and the address
+        # it prints take "127.0.0.1:PORT" as a port that is free, and pass it
+        # on, so the test listens on 127.0.0.1 only.
+        proxy = os.path.join(NOVNC_WEB, "utils", "novnc_proxy")
+        if not os.access(proxy, os.X_OK):
+            missing("%s is not installed (Debian package novnc)" % proxy)
+        shim = self.h.path("bin")
+        os.makedirs(shim)
+        os.symlink(harness.WSGATE_BIN, os.path.join(shim, "websockify"))
+        port = harness.free_port()
+        env = dict(os.environ, PATH=shim + ":" + os.environ["PATH"])
+        p = start_process(self.h, "novnc_proxy",
+                          [proxy, "--listen", "%s:%d" % (HOST, port), "--vnc",
+                           "localhost:%d" % self.vnc_port, "--web", NOVNC_WEB,
+                           "--heartbeat", "10", "--idle-timeout", "300"],
+                          stdout_log=True, env=env)
+        wait_port(p, port)
+        res = self.run_page(port, "", "novnc-websockify-proxy.png")
+        self.assertTrue(res["sockets"][0]["opened"])
+        out = read_file(p.out_path)
+        self.assertIn("Using installed websockify at %s/websockify" % shim, out)
+
+    def test_web_and_token_file(self):
+        tokens = self.h.write_file("tokens/vnc.conf", "# websockify token file\n"
+                                   "desk: localhost:%d\n" % self.vnc_port)
+        port = harness.free_port()
+        self.h.start_gateway(args=["--web", NOVNC_WEB, "--token-plugin", "TokenFile",
+                                   "--token-source", os.path.dirname(tokens),
+                                   "%s:%d" % (HOST, port)], ports=[port])
+        res = self.run_page(port, "&path=websockify%3Ftoken%3Ddesk",
+                            "novnc-websockify-token.png")
+        self.assertEqual(res["sockets"][0]["url"],
+                         "ws://%s:%d/websockify?token=desk" % (HOST, port))
+        self.assertTrue(res["sockets"][0]["opened"])
 
 
 if __name__ == "__main__":

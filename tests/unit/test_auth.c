@@ -1158,7 +1158,7 @@ static long find(const char *authz, const char *query, const char *protos, char 
 {
     memset(out, '#', out_len);
     out[0] = '\0';
-    return auth_find_token(authz, query, protos, out, out_len);
+    return auth_find_token(authz, query, NULL, NULL, protos, out, out_len);
 }
 
 #define FOUND(authz, query, protos, want)                                                          \
@@ -1248,12 +1248,52 @@ static void test_find_too_long(void **state)
     memcpy(authz, "Bearer ", 7);
     memset(authz + 7, 'a', AUTH_TOKEN_MAX_BYTES);
     authz[7 + AUTH_TOKEN_MAX_BYTES] = '\0';
-    assert_int_equal(auth_find_token(authz, NULL, NULL, tok, AUTH_TOKEN_MAX_BYTES), -1);
+    assert_int_equal(auth_find_token(authz, NULL, NULL, NULL, NULL, tok, AUTH_TOKEN_MAX_BYTES), -1);
     authz[7 + AUTH_TOKEN_MAX_BYTES - 1] = '\0';
-    assert_int_equal(auth_find_token(authz, NULL, NULL, tok, AUTH_TOKEN_MAX_BYTES),
+    assert_int_equal(auth_find_token(authz, NULL, NULL, NULL, NULL, tok, AUTH_TOKEN_MAX_BYTES),
                      AUTH_TOKEN_MAX_BYTES - 1);
     free(authz);
     free(tok);
+}
+
+/* auth.jwt.cookie: the third source, after the header and ?token=. */
+static void test_find_cookie(void **state)
+{
+    (void)state;
+    char out[64];
+    const char *cookies = "theme=dark; sid=\"c.o.k\"; other=1";
+    assert_int_equal(auth_find_token(NULL, NULL, cookies, "sid", "bearer.p.r.o", out, sizeof(out)),
+                     5);
+    assert_string_equal(out, "c.o.k");
+    assert_int_equal(auth_find_token(NULL, "q.t.s", cookies, "sid", NULL, out, sizeof(out)), 5);
+    assert_string_equal(out, "q.t.s");
+    assert_int_equal(
+        auth_find_token("Bearer h.d.r", "q.t.s", cookies, "sid", NULL, out, sizeof(out)), 5);
+    assert_string_equal(out, "h.d.r");
+    /* no cookie name configured, or no such cookie: the subprotocol */
+    assert_int_equal(auth_find_token(NULL, NULL, cookies, NULL, "bearer.p.r.o", out, sizeof(out)),
+                     5);
+    assert_string_equal(out, "p.r.o");
+    assert_int_equal(auth_find_token(NULL, NULL, cookies, "si", "bearer.p.r.o", out, sizeof(out)),
+                     5);
+    assert_string_equal(out, "p.r.o");
+    assert_int_equal(auth_find_token(NULL, NULL, "sid=", "sid", NULL, out, sizeof(out)), 0);
+    assert_int_equal(auth_find_token(NULL, NULL, "sid=123456789", "sid", NULL, out, 8), -1);
+
+    size_t n;
+    const char *v = auth_cookie_value("a=1;b=2 ;  c = 3;sid=x.y;sid=z", "sid", &n);
+    assert_non_null(v);
+    assert_int_equal(n, 3);
+    assert_memory_equal(v, "x.y", 3);
+    v = auth_cookie_value("a=1;b=2 ", "b", &n);
+    assert_int_equal(n, 1);
+    assert_memory_equal(v, "2", 1);
+    assert_null(auth_cookie_value("xsid=1; sidx=2", "sid", &n));
+    assert_null(auth_cookie_value("", "sid", &n));
+    assert_null(auth_cookie_value(NULL, "sid", &n));
+    assert_null(auth_cookie_value("sid=1", "", &n));
+    v = auth_cookie_value("sid=\"\"", "sid", &n);
+    assert_int_equal(n, 0);
 }
 
 int main(void)
@@ -1292,6 +1332,7 @@ int main(void)
         cmocka_unit_test(test_find_query_and_subprotocol),
         cmocka_unit_test(test_find_precedence),
         cmocka_unit_test(test_find_too_long),
+        cmocka_unit_test(test_find_cookie),
     };
     return cmocka_run_group_tests(tests, keys_setup, keys_teardown);
 }

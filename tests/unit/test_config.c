@@ -176,7 +176,10 @@ static const struct error_case error_cases[] = {
      SRC ": listen[0].tls: missing \"key\"", 1, false},
     {"listen_tls_unknown_key",
      "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"x\"}}]}",
-     SRC ": listen[0].tls.ca: unknown key (expected one of: cert, key)", 1, false},
+     SRC ": listen[0].tls.ca: unknown key (expected one of: cert, key, allow_plain)", 1, false},
+    {"listen_tls_allow_plain_not_bool",
+     "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"c\", \"key\": \"k\", \"allow_plain\": 1}}]}",
+     SRC ": listen[0].tls.allow_plain: expected true or false, got 1", 1, false},
     {"listen_tls_cert_empty",
      "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"\", \"key\": \"k\"}}]}",
      SRC ": listen[0].tls.cert: expected a file path, got \"\"", 1, false},
@@ -246,13 +249,31 @@ static const struct error_case error_cases[] = {
 
     /* auth */
     {"auth_not_object", "{" L ", \"auth\": \"jwt\"}",
-     SRC ": auth: expected an object {\"jwt\": {...}}, got \"jwt\"", 1, false},
-    {"auth_missing_jwt", "{" L ", \"auth\": {}}", SRC ": auth: missing \"jwt\"", 1, false},
+     SRC ": auth: expected an object {\"jwt\": {...}, \"http\": {...}}, got \"jwt\"", 1, false},
+    {"auth_missing_jwt", "{" L ", \"auth\": {}}", SRC ": auth: missing \"jwt\" or \"http\"", 1,
+     false},
     {"auth_unknown_key", "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\"}, \"basic\": {}}}",
-     SRC ": auth.basic: unknown key (expected one of: jwt)", 1, false},
+     SRC ": auth.basic: unknown key (expected one of: jwt, http)", 1, false},
+    {"jwt_cookie_bad", "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"cookie\": \"a b\"}}}",
+     SRC ": auth.jwt.cookie: expected a cookie name (an RFC 7230 token), got \"a b\"", 1, false},
+    {"auth_http_missing_url", "{" L ", \"auth\": {\"http\": {\"timeout_ms\": 5}}}",
+     SRC ": auth.http: missing \"url\"", 1, false},
+    {"auth_http_https_url", "{" L ", \"auth\": {\"http\": {\"url\": \"https://a/x\"}}}",
+     SRC ": auth.http.url: expected an URL \"http://host[:port]/path\", got \"https://a/x\"", 1,
+     false},
+    {"auth_http_timeout_zero",
+     "{" L ", \"auth\": {\"http\": {\"url\": \"http://a/x\", \"timeout_ms\": 0}}}",
+     SRC ": auth.http.timeout_ms: expected an integer 1..600000, got 0", 1, false},
+    {"auth_http_bad_header",
+     "{" L ", \"auth\": {\"http\": {\"url\": \"http://a/x\", \"headers\": [\"a:b\"]}}}",
+     SRC ": auth.http.headers[0]: expected a header name, got \"a:b\"", 1, false},
+    {"route_auth_http_needs_section",
+     "{" L ", \"routes\": [{\"path\": \"/t\", \"type\": \"tcp\", \"auth\": \"http\", "
+     "\"target\": {\"host\": \"h\", \"port\": 1}}]}",
+     SRC ": routes[0].auth: \"http\" needs a top-level \"auth\": {\"http\": {...}}", 1, false},
     {"jwt_unknown_key", "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"isuer\": \"x\"}}}",
      SRC ": auth.jwt.isuer: unknown key (expected one of: secret, public_key, issuer, audience, "
-         "leeway_s)",
+         "leeway_s, cookie)",
      1, false},
     {"jwt_secret_and_public_key",
      "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"public_key\": \"k.pem\"}}}",
@@ -461,7 +482,7 @@ static const struct error_case error_cases[] = {
     {"route_auth_bad_value",
      "{" L ", " JWT
      ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"auth\": \"basic\", " TCP_TARGET "}]}",
-     SRC ": routes[0].auth: expected \"jwt\", got \"basic\"", 1, false},
+     SRC ": routes[0].auth: expected \"jwt\" or \"http\", got \"basic\"", 1, false},
     {"route_auth_without_top_level",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"auth\": \"jwt\", " TCP_TARGET
      "}]}",
@@ -489,6 +510,10 @@ static const struct error_case error_cases[] = {
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"host\": \"h\", "
      "\"port\": 1, \"tls\": true}}]}",
      SRC ": routes[0].target.tls: unknown key (expected one of: host, port)", 1, false},
+    {"tcp_target_unix_and_host",
+     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"unix\": \"/s\", "
+     "\"host\": \"h\", \"port\": 1}}]}",
+     SRC ": routes[0].target.host: unknown key (expected one of: unix)", 2, false},
     {"tcp_targets_empty",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"targets\": []}]}",
      SRC ": routes[0].targets: expected a non-empty array of {\"host\", \"port\"} or {\"unix\"} "
@@ -1504,10 +1529,55 @@ static void test_errors_free_is_idempotent(void **state)
     assert_null(errs.lines);
 }
 
+/* auth.http and auth.jwt.cookie as a site in front of an mqtt route sets them. */
+static void test_auth_http_and_cookie(void **state)
+{
+    (void)state;
+    struct wsg_config *cfg = load_ok(
+        "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"cookie\": \"session_jwt\"}, "
+        "\"http\": {\"url\": \"http://127.0.0.1:9100/ws-auth\", \"cache_s\": 30, "
+        "\"headers\": [\"Cookie\", \"authorization\"]}}, "
+        "\"brokers\": {\"main\": {\"uri\": \"tcp://127.0.0.1:1883\"}}, "
+        "\"routes\": [{\"path\": \"/live\", \"type\": \"mqtt\", \"broker\": \"main\", "
+        "\"auth\": \"http\", \"subscribe\": [{\"filter\": \"users/{auth.user}/#\"}]}, "
+        "{\"path\": \"/j\", \"type\": \"mqtt\", \"broker\": \"main\", \"auth\": \"jwt\", "
+        "\"subscribe\": [{\"filter\": \"users/{auth.sub}/{jwt.sub}\"}]}]}");
+    assert_string_equal(cfg->auth.jwt.cookie, "session_jwt");
+    assert_true(cfg->auth.has_http);
+    assert_string_equal(cfg->auth.http.url, "http://127.0.0.1:9100/ws-auth");
+    assert_int_equal(cfg->auth.http.timeout_ms, 2000);
+    assert_int_equal(cfg->auth.http.cache_s, 30);
+    assert_int_equal(cfg->auth.http.n_headers, 2);
+    assert_string_equal(cfg->auth.http.headers[0], "cookie");
+    assert_string_equal(cfg->auth.http.headers[1], "authorization");
+    assert_true(cfg->routes[0].auth_http);
+    assert_false(cfg->routes[0].auth_jwt);
+    assert_true(cfg->routes[1].auth_jwt);
+    config_free(cfg);
+
+    /* {jwt.x} is for JWT routes only; {auth.x} needs some "auth" */
+    struct config_errors errs = {0};
+    load_bad("{" L ", \"auth\": {\"http\": {\"url\": \"http://a/x\"}}, "
+             "\"brokers\": {\"main\": {\"uri\": \"tcp://127.0.0.1:1883\"}}, "
+             "\"routes\": [{\"path\": \"/a\", \"type\": \"mqtt\", \"broker\": \"main\", "
+             "\"auth\": \"http\", \"subscribe\": [{\"filter\": \"u/{jwt.sub}\"}]}, "
+             "{\"path\": \"/b\", \"type\": \"mqtt\", \"broker\": \"main\", "
+             "\"subscribe\": [{\"filter\": \"u/{auth.sub}\"}]}]}",
+             &errs);
+    assert_int_equal(errs.count, 2);
+    assert_string_equal(errs.lines[0], SRC ": routes[0].subscribe[0].filter: {jwt.sub} needs "
+                                           "\"auth\": \"jwt\" on the route, got \"u/{jwt.sub}\"");
+    assert_string_equal(errs.lines[1], SRC ": routes[1].subscribe[0].filter: {auth.sub} needs "
+                                           "\"auth\": \"http\" or \"jwt\" on the route, got "
+                                           "\"u/{auth.sub}\"");
+    config_errors_free(&errs);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_full_config_field_by_field),
+        cmocka_unit_test(test_auth_http_and_cookie),
         cmocka_unit_test(test_spec_example),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_workers_values),

@@ -313,6 +313,26 @@ static void test_unsubscribe(void **state)
     envelope_request_free(&r);
 }
 
+/* {"refresh": "<jwt>"}: the token is kept, and never quoted in an error. */
+static void test_refresh(void **state)
+{
+    (void)state;
+    struct envelope_request r;
+    parse_ok("{\"refresh\":\"a.b.c\",\"id\":7}", &r);
+    assert_int_equal(r.kind, ENVELOPE_REFRESH);
+    assert_string_equal(r.topic, "a.b.c");
+    assert_string_equal(r.id, "7");
+    envelope_request_free(&r);
+    expect_error("{\"refresh\":\"\",\"id\":1}", ENVELOPE_ERR_BAD_REQUEST, "must be a token", "1");
+    expect_error("{\"refresh\":5}", ENVELOPE_ERR_BAD_REQUEST, "must be a token", NULL);
+    expect_error("{\"refresh\":\"x\\u0000y\"}", ENVELOPE_ERR_BAD_REQUEST, "must be a token",
+                 NULL);
+    expect_error("{\"refresh\":\"secret.tok.en\",\"qos\":1}", ENVELOPE_ERR_BAD_REQUEST,
+                 "unknown key \"qos\" in a refresh", NULL);
+    expect_error("{\"refresh\":\"secret.tok.en\",\"topic\":\"a\"}", ENVELOPE_ERR_BAD_REQUEST,
+                 "exactly one of", NULL);
+}
+
 static void test_id_forms(void **state)
 {
     (void)state;
@@ -1104,6 +1124,7 @@ int main(void)
         cmocka_unit_test(test_id_forms),
         cmocka_unit_test(test_bad_json),
         cmocka_unit_test(test_bad_request),
+        cmocka_unit_test(test_refresh),
         cmocka_unit_test(test_bad_base64),
         cmocka_unit_test(test_bad_topic),
         cmocka_unit_test(test_topic_length_limit),

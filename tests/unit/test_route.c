@@ -104,6 +104,42 @@ static void test_first_match_wins_in_order(void **state)
     fixture_free(f);
 }
 
+/* "**" as the last segment takes the rest of the path: websockify's one
+ * route for every path is "/" followed by "**". */
+static void test_rest_pattern(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {"/echo", "/vnc/**", "/**"};
+    struct fixture *f = fixture_new(paths, 3);
+    assert_int_equal(match(f, "/echo"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 0);
+    assert_int_equal(match(f, "/vnc"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 1);
+    assert_int_equal(match(f, "/vnc/"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 1);
+    assert_int_equal(match(f, "/vnc/a/b?token=x"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 1);
+    assert_string_equal(f->m.query, "token=x");
+    assert_int_equal(match(f, "/vncx"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 2);
+    assert_int_equal(match(f, "/"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 2);
+    assert_int_equal(match(f, "/websockify?token=a%2Bb"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 2);
+    assert_int_equal(match(f, "/echo/more"), ROUTE_OK);
+    assert_int_equal(f->m.route_index, 2);
+    assert_int_equal(f->m.n_captures, 0);
+    fixture_free(f);
+
+    char err[200];
+    assert_int_equal(route_pattern_validate("/**", err, sizeof(err)), 0);
+    assert_int_equal(route_pattern_validate("/a/{b}/**", err, sizeof(err)), 0);
+    assert_int_equal(route_pattern_validate("/**/a", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "last segment"));
+    /* Only a whole segment: "a**" stays a literal. */
+    assert_int_equal(route_pattern_validate("/a**", err, sizeof(err)), 0);
+}
+
 static void test_literal_route_before_capture_route(void **state)
 {
     (void)state;
@@ -833,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_deepest_pattern_matches),
         cmocka_unit_test(test_template_validate),
         cmocka_unit_test(test_value_is_safe),
+        cmocka_unit_test(test_rest_pattern),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

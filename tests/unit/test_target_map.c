@@ -131,10 +131,10 @@ static const struct error_case error_cases[] = {
      SRC ": expected an object mapping keys to targets, got [\"h:1\"]", 1},
     {"top_level_string", "\"h:1\"", SRC ": expected an object mapping keys to targets, got \"h:1\"",
      1},
-    {"top_level_number", "5", SRC ": expected an object mapping keys to targets, got 5", 1},
+    /* not JSON: websockify's lines, where "5" lacks its ": host:port" */
+    {"top_level_number", "5", SRC ":1: expected \"token: host:port\", got \"5\"", 1},
     {"syntax_error_line_col", "{\n  \"vm1\": \"h:1\",\n}",
      SRC ":3:1: string or '}' expected near '}'", 1},
-    {"syntax_error_empty_file", "", SRC ":1:1: unexpected token near end of file", 1},
     {"syntax_error_truncated", "{\"vm1\": \"h:1\"", SRC ":1:13: '}' expected near end of file", 1},
     {"duplicate_keys", "{\"vm1\": \"a:1\",\n \"vm1\": \"b:2\"}",
      SRC ":2:6: duplicate object key near '\"vm1\"'", 1},
@@ -255,6 +255,33 @@ static const struct error_case error_cases[] = {
      1},
     {"string_in_array", "{\"vm1\": [\"h:1\", \"h:2\", \"h\"]}",
      SRC ": vm1[2]: " STR_PORT ", got \"h\"", 1},
+
+    /* websockify's lines: the line number, and the line or target quoted */
+    {"line_no_separator", "# c\nvm1 h:1\n", SRC ":2: expected \"token: host:port\", got \"vm1 h:1\"", 1},
+    {"line_colon_without_blank", "vm1:h:1", SRC ":1: expected \"token: host:port\", got \"vm1:h:1\"", 1},
+    {"line_two_separators", "vm1: h: 1",
+     SRC ":1: expected \"token: host:port\" (one \": \" only), got \"vm1: h: 1\"", 1},
+    {"line_no_port", "vm1: localhost", SRC ":1: " STR_PORT ", got \"localhost\"", 1},
+    {"line_bad_port", "\n\nvm1: h:65536\r\n", SRC ":3: " STR_PORT ", got \"h:65536\"", 1},
+    {"line_empty_token", ": h:1", SRC ":1: expected a non-empty key, got \": h:1\"", 1},
+    {"line_token_slash", "vm/1: h:1",
+     SRC ":1: key holds '/': it could never be looked up " REFUSED ", got \"vm/1: h:1\"", 1},
+    {"line_v6_without_brackets", "vm1: ::1:5900",
+     SRC ":1: expected \"[v6addr]:port\": an IPv6 address needs brackets, got \"::1:5900\"", 1},
+    {"line_control_char_quoted", "vm1\x01 h:1",
+     SRC ":1: expected \"token: host:port\", got \"vm1\\x01 h:1\"", 1},
+    {"line_not_utf8_escaped", "vm\xc3\xa9\xff h:1",
+     SRC ":1: expected \"token: host:port\", got \"vm\\xc3\\xa9\\xff h:1\"", 1},
+    {"line_long_cut",
+     "tokentokentokentokentokentokentokentokentokentokentokentokentokentokentokentokentoken"
+     "tokentokentokentokentokentokentokentokentoken",
+     /* 120 bytes shown, then "..." */
+     SRC ":1: expected \"token: host:port\", got \"tokentokentokentokentokentokentokentokentoken"
+         "tokentokentokentokentokentokentokentokentokentokentokentokentokentokentoken...\"",
+     1},
+    {"line_duplicate", "vm1: a:1\n# again\nvm1: b:2\n",
+     SRC ":3: token \"vm1\" is given again (first at " SRC ":1)", 1},
+    {"line_every_error", "a b\nc: d\ne: f:0\n", SRC ":3: " STR_PORT ", got \"f:0\"", 3},
 };
 
 static void run_error_case(void **state)
@@ -555,14 +582,109 @@ static void test_missing_file(void **state)
     config_errors_free(&errs);
 }
 
-static void test_directory_is_unreadable(void **state)
+/* ------------------------------------------------- websockify's formats */
+
+static void test_websockify_lines(void **state)
 {
     (void)state;
+    struct target_map *m = load_ok("# consoles\n"
+                                   "\n"
+                                   "vm1: 10.0.0.5:5901\n"
+                                   "   # indented comment\n"
+                                   "\tvm2:   kvm2.example:5902  \r\n"
+                                   "vm3 : h:3\n"            /* blanks before ':' are not the token's */
+                                   "a:b: [::1]:5900\n"      /* the ':' with a blank after splits */
+                                   "tok-with.dots_x:\th:4"); /* no final newline */
+    assert_int_equal(target_map_size(m), 5);
+    assert_one(m, "vm1", "10.0.0.5", 5901);
+    assert_one(m, "vm2", "kvm2.example", 5902);
+    assert_one(m, "vm3", "h", 3);
+    assert_one(m, "a:b", "::1", 5900);
+    assert_one(m, "tok-with.dots_x", "h", 4);
+    assert_miss(m, "#");
+    target_map_free(m);
+}
+
+/* An empty token file (or only comments) is a map with no token, as in
+ * websockify: every connection gets 404 until tokens are added. */
+static void test_websockify_empty(void **state)
+{
+    (void)state;
+    struct target_map *m = load_ok("");
+    assert_int_equal(target_map_size(m), 0);
+    target_map_free(m);
+    m = load_ok("# nothing yet\n\n");
+    assert_int_equal(target_map_size(m), 0);
+    target_map_free(m);
+}
+
+static char *make_dir(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char *path;
+    assert_true(asprintf(&path, "%s/wsgate_tmd_XXXXXX", dir && *dir ? dir : "/tmp") > 0);
+    assert_non_null(mkdtemp(path));
+    return path;
+}
+
+static char *put_file(const char *dir, const char *name, const char *text)
+{
+    char *path;
+    assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* A directory of token files: every regular file, in either format; hidden
+ * files (editor swap files) and subdirectories are not read. */
+static void test_directory_of_files(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), *sub;
+    char *a = put_file(dir, "a.conf", "vm1: h:1\n");
+    char *b = put_file(dir, "b", "{\"vm2\": \"h:2\"}");
+    char *c = put_file(dir, ".b.swp", "garbage that is not a token file");
+    assert_true(asprintf(&sub, "%s/sub", dir) > 0);
+    assert_int_equal(mkdir(sub, 0700), 0);
     struct config_errors errs = {0};
-    assert_null(target_map_load("/", SRC, &errs));
+    struct target_map *m = target_map_load(dir, "tokens", &errs);
+    assert_non_null(m);
+    assert_int_equal(errs.count, 0);
+    assert_int_equal(target_map_size(m), 2);
+    assert_one(m, "vm1", "h", 1);
+    assert_one(m, "vm2", "h", 2);
+    target_map_free(m);
+
+    /* Errors name the file inside the directory; a token in two files is one. */
+    char *d = put_file(dir, "d", "vm1: h:9\nbad line\n");
+    assert_null(target_map_load(dir, "tokens", &errs));
+    assert_has_line(&errs, "tokens/d:2: expected \"token: host:port\", got \"bad line\"");
     assert_int_equal(errs.count, 1);
-    assert_string_equal(errs.lines[0], SRC ": cannot read: Is a directory");
     config_errors_free(&errs);
+    unlink(d);
+    free(d);
+    d = put_file(dir, "d", "vm1: h:9\n");
+    assert_null(target_map_load(dir, "tokens", &errs));
+    assert_has_line(&errs, "tokens/d:1: token \"vm1\" is given again (first at tokens/a.conf:1)");
+    assert_int_equal(errs.count, 1);
+    config_errors_free(&errs);
+
+    for (char **p = (char *[]){a, b, c, d, NULL}; *p; p++) {
+        unlink(*p);
+        free(*p);
+    }
+    rmdir(sub);
+    free(sub);
+    /* An empty directory is an empty map. */
+    m = target_map_load(dir, "tokens", &errs);
+    assert_non_null(m);
+    assert_int_equal(target_map_size(m), 0);
+    target_map_free(m);
+    rmdir(dir);
+    free(dir);
 }
 
 static void test_permission_denied(void **state)
@@ -628,7 +750,9 @@ int main(void)
         cmocka_unit_test(test_key_too_long),
         cmocka_unit_test(test_long_values_are_cut),
         cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_directory_is_unreadable),
+        cmocka_unit_test(test_websockify_lines),
+        cmocka_unit_test(test_websockify_empty),
+        cmocka_unit_test(test_directory_of_files),
         cmocka_unit_test(test_permission_denied),
         cmocka_unit_test(test_display_name_defaults_to_path),
         cmocka_unit_test(test_null_errors_and_free),

@@ -369,35 +369,9 @@ static void test_text_utf8_across_frames(void **state)
     expect_ok(&tb, 0);
 }
 
-/* The incremental UTF-8 check used for inflated text: any split gives the
- * same verdict as the whole. */
-static void test_utf8_feed(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *s;
-        bool ok;
-    } cases[] = {
-        {"plain ascii", true},       {"\xc3\xa9t\xc3\xa9", true},     {"\xe2\x82\xac", true},
-        {"\xf0\x9f\x98\x80", true},     {"\xc0\xaf", false},              {"\xed\xa0\x80", false},
-        {"\xf4\x90\x80\x80", false}, {"\xe2\x82", false},               {"\xff", false},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const uint8_t *b = (const uint8_t *)cases[i].s;
-        size_t n = strlen(cases[i].s);
-        for (size_t cut = 0; cut <= n; cut++) {
-            uint8_t st = 0;
-            bool ok = ws_utf8_feed(&st, b, cut) && ws_utf8_feed(&st, b + cut, n - cut) && st == 0;
-            if (ok != cases[i].ok)
-                fail_msg("case %zu cut %zu: got %d", i, cut, ok);
-        }
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8_feed),
         cmocka_unit_test(test_valid_mixed_stream),
         cmocka_unit_test(test_large_payload_is_skipped),
         cmocka_unit_test(test_unmasked_frame_1002),
