@@ -361,6 +361,8 @@ async function scenarioToken() {
   info.token_calls = await pageT(() => window.T.tokenCalls);
   check(info.token_calls >= 2, 'token() asked again for the refresh', info.token_calls);
   info.me_events = (await events('me')).map((e) => e.type + ' ' + JSON.stringify(e.d));
+  const expired = (await events('me', 'close')).filter((e) => e.d.code === 4401);
+  check(expired.length === 0, 'never closed 4401 (token expired): refreshed or reconnected before', expired);
   info.me_websockets = info.websockets.filter((u) => u.includes('/me?'));
   check(info.me_websockets.every((u) => /[?&]token=/.test(u)), 'the token went as ?token=', info.me_websockets.length);
   step('past exp');

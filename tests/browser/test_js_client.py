@@ -68,7 +68,9 @@ class JsClientTest(GatewayTestCase):
         cfg["static"]["dir"] = os.path.join(harness.SOURCE_DIR, "www")
         cfg["brokers"]["local"].update(uri=self.mosq.uri, client_id=self.client_id)
         cfg["routes"] = [r for r in cfg["routes"] if r.get("type") == "mqtt"] + [ME]
-        cfg["auth"] = {"jwt": {"secret_env": SECRET_ENV}}
+        # leeway 0: "past exp" in the token scenario is past the deadline of a
+        # gateway that closes expired connections (4401).
+        cfg["auth"] = {"jwt": {"secret_env": SECRET_ENV, "leeway_s": 0}}
         self.config = cfg
         self.tokens = []
         self.gw = self.start_gateway()

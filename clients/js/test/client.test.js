@@ -364,3 +364,21 @@ test('requestTimeout rejects a request the gateway never answers; unsubscribing 
   assert.deepEqual(c.subscriptions, []);
   assert.equal(gw.last.requests.length, 3);
 });
+
+test('a token() with nothing newer sends no refresh; the gateway\'s 4401 at exp brings a reconnect that asks again', async (t) => {
+  const now = Math.floor(Date.now() / 1000);
+  const first = fakeJwt({ sub: 'u', exp: now + 2 });
+  const later = fakeJwt({ sub: 'u', exp: now + 3600 });
+  let n = 0;
+  // token() keeps returning the first token for a while (an identity service's cache).
+  const { gw, c } = await setup(t, { token: () => (++n <= 3 ? first : later), jitter: 0 });
+  await nextEvent(c, 'open');
+  await sleep(1300); // past the halfway refresh
+  assert.ok(n >= 2, 'token() asked at the refresh time');
+  assert.deepEqual(gw.last.requests, [], 'no {"refresh"} with the same token');
+  const closed = nextEvent(c, 'close');
+  gw.last.close(4401, 'token expired');
+  assert.equal((await closed).code, 4401);
+  await gw.until('the reconnect', () => gw.connections.length === 2);
+  assert.ok([first, later].includes(gw.last.token));
+});
