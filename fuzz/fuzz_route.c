@@ -170,7 +170,8 @@ static const char *lookup_value;
 
 static const char *lookup(void *ctx, const char *name)
 {
-    FUZZ_CHECK(strncmp(name, "jwt.", 4) == 0 || strncmp(name, "msg.", 4) == 0,
+    FUZZ_CHECK(strncmp(name, "jwt.", 4) == 0 || strncmp(name, "auth.", 5) == 0 ||
+                   strncmp(name, "msg.", 4) == 0,
                "lookup asked for \"%s\"", name);
     return lookup_value;
 }

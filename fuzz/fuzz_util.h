@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h" /* utf8_is_valid, for fz_is_utf8_but_near */
+
 #define FUZZ_CHECK(cond, ...)                                                                    \
     do {                                                                                         \
         if (!(cond)) {                                                                           \
@@ -108,7 +110,7 @@ static inline bool fz_is_one_line_but_near(const char *s)
     return true;
 }
 
-/* The same part is UTF-8 (framing.h's utf8_is_valid; include framing.h). */
+/* The same part is UTF-8 (utf8.h's utf8_is_valid). */
 #define fz_is_utf8_but_near(s)                                                                    \
     (utf8_is_valid((const uint8_t *)(s),                                                         \
                    strstr((s), " near '") ? (size_t)(strstr((s), " near '") - (s)) : strlen(s)))

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* websockify's parser exits 2 on every mistake; so do we in this form. */
 #define EXIT_USAGE 2
@@ -26,7 +27,8 @@ int websockify_run_setup(int argc, char **argv, struct wsg_config **cfg, struct 
     struct websockify_cli cli;
     char err[512];
     int status = WEBSOCKIFY_RUN_SERVE;
-    switch (websockify_cli_parse(argc, argv, &cli, err, sizeof(err))) {
+    bool self_pem = access(WEBSOCKIFY_CLI_DEFAULT_CERT, F_OK) == 0;
+    switch (websockify_cli_parse(argc, argv, self_pem, &cli, err, sizeof(err))) {
     case WEBSOCKIFY_CLI_HELP:
         websockify_cli_free(&cli);
         return WEBSOCKIFY_RUN_HELP;
@@ -58,6 +60,8 @@ int websockify_run_setup(int argc, char **argv, struct wsg_config **cfg, struct 
     if (cli.verbose)
         log_set_level(LOG_DEBUG);
 
+    if (cli.default_cert_used)
+        log_info("TLS with websockify's default certificate", "cert", WEBSOCKIFY_CLI_DEFAULT_CERT);
     struct config_errors errs = {0};
     /* Relative paths (--web, --cert, token files) are the working directory's. */
     *cfg = config_load_string(cli.config_json, WEBSOCKIFY_CLI_SOURCE, ".", &errs);

@@ -127,6 +127,19 @@ static const char *unix_path_problem(const char *p, size_t n)
     return NULL;
 }
 
+/* The length of a unix target's prefix: "unix_socket:" (what websockify's
+ * token files write: its TokenFile splits at the last ':' and takes the host
+ * "unix_socket" to mean the path after it) or "unix:" (as the config's
+ * {"unix": PATH}); 0 for anything else. */
+static size_t unix_prefix(const char *s, size_t n)
+{
+    if (n >= 12 && memcmp(s, "unix_socket:", 12) == 0)
+        return 12;
+    if (n >= 5 && memcmp(s, "unix:", 5) == 0)
+        return 5;
+    return 0;
+}
+
 /* ------------------------------------------------------------ one target */
 
 /* Unknown keys are errors, as in the config: a typo must never be ignored. */
@@ -207,13 +220,16 @@ static void parse_target(struct jcheck *jc, json_t *v, struct wsg_target *t, con
         check_target_keys(jc, v);
         get_host(jc, v, t);
         get_port(jc, v, t);
-    } else if (json_is_string(v) && strncmp(json_string_value(v), "unix:", 5) == 0) {
-        /* "unix:/run/app.sock", as websockify's token files write a unix target */
-        const char *why = unix_path_problem(json_string_value(v) + 5, json_string_length(v) - 5);
+    } else if (json_is_string(v) && unix_prefix(json_string_value(v), json_string_length(v))) {
+        /* "unix:/run/app.sock" or websockify's "unix_socket:/run/app.sock" */
+        size_t skip = unix_prefix(json_string_value(v), json_string_length(v));
+        const char *path = json_string_value(v) + skip;
+        size_t n = json_string_length(v) - skip;
+        const char *why = unix_path_problem(path, n);
         if (why)
             jcheck_value_error(jc, v, false, why);
         else
-            t->host = jcheck_strndup(json_string_value(v) + 5, json_string_length(v) - 5);
+            t->host = jcheck_strndup(path, n);
     } else if (json_is_string(v)) {
         const char *why = parse_host_port(json_string_value(v), t);
         if (why)
@@ -394,15 +410,23 @@ static int parse_line(const char *s, size_t len, const char *source, size_t line
         line_error(errs, source, line_no, why, s, len);
         rc = -1;
     }
-    char *t = jcheck_strndup(target, target_len);
     e->targets = jcheck_calloc(1, sizeof *e->targets);
     e->n_targets = 1;
-    const char *bad = parse_host_port(t, &e->targets[0]);
+    size_t skip = unix_prefix(target, target_len);
+    const char *bad;
+    if (skip) { /* "unix_socket:/run/vm1.sock": port 0, the path as host */
+        bad = unix_path_problem(target + skip, target_len - skip);
+        if (!bad)
+            e->targets[0].host = jcheck_strndup(target + skip, target_len - skip);
+    } else {
+        char *t = jcheck_strndup(target, target_len);
+        bad = parse_host_port(t, &e->targets[0]);
+        free(t);
+    }
     if (bad) {
         line_error(errs, source, line_no, bad, target, target_len);
         rc = -1;
     }
-    free(t);
     return rc;
 }
 

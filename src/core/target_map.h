@@ -16,11 +16,13 @@ struct target_map;
 /* Reads and validates `path`: a file, or a directory whose regular files
  * (hidden ones skipped) are read in name order into one map, as websockify's
  * TokenFile plugin does. A file whose first non-blank byte is '{', '[' or '"'
- * is JSON: an object whose values are a target {"host": "...", "port": N}, a
- * "host:port" string ("[v6addr]:port" for IPv6), or a non-empty array of
- * those (tried in order). Any other file is websockify's format: lines
- * "token: host:port" (split at the ':' followed by a blank), blank lines and
- * lines starting with '#' ignored. A token given twice is an error. Errors are
+ * is JSON: an object whose values are a target {"host": "...", "port": N} or
+ * {"unix": "/path"}, a "host:port" string ("[v6addr]:port" for IPv6) or
+ * "unix:/path" / "unix_socket:/path", or a non-empty array of those (tried in
+ * order). Any other file is websockify's format: lines "token: host:port" or
+ * "token: unix_socket:/path" (split at the ':' followed by a blank), blank
+ * lines and lines starting with '#' ignored. A unix target has port 0 and its
+ * absolute path as host. A token given twice is an error. Errors are
  * appended to errs, each like
  *   "consoles.json: vm1.port: expected an integer 1..65535, got \"x\""
  *   "consoles.json:3:7: <JSON syntax error>"

@@ -20,7 +20,8 @@ const char websockify_cli_usage[] =
     "every path relays to the target (raw bytes, the \"binary\" subprotocol or none,\n"
     "any Origin). websockify's options, same names and meanings:\n"
     "      --web DIR           serve the files in DIR on the same port\n"
-    "      --cert FILE         TLS certificate (PEM); plain connections still accepted\n"
+    "      --cert FILE         TLS certificate (PEM; default ./self.pem if it exists);\n"
+    "                          plain connections still accepted\n"
     "      --key FILE          its key, if not in the certificate file\n"
     "      --ssl-only          refuse plain connections\n"
     "      --unix-target PATH  relay to a unix socket instead of target_addr:target_port\n"
@@ -278,8 +279,8 @@ static char *build_json(const struct parsed *p, const char *listen_host, int lis
     if (p->web)
         set_new(root, "static", json_pack("{s:s, s:s}", "mount", "/", "dir", p->web));
 
-    json_t *route = json_pack("{s:s, s:s, s:s, s:[s]}", "name", "websockify", "path", "/**",
-                              "type", "tcp", "subprotocols", "binary");
+    json_t *route = json_pack("{s:s, s:s, s:s, s:[s]}", "name", "websockify", "path", "/**", "type",
+                              "tcp", "subprotocols", "binary");
     if (!route)
         abort();
     if (p->token_plugin)
@@ -359,8 +360,8 @@ static enum websockify_cli_status take(struct parsed *p, const struct opt_spec *
     case OPT_LOG_LEVEL:
         if (strcmp(value, "error") != 0 && strcmp(value, "warn") != 0 &&
             strcmp(value, "info") != 0 && strcmp(value, "debug") != 0)
-            return fail(err, err_len, "--log-level: expected error, warn, info or debug, got \"%s\"",
-                        value);
+            return fail(err, err_len,
+                        "--log-level: expected error, warn, info or debug, got \"%s\"", value);
         p->log_level = value;
         break;
     case OPT_UNSUPPORTED:
@@ -454,6 +455,7 @@ static enum websockify_cli_status check(const struct parsed *p, char *err, size_
 }
 
 enum websockify_cli_status websockify_cli_parse(int argc, char *const *argv,
+                                                bool default_cert_exists,
                                                 struct websockify_cli *out, char *err,
                                                 size_t err_len)
 {
@@ -469,19 +471,25 @@ enum websockify_cli_status websockify_cli_parse(int argc, char *const *argv,
     int listen_port = 0, target_port = 0;
     if (!split_host_port(p.positional[0], false, &listen_host, &listen_port)) {
         free(listen_host);
-        return fail(err, err_len, "error parsing listen port: \"%s\" (expected [source_addr:]port, port 1..65535)",
-                    p.positional[0]);
+        return fail(
+            err, err_len,
+            "error parsing listen port: \"%s\" (expected [source_addr:]port, port 1..65535)",
+            p.positional[0]);
     }
-    if (p.n_positional == 2 && !split_host_port(p.positional[1], true, &target_host, &target_port)) {
+    if (p.n_positional == 2 &&
+        !split_host_port(p.positional[1], true, &target_host, &target_port)) {
         free(listen_host);
         free(target_host);
         return fail(err, err_len, "error parsing target: \"%s\" (expected target_addr:target_port)",
                     p.positional[1]);
     }
-    /* --ssl-only without --cert: websockify's default certificate file. */
+    /* Without --cert websockify uses ./self.pem when it exists (TLS beside
+     * plain), and requires it with --ssl-only. */
     struct parsed q = p;
-    if (q.ssl_only && !q.cert)
-        q.cert = "self.pem";
+    if (!q.cert && (q.ssl_only || default_cert_exists)) {
+        q.cert = WEBSOCKIFY_CLI_DEFAULT_CERT;
+        out->default_cert_used = true;
+    }
     out->config_json = build_json(&q, listen_host, listen_port, target_host, target_port);
     free(listen_host);
     free(target_host);

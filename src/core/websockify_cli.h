@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* websockify's certificate when --cert is not given, in the working directory. */
+#define WEBSOCKIFY_CLI_DEFAULT_CERT "self.pem"
+
 /* The name config errors of a translated command line carry. */
 #define WEBSOCKIFY_CLI_SOURCE "command line"
 
@@ -29,18 +32,24 @@ enum websockify_cli_status {
 };
 
 struct websockify_cli {
-    char *config_json;      /* owned: the wsgate config the command line means */
-    char *log_file;         /* owned or NULL: --log-file, where log lines go */
-    bool verbose;           /* --verbose / -v: debug log level */
-    const char *log_level;  /* borrowed from argv or NULL: wsgate's --log-level, checked */
-    unsigned idle_timeout_s; /* --idle-timeout: exit after this long with no connection; 0 = never */
+    char *config_json;     /* owned: the wsgate config the command line means */
+    char *log_file;        /* owned or NULL: --log-file, where log lines go */
+    bool verbose;          /* --verbose / -v: debug log level */
+    const char *log_level; /* borrowed from argv or NULL: wsgate's --log-level, checked */
+    unsigned
+        idle_timeout_s;     /* --idle-timeout: exit after this long with no connection; 0 = never */
     char *web_dir;          /* owned or NULL: --web, checked to be a directory by the caller */
+    bool default_cert_used; /* TLS with ./self.pem, no --cert given */
 };
 
-/* Parses argv (argv[0] is the program). On WEBSOCKIFY_CLI_ERROR err holds one
- * line such as "wsgate: --record is a websockify option wsgate does not
- * support". Free `out` with websockify_cli_free() whatever the status. */
+/* Parses argv (argv[0] is the program). `default_cert_exists`: whether
+ * WEBSOCKIFY_CLI_DEFAULT_CERT is there, which websockify then uses without
+ * --cert (the caller looks; this module does no I/O). On
+ * WEBSOCKIFY_CLI_ERROR err holds one line such as "wsgate: --record is a
+ * websockify option wsgate does not support". Free `out` with
+ * websockify_cli_free() whatever the status. */
 enum websockify_cli_status websockify_cli_parse(int argc, char *const *argv,
+                                                bool default_cert_exists,
                                                 struct websockify_cli *out, char *err,
                                                 size_t err_len);
 

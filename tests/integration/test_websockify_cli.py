@@ -59,6 +59,33 @@ def start(h, args, wait=True):
     return gw
 
 
+def unix_banner_server(test, path, banner):
+    """A unix socket at `path` that greets each connection with `banner`
+    and then echoes; closed with the test."""
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen()
+    test.addCleanup(srv.close)
+
+    def serve(conn):
+        with conn:
+            conn.sendall(banner)
+            while True:
+                d = conn.recv(65536)
+                if not d:
+                    return
+                conn.sendall(d)
+
+    def accept_loop():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept_loop, daemon=True).start()
+
+
 async def echo_once(url, payload, **kw):
     async with websockets.connect(url, max_size=None, **kw) as ws:
         await ws.send(payload)
@@ -246,6 +273,10 @@ class TokenFileTest(GatewayTestCase):
         self.h.write_file("tokens.d/a", "# lab\n" + self.line("vm1", 1) + "\n"
                           + self.line("vm2", 2))
         self.h.write_file("tokens.d/b", self.line("vm3", 3))
+        # websockify's TokenFile takes "unix_socket:PATH" as a unix socket.
+        sock = self.h.path("vmu.sock")
+        unix_banner_server(self, sock, b"u")
+        self.h.write_file("tokens.d/c", "vmu: unix_socket:%s\n" % sock)
         ours, theirs = harness.free_port(), harness.free_port()
         gw = start(self.h, ["--token-plugin", "TokenFile", "--token-source", "tokens.d",
                             "%s:%d" % (HOST, ours)])
@@ -256,9 +287,9 @@ class TokenFileTest(GatewayTestCase):
         answers = {}
         for port in (ours, theirs):
             gw.port = port
-            answers[port] = [self.banner(gw, t) for t in ("vm1", "vm2", "vm3")]
+            answers[port] = [self.banner(gw, t) for t in ("vm1", "vm2", "vm3", "vmu")]
         gw.port = ours
-        self.assertEqual(answers[ours], ["1", "2", "3"])
+        self.assertEqual(answers[ours], ["1", "2", "3", "u"])
         self.assertEqual(answers[theirs], answers[ours])
 
     def test_bad_token_file_exits_2(self):
@@ -290,6 +321,25 @@ class TlsTest(GatewayTestCase):
         self.assertEqual(self.wss(port, b"tls"), ("binary", b"tls"))
         self.assertEqual(run_async(echo_once(gw.url("/"), b"plain", subprotocols=["binary"])),
                          ("binary", b"plain"))
+
+    def both_pem(self, name):
+        """One PEM with certificate and key, as websockify's --cert takes it."""
+        both = self.h.path(name)
+        with open(both, "w") as out:
+            for p in (self.crt, self.key):
+                with open(p) as f:
+                    out.write(f.read())
+        return both
+
+    def test_self_pem_in_working_directory(self):
+        # websockify turns TLS on by itself when ./self.pem exists.
+        self.both_pem("self.pem")
+        port = harness.free_port()
+        gw = start(self.h, ["%s:%d" % (HOST, port), "%s:%d" % (HOST, self.echo_port)])
+        self.assertEqual(self.wss(port, b"tls"), ("binary", b"tls"))
+        self.assertEqual(run_async(echo_once(gw.url("/"), b"plain", subprotocols=["binary"])),
+                         ("binary", b"plain"))
+        self.assertIn("websockify's default certificate", gw.log())
 
     def test_ssl_only_refuses_plain(self):
         # One PEM with certificate and key, as websockify's --cert takes it.

@@ -605,6 +605,27 @@ static void test_websockify_lines(void **state)
     target_map_free(m);
 }
 
+/* websockify's TokenFile reads "unix_socket:/path" as a unix socket target. */
+static void test_websockify_unix_lines(void **state)
+{
+    (void)state;
+    struct target_map *m = load_ok("vm1: unix_socket:/run/vm1.sock\n"
+                                   "vm2: unix:/run/vm2.sock\n"
+                                   "vm3: h:3\n");
+    assert_one(m, "vm1", "/run/vm1.sock", 0);
+    assert_one(m, "vm2", "/run/vm2.sock", 0);
+    assert_one(m, "vm3", "h", 3);
+    target_map_free(m);
+    m = load_ok("{\"vm1\": \"unix_socket:/run/vm1.sock\"}");
+    assert_one(m, "vm1", "/run/vm1.sock", 0);
+    target_map_free(m);
+    struct config_errors errs = {0};
+    load_bad("vm1: unix_socket:vm1.sock\n", &errs);
+    assert_has_line(&errs, SRC ":1: expected an absolute unix socket path (\"/run/app.sock\"), "
+                           "got \"unix_socket:vm1.sock\"");
+    config_errors_free(&errs);
+}
+
 /* An empty token file (or only comments) is a map with no token, as in
  * websockify: every connection gets 404 until tokens are added. */
 static void test_websockify_empty(void **state)
@@ -752,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_websockify_lines),
         cmocka_unit_test(test_websockify_empty),
+        cmocka_unit_test(test_websockify_unix_lines),
         cmocka_unit_test(test_directory_of_files),
         cmocka_unit_test(test_permission_denied),
         cmocka_unit_test(test_display_name_defaults_to_path),

@@ -37,12 +37,16 @@ static bool wanted(const char *const *args)
     return websockify_cli_wanted(argc, argv);
 }
 
+/* Whether ./self.pem "exists" for the next load(). */
+static bool self_pem;
+
 /* Parses args expecting success; returns the loaded config. */
 static struct wsg_config *load(const char *const *args, struct websockify_cli *cli)
 {
     char *argv[MAX_ARGS], err[256] = "";
     int argc = make_argv(argv, args);
-    enum websockify_cli_status st = websockify_cli_parse(argc, argv, cli, err, sizeof(err));
+    enum websockify_cli_status st =
+        websockify_cli_parse(argc, argv, self_pem, cli, err, sizeof(err));
     if (st != WEBSOCKIFY_CLI_RUN)
         fail_msg("parse failed: %s", err);
     struct config_errors errs = {0};
@@ -61,7 +65,7 @@ static void assert_refused(const char *const *args, const char *line)
     char *argv[MAX_ARGS], err[256] = "";
     int argc = make_argv(argv, args);
     struct websockify_cli cli;
-    enum websockify_cli_status st = websockify_cli_parse(argc, argv, &cli, err, sizeof(err));
+    enum websockify_cli_status st = websockify_cli_parse(argc, argv, false, &cli, err, sizeof(err));
     websockify_cli_free(&cli);
     if (st != WEBSOCKIFY_CLI_ERROR)
         fail_msg("not refused; expected: %s", line);
@@ -140,8 +144,8 @@ static void test_options_both_spellings(void **state)
     (void)state;
     struct websockify_cli cli;
     struct wsg_config *cfg =
-        load(ARGS("--web=/usr/share/novnc", "--heartbeat", "15", "--idle-timeout=30",
-                  "--log-file", "/tmp/w.log", "--verbose", "6080", "h:5900"),
+        load(ARGS("--web=/usr/share/novnc", "--heartbeat", "15", "--idle-timeout=30", "--log-file",
+                  "/tmp/w.log", "--verbose", "6080", "h:5900"),
              &cli);
     assert_true(cfg->has_static);
     assert_string_equal(cfg->static_files.mount, "/");
@@ -184,6 +188,28 @@ static void test_tls(void **state)
     /* --ssl-only alone: websockify's default certificate, self.pem */
     cfg = load(ARGS("--ssl-only", "6443", "h:1"), &cli);
     assert_string_equal(cfg->listen[0].tls.cert, "self.pem");
+    assert_true(cli.default_cert_used);
+    config_free(cfg);
+    websockify_cli_free(&cli);
+
+    /* No --cert, ./self.pem there: TLS beside plain, as websockify */
+    self_pem = true;
+    cfg = load(ARGS("6443", "h:1"), &cli);
+    assert_true(cfg->listen[0].has_tls);
+    assert_string_equal(cfg->listen[0].tls.cert, "self.pem");
+    assert_string_equal(cfg->listen[0].tls.key, "self.pem");
+    assert_true(cfg->listen[0].tls.allow_plain);
+    assert_true(cli.default_cert_used);
+    config_free(cfg);
+    websockify_cli_free(&cli);
+    cfg = load(ARGS("--cert", "c.pem", "6443", "h:1"), &cli);
+    assert_string_equal(cfg->listen[0].tls.cert, "c.pem");
+    assert_false(cli.default_cert_used);
+    config_free(cfg);
+    websockify_cli_free(&cli);
+    self_pem = false;
+    cfg = load(ARGS("6443", "h:1"), &cli);
+    assert_false(cfg->listen[0].has_tls);
     config_free(cfg);
     websockify_cli_free(&cli);
 }
@@ -223,7 +249,8 @@ static void test_help(void **state)
     (void)state;
     char *argv[] = {"wsgate", "6080", "--help", NULL}, err[64];
     struct websockify_cli cli;
-    assert_int_equal(websockify_cli_parse(3, argv, &cli, err, sizeof(err)), WEBSOCKIFY_CLI_HELP);
+    assert_int_equal(websockify_cli_parse(3, argv, false, &cli, err, sizeof(err)),
+                     WEBSOCKIFY_CLI_HELP);
     websockify_cli_free(&cli);
     assert_non_null(strstr(websockify_cli_usage, "[source_addr:]source_port"));
     assert_non_null(strstr(websockify_cli_usage, "--token-plugin TokenFile"));
@@ -276,9 +303,8 @@ static void test_refusals(void **state)
                    "wsgate: option --heartbeat: invalid integer value: 'x'");
     assert_refused(ARGS("--idle-timeout", "-1", "6080", "h:1"),
                    "wsgate: option --idle-timeout: invalid integer value: '-1'");
-    assert_refused(ARGS("6080"),
-                   "wsgate: too few arguments: expected [source_addr:]source_port "
-                   "target_addr:target_port");
+    assert_refused(ARGS("6080"), "wsgate: too few arguments: expected [source_addr:]source_port "
+                                 "target_addr:target_port");
     assert_refused(ARGS("6080", "h:1", "x"), "wsgate: too many arguments");
     assert_refused(ARGS("--target-config=t", "6080", "h:1"),
                    "wsgate: too many arguments: with --token-plugin or --unix-target there is "
