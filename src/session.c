@@ -585,12 +585,16 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 {
     s->last_rx_us = (uint64_t)lws_now_usecs();
     s->ping_outstanding = false;
-    if (s->close_pending || s->rx_drop)
-        return 0; /* closing: the client's late messages go nowhere */
     bool first = !s->rx_in_message;
     bool final = lws_is_final_fragment(s->wsi);
+    /* One bit per message, taken even from messages that go nowhere, so the
+     * guard's queue stays in step. */
     if (s->deflate && first)
         s->rx_compressed = ws_rx_guard_message_compressed(s->rx_guard);
+    if (s->close_pending || s->rx_drop) {
+        s->rx_in_message = !final;
+        return 0; /* closing: the client's late messages go nowhere */
+    }
     if (s->deflate && s->rx_compressed) {
         s->rx_in_message = !final;
         return receive_compressed(s, in, len, first, final);
