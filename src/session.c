@@ -615,9 +615,9 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
         return close_now(s, CLOSE_TOO_BIG, reason);
     }
 
-    /* lws inflated compressed messages; their text is checked here (the
-     * guard saw it compressed). Plain ones too: the guard's setting is per
-     * connection. */
+    /* With permessage-deflate the guard leaves text to us (it cannot read
+     * compressed text): an uncompressed message is checked here, a
+     * compressed one as it is inflated (inflated_piece). */
     if (s->deflate && !lws_frame_is_binary(s->wsi)) {
         if (first)
             s->rx_utf8 = UTF8_ACCEPT;
@@ -695,10 +695,11 @@ static size_t frame_header(uint8_t *h, size_t len, bool text, bool deflated)
     return 4;
 }
 
-/* The header of one fragment, written so that it ends at `end` +
- * WS_FRAGMENT_HEADER_MAX (right before the payload); returns its length. */
+/* The header of one fragment, written at the end of the
+ * WS_FRAGMENT_HEADER_MAX bytes at `slot` (right before the payload);
+ * returns its length. */
 #define WS_FRAGMENT_HEADER_MAX 10
-static size_t fragment_header(uint8_t *end, size_t len, bool fin, int opcode, bool rsv1)
+static size_t fragment_header(uint8_t *slot, size_t len, bool fin, int opcode, bool rsv1)
 {
     uint8_t h[WS_FRAGMENT_HEADER_MAX];
     size_t n;
@@ -717,7 +718,7 @@ static size_t fragment_header(uint8_t *end, size_t len, bool fin, int opcode, bo
             h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
         n = 10;
     }
-    memcpy(end + WS_FRAGMENT_HEADER_MAX - n, h, n);
+    memcpy(slot + WS_FRAGMENT_HEADER_MAX - n, h, n);
     return n;
 }
 
