@@ -423,13 +423,23 @@ static void check_liveness(struct session *s, uint64_t now)
     }
 }
 
+/* A compressed connection with no message either way for this long gives
+ * its deflater back (about 38 KiB); the next message starts a new one,
+ * without the old context (the client's inflater does not mind). */
+#define DEFLATER_IDLE_US (5 * LWS_USEC_PER_SEC)
+
 static void sweep(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
     uint64_t now = (uint64_t)lws_now_usecs();
-    for (struct session *s = sessions; s; s = s->next)
+    for (struct session *s = sessions; s; s = s->next) {
+        if (s->deflater && now - s->last_data_us >= DEFLATER_IDLE_US) {
+            ws_deflater_destroy(s->deflater);
+            s->deflater = NULL;
+        }
         if (s->established && s->wsi && !s->close_pending)
             check_liveness(s, now);
+    }
     if (sessions)
         lws_sul_schedule(sweep_context, 0, &sweep_timer, sweep, SWEEP_US);
     else
@@ -971,7 +981,7 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
                   client_of(s), "subprotocol", s->subprotocol);
         s->last_rx_us = s->last_data_us = s->tokens_at_us = (uint64_t)lws_now_usecs();
         s->tokens = (double)s->limits->max_messages_per_s;
-        if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
+        if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0 || s->deflate)
             sweep_start(lws_get_context(wsi));
         if (s->match.route->auth_jwt && s->claims) {
             s->expires_at_s = token_deadline(s, s->claims);

@@ -3,7 +3,9 @@
  * To clients: a deflater per compressed connection, made at its first
  * compressed message, keeping its context between messages (a stream of
  * small JSON messages shrinks about 7x that way, about 1.2x one by one),
- * with a 4 KiB window and memLevel 5: about 38 KiB.
+ * with a 4 KiB window and memLevel 5: about 38 KiB. The owner may destroy
+ * it between messages (an idle connection) and make a new one: the client
+ * inflates the fresh stream with the context it kept.
  *
  * From clients: a client may compress with context takeover, so each
  * connection that sends a compressed message gets an inflater (zlib's

@@ -131,6 +131,28 @@ class CompressionTest(GatewayTestCase):
         self.assertEqual(inflate(got, d).decode(), big)
         ws.close()
 
+    def test_idle_connection_gives_its_deflater_back(self):
+        # After 5 s without a message the gateway drops its compression
+        # context (and memory): the next message is compressed afresh, and
+        # a client inflater that kept its own context decodes it all the same.
+        self.gateway()
+        _, ws = self.upgrade("/z")
+        d = zlib.decompressobj(-15)
+        line = json_stream(1)[0]
+        ws.send(OP_TEXT, line.encode())
+        rsv, fin, op, first = recv_frame_rsv(ws)
+        self.assertEqual(inflate(first, d).decode(), line)
+        ws.send(OP_TEXT, line.encode())
+        rsv, fin, op, second = recv_frame_rsv(ws)
+        self.assertLess(len(second), len(first) / 2)  # the context at work
+        self.assertEqual(inflate(second, d).decode(), line)
+        time.sleep(6.5)
+        ws.send(OP_TEXT, line.encode())
+        rsv, fin, op, third = recv_frame_rsv(ws)
+        self.assertEqual(len(third), len(first))  # a fresh start
+        self.assertEqual(inflate(third, d).decode(), line)
+        ws.close()
+
     def test_from_the_client_with_context_takeover_and_fragments(self):
         self.gateway()
         _, ws = self.upgrade("/z")
