@@ -308,8 +308,12 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
             raw_message(b, data, len);
         return;
     }
-    if (msg_buffer_append(&b->message, data, len, b->max_message) != 0) {
-        close_client(b, CLOSE_TOO_BIG, "message too big");
+    int rc = msg_buffer_append(&b->message, data, len, b->max_message);
+    if (rc != 0) {
+        if (rc == MSG_BUFFER_NO_MEMORY)
+            close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+        else
+            close_client(b, CLOSE_TOO_BIG, "message too big");
         return;
     }
     if (!final)
@@ -334,8 +338,13 @@ static void on_message(void *owner, struct mqtt_delivery *d)
     if (b->route->format == WSG_FORMAT_ENVELOPE) {
         if (!d->envelope)
             d->envelope = envelope_message(d->topic, d->payload, d->len, &d->envelope_len);
-        if (!d->envelope)
+        if (!d->envelope) {
+            /* A topic that is not UTF-8 has no JSON form (not this client's
+             * loss); otherwise memory is out, which fails this client. */
+            if (utf8_is_valid(d->topic, strlen(d->topic)))
+                close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
             return;
+        }
         data = d->envelope;
         len = d->envelope_len;
         text = true;

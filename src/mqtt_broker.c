@@ -1934,12 +1934,14 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
                                          size_t err_len)
 {
     struct mqtt_broker *b = calloc(1, sizeof(*b));
-    if (!b || !(b->tree = topic_tree_create())) {
+    if (!b || !(b->tree = topic_tree_create()) || !(b->cfg = config_broker_copy(settings))) {
+        if (b)
+            topic_tree_destroy(b->tree);
         free(b);
         snprintf(err, err_len, "broker %s: out of memory", settings->name);
         return NULL;
     }
-    const struct wsg_broker *c = b->cfg = config_broker_copy(settings);
+    const struct wsg_broker *c = b->cfg;
     b->v5 = c->version == WSG_MQTT_5;
     b->persistent = c->persistent_session;
     b->probe_fd = -1;

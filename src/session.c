@@ -17,6 +17,7 @@
 #include "peer_addr.h"
 #include "rules.h"
 #include "sock_room.h"
+#include "token_bucket.h"
 #include "utf8.h"
 #include "ws_deflate.h"
 #include "ws_frame_check.h"
@@ -99,10 +100,7 @@ struct session {
     bool ping_due;         /* send a ping at the next WRITEABLE */
     bool ping_outstanding; /* sent, no pong (or anything) since */
 
-    /* max_messages_per_s: a token bucket of one second's worth */
-    double tokens;
-    uint64_t tokens_at_us;
-
+    struct token_bucket rate; /* max_messages_per_s */
 };
 
 /* Every open session, for shutdown. */
@@ -278,8 +276,12 @@ static long queue_for_client(struct session *s, const void *data, size_t len, un
         len = deflated_len;
         flags |= CHUNK_DEFLATED;
     }
-    if (msg_queue_push(&s->out, data, len, flags) != 0)
+    if (msg_queue_push(&s->out, data, len, flags) != 0) {
+        /* Out of memory: the client would miss this message, so it fails
+         * the connection (1011), not the process and not silently. */
+        session_close(s, CLOSE_INTERNAL_ERROR, "out of memory");
         return -1;
+    }
     lws_callback_on_writable(s->wsi);
     return (long)s->out.bytes;
 }
@@ -367,22 +369,10 @@ static int close_now(struct session *s, int code, const char *reason)
     return -1;
 }
 
-/* One more client message under max_messages_per_s? A token bucket that
- * holds one second's worth, so a steady rate passes and a burst does not. */
+/* One more client message under max_messages_per_s? (token_bucket.h) */
 static bool rate_allows(struct session *s)
 {
-    int64_t rate = s->limits->max_messages_per_s;
-    if (rate <= 0)
-        return true;
-    uint64_t now = (uint64_t)lws_now_usecs();
-    s->tokens += (double)(now - s->tokens_at_us) * (double)rate / 1e6;
-    if (s->tokens > (double)rate)
-        s->tokens = (double)rate;
-    s->tokens_at_us = now;
-    if (s->tokens < 1.0)
-        return false;
-    s->tokens -= 1.0;
-    return true;
+    return token_bucket_take(&s->rate, s->limits->max_messages_per_s, (uint64_t)lws_now_usecs());
 }
 
 /* Liveness, checked for every session by one sweep a second (one timer for
@@ -979,8 +969,8 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         s->metrics->connections_active++;
         log_debug("connection open", "route", s->match.route->name, "peer", s->peer, "client",
                   client_of(s), "subprotocol", s->subprotocol);
-        s->last_rx_us = s->last_data_us = s->tokens_at_us = (uint64_t)lws_now_usecs();
-        s->tokens = (double)s->limits->max_messages_per_s;
+        s->last_rx_us = s->last_data_us = (uint64_t)lws_now_usecs();
+        token_bucket_init(&s->rate, s->limits->max_messages_per_s, s->last_rx_us);
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0 || s->deflate)
             sweep_start(lws_get_context(wsi));
         if (s->match.route->auth_jwt && s->claims) {

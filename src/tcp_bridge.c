@@ -277,9 +277,13 @@ static void client_data(struct bridge *base, const uint8_t *data, size_t len, bo
         }
         if (first)
             b->message.len = 0;
-        if (msg_buffer_append(&b->message, data, len, b->max_message) != 0) {
+        int rc = msg_buffer_append(&b->message, data, len, b->max_message);
+        if (rc != 0) {
             drop_backend(b);
-            close_client(b, CLOSE_TOO_BIG, "message too big for length32 framing");
+            if (rc == MSG_BUFFER_NO_MEMORY)
+                close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
+            else
+                close_client(b, CLOSE_TOO_BIG, "message too big for length32 framing");
             return;
         }
         if (final) {

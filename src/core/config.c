@@ -28,6 +28,7 @@ static const char default_json[] =
     "{ \"listen\": [ { \"host\": \"127.0.0.1\", \"port\": 8080 } ] }";
 
 static char *xstrdup(const char *s) { return jcheck_strndup(s, strlen(s)); }
+static void free_strv(char **v, size_t n);
 
 /* State of one load: where we are in the JSON tree and what went wrong so far. */
 struct loader {
@@ -465,7 +466,12 @@ static char **get_str_list(struct loader *ld, json_t *arr, bool (*valid)(char *s
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        char *s = json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+        /* `out` is only a local until returned: no jump may leave it behind. */
+        char *s = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+        if (json_is_string(v) && !s) {
+            free_strv(out, n);
+            jcheck_oom();
+        }
         if (!s || !valid(s)) {
             size_t mark = jcheck_enter_index(&ld->jc, i);
             jcheck_value_error(&ld->jc, v, false, expected);
@@ -914,8 +920,9 @@ static void parse_broker(struct loader *ld, const char *name, json_t *obj, struc
     bool tls_uri = parse_broker_uris(ld, obj, b);
     struct strval sv;
     if (get_str(ld, obj, "client_id", F_NONEMPTY, NULL, &sv)) {
+        char *id = xstrdup(sv.s); /* before the free: xstrdup may jump (jcheck_run) */
         free(b->client_id);
-        b->client_id = xstrdup(sv.s);
+        b->client_id = id;
     }
     int version;
     if (get_enum(ld, obj, "version", 0, versions, &version))
@@ -1306,14 +1313,16 @@ static void parse_raw_subscribe(struct loader *ld, json_t *sub, struct wsg_route
 }
 
 /* "allow": a non-empty array of filter templates (envelope format). */
-static char **parse_allow(struct loader *ld, json_t *obj, const struct tmpl_ctx *tc, size_t *n)
+static void parse_allow(struct loader *ld, json_t *obj, const struct tmpl_ctx *tc, char ***list,
+                        size_t *n)
 {
     json_t *arr = get_arr(ld, obj, "allow", F_REQUIRED | F_NONEMPTY,
                           "expected a non-empty array of MQTT topic filters");
     if (!arr)
-        return NULL;
+        return;
     *n = json_array_size(arr);
-    char **out = jcheck_calloc(*n, sizeof *out);
+    /* In the route at once: check_template() may jump (jcheck_run). */
+    char **out = *list = jcheck_calloc(*n, sizeof *out);
     size_t mark = jcheck_enter_key(&ld->jc, "allow"), i;
     json_t *v;
     json_array_foreach(arr, i, v)
@@ -1328,7 +1337,6 @@ static char **parse_allow(struct loader *ld, json_t *obj, const struct tmpl_ctx 
         jcheck_leave(&ld->jc, m);
     }
     jcheck_leave(&ld->jc, mark);
-    return out;
 }
 
 static void parse_envelope(struct loader *ld, json_t *obj, struct wsg_route *r,
@@ -1348,7 +1356,7 @@ static void parse_envelope(struct loader *ld, json_t *obj, struct wsg_route *r,
     if (pub) {
         size_t mark = jcheck_enter_key(&ld->jc, "publish");
         check_keys(ld, pub, pub_keys);
-        r->publish_allow = parse_allow(ld, pub, tc, &r->n_publish_allow);
+        parse_allow(ld, pub, tc, &r->publish_allow, &r->n_publish_allow);
         get_qos(ld, pub, &r->publish_qos_max);
         jcheck_leave(&ld->jc, mark);
     }
@@ -1356,7 +1364,7 @@ static void parse_envelope(struct loader *ld, json_t *obj, struct wsg_route *r,
     if (sub) {
         size_t mark = jcheck_enter_key(&ld->jc, "subscribe");
         check_keys(ld, sub, sub_keys);
-        r->subscribe_allow = parse_allow(ld, sub, tc, &r->n_subscribe_allow);
+        parse_allow(ld, sub, tc, &r->subscribe_allow, &r->n_subscribe_allow);
         jcheck_leave(&ld->jc, mark);
     }
 }
@@ -1727,9 +1735,10 @@ static void parse_root(struct loader *ld, json_t *root)
     parse_routes(ld, root);
 }
 
-static struct wsg_config *config_new(const char *source, const char *base_dir)
+/* In ld->cfg from its first byte, so that out of memory (jcheck_run) finds it. */
+static void config_new(struct loader *ld, const char *source, const char *base_dir)
 {
-    struct wsg_config *cfg = jcheck_calloc(1, sizeof *cfg);
+    struct wsg_config *cfg = ld->cfg = jcheck_calloc(1, sizeof *cfg);
     cfg->source = xstrdup(source);
     cfg->base_dir = xstrdup(base_dir ? base_dir : ".");
     cfg->limits = (struct wsg_limits){
@@ -1744,20 +1753,40 @@ static struct wsg_config *config_new(const char *source, const char *base_dir)
     cfg->auth.jwt.leeway_s = 30;
     cfg->auth.http.timeout_ms = 2000;
     cfg->workers = 1;
-    return cfg;
 }
 
-/* Validates a parsed document; the config, or NULL with errors appended. */
+/* One load, run by jcheck_run(): everything it allocates hangs in ld.cfg
+ * as soon as it exists (counts may be set before their arrays: config_free
+ * copes), so on out of memory config_free() finds all of it. */
+struct load_job {
+    struct loader ld;
+    json_t *root; /* borrowed: the caller's document, released by the caller */
+    const char *source, *base_dir;
+};
+
+static void build_config(void *ctx)
+{
+    struct load_job *job = ctx;
+    config_new(&job->ld, job->source, job->base_dir);
+    parse_root(&job->ld, job->root);
+}
+
+/* Validates a parsed document; the config, or NULL with errors appended
+ * ("<source>: out of memory" when memory ran out: see json_check.h). */
 static struct wsg_config *load_root(json_t *root, const char *source, const char *base_dir,
                                     struct config_errors *errs)
 {
-    struct loader ld = {.base_dir = base_dir};
-    jcheck_begin(&ld.jc, source, errs);
-    ld.cfg = config_new(source, base_dir);
-    parse_root(&ld, root);
-    if (jcheck_end(&ld.jc) == 0)
-        return ld.cfg;
-    config_free(ld.cfg);
+    struct load_job job = {
+        .ld = {.base_dir = base_dir}, .root = root, .source = source, .base_dir = base_dir};
+    jcheck_begin(&job.ld.jc, source, errs);
+    if (jcheck_run(build_config, &job) != 0) {
+        config_free(job.ld.cfg);
+        jcheck_out_of_memory(errs, source);
+        return NULL;
+    }
+    if (jcheck_end(&job.ld.jc) == 0)
+        return job.ld.cfg;
+    config_free(job.ld.cfg);
     return NULL;
 }
 
@@ -1792,15 +1821,16 @@ struct wsg_config *config_load_string(const char *json_text, const char *source_
     return finish(cfg, errs, &scratch);
 }
 
-/* The directory part of `path` as written: "etc/wsgate.json" -> "etc". */
+/* The directory part of `path` as written: "etc/wsgate.json" -> "etc";
+ * NULL when memory is out. */
 static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
     if (!slash)
-        return xstrdup(".");
+        return strdup(".");
     if (slash == path)
-        return xstrdup("/");
-    return jcheck_strndup(path, (size_t)(slash - path));
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
 }
 
 struct wsg_config *config_load_file(const char *path, struct config_errors *errs)
@@ -1821,7 +1851,11 @@ struct wsg_config *config_load_file(const char *path, struct config_errors *errs
         return finish(NULL, errs, &scratch);
     }
     char *dir = dir_of(path);
-    struct wsg_config *cfg = load_root(root, path, dir, errs);
+    struct wsg_config *cfg = NULL;
+    if (dir)
+        cfg = load_root(root, path, dir, errs);
+    else
+        jcheck_out_of_memory(errs, path);
     free(dir);
     json_decref(root);
     return finish(cfg, errs, &scratch);
@@ -1833,13 +1867,17 @@ struct wsg_config *config_load_default(const char *www_dir, struct config_errors
     if (!errs)
         errs = &scratch;
     json_error_t jerr;
+    /* The text is a constant: only memory can make these fail. */
     json_t *root = json_loads(default_json, 0, &jerr);
-    if (!root)
-        jcheck_oom(); /* the text is a constant: only allocation can fail */
-    if (www_dir) {
-        json_t *st = json_pack("{s:s, s:s}", "mount", "/", "dir", www_dir);
-        if (!st || json_object_set_new(root, "static", st))
-            jcheck_oom();
+    if (root && www_dir &&
+        json_object_set_new(root, "static",
+                            json_pack("{s:s, s:s}", "mount", "/", "dir", www_dir)) != 0) {
+        json_decref(root);
+        root = NULL;
+    }
+    if (!root) {
+        jcheck_out_of_memory(errs, builtin_source);
+        return finish(NULL, errs, &scratch);
     }
     struct wsg_config *cfg = load_root(root, builtin_source, NULL, errs);
     json_decref(root);
@@ -1848,9 +1886,11 @@ struct wsg_config *config_load_default(const char *www_dir, struct config_errors
 
 /* ------------------------------------------------------------------ freeing */
 
+/* A load cut short by out of memory may leave a count set before its array
+ * exists: every loop over an array checks the array first. */
 static void free_strv(char **v, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; v && i < n; i++)
         free(v[i]);
     free(v);
 }
@@ -1860,19 +1900,19 @@ static void free_route(struct wsg_route *r)
     free(r->name);
     free(r->path);
     free_strv(r->subprotocols, r->n_subprotocols);
-    for (size_t i = 0; i < r->n_targets; i++)
+    for (size_t i = 0; r->targets && i < r->n_targets; i++)
         free(r->targets[i].host);
     free(r->targets);
     free(r->target_map_file);
     free(r->target_map_key);
     free(r->broker);
-    for (size_t i = 0; i < r->n_publish; i++) {
+    for (size_t i = 0; r->publish && i < r->n_publish; i++) {
         free(r->publish[i].when_pointer);
         free(r->publish[i].when_equals);
         free(r->publish[i].topic);
     }
     free(r->publish);
-    for (size_t i = 0; i < r->n_subscribe; i++)
+    for (size_t i = 0; r->subscribe && i < r->n_subscribe; i++)
         free(r->subscribe[i].filter);
     free(r->subscribe);
     free_strv(r->publish_allow, r->n_publish_allow);
@@ -1901,10 +1941,21 @@ static void free_broker(struct wsg_broker *b)
 
 static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
 
-struct wsg_broker *config_broker_copy(const struct wsg_broker *b)
+struct broker_copy {
+    const struct wsg_broker *from;
+    struct wsg_broker *to; /* built in place, so that out of memory frees it */
+};
+
+static void build_broker_copy(void *ctx)
 {
-    struct wsg_broker *c = jcheck_calloc(1, sizeof(*c));
+    struct broker_copy *job = ctx;
+    const struct wsg_broker *b = job->from;
+    struct wsg_broker *c = job->to = jcheck_calloc(1, sizeof(*c));
     *c = *b;
+    /* Nothing of b's may be freed with c: its strings are filled in below. */
+    c->name = c->client_id = c->username = c->password = NULL;
+    c->tls.ca = c->tls.cert = c->tls.key = NULL;
+    c->uris = NULL;
     c->name = xstrdup(b->name);
     c->uris = jcheck_calloc(b->n_uris ? b->n_uris : 1, sizeof(*c->uris));
     for (size_t i = 0; i < b->n_uris; i++)
@@ -1915,7 +1966,15 @@ struct wsg_broker *config_broker_copy(const struct wsg_broker *b)
     c->tls.ca = dup_or_null(b->tls.ca);
     c->tls.cert = dup_or_null(b->tls.cert);
     c->tls.key = dup_or_null(b->tls.key);
-    return c;
+}
+
+struct wsg_broker *config_broker_copy(const struct wsg_broker *b)
+{
+    struct broker_copy job = {b, NULL};
+    if (jcheck_run(build_broker_copy, &job) == 0)
+        return job.to;
+    config_broker_free(job.to);
+    return NULL;
 }
 
 void config_broker_free(struct wsg_broker *b)
@@ -1954,7 +2013,7 @@ void config_free(struct wsg_config *cfg)
         return;
     free(cfg->source);
     free(cfg->base_dir);
-    for (size_t i = 0; i < cfg->n_listen; i++) {
+    for (size_t i = 0; cfg->listen && i < cfg->n_listen; i++) {
         free(cfg->listen[i].host);
         free(cfg->listen[i].tls.cert);
         free(cfg->listen[i].tls.key);
@@ -1974,10 +2033,10 @@ void config_free(struct wsg_config *cfg)
     free_strv(cfg->auth.http.headers, cfg->auth.http.n_headers);
     free(cfg->static_files.mount);
     free(cfg->static_files.dir);
-    for (size_t i = 0; i < cfg->n_brokers; i++)
+    for (size_t i = 0; cfg->brokers && i < cfg->n_brokers; i++)
         free_broker(&cfg->brokers[i]);
     free(cfg->brokers);
-    for (size_t i = 0; i < cfg->n_routes; i++)
+    for (size_t i = 0; cfg->routes && i < cfg->n_routes; i++)
         free_route(&cfg->routes[i]);
     free(cfg->routes);
     free(cfg);
@@ -1987,7 +2046,7 @@ void config_errors_free(struct config_errors *errs)
 {
     if (!errs)
         return;
-    free_strv(errs->lines, errs->count);
+    jcheck_free_lines(errs->lines, errs->count); /* may be a static "out of memory" */
     errs->lines = NULL;
     errs->count = 0;
 }

@@ -229,7 +229,8 @@ const struct wsg_route *config_route_by_name(const struct wsg_config *cfg, const
 const struct wsg_broker *config_broker_by_name(const struct wsg_config *cfg, const char *name);
 
 /* A deep copy of one broker's settings (for a session that outlives its
- * config), freed with config_broker_free(); and whether two are the same. */
+ * config), freed with config_broker_free(), or NULL when memory is out; and
+ * whether two are the same. */
 struct wsg_broker *config_broker_copy(const struct wsg_broker *b);
 void config_broker_free(struct wsg_broker *b);
 bool config_broker_equal(const struct wsg_broker *a, const struct wsg_broker *b);

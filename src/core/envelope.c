@@ -24,25 +24,6 @@
 #define LOAD_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
 #define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
 
-/* Nothing sensible is left to do without memory (as in json_check.c). */
-static void oom(void) { abort(); }
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        oom();
-    return p;
-}
-
-static char *dump(const json_t *v)
-{
-    char *s = json_dumps(v, DUMP_FLAGS);
-    if (!s)
-        oom();
-    return s;
-}
-
 /* ------------------------------------------------------ errors and quoting */
 
 /* Where envelope_parse's error goes: the code and the caller's buffer. */
@@ -69,6 +50,14 @@ static int fail(struct perr *e, const char *code, const char *fmt, ...)
             e->msg[utf8_cut(e->msg, e->cap - 1)] = '\0';
     }
     return -1;
+}
+
+/* Out of memory fails this request only, never the process
+ * (docs/ARCHITECTURE.md, "Out of memory"): the client gets an error it may
+ * retry, on a connection that stays open. */
+static int fail_oom(struct perr *e)
+{
+    return fail(e, ENVELOPE_ERR_INTERNAL, "out of memory; try again later");
 }
 
 /* At most QUOTE_MAX bytes of a client's (valid UTF-8) string for a message,
@@ -131,6 +120,10 @@ static const char *const kind_names[] = {
  * payload; its position says where instead. */
 static int fail_syntax(struct perr *e, const json_error_t *je)
 {
+    /* jansson 2.14 returns NULL without a word when its own allocation
+     * fails; every real syntax error has a text. */
+    if (je->text[0] == '\0' || json_error_code(je) == json_error_out_of_memory)
+        return fail_oom(e);
     const char *near = strstr(je->text, " near ");
     int n = near ? (int)(near - je->text) : (int)strlen(je->text);
     return fail(e, ENVELOPE_ERR_BAD_JSON, "not valid JSON: %.*s (at byte %d)", n, je->text,
@@ -146,8 +139,8 @@ static int read_id(const json_t *req, char **id, struct perr *e)
     if (!json_is_integer(v) && !(json_is_string(v) && json_string_length(v) <= ID_MAX_BYTES))
         return fail(e, ENVELOPE_ERR_BAD_REQUEST,
                     "\"id\" must be a string of at most %d bytes or an integer", ID_MAX_BYTES);
-    *id = dump(v);
-    return 0;
+    *id = json_dumps(v, DUMP_FLAGS);
+    return *id ? 0 : fail_oom(e);
 }
 
 static int read_kind(const json_t *req, enum envelope_kind *kind, struct perr *e)
@@ -247,7 +240,9 @@ static int read_topic(const json_t *req, const char *key, bool filter, char **ou
         return fail(e, ENVELOPE_ERR_BAD_TOPIC, "\"%s\" %s: \"%s\"%s", key, why, quote(s, len, q),
                     hint);
     }
-    *out = xmalloc(len + 1);
+    *out = malloc(len + 1);
+    if (!*out)
+        return fail_oom(e);
     memcpy(*out, s, len + 1);
     return 0;
 }
@@ -271,7 +266,7 @@ static int read_payload(const json_t *req, struct envelope_request *out, struct 
         int rc = base64_decode(BASE64_STD, json_string_value(v), json_string_length(v),
                                &out->payload, &out->payload_len);
         if (rc == BASE64_NO_MEMORY)
-            oom();
+            return fail_oom(e);
         if (rc != 0)
             return fail(e, ENVELOPE_ERR_BAD_REQUEST,
                         "\"payload\" is not valid base64 (RFC 4648, padded, no whitespace)");
@@ -279,11 +274,15 @@ static int read_payload(const json_t *req, struct envelope_request *out, struct 
     }
     if (json_is_string(v)) {
         out->payload_len = json_string_length(v);
-        out->payload = xmalloc(out->payload_len + 1);
+        out->payload = malloc(out->payload_len + 1);
+        if (!out->payload)
+            return fail_oom(e);
         memcpy(out->payload, json_string_value(v), out->payload_len + 1);
         return 0;
     }
-    char *text = dump(v);
+    char *text = json_dumps(v, DUMP_FLAGS);
+    if (!text)
+        return fail_oom(e);
     out->payload = (uint8_t *)text;
     out->payload_len = strlen(text);
     return 0;
@@ -312,9 +311,7 @@ static int parse_fields(json_t *req, struct envelope_request *out, struct perr *
             strlen(json_string_value(v)) != json_string_length(v))
             return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"refresh\" must be a token (a string)");
         out->topic = strdup(json_string_value(v));
-        if (!out->topic)
-            oom();
-        return 0;
+        return out->topic ? 0 : fail_oom(e);
     }
     }
     return -1;
@@ -397,16 +394,22 @@ static char *finish(json_t *obj, size_t *len)
     return s;
 }
 
-/* A JSON object or array in the payload, else NULL. Only text that starts
- * like one is handed to jansson: most payloads fail on the first byte. */
-static json_t *payload_as_json(const uint8_t *p, size_t len)
+/* A JSON object or array in the payload, else NULL; *oom when jansson ran
+ * out of memory deciding (the payload must not go out as a string then).
+ * Only text that starts like one is handed to jansson: most payloads fail
+ * on the first byte. */
+static json_t *payload_as_json(const uint8_t *p, size_t len, bool *oom)
 {
     size_t i = 0;
     while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
         i++;
     if (i == len || (p[i] != '{' && p[i] != '['))
         return NULL;
-    return json_loadb((const char *)p, len, LOAD_FLAGS, NULL);
+    json_error_t je;
+    json_t *v = json_loadb((const char *)p, len, LOAD_FLAGS, &je);
+    /* jansson 2.14 fails without a word when its own allocation fails. */
+    *oom = !v && (je.text[0] == '\0' || json_error_code(&je) == json_error_out_of_memory);
+    return v;
 }
 
 char *envelope_message(const char *topic, const uint8_t *payload, size_t payload_len, size_t *len)
@@ -416,7 +419,10 @@ char *envelope_message(const char *topic, const uint8_t *payload, size_t payload
     json_t *obj = json_object();
     if (json_object_set_new(obj, "topic", json_string(topic)) < 0)
         goto fail; /* also a topic that is not UTF-8 */
-    json_t *p = payload_len == 0 ? json_string("") : payload_as_json(payload, payload_len);
+    bool oom = false;
+    json_t *p = payload_len == 0 ? json_string("") : payload_as_json(payload, payload_len, &oom);
+    if (oom)
+        goto fail;
     if (!p)
         p = json_stringn((const char *)payload, payload_len); /* NULL unless UTF-8 */
     if (p) {
@@ -439,15 +445,23 @@ fail:
     return NULL;
 }
 
-/* An id from envelope_parse (compact JSON), as a value; NULL if none or not JSON. */
-static json_t *load_id(const char *id)
+/* An id from envelope_parse (compact JSON), as a value; NULL if none or not
+ * JSON, or (with *oom set) when memory is out. */
+static json_t *load_id(const char *id, bool *oom)
 {
-    return id ? json_loads(id, LOAD_FLAGS | JSON_DECODE_ANY, NULL) : NULL;
+    *oom = false;
+    if (!id)
+        return NULL;
+    json_error_t je;
+    json_t *v = json_loads(id, LOAD_FLAGS | JSON_DECODE_ANY, &je);
+    *oom = !v && (je.text[0] == '\0' || json_error_code(&je) == json_error_out_of_memory);
+    return v;
 }
 
 char *envelope_ack(const char *id, size_t *len)
 {
-    json_t *v = load_id(id);
+    bool oom;
+    json_t *v = load_id(id, &oom);
     if (!v)
         return NULL; /* an ack without an id acknowledges nothing */
     json_t *obj = json_object();
@@ -469,9 +483,17 @@ char *envelope_error(const char *code, const char *message, const char *id, size
         return NULL;
     }
     /* Never lose an error reply to a bad argument: a message that is not
-     * UTF-8 becomes the code, an id that is not JSON is left out. */
+     * UTF-8 becomes the code, an id that is not JSON is left out. But a
+     * reply that cannot say which request it answers is no reply: out of
+     * memory there fails it (the bridge then closes with 1011). */
     json_t *m = message ? json_string(message) : NULL;
-    json_t *v = load_id(id);
+    bool oom;
+    json_t *v = load_id(id, &oom);
+    if (oom) {
+        json_decref(m);
+        json_decref(obj);
+        return NULL;
+    }
     int rc = json_object_set_new(err, "code", json_string(code));
     rc |= json_object_set_new(err, "message", m ? m : json_string(code));
     if (v)

@@ -40,6 +40,7 @@ struct envelope_request {
 #define ENVELOPE_ERR_PUBLISH_FAILED "publish_failed"   /* the broker refused a publish */
 #define ENVELOPE_ERR_SUBSCRIBE_FAILED "subscribe_failed" /* the broker refused a subscribe */
 #define ENVELOPE_ERR_BAD_TOKEN "bad_token" /* refresh: invalid, or another "sub" */
+#define ENVELOPE_ERR_INTERNAL "internal_error" /* the gateway failed (out of memory): retry */
 
 /* Parses one client message:
  *   {"topic": "t", "payload": P, "qos": 0|1|2, "retain": bool, "id": I,
@@ -52,7 +53,8 @@ struct envelope_request {
  * Unknown keys are refused. Topic names and filters are checked for MQTT
  * syntax (topic.h). Returns 0, or -1 with `code` (one of ENVELOPE_ERR_*)
  * and a one-line `message`; out->id is set whenever the id could be read,
- * so the error can echo it. */
+ * so the error can echo it. Out of memory is ENVELOPE_ERR_INTERNAL: this
+ * request failed, nothing else did. */
 int envelope_parse(const uint8_t *msg, size_t len, struct envelope_request *out,
                    const char **code, char *message, size_t message_len);
 void envelope_request_free(struct envelope_request *r);

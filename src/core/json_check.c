@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* vasprintf, strndup */
 #include "json_check.h"
 
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +16,28 @@
 
 /* ------------------------------------------------------------------ memory */
 
+/* The innermost jcheck_run() of this thread, or NULL. */
+static _Thread_local jmp_buf *recovery;
+
+int jcheck_run(void (*build)(void *ctx), void *ctx)
+{
+    jmp_buf here, *outer = recovery; /* neither changes after setjmp */
+    if (setjmp(here) != 0) {
+        recovery = outer;
+        return -1;
+    }
+    recovery = &here;
+    build(ctx);
+    recovery = outer;
+    return 0;
+}
+
 void jcheck_oom(void)
 {
-    fputs("wsgate: out of memory\n", stderr);
+    if (recovery)
+        longjmp(*recovery, 1);
+    /* A jcheck_* allocation outside jcheck_run() is a bug of its caller. */
+    fputs("wsgate: out of memory outside a loader\n", stderr);
     abort();
 }
 
@@ -37,12 +57,11 @@ char *jcheck_strndup(const char *s, size_t n)
     return p;
 }
 
+/* The formatted text (malloc'd), or NULL when memory is out. */
 static __attribute__((format(printf, 1, 0))) char *xvasprintf(const char *fmt, va_list ap)
 {
     char *s;
-    if (vasprintf(&s, fmt, ap) < 0)
-        jcheck_oom();
-    return s;
+    return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
 }
 
 char *jcheck_asprintf(const char *fmt, ...)
@@ -51,24 +70,69 @@ char *jcheck_asprintf(const char *fmt, ...)
     va_start(ap, fmt);
     char *s = xvasprintf(fmt, ap);
     va_end(ap);
+    if (!s)
+        jcheck_oom();
     return s;
 }
 
 /* ------------------------------------------------------------ the error list */
 
-/* `line` (malloc'd) becomes the list's. Control bytes a file smuggled into
- * it (a path segment, a key, jansson's "near '...'") become '?': an error is
- * one line and never drives the terminal that shows the log (fuzz_config). */
+/* An error must be reported even when memory is out, or a refused reload
+ * would pass for a good one. So a line whose text cannot be made is this
+ * static one, and a list that cannot grow keeps it in place of its last
+ * line, or, when it was empty, becomes this static list. Neither is freed
+ * (jcheck_free_lines). Whatever happens, a list that was empty holds a line
+ * after push_line. */
+static char oom_text[] = "out of memory";
+static char *oom_list[1] = {oom_text};
+
+static void free_line(char *line)
+{
+    if (line != oom_text)
+        free(line);
+}
+
+/* `line` (malloc'd, or NULL when memory is out) becomes the list's. Control
+ * bytes a file smuggled into it (a path segment, a key, jansson's "near
+ * '...'") become '?': an error is one line and never drives the terminal
+ * that shows the log (fuzz_config). */
 static void push_line(struct config_errors *errs, char *line)
 {
+    if (!line)
+        line = oom_text;
     for (unsigned char *p = (unsigned char *)line; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             *p = '?';
-    char **lines = realloc(errs->lines, (errs->count + 1) * sizeof *lines);
-    if (!lines)
-        jcheck_oom();
-    errs->lines = lines;
-    errs->lines[errs->count++] = line;
+    char **old = errs->lines == oom_list ? NULL : errs->lines;
+    char **lines = realloc(old, (errs->count + 1) * sizeof *lines);
+    if (lines) {
+        if (!old && errs->count == 1)
+            lines[0] = oom_text; /* grown out of the static list */
+        errs->lines = lines;
+        errs->lines[errs->count++] = line;
+    } else if (errs->count > 0) {
+        free_line(line);
+        free_line(errs->lines[errs->count - 1]);
+        errs->lines[errs->count - 1] = oom_text;
+    } else {
+        free_line(line);
+        errs->lines = oom_list;
+        errs->count = 1;
+    }
+}
+
+void jcheck_free_lines(char **lines, size_t n)
+{
+    if (lines == oom_list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free_line(lines[i]);
+    free(lines);
+}
+
+void jcheck_out_of_memory(struct config_errors *errs, const char *source)
+{
+    jcheck_add_line(errs, "%s: out of memory", source);
 }
 
 void jcheck_add_line(struct config_errors *errs, const char *fmt, ...)
@@ -91,13 +155,13 @@ int jcheck_end(struct jcheck *jc)
 {
     if (jc->n_unlisted)
         jcheck_add_line(jc->errs, "%s: %zu more errors not listed", jc->source, jc->n_unlisted);
-    return jc->errs->count == jc->first_error ? 0 : -1;
+    return jc->n_errors == 0 && jc->errs->count == jc->first_error ? 0 : -1;
 }
 
 void jcheck_error(struct jcheck *jc, const char *fmt, ...)
 {
     /* A systematic mistake in a 100,000-key file must not flood the log. */
-    if (jc->errs->count - jc->first_error >= MAX_ERRORS) {
+    if (jc->n_errors++ - jc->n_unlisted >= MAX_ERRORS) {
         jc->n_unlisted++;
         return;
     }
@@ -105,7 +169,9 @@ void jcheck_error(struct jcheck *jc, const char *fmt, ...)
     va_start(ap, fmt);
     char *msg = xvasprintf(fmt, ap);
     va_end(ap);
-    if (jc->path_len)
+    if (!msg)
+        push_line(jc->errs, NULL); /* still an error: "out of memory" */
+    else if (jc->path_len)
         jcheck_add_line(jc->errs, "%s: %s: %s", jc->source, jc->path, msg);
     else
         jcheck_add_line(jc->errs, "%s: %s", jc->source, msg);
@@ -119,8 +185,10 @@ void jcheck_describe(const json_t *v, bool hidden, char *buf, size_t len)
         return;
     }
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s)
-        jcheck_oom(); /* with JSON_ENCODE_ANY nothing else makes it fail */
+    if (!s) { /* with JSON_ENCODE_ANY only memory makes it fail */
+        snprintf(buf, len, "(out of memory)");
+        return;
+    }
     size_t n = strlen(s);
     if (n >= len) {
         n = len - 4;
@@ -153,11 +221,22 @@ void jcheck_syntax_error(struct config_errors *errs, const char *source, const j
 {
     if (!note)
         note = "";
-    if (e->line > 0)
+    if (jcheck_json_out_of_memory(e))
+        jcheck_out_of_memory(errs, source);
+    else if (e->line > 0)
         jcheck_add_line(errs, "%s:%d:%d: %s%s", source, e->line, e->column > 0 ? e->column : 1,
                         e->text, note);
     else
         jcheck_add_line(errs, "%s: %s%s", source, e->text, note);
+}
+
+bool jcheck_json_out_of_memory(const json_error_t *e)
+{
+    /* jansson 2.14's parser returns NULL without a word when an allocation
+     * fails (json_object(), json_array(), the lexer's buffer); it sets
+     * json_error_out_of_memory only in a few places. Every real syntax
+     * error has a text. */
+    return e->text[0] == '\0' || json_error_code(e) == json_error_out_of_memory;
 }
 
 /* ------------------------------------------------------------ the JSON path */

@@ -23,6 +23,9 @@ struct jcheck {
     struct config_errors *errs; /* borrowed: the caller's list; each line added is
                                    malloc'd and owned by the list (config_errors_free) */
     size_t first_error;         /* errs->count at jcheck_begin() */
+    size_t n_errors;            /* errors of this check, listed or not: the verdict
+                                   never depends on the list, which may not grow
+                                   when memory is out */
     size_t n_unlisted;          /* errors past the cap: only counted */
     char path[JCHECK_PATH_CAP]; /* e.g. "routes[2].target"; "" at the top level */
     size_t path_len;
@@ -80,11 +83,42 @@ int jcheck_parse_port(const char *s, size_t n);
 
 /* ----------------------------------------------------------------- memory */
 
-/* Allocation while checking: out of memory aborts, as nothing sensible is
- * left to do. Results are the caller's to free(). */
+/* Out of memory fails the load, never the process (docs/ARCHITECTURE.md, "Out
+ * of memory"). The checkers build their results (a config, a target map)
+ * inside jcheck_run(); an allocation made there with jcheck_calloc,
+ * jcheck_strndup or jcheck_asprintf that fails jumps back out of it, and
+ * jcheck_run() returns -1. The caller then frees the partial result with
+ * its ordinary free function and reports jcheck_out_of_memory(). For that
+ * to leak nothing, whatever `build` allocates must hang in the result as
+ * soon as it exists (no allocation held only by a local across another
+ * jcheck_* call); tests/unit/test_oom.c fails every allocation in turn.
+ *
+ * Why a jump and not a NULL check at each of the ~50 allocations of
+ * config.c and target_map.c: they sit deep in nested parsers, each would
+ * need its own unwinding, and one forgotten check is a crash at run time;
+ * here a forgotten owner is a leak that the test finds. Other resources
+ * `build` holds across a jcheck_* call (a directory, a file's text, a
+ * jansson document) must be kept where the caller releases them after
+ * jcheck_run() too (target_map.c's struct load): the jump skips the code
+ * that would have.
+ *
+ * jcheck_oom() outside jcheck_run() is a caller's bug and aborts. Adding an
+ * error (jcheck_error, jcheck_add_line, ...) never jumps: a line that
+ * cannot be made becomes "out of memory", so an error is never lost. */
+int jcheck_run(void (*build)(void *ctx), void *ctx);
 void jcheck_oom(void) __attribute__((noreturn));
 void *jcheck_calloc(size_t n, size_t size);
 char *jcheck_strndup(const char *s, size_t n);
 char *jcheck_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Adds "<source>: out of memory". */
+void jcheck_out_of_memory(struct config_errors *errs, const char *source);
+
+/* A json_load*() that returned NULL with `e` failed for lack of memory. */
+bool jcheck_json_out_of_memory(const json_error_t *e);
+
+/* Frees an error list's lines (config_errors_free): the static "out of
+ * memory" line and list are left alone. */
+void jcheck_free_lines(char **lines, size_t n);
 
 #endif

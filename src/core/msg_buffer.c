@@ -11,11 +11,11 @@ int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, si
         return 0;
     size_t need = m->len + len;
     if (need > max || need < m->len)
-        return -1;
+        return MSG_BUFFER_TOO_BIG;
     if (need > m->cap) {
         uint8_t *grown = buf_pool_grow(m->data, m->len, need, &m->cap);
         if (!grown)
-            return -1;
+            return MSG_BUFFER_NO_MEMORY;
         m->data = grown;
     }
     memcpy(m->data + m->len, piece, len);

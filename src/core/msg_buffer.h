@@ -14,7 +14,10 @@ struct msg_buffer {
     size_t len, cap;
 };
 
-/* Appends a piece; -1 if the message would pass `max` bytes or memory is out. */
+#define MSG_BUFFER_TOO_BIG (-1)   /* the message would pass `max` bytes: 1009 */
+#define MSG_BUFFER_NO_MEMORY (-2) /* the pool has no block for it: 1011 */
+
+/* Appends a piece: 0, or one of the above with the message left as it was. */
 int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, size_t max);
 
 /* The message was used: its block goes back to the pool. */

@@ -38,8 +38,11 @@ struct target_map {
     size_t n, cap;
 };
 
-/* A new zeroed entry at the end of m, taking ownership of key. */
-static struct entry *add_entry(struct target_map *m, char *key, size_t file, size_t line)
+/* A new entry at the end of m for the first key_len bytes of key (copied).
+ * The entry is in m before the copy is made: out of memory (jcheck_run)
+ * then finds it, with a NULL key. */
+static struct entry *add_entry(struct target_map *m, const char *key, size_t key_len, size_t file,
+                               size_t line)
 {
     if (m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 16;
@@ -50,8 +53,48 @@ static struct entry *add_entry(struct target_map *m, char *key, size_t file, siz
         m->cap = cap;
     }
     struct entry *e = &m->entries[m->n++];
-    *e = (struct entry){.key = key, .file = file, .line = line};
+    *e = (struct entry){.file = file, .line = line};
+    e->key = jcheck_strndup(key, key_len);
     return e;
+}
+
+/* Everything one load holds, in one place, so that out of memory (a
+ * jcheck_* allocation failing inside jcheck_run(), json_check.h) releases
+ * it all: each resource is stored here the moment it exists. */
+struct load {
+    const char *path, *source;  /* borrowed */
+    struct config_errors *errs; /* borrowed */
+    struct target_map *m;       /* the snapshot being built */
+    char **files, **sources;    /* a directory's files and their names in messages */
+    size_t n_files;             /* entries of both (sources: at least 1) */
+    DIR *dir;                   /* while a directory is listed */
+    char *text;                 /* the file being parsed */
+    json_t *root;               /* its document, for the JSON format */
+    char *scratch;              /* a short-lived copy (a line's target) */
+    int rc;                     /* -1 once an error was reported */
+};
+
+/* Gives back what `ld` holds besides the snapshot. */
+static void load_release(struct load *ld)
+{
+    if (ld->dir)
+        closedir(ld->dir);
+    free(ld->text);
+    json_decref(ld->root);
+    free(ld->scratch);
+    for (size_t i = 0; i < ld->n_files; i++) {
+        if (ld->files)
+            free(ld->files[i]);
+        if (ld->sources)
+            free(ld->sources[i]);
+    }
+    free(ld->files);
+    free(ld->sources);
+    ld->dir = NULL;
+    ld->text = ld->scratch = NULL;
+    ld->root = NULL;
+    ld->files = ld->sources = NULL;
+    ld->n_files = 0;
 }
 
 /* ------------------------------------------------------------ value syntax */
@@ -312,7 +355,7 @@ static void build(struct jcheck *jc, json_t *root, struct target_map *m, size_t 
     json_t *v;
     json_object_keylen_foreach(root, key, len, v)
     {
-        struct entry *e = add_entry(m, jcheck_strndup(key, len), file, 0);
+        struct entry *e = add_entry(m, key, len, file, 0);
         size_t mark = jcheck_enter_key(jc, e->key);
         check_key(jc, key, len);
         parse_value(jc, v, e);
@@ -367,8 +410,9 @@ static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c ==
  * lines starting with '#' skipped; else the line splits at the one ':'
  * followed by a blank into the token and "host:port". Returns -1 on error. */
 static int parse_line(const char *s, size_t len, const char *source, size_t line_no,
-                      struct target_map *m, size_t file, struct config_errors *errs)
+                      struct load *ld, size_t file, struct config_errors *errs)
 {
+    struct target_map *m = ld->m;
     while (len && is_blank(*s))
         s++, len--;
     while (len && is_blank(s[len - 1]))
@@ -402,7 +446,7 @@ static int parse_line(const char *s, size_t len, const char *source, size_t line
         target++;
     size_t target_len = len - (size_t)(target - s);
 
-    struct entry *e = add_entry(m, jcheck_strndup(s, key_len), file, line_no);
+    struct entry *e = add_entry(m, s, key_len, file, line_no);
     int rc = 0;
     char buf[160];
     const char *why = key_problem(e->key, key_len, buf, sizeof buf);
@@ -419,9 +463,10 @@ static int parse_line(const char *s, size_t len, const char *source, size_t line
         if (!bad)
             e->targets[0].host = jcheck_strndup(target + skip, target_len - skip);
     } else {
-        char *t = jcheck_strndup(target, target_len);
-        bad = parse_host_port(t, &e->targets[0]);
-        free(t);
+        ld->scratch = jcheck_strndup(target, target_len);
+        bad = parse_host_port(ld->scratch, &e->targets[0]);
+        free(ld->scratch);
+        ld->scratch = NULL;
     }
     if (bad) {
         line_error(errs, source, line_no, bad, target, target_len);
@@ -430,7 +475,7 @@ static int parse_line(const char *s, size_t len, const char *source, size_t line
     return rc;
 }
 
-static int load_lines(const char *text, size_t len, const char *source, struct target_map *m,
+static int load_lines(const char *text, size_t len, const char *source, struct load *ld,
                       size_t file, struct config_errors *errs)
 {
     int rc = 0;
@@ -438,15 +483,16 @@ static int load_lines(const char *text, size_t len, const char *source, struct t
     for (size_t start = 0; start < len; line_no++) {
         const char *nl = memchr(text + start, '\n', len - start);
         size_t end = nl ? (size_t)(nl - text) : len;
-        if (parse_line(text + start, end - start, source, line_no, m, file, errs) != 0)
+        if (parse_line(text + start, end - start, source, line_no, ld, file, errs) != 0)
             rc = -1;
         start = end + 1;
     }
     return rc;
 }
 
-/* The whole file, or NULL with errno set. A directory fails here (EISDIR)
- * rather than as a confusing JSON error. */
+/* The whole file, or NULL with errno set (ENOMEM: out of memory; it holds
+ * the FILE, so it does not jump). A directory fails here (EISDIR) rather
+ * than as a confusing JSON error. */
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -454,18 +500,20 @@ static char *read_file(const char *path, size_t *len)
         return NULL;
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
-    if (!buf)
-        jcheck_oom();
-    for (;;) {
+    int err = buf ? 0 : ENOMEM;
+    while (buf) {
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap)
             break;
         char *bigger = realloc(buf, cap *= 2);
-        if (!bigger)
-            jcheck_oom();
+        if (!bigger) {
+            err = ENOMEM;
+            break;
+        }
         buf = bigger;
     }
-    int err = ferror(f) ? errno : 0;
+    if (!err && ferror(f))
+        err = errno;
     fclose(f);
     if (err) {
         free(buf);
@@ -488,35 +536,40 @@ static bool looks_like_json(const char *text, size_t len)
     return i < len && (text[i] == '{' || text[i] == '[' || text[i] == '"');
 }
 
-/* One file into m, as file number `file`; 0, or -1 with errors appended. */
-static int load_file(const char *path, const char *source, struct target_map *m, size_t file,
+/* One file into ld->m, as file number `file`; 0, or -1 with errors appended. */
+static int load_file(struct load *ld, const char *path, const char *source, size_t file,
                      struct config_errors *errs)
 {
     size_t len = 0;
-    char *text = read_file(path, &len);
-    if (!text) {
+    ld->text = read_file(path, &len);
+    if (!ld->text && errno == ENOMEM)
+        jcheck_oom();
+    if (!ld->text) {
         jcheck_add_line(errs, "%s: cannot read: %s", source, strerror(errno));
         return -1;
     }
     int rc;
-    if (!looks_like_json(text, len)) {
-        rc = load_lines(text, len, source, m, file, errs);
-        free(text);
+    if (!looks_like_json(ld->text, len)) {
+        rc = load_lines(ld->text, len, source, ld, file, errs);
+        free(ld->text);
+        ld->text = NULL;
         return rc;
     }
     json_error_t jerr;
     /* DECODE_ANY: a top level like `"x"` gets our message, not jansson's. */
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    free(text);
+    ld->root = json_loadb(ld->text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    free(ld->text);
+    ld->text = NULL;
     /* For a NUL in a key jansson's words are right but do not say why it
      * matters here. */
-    if (root)
-        rc = load_root(root, source, m, file, errs);
+    if (ld->root)
+        rc = load_root(ld->root, source, ld->m, file, errs);
     else if (json_error_code(&jerr) == json_error_null_byte_in_key)
         jcheck_syntax_error(errs, source, &jerr, " (such a key could never be looked up)"), rc = -1;
     else
         jcheck_syntax_error(errs, source, &jerr, NULL), rc = -1;
-    json_decref(root);
+    json_decref(ld->root);
+    ld->root = NULL;
     return rc;
 }
 
@@ -527,36 +580,37 @@ static int name_cmp(const void *a, const void *b)
 
 /* The files of a directory that websockify would read, in name order (so a
  * load is reproducible): regular files, except hidden ones (editors' swap
- * and backup files start with '.'). NULL with errno on failure. */
-static char **list_dir(const char *path, size_t *n)
+ * and backup files start with '.'), into ld->files and ld->n_files. -1
+ * with errno on failure. */
+static int list_dir(struct load *ld, const char *path)
 {
-    DIR *d = opendir(path);
-    if (!d)
-        return NULL;
+    if (!(ld->dir = opendir(path)))
+        return -1;
     size_t cap = 16;
-    char **names = jcheck_calloc(cap, sizeof *names);
-    *n = 0;
+    ld->files = jcheck_calloc(cap, sizeof *ld->files);
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while ((de = readdir(ld->dir)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        char *full = jcheck_asprintf("%s/%s", path, de->d_name);
+        if (ld->n_files == cap) { /* room first: the name is then never only a local */
+            char **bigger = realloc(ld->files, (cap * 2) * sizeof *bigger);
+            if (!bigger)
+                jcheck_oom();
+            ld->files = bigger;
+            cap *= 2;
+        }
+        char *full = ld->files[ld->n_files] = jcheck_asprintf("%s/%s", path, de->d_name);
         struct stat st;
         if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
             free(full);
             continue;
         }
-        if (*n == cap) {
-            char **bigger = realloc(names, (cap *= 2) * sizeof *names);
-            if (!bigger)
-                jcheck_oom();
-            names = bigger;
-        }
-        names[(*n)++] = full;
+        ld->n_files++;
     }
-    closedir(d);
-    qsort(names, *n, sizeof *names, name_cmp);
-    return names;
+    closedir(ld->dir);
+    ld->dir = NULL;
+    qsort(ld->files, ld->n_files, sizeof *ld->files, name_cmp);
+    return 0;
 }
 
 static void where(char *buf, size_t len, const char *source, size_t line)
@@ -593,55 +647,57 @@ static int check_duplicates(const struct target_map *m, char *const *sources,
     return rc;
 }
 
+/* The load itself, run by jcheck_run(). */
+static void load_all(void *ctx)
+{
+    struct load *ld = ctx;
+    const char *path = ld->path, *source = ld->source;
+    ld->m = jcheck_calloc(1, sizeof *ld->m);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (list_dir(ld, path) != 0) {
+            jcheck_add_line(ld->errs, "%s: cannot read: %s", source, strerror(errno));
+            ld->rc = -1;
+        }
+        ld->sources = jcheck_calloc(ld->n_files ? ld->n_files : 1, sizeof *ld->sources);
+        /* A file of the directory is named as the directory was, plus its name. */
+        for (size_t i = 0; i < ld->n_files; i++)
+            ld->sources[i] = jcheck_asprintf("%s/%s", source, strrchr(ld->files[i], '/') + 1);
+        for (size_t i = 0; i < ld->n_files; i++)
+            if (load_file(ld, ld->files[i], ld->sources[i], i, ld->errs) != 0)
+                ld->rc = -1;
+    } else {
+        ld->sources = jcheck_calloc(1, sizeof *ld->sources);
+        ld->n_files = 1;
+        ld->sources[0] = jcheck_strndup(source, strlen(source));
+        ld->rc = load_file(ld, path, source, 0, ld->errs);
+    }
+    /* Sorted once here so every lookup is a binary search. */
+    if (ld->m->n)
+        qsort(ld->m->entries, ld->m->n, sizeof *ld->m->entries, entry_cmp);
+    if (ld->rc == 0)
+        ld->rc = check_duplicates(ld->m, ld->sources, ld->errs);
+}
+
 struct target_map *target_map_load(const char *path, const char *display_name,
                                    struct config_errors *errs)
 {
     struct config_errors scratch = {0};
-    struct config_errors *out = errs ? errs : &scratch;
-    const char *source = display_name ? display_name : path;
-    struct target_map *m = jcheck_calloc(1, sizeof *m);
-    struct stat st;
-    int rc = 0;
-    char **files = NULL, **sources = NULL;
-    size_t n_files = 0;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        files = list_dir(path, &n_files);
-        if (!files) {
-            jcheck_add_line(out, "%s: cannot read: %s", source, strerror(errno));
-            rc = -1;
-        }
-        sources = jcheck_calloc(n_files ? n_files : 1, sizeof *sources);
-        /* A file of the directory is named as the directory was, plus its name. */
-        for (size_t i = 0; i < n_files; i++)
-            sources[i] = jcheck_asprintf("%s/%s", source, strrchr(files[i], '/') + 1);
-        for (size_t i = 0; i < n_files; i++)
-            if (load_file(files[i], sources[i], m, i, out) != 0)
-                rc = -1;
-    } else {
-        n_files = 1;
-        sources = jcheck_calloc(1, sizeof *sources);
-        sources[0] = jcheck_strndup(source, strlen(source));
-        rc = load_file(path, source, m, 0, out);
+    struct load ld = {
+        .path = path, .source = display_name ? display_name : path, .errs = errs ? errs : &scratch};
+    if (jcheck_run(load_all, &ld) != 0) {
+        /* Out of memory: "<file>: out of memory", and nothing kept. */
+        jcheck_out_of_memory(ld.errs, ld.source);
+        ld.rc = -1;
     }
-    /* Sorted once here so every lookup is a binary search. */
-    if (m->n)
-        qsort(m->entries, m->n, sizeof *m->entries, entry_cmp);
-    if (rc == 0)
-        rc = check_duplicates(m, sources, out);
-    for (size_t i = 0; i < n_files; i++) {
-        if (files)
-            free(files[i]);
-        free(sources[i]);
-    }
-    free(files);
-    free(sources);
-    if (out == &scratch)
+    load_release(&ld);
+    if (ld.errs == &scratch)
         config_errors_free(&scratch);
-    if (rc != 0) {
-        target_map_free(m);
+    if (ld.rc != 0) {
+        target_map_free(ld.m);
         return NULL;
     }
-    return m;
+    return ld.m;
 }
 
 const struct wsg_target *target_map_lookup(const struct target_map *m, const char *key, size_t *n)
@@ -676,7 +732,8 @@ void target_map_free(struct target_map *m)
         return;
     for (size_t i = 0; i < m->n; i++) {
         struct entry *e = &m->entries[i];
-        for (size_t j = 0; j < e->n_targets; j++)
+        /* A load cut short by out of memory may have set the count only. */
+        for (size_t j = 0; e->targets && j < e->n_targets; j++)
             free(e->targets[j].host);
         free(e->targets);
         free(e->key);
