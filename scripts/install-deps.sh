@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   # build
   cmake pkg-config build-essential clang libclang-rt-14-dev clang-format
-  libwebsockets-dev libpaho-mqtt-dev libjansson-dev libcmocka-dev libssl-dev
+  libwebsockets-dev libpaho-mqtt-dev libjansson-dev libcmocka-dev libssl-dev zlib1g-dev
   # tests: real peers and clients
   python3-websockets python3-paho-mqtt mosquitto mosquitto-clients openssl valgrind
   websockify

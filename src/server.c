@@ -29,6 +29,7 @@
 #include "session.h"
 #include "tls_check.h"
 #include "workers.h"
+#include "ws_deflate.h"
 
 #include <errno.h>
 #include <openssl/ssl.h>
@@ -483,6 +484,9 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_CLOSED:
         return s ? session_lws_event(s, wsi, reason, in, len) : -1;
 
+    case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY: /* 0 accepts */
+        return s && strcmp(in, "permessage-deflate") == 0 && session_accept_deflate(s, wsi) ? 0 : 1;
+
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         peer_addr_forget(((struct lws_filter_network_conn_args *)user)->accept_fd);
         return fd_reserve_hit(srv, ((struct lws_filter_network_conn_args *)user)->accept_fd);
@@ -531,6 +535,15 @@ static bool protocol_listed(const struct lws_protocols *p, size_t n, const char 
  * timers sit in one sorted list that every new connection walks (O(N) per
  * connect). Zero seconds mean "never" to lws. */
 static const uint32_t no_retry_ms[] = {1000};
+/* Offered on every vhost; accepted per connection only on routes with
+ * "compression" (LWS_CALLBACK_CONFIRM_EXTENSION_OKAY). lws inflates what
+ * clients send; what goes to them wsgate compresses (ws_deflate.h). */
+static const struct lws_extension extensions[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_max_window_bits"},
+    {NULL, NULL, NULL},
+};
+
 static const lws_retry_bo_t no_validity_timer = {
     .retry_ms_table = no_retry_ms,
     .retry_ms_table_count = 1,
@@ -735,6 +748,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
         bool own_listener = shared_port || l->proxy_protocol || wsg_listen_is_unix(l);
         vi.vhost_name = kept;
         vi.retry_and_idle_policy = &no_validity_timer;
+        vi.extensions = extensions;
         vi.port = own_listener ? CONTEXT_PORT_NO_LISTEN_SERVER : l->port;
         vi.iface = bind_iface(l->host);
         vi.protocols = srv->protocols;
@@ -953,6 +967,7 @@ void server_destroy(struct server *srv)
         auth_http_stopping();
         lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
         peer_addr_shutdown();
+        ws_deflate_shutdown();
     }
     auth_http_stop();
     backend_types_stop();

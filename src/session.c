@@ -19,6 +19,8 @@
 #include "sock_room.h"
 #include "token_bucket.h"
 #include "utf8.h"
+#include "ws_deflate.h"
+#include "ws_frame_check.h"
 #include "ws_rx_guard.h"
 
 #include <inttypes.h>
@@ -30,6 +32,7 @@
 
 #define CHUNK_TEXT 1u
 #define CHUNK_REPLY 2u /* the gateway's own answer: not counted as relayed */
+#define CHUNK_DEFLATED 4u /* compressed (permessage-deflate): RSV1 on its first frame */
 
 
 #define SESSION_TAG 0x5e55101eu
@@ -68,6 +71,14 @@ struct session {
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
+    bool deflate;       /* permessage-deflate negotiated (the route has "compression") */
+    bool rx_compressed; /* ... and the message being received is compressed */
+    bool rx_first_piece; /* ... and none of its inflated output went to the bridge yet */
+    uint8_t rx_utf8;    /* with deflate: UTF-8 state of the text message being received */
+    struct ws_inflater *inflater; /* owned; made at the client's first compressed message */
+    struct ws_deflater *deflater; /* owned; made at the first message compressed for the client */
+    uint8_t deflate_window;       /* its window bits (the client may ask for fewer) */
+    bool deflate_reset;           /* server_no_context_takeover: each message on its own */
     bool rx_paused;
     bool established;
     bool counted; /* in connections_active */
@@ -230,6 +241,8 @@ void session_destroy(struct session *s)
         log_access(s);
     }
     msg_queue_clear(&s->out);
+    ws_inflater_destroy(s->inflater);
+    ws_deflater_destroy(s->deflater);
     route_match_clear(&s->match);
     if (s->targets_owned)
         free_targets(s->targets, s->n_targets);
@@ -253,6 +266,16 @@ static long queue_for_client(struct session *s, const void *data, size_t len, un
 {
     if (s->close_pending || !s->wsi)
         return -1;
+    size_t deflated_len;
+    const uint8_t *deflated = NULL;
+    if (s->deflate && len >= WS_DEFLATE_MIN_BYTES &&
+        (s->deflater || (s->deflater = ws_deflater_create(s->deflate_window, !s->deflate_reset))))
+        deflated = ws_deflate_message(s->deflater, data, len, &deflated_len);
+    if (deflated) { /* queued compressed: the queue's bound counts what goes on the wire */
+        data = deflated;
+        len = deflated_len;
+        flags |= CHUNK_DEFLATED;
+    }
     if (msg_queue_push(&s->out, data, len, flags) != 0) {
         /* Out of memory: the client would miss this message, so it fails
          * the connection (1011), not the process and not silently. */
@@ -304,6 +327,29 @@ struct lws *session_wsi(const struct session *s) { return s->wsi; }
 const char *session_subprotocol(const struct session *s) { return s->subprotocol; }
 
 const char *session_client(const struct session *s) { return client_of(s); }
+
+bool session_accept_deflate(struct session *s, struct lws *wsi)
+{
+    s->deflate = s->match.route->compression;
+    if (!s->deflate)
+        return false;
+    /* lws takes the first offer; what it says about our side binds us. */
+    char offer[256] = "";
+    if (lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_EXTENSIONS) < 0)
+        offer[0] = '\0'; /* longer than any real offer: the defaults */
+    char *end = strchr(offer, ',');
+    if (end)
+        *end = '\0';
+    s->deflate_reset = strstr(offer, "server_no_context_takeover") != NULL;
+    s->deflate_window = WS_DEFLATE_WINDOW_BITS;
+    const char *bits = strstr(offer, "server_max_window_bits=");
+    if (bits) {
+        int n = atoi(bits + strlen("server_max_window_bits="));
+        if (n >= 9 && n < s->deflate_window)
+            s->deflate_window = (uint8_t)n;
+    }
+    return true;
+}
 
 const char *session_peer(const struct session *s) { return s->peer; }
 
@@ -367,13 +413,23 @@ static void check_liveness(struct session *s, uint64_t now)
     }
 }
 
+/* A compressed connection with no message either way for this long gives
+ * its deflater back (about 38 KiB); the next message starts a new one,
+ * without the old context (the client's inflater does not mind). */
+#define DEFLATER_IDLE_US (5 * LWS_USEC_PER_SEC)
+
 static void sweep(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
     uint64_t now = (uint64_t)lws_now_usecs();
-    for (struct session *s = sessions; s; s = s->next)
+    for (struct session *s = sessions; s; s = s->next) {
+        if (s->deflater && now - s->last_data_us >= DEFLATER_IDLE_US) {
+            ws_deflater_destroy(s->deflater);
+            s->deflater = NULL;
+        }
         if (s->established && s->wsi && !s->close_pending)
             check_liveness(s, now);
+    }
     if (sessions)
         lws_sul_schedule(sweep_context, 0, &sweep_timer, sweep, SWEEP_US);
     else
@@ -393,6 +449,76 @@ void session_sweep_stop(void)
     if (sweep_context)
         lws_sul_cancel(&sweep_timer);
     sweep_context = NULL;
+}
+
+/* UTF-8 of text that reaches us other than through the guard (inflated,
+ * or with permessage-deflate negotiated, where the guard cannot judge it):
+ * false once it can no longer be valid. */
+static bool utf8_feed(uint8_t *state, const uint8_t *data, size_t len)
+{
+    uint8_t st = *state;
+    for (size_t i = 0; i < len && st != UTF8_REJECT; i++)
+        st = utf8_step(st, data[i]);
+    *state = st;
+    return st != UTF8_REJECT;
+}
+
+static int over_max_message(struct session *s)
+{
+    char reason[96];
+    snprintf(reason, sizeof(reason), "message over %" PRId64 " bytes", s->limits->max_message_bytes);
+    return close_now(s, CLOSE_TOO_BIG, reason);
+}
+
+/* A piece of an inflated client message (ws_inflate's emit). */
+static int inflated_piece(void *ctx, const uint8_t *data, size_t len, bool final)
+{
+    struct session *s = ctx;
+    bool text = !lws_frame_is_binary(s->wsi);
+    if (text && (!utf8_feed(&s->rx_utf8, data, len) || (final && s->rx_utf8 != UTF8_ACCEPT)))
+        return close_now(s, CLOSE_INVALID_PAYLOAD, "text message is not UTF-8");
+    s->rx_message_bytes += len;
+    s->bytes_in += len;
+    s->metrics->bytes_in += len;
+    if (final) {
+        s->msgs_in++;
+        s->metrics->messages_in++;
+        if (!rate_allows(s)) {
+            char reason[96];
+            snprintf(reason, sizeof(reason), "more than %" PRId64 " messages per second",
+                     s->limits->max_messages_per_s);
+            return close_now(s, CLOSE_POLICY, reason);
+        }
+    }
+    s->last_data_us = s->last_rx_us;
+    if (s->bridge)
+        bridge_client_data(s->bridge, data, len, s->rx_first_piece, final, text);
+    s->rx_first_piece = false;
+    return s->close_pending ? 1 : 0; /* the bridge may have closed us */
+}
+
+/* Compressed bytes of a client message (lws left them as they came: see
+ * ws_rx_guard_message_compressed). max_message_bytes applies to what comes
+ * out, and inflating stops one byte past it. */
+static int receive_compressed(struct session *s, const uint8_t *in, size_t len, bool first,
+                              bool final)
+{
+    if (first) {
+        s->rx_message_bytes = 0;
+        s->rx_utf8 = UTF8_ACCEPT;
+        s->rx_first_piece = true;
+    }
+    if (!s->inflater && !(s->inflater = ws_inflater_create()))
+        return close_now(s, CLOSE_INTERNAL_ERROR, "out of memory");
+    size_t limit = s->limits->max_message_bytes > 0
+                       ? (size_t)s->limits->max_message_bytes - s->rx_message_bytes
+                       : SIZE_MAX;
+    int rc = ws_inflate(s->inflater, in, len, final, limit, inflated_piece, s);
+    if (rc == WS_INFLATE_TOO_BIG)
+        return over_max_message(s);
+    if (rc == WS_INFLATE_CORRUPT)
+        return close_now(s, CLOSE_INVALID_PAYLOAD, "invalid compressed data");
+    return rc < 0 ? -1 : 0;
 }
 
 /* --- token expiry ---------------------------------------------------------- */
@@ -459,10 +585,20 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
 {
     s->last_rx_us = (uint64_t)lws_now_usecs();
     s->ping_outstanding = false;
-    if (s->close_pending || s->rx_drop)
-        return 0; /* closing: the client's late messages go nowhere */
     bool first = !s->rx_in_message;
     bool final = lws_is_final_fragment(s->wsi);
+    /* One bit per message, taken even from messages that go nowhere, so the
+     * guard's queue stays in step. */
+    if (s->deflate && first)
+        s->rx_compressed = ws_rx_guard_message_compressed(s->rx_guard);
+    if (s->close_pending || s->rx_drop) {
+        s->rx_in_message = !final;
+        return 0; /* closing: the client's late messages go nowhere */
+    }
+    if (s->deflate && s->rx_compressed) {
+        s->rx_in_message = !final;
+        return receive_compressed(s, in, len, first, final);
+    }
     if (first)
         s->rx_message_bytes = 0;
     s->rx_message_bytes += len;
@@ -477,6 +613,16 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
         snprintf(reason, sizeof(reason), "message over %" PRId64 " bytes",
                  s->limits->max_message_bytes);
         return close_now(s, CLOSE_TOO_BIG, reason);
+    }
+
+    /* With permessage-deflate the guard leaves text to us (it cannot read
+     * compressed text): an uncompressed message is checked here, a
+     * compressed one as it is inflated (inflated_piece). */
+    if (s->deflate && !lws_frame_is_binary(s->wsi)) {
+        if (first)
+            s->rx_utf8 = UTF8_ACCEPT;
+        if (!utf8_feed(&s->rx_utf8, in, len) || (final && s->rx_utf8 != UTF8_ACCEPT))
+            return close_now(s, CLOSE_INVALID_PAYLOAD, "text message is not UTF-8");
     }
 
     s->bytes_in += len;
@@ -536,9 +682,9 @@ static void after_send(struct session *s, size_t queued_before)
 #define COALESCE_BYTES 65536
 static uint8_t coalesce_buf[LWS_PRE + COALESCE_BYTES]; /* the loop thread's */
 
-static size_t frame_header(uint8_t *h, size_t len, bool text)
+static size_t frame_header(uint8_t *h, size_t len, bool text, bool deflated)
 {
-    h[0] = 0x80 | (text ? 0x1 : 0x2); /* FIN, opcode */
+    h[0] = 0x80 | (deflated ? 0x40 : 0) | (text ? 0x1 : 0x2); /* FIN, RSV1, opcode */
     if (len < 126) {
         h[1] = (uint8_t)len;
         return 2;
@@ -547,6 +693,33 @@ static size_t frame_header(uint8_t *h, size_t len, bool text)
     h[2] = (uint8_t)(len >> 8);
     h[3] = (uint8_t)len;
     return 4;
+}
+
+/* The header of one fragment, written at the end of the
+ * WS_FRAGMENT_HEADER_MAX bytes at `slot` (right before the payload);
+ * returns its length. */
+#define WS_FRAGMENT_HEADER_MAX 10
+static size_t fragment_header(uint8_t *slot, size_t len, bool fin, int opcode, bool rsv1)
+{
+    uint8_t h[WS_FRAGMENT_HEADER_MAX];
+    size_t n;
+    h[0] = (uint8_t)((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode);
+    if (len < 126) {
+        h[1] = (uint8_t)len;
+        n = 2;
+    } else if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (uint8_t)(len >> 8);
+        h[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        n = 10;
+    }
+    memcpy(slot + WS_FRAGMENT_HEADER_MAX - n, h, n);
+    return n;
 }
 
 /* Returns 1 if it wrote, 0 if the queue does not lend itself, -1 on error. */
@@ -561,7 +734,7 @@ static int write_coalesced(struct session *s)
     uint8_t *out = coalesce_buf + LWS_PRE;
     size_t used = 0, count = 0;
     for (; c && used + 4 + c->len <= limit && !(c->flags & MSG_CHUNK_MORE); c = c->next, count++) {
-        used += frame_header(out + used, c->len, c->flags & CHUNK_TEXT);
+        used += frame_header(out + used, c->len, c->flags & CHUNK_TEXT, c->flags & CHUNK_DEFLATED);
         memcpy(out + used, msg_chunk_data(c), c->len);
         used += c->len;
     }
@@ -638,8 +811,21 @@ static int on_writable(struct session *s)
                                                 : LWS_WRITE_BINARY;
         if (n < left || more)
             type |= LWS_WRITE_NO_FIN;
-        if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n, (enum lws_write_protocol)type) < 0)
+        if (s->deflate) {
+            /* Raw frames (RSV1 on a compressed message's first): given
+             * LWS_WRITE_TEXT/BINARY, lws's extension would compress again,
+             * keeping a compressor per connection. The header goes in the
+             * headroom, or over payload already sent. */
+            uint8_t *p = msg_chunk_data(c) + c->sent;
+            int opcode = !first ? 0 : (c->flags & CHUNK_TEXT) ? 1 : 2;
+            size_t h = fragment_header(p - WS_FRAGMENT_HEADER_MAX, n, !(type & LWS_WRITE_NO_FIN),
+                                       opcode, first && (c->flags & CHUNK_DEFLATED));
+            if (lws_write(s->wsi, p - h, h + n, LWS_WRITE_HTTP) < 0)
+                return -1;
+        } else if (lws_write(s->wsi, msg_chunk_data(c) + c->sent, n,
+                             (enum lws_write_protocol)type) < 0) {
             return -1;
+        }
         count_sent(s, c->flags, n, n == left && !more);
         s->last_data_us = (uint64_t)lws_now_usecs();
         size_t queued_before = s->out.bytes;
@@ -772,7 +958,8 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
     case LWS_CALLBACK_ESTABLISHED:
         s->wsi = wsi;
         s->rx_guard = ws_rx_guard_register(lws_get_socket_fd(wsi), lws_get_ssl(wsi), s,
-                                           on_rx_violation);
+                                           on_rx_violation,
+                                           s->deflate ? WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8 : 0);
         if (!s->rx_guard)
             return -1; /* out of memory: unchecked frames are not an option */
         s->rx_drop = s->rx_violation; /* reported at once: see ws_rx_guard.h */
@@ -784,7 +971,7 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
                   client_of(s), "subprotocol", s->subprotocol);
         s->last_rx_us = s->last_data_us = (uint64_t)lws_now_usecs();
         token_bucket_init(&s->rate, s->limits->max_messages_per_s, s->last_rx_us);
-        if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0)
+        if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0 || s->deflate)
             sweep_start(lws_get_context(wsi));
         if (s->match.route->auth_jwt && s->claims) {
             s->expires_at_s = token_deadline(s, s->claims);

@@ -122,6 +122,11 @@ const char *session_subprotocol(const struct session *s); /* "" if none */
 /* The client as resolved (behind trusted proxies; else the peer), and the
  * peer (the socket's, or what a PROXY header said). */
 const char *session_client(const struct session *s);
+
+/* A client offers permessage-deflate: true if its route has "compression"
+ * (then messages to it go compressed, and its text is checked after lws
+ * inflates it). */
+bool session_accept_deflate(struct session *s, struct lws *wsi);
 const char *session_peer(const struct session *s);
 const struct wsg_target *session_targets(const struct session *s, size_t *n);
 

@@ -17,16 +17,30 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* One registered client socket: 56 bytes. */
+/* With permessage-deflate: which messages lws is about to deliver were
+ * compressed, oldest first, one bit each. lws parses what a read returned
+ * before it reads again, so this holds at most one read's message starts:
+ * 4,096 is about 24 KiB of minimal frames; a client that packs more into
+ * one read is closed (1008). */
+#define DEFLATE_RING_BITS 4096
+struct deflate_ring {
+    uint16_t head, count;
+    uint8_t bits[DEFLATE_RING_BITS / 8];
+};
+
+/* One registered client socket: 72 bytes (+ 516 with permessage-deflate). */
 struct ws_rx_guard_conn {
     struct ws_frame_check check;
     void *owner;
     ws_rx_guard_fail_fn on_fail;
     SSL *ssl; /* NULL: plain, read with recv() */
+    struct deflate_ring *deflate; /* owned; NULL without permessage-deflate */
     int fd;
     bool failed;  /* a violation was reported, or the client's close frame
                      was read: drain and discard what follows */
     bool closing; /* our close frame went out: report the end */
+    bool ring_full; /* a message start found no room in `deflate` */
+    uint8_t *cut_buf; /* during check(): the bytes being judged (RSV1 is cleared there) */
 };
 
 /* Indexed by fd; grown as needed. Only the loop thread reads or writes it:
@@ -50,7 +64,33 @@ static __thread struct {
     struct ws_frame_verdict verdict;
 } early = {.fd = -1};
 
-static void note_read(int fd, const void *buf, ssize_t n)
+/* Clears RSV1 in the header of every whole frame header in p[0..n): frames
+ * that came with the upgrade request are judged by check_early (where RSV1
+ * already fails them), but lws parses them anyway, and its own
+ * permessage-deflate inflater must never run (see note_message). */
+static void strip_rsv1(unsigned char *p, size_t n)
+{
+    size_t at = 0;
+    while (at + 2 <= n) {
+        p[at] &= (unsigned char)~0x40;
+        uint64_t len = p[at + 1] & 0x7f;
+        size_t head = 2 + ((p[at + 1] & 0x80) ? 4 : 0);
+        if (len == 126 || len == 127) {
+            size_t bytes = len == 126 ? 2 : 8;
+            if (at + 2 + bytes > n)
+                return;
+            len = 0;
+            for (size_t i = 0; i < bytes; i++)
+                len = len << 8 | p[at + 2 + i];
+            head += bytes;
+        }
+        if (len > n - at || head + len > n - at)
+            return;
+        at += head + (size_t)len;
+    }
+}
+
+static void note_read(int fd, void *buf, ssize_t n)
 {
     if (fd < 0 || n < 4 || memcmp(buf, "GET ", 4) != 0)
         return;
@@ -65,6 +105,7 @@ static void note_read(int fd, const void *buf, ssize_t n)
     ws_frame_check_init(&early.check, 0);
     early.result = ws_frame_check_feed(&early.check, end, tail, &early.verdict);
     early.fd = fd;
+    strip_rsv1((unsigned char *)end, tail);
 }
 
 typedef ssize_t (*recv_fn)(int, void *, size_t, int);
@@ -103,7 +144,11 @@ static void check_early(struct ws_rx_guard_conn *g)
     if (early.fd != g->fd)
         return;
     early.fd = -1;
+    /* Those frames were judged without the connection's settings (not known
+     * then: a frame with RSV1 failed them); later ones are judged with. */
+    uint8_t settings = g->check.flags & (WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8);
     g->check = early.check;
+    g->check.flags |= settings;
     if (early.result == WS_FC_OK)
         return;
     if (early.result == WS_FC_VIOLATION)
@@ -112,7 +157,7 @@ static void check_early(struct ws_rx_guard_conn *g)
 }
 
 struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
-                                              ws_rx_guard_fail_fn on_fail)
+                                              ws_rx_guard_fail_fn on_fail, uint8_t settings)
 {
     if (fd < 0)
         return NULL;
@@ -128,9 +173,11 @@ struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
         n_by_fd = n;
     }
     struct ws_rx_guard_conn *g = calloc(1, sizeof(*g));
-    if (!g)
+    if (!g || ((settings & WS_FC_ALLOW_RSV1) && !(g->deflate = calloc(1, sizeof(*g->deflate))))) {
+        free(g);
         return NULL;
-    ws_frame_check_init(&g->check, 0);
+    }
+    ws_frame_check_init(&g->check, settings);
     g->owner = owner;
     g->on_fail = on_fail;
     g->ssl = ssl;
@@ -162,7 +209,40 @@ void ws_rx_guard_unregister(struct ws_rx_guard_conn *g)
         by_fd[g->fd] = NULL;
         n_registered--;
     }
+    free(g->deflate);
     free(g);
+}
+
+int ws_rx_guard_message_compressed(struct ws_rx_guard_conn *g)
+{
+    struct deflate_ring *r = g ? g->deflate : NULL;
+    if (!r || r->count == 0)
+        return 0;
+    int bit = (r->bits[r->head / 8] >> (r->head % 8)) & 1;
+    r->head = (uint16_t)((r->head + 1) % DEFLATE_RING_BITS);
+    r->count--;
+    return bit;
+}
+
+/* A message starts at buf[at]: remember whether it is compressed, and clear
+ * RSV1 so that lws's permessage-deflate leaves it alone (its inflater in
+ * 4.1.6 aborts the process on some highly compressible messages); the
+ * session inflates it (session.c). */
+static void note_message(void *ctx, size_t at, bool rsv1)
+{
+    struct ws_rx_guard_conn *g = ctx;
+    struct deflate_ring *r = g->deflate;
+    if (r->count == DEFLATE_RING_BITS) {
+        g->ring_full = true;
+        return;
+    }
+    size_t slot = (r->head + r->count) % DEFLATE_RING_BITS;
+    if (rsv1)
+        r->bits[slot / 8] |= (uint8_t)(1u << (slot % 8));
+    else
+        r->bits[slot / 8] &= (uint8_t)~(1u << (slot % 8));
+    r->count++;
+    g->cut_buf[at] &= (uint8_t)~0x40;
 }
 
 unsigned long ws_rx_guard_count(void) { return n_registered; }
@@ -170,10 +250,22 @@ unsigned long ws_rx_guard_count(void) { return n_registered; }
 /* Runs the checker over what a read returned; returns how many bytes lws
  * may have. After the client's close frame nothing more goes to lws: 4.1.6
  * would deliver data frames that follow it. */
-static size_t check(struct ws_rx_guard_conn *g, const void *buf, size_t n)
+static size_t check(struct ws_rx_guard_conn *g, void *buf, size_t n)
 {
     struct ws_frame_verdict v;
-    int r = ws_frame_check_feed(&g->check, buf, n, &v);
+    int r;
+    if (g->deflate) {
+        g->cut_buf = buf;
+        r = ws_frame_check_feed_cb(&g->check, buf, n, &v, note_message, g);
+        g->cut_buf = NULL;
+        if (g->ring_full && !g->failed) {
+            g->on_fail(g->owner, 1008, "too many messages in one read");
+            g->failed = true;
+            return 0;
+        }
+    } else {
+        r = ws_frame_check_feed(&g->check, buf, n, &v);
+    }
     if (r == WS_FC_OK)
         return n;
     if (!g->failed && r == WS_FC_VIOLATION)

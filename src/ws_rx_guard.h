@@ -20,6 +20,8 @@
 #ifndef WSGATE_WS_RX_GUARD_H
 #define WSGATE_WS_RX_GUARD_H
 
+#include <stdint.h>
+
 struct ws_rx_guard_conn;
 
 /* Told once, from inside lws's read, that the client broke a rule. `reason`
@@ -28,17 +30,25 @@ struct ws_rx_guard_conn;
 typedef void (*ws_rx_guard_fail_fn)(void *owner, int code, const char *reason);
 
 /* Starts checking the client socket `fd` (with `ssl`, lws_get_ssl(), if it
- * is TLS) from its next read on. Call it at ESTABLISHED: bytes that followed
+ * is TLS) from its next read on, with ws_frame_check `settings`
+ * (WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8 once permessage-deflate is
+ * negotiated: its text frames are compressed). Call it at ESTABLISHED: bytes that followed
  * the upgrade request in the read lws is still parsing (frames the client
  * sent before the 101) are judged here, and a violation among them is
  * reported before this returns; lws parses those bytes anyway, so the owner
  * must relay nothing more. Returns NULL if out of memory. The result belongs
  * to the caller until ws_rx_guard_unregister(). */
 struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
-                                              ws_rx_guard_fail_fn on_fail);
+                                              ws_rx_guard_fail_fn on_fail, uint8_t settings);
 
 /* The owner's close frame has been handed to lws: end reading. */
 void ws_rx_guard_closing(struct ws_rx_guard_conn *g);
+
+/* With permessage-deflate (WS_FC_ALLOW_RSV1): whether the next message lws
+ * delivers (its first LWS_CALLBACK_RECEIVE) was compressed. The guard
+ * clears RSV1 before lws sees it, so lws's own inflater never runs; the
+ * caller inflates. Call exactly once per message. */
+int ws_rx_guard_message_compressed(struct ws_rx_guard_conn *g);
 
 /* The code of the valid close frame the client sent (0 if none yet, 1005 if
  * it had no payload). */

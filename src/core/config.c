@@ -1458,6 +1458,7 @@ static const struct key_spec route_keys[] = {
     {"subprotocols", false},
     {"require_subprotocol", false},
     {"auth", true},
+    {"compression", false},
     {"target", false},
     {"targets", false},
     {"target_map", false},
@@ -1565,6 +1566,7 @@ static void parse_subprotocols(struct loader *ld, json_t *obj, struct wsg_route 
         jcheck_leave(&ld->jc, mark);
     }
     get_bool(ld, obj, "require_subprotocol", &r->require_subprotocol);
+    get_bool(ld, obj, "compression", &r->compression);
     if (r->require_subprotocol && json_array_size(arr) == 0) {
         size_t mark = jcheck_enter_key(&ld->jc, "require_subprotocol");
         jcheck_error(&ld->jc, "true needs a non-empty \"subprotocols\"");

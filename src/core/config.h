@@ -149,6 +149,7 @@ struct wsg_route {
     bool require_subprotocol;
     bool auth_jwt;  /* "auth": "jwt" */
     bool auth_http; /* "auth": "http": the auth service decides at each handshake */
+    bool compression; /* permessage-deflate (RFC 7692) accepted when a client offers it */
 
     /* type "tcp" */
     struct wsg_target *targets; /* from "target" (one) or "targets" (several) */

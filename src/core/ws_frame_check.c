@@ -189,6 +189,13 @@ static int fail(struct ws_frame_check *c, int fault, size_t keep, size_t at,
 int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len,
                         struct ws_frame_verdict *v)
 {
+    return ws_frame_check_feed_cb(c, buf, len, v, NULL, NULL);
+}
+
+int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t len,
+                           struct ws_frame_verdict *v, ws_frame_message_fn on_message,
+                           void *ctx)
+{
     if (c->flags & WS_FC_FAILED)
         return fail(c, c->op, 0, 0, v);
     if (c->flags & WS_FC_CLOSED) {
@@ -206,6 +213,8 @@ int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len
             c->ctl_seen = 0;
             c->ctl_utf8 = UTF8_ACCEPT;
             if ((fault = on_hdr0(c, b)) < 0) {
+                if (on_message && (c->op == OP_TEXT || c->op == OP_BINARY))
+                    on_message(ctx, i, b & 0x40);
                 c->state = S_HDR1;
                 i++;
             }

@@ -37,7 +37,7 @@ struct ws_frame_check {
 };
 
 /* flags: settings (set before feeding) and state. */
-#define WS_FC_ALLOW_RSV1 0x01   /* permessage-deflate negotiated (not yet used by wsgate) */
+#define WS_FC_ALLOW_RSV1 0x01   /* permessage-deflate negotiated: RSV1 on a message's first frame */
 #define WS_FC_NO_TEXT_UTF8 0x02 /* leave text UTF-8 to someone else */
 #define WS_FC_MSG_OPEN 0x10     /* a fragmented message awaits its continuation */
 #define WS_FC_MSG_TEXT 0x20     /* ... and it is text */
@@ -65,6 +65,14 @@ void ws_frame_check_init(struct ws_frame_check *c, uint8_t settings);
 enum { WS_FC_VIOLATION = -1, WS_FC_OK = 0, WS_FC_END = 1 };
 int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len,
                         struct ws_frame_verdict *v);
+
+/* The same, also calling on_message(ctx, at, rsv1) at the first header byte
+ * (buf[at]) of every message's first frame, once that byte has passed the
+ * checks, with its RSV1 bit (permessage-deflate: the message is compressed). */
+typedef void (*ws_frame_message_fn)(void *ctx, size_t at, bool rsv1);
+int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t len,
+                           struct ws_frame_verdict *v, ws_frame_message_fn on_message,
+                           void *ctx);
 
 /* The code of the last valid close frame read (0: none yet; 1005 if it had
  * no payload). */

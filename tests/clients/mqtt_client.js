@@ -129,6 +129,7 @@ async function main() {
     },
   });
   info.subprotocol = wsSocket ? wsSocket.protocol : null;
+  info.extensions = wsSocket ? wsSocket.extensions : null; // ws offers permessage-deflate
   info.ws_session_present = ws.connack.sessionPresent;
   step('ws connected');
   const tcp = await connect(tcpUrl, 'tcp');

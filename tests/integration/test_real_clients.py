@@ -436,12 +436,15 @@ class MqttJsTest(GatewayTestCase):
         cls.gw = cls.ch.start_gateway({
             "listen": [{"host": HOST, "port": cls.port}],
             "routes": [{"path": "/mqtt", "type": "tcp", "subprotocols": ["mqtt"],
+                        "target": {"host": HOST, "port": cls.broker_port}},
+                       {"path": "/mqttz", "type": "tcp", "subprotocols": ["mqtt"],
+                        "compression": True,
                         "target": {"host": HOST, "port": cls.broker_port}}],
         })
 
-    def run_client(self, version, payload_bytes):
+    def run_client(self, version, payload_bytes, path="/mqtt"):
         rc, res, out, err, dt = run_node(
-            "mqtt_client.js", [self.gw.url("/mqtt"), "mqtt://%s:%d" % (HOST, self.broker_port),
+            "mqtt_client.js", [self.gw.url(path), "mqtt://%s:%d" % (HOST, self.broker_port),
                                version, payload_bytes], timeout=50)
         print("mqtt_client.js (MQTT %s, %d-byte payload): exit %s in %.2f s; %s"
               % (version, payload_bytes, rc, dt, (res or {}).get("steps")), flush=True)
@@ -461,6 +464,14 @@ class MqttJsTest(GatewayTestCase):
     def test_mqtt_5_pubsub(self):
         # Under the default max_message_bytes (1 MiB) with the MQTT header.
         self.run_client(5, 512 * 1024)
+
+    def test_mqtt_over_permessage_deflate(self):
+        # MQTT.js's `ws` offers permessage-deflate: negotiated on a route with
+        # "compression", and MQTT packets (random payloads: sent as they are
+        # when they would not shrink) pass both ways.
+        res = self.run_client(4, 200 * 1024, path="/mqttz")
+        self.assertIn("permessage-deflate", res.get("extensions") or "")
+        self.assertNotIn("permessage-deflate", self.run_client(4, 1024).get("extensions") or "")
 
 
 # ---------------------------------------------------------------------------

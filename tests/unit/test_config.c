@@ -429,8 +429,8 @@ static const struct error_case error_cases[] = {
     {"route_unknown_key",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"tagret\": {}, " TCP_TARGET "}]}",
      SRC ": routes[0].tagret: unknown key (expected one of: path, name, type, subprotocols, "
-         "require_subprotocol, auth, target, targets, target_map, framing, message, send_proxy, "
-         "broker, "
+         "require_subprotocol, auth, compression, target, targets, target_map, framing, "
+         "message, send_proxy, broker, "
          "format, publish, subscribe, on_connect, on_disconnect, slow_consumer)",
      1, false},
     {"route_name_empty",
@@ -1167,7 +1167,8 @@ static void test_unix_targets(void **state)
 }
 
 /* Listener kinds: TCP with proxy_protocol, unix with and without a mode
- * (a relative path resolved against the config's directory); send_proxy. */
+ * (a relative path resolved against the config's directory); send_proxy
+ * and compression on routes. */
 static void test_listeners_and_send_proxy(void **state)
 {
     (void)state;
@@ -1176,6 +1177,7 @@ static void test_listeners_and_send_proxy(void **state)
         "{\"listen\": [{\"port\": 8080, \"proxy_protocol\": true}, {\"unix\": \"w.sock\", "
         "\"mode\": \"0660\", \"proxy_protocol\": true}, {\"unix\": \"/run/x.sock\"}], "
         "\"routes\": [{\"path\": \"/a\", \"type\": \"tcp\", \"send_proxy\": \"v2\", "
+        "\"compression\": true, "
         "\"target\": {\"host\": \"h\", \"port\": 1}}, {\"path\": \"/b\", \"type\": \"tcp\", "
         "\"target\": {\"host\": \"h\", \"port\": 1}}]}",
         SRC, "/etc/wsgate", &errs);
@@ -1190,6 +1192,8 @@ static void test_listeners_and_send_proxy(void **state)
     assert_false(cfg->listen[2].proxy_protocol);
     assert_int_equal(cfg->routes[0].send_proxy, 2);
     assert_int_equal(cfg->routes[1].send_proxy, 0);
+    assert_true(cfg->routes[0].compression);
+    assert_false(cfg->routes[1].compression);
     config_free(cfg);
 }
 
@@ -1346,9 +1350,9 @@ static void test_multiple_errors_reported_together(void **state)
                                "(scheme://host[:port], no path), got \"nope\"");
     assert_has_line(&errs,
                     SRC ": routes[0].tagret: unknown key (expected one of: path, name, type, "
-                        "subprotocols, require_subprotocol, auth, target, targets, target_map, "
-                        "framing, message, send_proxy, broker, format, publish, subscribe, "
-                        "on_connect, "
+                        "subprotocols, require_subprotocol, auth, compression, target, "
+                        "targets, target_map, framing, message, send_proxy, broker, format, "
+                        "publish, subscribe, on_connect, "
                         "on_disconnect, slow_consumer)");
     assert_has_line(&errs, SRC ": routes[0]: missing \"target\", \"targets\" or \"target_map\"");
     assert_has_line(&errs,
