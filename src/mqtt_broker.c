@@ -19,6 +19,7 @@
 #endif
 #include "mqtt_broker_impl.h"
 
+#include "buf_pool.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -150,15 +151,31 @@ static void list_insert_ordered(struct op_list *l, struct op *o)
     l->count++;
 }
 
-void op_free(struct op *o)
+struct op *op_new(enum op_kind kind, struct mqtt_broker *b, const char *topic,
+                  const char *ack_id, const void *payload, size_t len)
 {
+    size_t tlen = strlen(topic) + 1, alen = ack_id ? strlen(ack_id) + 1 : 0;
+    struct op *o = buf_pool_get(sizeof(*o) + tlen + alen + len, NULL);
     if (!o)
-        return;
-    free(o->ack_id);
-    free(o->topic);
-    free(o->payload);
-    free(o);
+        return NULL;
+    memset(o, 0, sizeof(*o));
+    char *p = (char *)(o + 1);
+    o->topic = memcpy(p, topic, tlen);
+    p += tlen;
+    if (ack_id) {
+        o->ack_id = memcpy(p, ack_id, alen);
+        p += alen;
+    }
+    o->payload = (uint8_t *)p;
+    if (len)
+        memcpy(o->payload, payload, len);
+    o->len = len;
+    o->kind = kind;
+    o->broker = b;
+    return o;
 }
+
+void op_free(struct op *o) { buf_pool_put(o); }
 
 /* --- Paho's connect latency ------------------------------------------------ */
 
@@ -813,13 +830,10 @@ static void handle_event(struct broker_event *e)
 void mqtt_brokers_service(void)
 {
     bool more;
-    struct broker_event *e = mqtt_events_take(&more);
-    while (e) {
-        struct broker_event *next = e->next;
+    struct broker_event *batch = mqtt_events_take(&more);
+    for (struct broker_event *e = batch; e; e = e->next)
         handle_event(e);
-        free(e);
-        e = next;
-    }
+    mqtt_events_release(batch);
     if (more && mqtt_loop_context)
         lws_cancel_service(mqtt_loop_context); /* the rest after lws had its turn */
 }

@@ -42,9 +42,10 @@ struct op {
     struct op *prev, *next;           /* broker's waiting or in-flight list */
     struct op *link_prev, *link_next; /* the link's publishes */
     struct mqtt_link *link;           /* NULL once the link is gone */
-    char *ack_id;                     /* owned, may be NULL */
-    char *topic;                      /* owned: topic, or filter */
-    uint8_t *payload;                 /* owned */
+    /* In the op's own block (op_new), after the struct: */
+    char *ack_id;                     /* may be NULL */
+    char *topic;                      /* topic, or filter */
+    uint8_t *payload;
     size_t len;
     int qos;
     bool retain;
@@ -195,6 +196,7 @@ struct broker_event {
     bool paho_kept; /* a publish's first write failed: Paho keeps it, freed (client_renew) */
     bool retained;
     int code;
+    int pool_class; /* its size class in mqtt_events.c's free lists, -1: malloc'd */
     size_t topic_len, payload_len;
     char data[]; /* topic NUL payload (messages) or a message text (failures) */
 };
@@ -209,6 +211,11 @@ extern bool mqtt_stopping;
 
 /* --- mqtt_broker.c: the session ------------------------------------------- */
 
+/* An op with copies of topic, ack_id (may be NULL) and payload, all in one
+ * block from the loop's buffer pool (no allocator call once the pool is
+ * warm); the rest zeroed. NULL out of memory. Freed with op_free(). */
+struct op *op_new(enum op_kind kind, struct mqtt_broker *b, const char *topic,
+                  const char *ack_id, const void *payload, size_t len);
 /* Gives o (its broker set) an id and puts it in the id map: 0, or -1. */
 int op_hand_out(struct op *o);
 /* Takes o out of the id map (a late answer for it is then ignored). */
@@ -252,9 +259,11 @@ int mqtt_events_set_callbacks(MQTTAsync client, struct mqtt_broker *b);
 
 /* Paho's threads may queue again (after mqtt_events_close), waking `context`. */
 void mqtt_events_open(struct lws_context *context);
-/* The next batch of events, oldest first (a list through ->next, each to be
- * freed with free()); *more: events are left for the next call. */
+/* The next batch of events, oldest first (a list through ->next, given
+ * back with mqtt_events_release()); *more: events are left for the next call. */
 struct broker_event *mqtt_events_take(bool *more);
+/* Gives back a list of events taken (NULL is fine). */
+void mqtt_events_release(struct broker_event *list);
 /* Drops the events queued for b (after Paho stopped calling back for it). */
 void mqtt_events_purge(const struct mqtt_broker *b);
 /* While a client is destroyed its threads must not wait for room (the

@@ -30,16 +30,64 @@ static size_t queue_bytes;
 static bool queue_closed; /* stopping: Paho threads must not wait any more */
 static bool queue_no_wait; /* a client is being destroyed: its threads must not wait */
 
+/* Events are recycled, so relaying a message costs no allocator call on
+ * either thread (SPEC-2 D): one of up to 32 KiB (header, topic and payload)
+ * comes from the free list of its size class and goes back to it; a larger
+ * one is malloc'd and freed. The lists live under queue_lock, taken once per
+ * event on Paho's side (it is taken to queue the event anyway) and once per
+ * batch on the loop's. Each list keeps at most EVENT_FREE_BYTES. */
+static const size_t event_class_size[] = {512, 4096, 32768};
+#define EVENT_CLASSES (sizeof(event_class_size) / sizeof(event_class_size[0]))
+#define EVENT_FREE_BYTES ((size_t)1 << 20)
+static struct {
+    struct broker_event *free; /* through ->next */
+    size_t count;
+} event_pool[EVENT_CLASSES];
+
 /* --- the event queue (any thread) ----------------------------------------- */
 
+/* A zeroed header and data[extra] = '\0'; the rest of data is the caller's. */
 static struct broker_event *event_new(enum event_kind kind, struct mqtt_broker *b, size_t extra)
 {
-    struct broker_event *e = calloc(1, sizeof(*e) + extra + 1);
-    if (e) {
-        e->kind = kind;
-        e->broker = b;
+    size_t size = sizeof(struct broker_event) + extra + 1;
+    int c = -1;
+    for (size_t i = 0; i < EVENT_CLASSES && c < 0; i++)
+        if (size <= event_class_size[i])
+            c = (int)i;
+    struct broker_event *e = NULL;
+    if (c >= 0) {
+        pthread_mutex_lock(&queue_lock);
+        if ((e = event_pool[c].free)) {
+            event_pool[c].free = e->next;
+            event_pool[c].count--;
+        }
+        pthread_mutex_unlock(&queue_lock);
+        if (!e)
+            e = malloc(event_class_size[c]);
+    } else {
+        e = malloc(size);
     }
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof(*e));
+    e->pool_class = c;
+    e->data[extra] = '\0';
+    e->kind = kind;
+    e->broker = b;
     return e;
+}
+
+/* Under queue_lock. */
+static void event_put_locked(struct broker_event *e)
+{
+    int c = e->pool_class;
+    if (c >= 0 && (event_pool[c].count + 1) * event_class_size[c] <= EVENT_FREE_BYTES) {
+        e->next = event_pool[c].free;
+        event_pool[c].free = e;
+        event_pool[c].count++;
+    } else {
+        free(e);
+    }
 }
 
 /* Messages wait for room; everything else always gets in (it is small and
@@ -60,8 +108,8 @@ static void event_push(struct broker_event *e, bool may_wait)
         pthread_cond_timedwait(&queue_room, &queue_lock, &until);
     }
     if (queue_closed) {
+        event_put_locked(e);
         pthread_mutex_unlock(&queue_lock);
-        free(e);
         return;
     }
     bool was_empty = queue_head == NULL;
@@ -166,6 +214,7 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
         e->topic_len = tlen;
         e->payload_len = plen;
         memcpy(e->data, topic, tlen);
+        e->data[tlen] = '\0';
         if (plen)
             memcpy(e->data + tlen + 1, m->payload, plen);
         event_push(e, true);
@@ -343,6 +392,19 @@ struct broker_event *mqtt_events_take(bool *more)
     return first;
 }
 
+void mqtt_events_release(struct broker_event *list)
+{
+    if (!list)
+        return;
+    pthread_mutex_lock(&queue_lock);
+    while (list) {
+        struct broker_event *next = list->next;
+        event_put_locked(list);
+        list = next;
+    }
+    pthread_mutex_unlock(&queue_lock);
+}
+
 void mqtt_events_purge(const struct mqtt_broker *b)
 {
     pthread_mutex_lock(&queue_lock);
@@ -352,7 +414,7 @@ void mqtt_events_purge(const struct mqtt_broker *b)
         if (e->broker == b) {
             *p = e->next;
             queue_bytes -= sizeof(*e) + e->topic_len + e->payload_len;
-            free(e);
+            event_put_locked(e);
         } else {
             last = e;
             p = &e->next;
@@ -386,6 +448,17 @@ void mqtt_events_discard(void)
     queue_head = queue_tail = NULL;
     queue_bytes = 0;
     mqtt_loop_context = NULL;
+    for (size_t c = 0; c < EVENT_CLASSES; c++) {
+        /* Nothing calls back any more: every client is destroyed. */
+        struct broker_event *f = event_pool[c].free;
+        event_pool[c].free = NULL;
+        event_pool[c].count = 0;
+        while (f) {
+            struct broker_event *next = f->next;
+            free(f);
+            f = next;
+        }
+    }
     pthread_mutex_unlock(&queue_lock);
     while (e) {
         struct broker_event *next = e->next;

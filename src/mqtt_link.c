@@ -82,14 +82,11 @@ static struct filter_state *filter_state_of(struct mqtt_broker *b, const char *f
 
 static void send_subscribe(struct mqtt_broker *b, const char *filter, int qos, bool resubscribe)
 {
-    struct op *o = calloc(1, sizeof(*o));
-    if (o)
-        o->broker = b; /* before op_hand_out: the id names it */
-    if (!o || !(o->topic = strdup(filter)) || op_hand_out(o) != 0) {
+    struct op *o = op_new(OP_SUBSCRIBE, b, filter, NULL, NULL, 0);
+    if (!o || op_hand_out(o) != 0) {
         op_free(o);
         return; /* retried with every filter at the next reconnect */
     }
-    o->kind = OP_SUBSCRIBE;
     o->qos = qos;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.context = (void *)(uintptr_t)o->id;
@@ -403,22 +400,11 @@ long mqtt_link_publish(struct mqtt_link *l, const char *topic, const void *paylo
                        int qos, bool retain, const char *ack_id)
 {
     struct mqtt_broker *b = l->broker;
-    struct op *o = calloc(1, sizeof(*o));
+    struct op *o = op_new(OP_PUBLISH, b, topic, ack_id, payload, len);
     if (!o)
         return -1;
-    o->kind = OP_PUBLISH;
-    o->broker = b;
     o->qos = qos;
     o->retain = retain;
-    o->len = len;
-    o->topic = strdup(topic);
-    o->payload = malloc(len ? len : 1);
-    if (!o->topic || !o->payload || (ack_id && !(o->ack_id = strdup(ack_id)))) {
-        op_free(o);
-        return -1;
-    }
-    if (len)
-        memcpy(o->payload, payload, len);
     o->link = l;
     o->link_next = l->ops;
     if (l->ops)
