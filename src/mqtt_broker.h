@@ -109,4 +109,9 @@ size_t mqtt_link_pending_bytes(const struct mqtt_link *l);
 bool mqtt_broker_connected(const struct mqtt_broker *b);
 const char *mqtt_broker_name(const struct mqtt_broker *b);
 
+/* For interpose.c's poll(), on every thread: the timeout to use instead of
+ * `timeout` (Paho's receive thread waits at most 20 ms while one of our
+ * connects is in progress; see mqtt_broker.c). */
+int mqtt_paho_poll_timeout(int timeout);
+
 #endif

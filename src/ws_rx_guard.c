@@ -1,13 +1,11 @@
-/* ws_rx_guard.c - recv() and SSL_read() as lws sees them; see ws_rx_guard.h. */
-#define _GNU_SOURCE /* RTLD_NEXT */
-/* A fortified build declares recv() as an inline wrapper, and this file
- * defines the real symbol. */
-#undef _FORTIFY_SOURCE
+/* ws_rx_guard.c - recv() and SSL_read() as lws sees them (interpose.c holds
+ * the symbols and calls in here); see ws_rx_guard.h. */
+#define _GNU_SOURCE /* memmem */
 #include "ws_rx_guard.h"
 
+#include "interpose.h"
 #include "ws_frame_check.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -106,23 +104,6 @@ static void note_read(int fd, void *buf, ssize_t n)
     early.result = ws_frame_check_feed(&early.check, end, tail, &early.verdict);
     early.fd = fd;
     strip_rsv1((unsigned char *)end, tail);
-}
-
-typedef ssize_t (*recv_fn)(int, void *, size_t, int);
-typedef int (*ssl_read_fn)(SSL *, void *, int);
-static recv_fn real_recv;
-static ssl_read_fn real_ssl_read;
-
-/* Before main() and before any thread: no locking needed afterwards. Under
- * ASan the next recv is ASan's interceptor, which calls libc's. */
-__attribute__((constructor)) static void resolve_real(void)
-{
-    real_recv = (recv_fn)dlsym(RTLD_NEXT, "recv");
-    real_ssl_read = (ssl_read_fn)dlsym(RTLD_NEXT, "SSL_read");
-    if (!real_recv || !real_ssl_read) {
-        fprintf(stderr, "wsgate: cannot find recv/SSL_read behind ws_rx_guard: %s\n", dlerror());
-        abort();
-    }
 }
 
 static struct ws_rx_guard_conn *lookup(int fd)
@@ -287,7 +268,7 @@ static ssize_t drain_plain(struct ws_rx_guard_conn *g)
 {
     size_t total = 0;
     for (int i = 0; i < DRAIN_READS && total < DRAIN_BYTES; i++) {
-        ssize_t r = real_recv(g->fd, drain_buf, sizeof(drain_buf), MSG_DONTWAIT);
+        ssize_t r = interpose_real_recv(g->fd, drain_buf, sizeof(drain_buf), MSG_DONTWAIT);
         if (r == 0)
             return 0;
         if (r < 0)
@@ -300,17 +281,17 @@ static ssize_t drain_plain(struct ws_rx_guard_conn *g)
     return -1;
 }
 
-ssize_t recv(int fd, void *buf, size_t len, int flags)
+ssize_t ws_rx_guard_recv(int fd, void *buf, size_t len, int flags)
 {
     struct ws_rx_guard_conn *g = lookup(fd);
     if (!g || g->ssl || (flags & MSG_PEEK)) {
-        ssize_t n = real_recv(fd, buf, len, flags);
+        ssize_t n = interpose_real_recv(fd, buf, len, flags);
         note_read(fd, buf, n);
         return n;
     }
     if (g->failed)
         return drain_plain(g);
-    ssize_t n = real_recv(fd, buf, len, flags);
+    ssize_t n = interpose_real_recv(fd, buf, len, flags);
     if (n <= 0)
         return n;
     size_t keep = check(g, buf, (size_t)n);
@@ -329,7 +310,7 @@ static int drain_tls(struct ws_rx_guard_conn *g)
     int r = 1;
     size_t total = 0;
     for (int i = 0; i < DRAIN_READS && total < DRAIN_BYTES && r > 0; i++)
-        if ((r = real_ssl_read(g->ssl, drain_buf, (int)sizeof(drain_buf))) > 0)
+        if ((r = interpose_real_ssl_read(g->ssl, drain_buf, (int)sizeof(drain_buf))) > 0)
             total += (size_t)r;
     if (r > 0 || g->closing) {
         errno = ENOTCONN;
@@ -338,18 +319,18 @@ static int drain_tls(struct ws_rx_guard_conn *g)
     return r;
 }
 
-int SSL_read(SSL *ssl, void *buf, int num)
+int ws_rx_guard_ssl_read(SSL *ssl, void *buf, int num)
 {
     int fd = ssl ? SSL_get_fd(ssl) : -1;
     struct ws_rx_guard_conn *g = lookup(fd);
     if (!g || g->ssl != ssl) {
-        int n = real_ssl_read(ssl, buf, num);
+        int n = interpose_real_ssl_read(ssl, buf, num);
         note_read(fd, buf, n);
         return n;
     }
     if (g->failed)
         return drain_tls(g);
-    int n = real_ssl_read(ssl, buf, num);
+    int n = interpose_real_ssl_read(ssl, buf, num);
     if (n <= 0)
         return n;
     size_t keep = check(g, buf, (size_t)n);

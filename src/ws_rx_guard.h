@@ -5,10 +5,11 @@
  * parsing its frames, and its server accepts unmasked frames, drops an
  * over-long control frame without a close frame, and answers a bad close
  * frame with none either. It reads client sockets with recv() (plain) and
- * SSL_read() (TLS), both called through its PLT, so this module defines
- * functions of those names in the wsgate executable: lws calls them, they
- * call the real ones (dlsym RTLD_NEXT) and check what came back. Sockets
- * not registered here (backends, HTTP, Paho's threads) pass straight through.
+ * SSL_read() (TLS), both called through its PLT, so the wsgate executable
+ * defines functions of those names (interpose.c): lws calls them, they call
+ * ws_rx_guard_recv / ws_rx_guard_ssl_read here, which call the real ones and
+ * check what came back. Sockets not registered here (backends, HTTP, Paho's
+ * threads) pass straight through.
  *
  * On a violation the read returns only the bytes before the offending frame,
  * so lws never delivers any of it; the owner is told once (code, reason) and
@@ -21,7 +22,9 @@
 #define WSGATE_WS_RX_GUARD_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
+struct ssl_st;
 struct ws_rx_guard_conn;
 
 /* Told once, from inside lws's read, that the client broke a rule. `reason`
@@ -60,5 +63,9 @@ void ws_rx_guard_unregister(struct ws_rx_guard_conn *g);
 
 /* Connections registered now (for tests and the shutdown check). */
 unsigned long ws_rx_guard_count(void);
+
+/* recv() and SSL_read() of the process, from interpose.c (any thread). */
+ssize_t ws_rx_guard_recv(int fd, void *buf, size_t len, int flags);
+int ws_rx_guard_ssl_read(struct ssl_st *ssl, void *buf, int num);
 
 #endif
