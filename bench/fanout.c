@@ -80,9 +80,8 @@ enum err_kind {
     ERR_PRIME,
     ERR_KINDS
 };
-static const char *const err_names[ERR_KINDS] = {"connect",     "handshake",     "closed",
-                                                 "protocol",    "out_of_order",  "setup_timeout",
-                                                 "prime_timeout"};
+static const char *const err_names[ERR_KINDS] = {
+    "connect", "handshake", "closed", "protocol", "out_of_order", "setup_timeout", "prime_timeout"};
 
 struct options {
     enum sub_mode mode;
@@ -114,7 +113,7 @@ struct sub {
     /* delivery bookkeeping */
     bool primed;
     uint64_t last_seq;
-    uint64_t got;      /* deliveries in the measured window */
+    uint64_t got; /* deliveries in the measured window */
     /* handshake, then small writes */
     char *hs;
     uint16_t hs_len;
@@ -123,9 +122,9 @@ struct sub {
 };
 
 struct stats {
-    uint64_t deliveries;          /* in the measured window (by arrival time) */
-    uint64_t delivered_measured;  /* deliveries of messages published in the window, any time */
-    uint64_t gaps;                /* sequence numbers skipped, as seen by subscribers */
+    uint64_t deliveries;         /* in the measured window (by arrival time) */
+    uint64_t delivered_measured; /* deliveries of messages published in the window, any time */
+    uint64_t gaps;               /* sequence numbers skipped, as seen by subscribers */
     uint64_t errors[ERR_KINDS];
     uint64_t hist[HIST_BUCKETS];
     uint64_t hist_count;
@@ -146,12 +145,12 @@ static uint64_t rng_state;
 static int pub_fd = -1;
 static unsigned char *pub_tx;
 static size_t pub_tx_cap, pub_tx_len, pub_tx_pos;
-static uint64_t pub_next = 1;     /* next sequence number; 0 never used */
-static uint64_t flow_start;       /* first windowed sequence number */
-static uint64_t m0, m1;           /* measured messages: [m0, m1), m1 == 0 while measuring */
-static uint64_t flow_t0;          /* when windowed publishing began (for --rate) */
+static uint64_t pub_next = 1; /* next sequence number; 0 never used */
+static uint64_t flow_start;   /* first windowed sequence number */
+static uint64_t m0, m1;       /* measured messages: [m0, m1), m1 == 0 while measuring */
+static uint64_t flow_t0;      /* when windowed publishing began (for --rate) */
 static uint64_t last_probe_ns;
-static uint32_t *seen_past;       /* ring: subscribers whose last seq >= m */
+static uint32_t *seen_past; /* ring: subscribers whose last seq >= m */
 static uint64_t ring_mask;
 static unsigned char pub_header[8];
 static size_t pub_header_len;
@@ -383,8 +382,7 @@ static void sub_start(struct sub *c)
         return;
     }
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(c->fd, sub_target->ai_addr, sub_target->ai_addrlen) != 0 &&
-        errno != EINPROGRESS) {
+    if (connect(c->fd, sub_target->ai_addr, sub_target->ai_addrlen) != 0 && errno != EINPROGRESS) {
         sub_fail(c, ERR_CONNECT, strerror(errno));
         return;
     }
@@ -863,7 +861,8 @@ static void pub_flush(void)
         pub_tx_pos = pub_tx_len = 0;
     static bool watching_out;
     if (pending != watching_out) {
-        struct epoll_event ev = {.events = pending ? EPOLLIN | EPOLLOUT : EPOLLIN, .data.ptr = NULL};
+        struct epoll_event ev = {.events = pending ? EPOLLIN | EPOLLOUT : EPOLLIN,
+                                 .data.ptr = NULL};
         epoll_ctl(ep, EPOLL_CTL_MOD, pub_fd, &ev);
         watching_out = pending;
     }
@@ -1213,8 +1212,7 @@ int main(int argc, char **argv)
 
     for (;;) {
         uint64_t now = now_ns();
-        if (phase == PH_SETUP &&
-            ((next_idle == opt.subs && connecting == 0) || now >= deadline)) {
+        if (phase == PH_SETUP && ((next_idle == opt.subs && connecting == 0) || now >= deadline)) {
             for (unsigned i = 0; i < opt.subs; i++) {
                 struct sub *c = &subs[i];
                 if (c->state == SS_IDLE) {
@@ -1338,17 +1336,16 @@ int main(int argc, char **argv)
            hist_percentile_us(0.99), hist_percentile_us(0.999),
            (unsigned long long)published_measured, (unsigned long long)expected,
            (unsigned long long)st.delivered_measured, (unsigned long long)lost,
-           expected ? (double)lost / (double)expected : 0.0,
-           (unsigned long long)(st.gaps - gaps0), (unsigned long long)stalls_measured,
-           (unsigned long long)errors);
+           expected ? (double)lost / (double)expected : 0.0, (unsigned long long)(st.gaps - gaps0),
+           (unsigned long long)stalls_measured, (unsigned long long)errors);
     printf("\"error_kinds\":{");
     for (int k = 0; k < ERR_KINDS; k++)
         printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)st.errors[k]);
     printf("},\"subs_ok\":%u,\"subs_at_end\":%u,\"per_sub_min\":%llu,\"per_sub_max\":%llu,"
            "\"seconds\":%.3f,\"deliveries\":%llu,\"drain_s\":%.3f,\"setup_s\":%.3f,"
            "\"client_cpu_s\":%.3f,\"cpu_s\":{",
-           ready_at_start, ready_at_end, (unsigned long long)gmin, (unsigned long long)gmax,
-           secs, (unsigned long long)st.deliveries,
+           ready_at_start, ready_at_end, (unsigned long long)gmin, (unsigned long long)gmax, secs,
+           (unsigned long long)st.deliveries,
            t_drained > t_end ? (double)(t_drained - t_end) / 1e9 : 0.0,
            t_prime > t_setup ? (double)(t_prime - t_setup) / 1e9 : 0.0, self1 - self0);
     for (unsigned i = 0; i < opt.ncpu; i++) {

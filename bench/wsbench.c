@@ -128,8 +128,8 @@ static unsigned ready_count;    /* connections in CS_READY now */
 static unsigned ready_at_start; /* ... when traffic began */
 static unsigned errors_printed;
 static bool src_spread;                 /* bind each socket to 127.0.0.2-251 first */
-static uint64_t t_last_ready;            /* ns: when the last connection became ready */
-static uint64_t total_sent, total_done;        /* messages over all phases (--messages) */
+static uint64_t t_last_ready;           /* ns: when the last connection became ready */
+static uint64_t total_sent, total_done; /* messages over all phases (--messages) */
 static uint64_t rng_state;
 
 static uint64_t now_ns(void)
@@ -1101,8 +1101,8 @@ int main(int argc, char **argv)
                 mem1[i] = tree_mem_of(opt.mem_pid[i]);
             break;
         }
-        if (phase == PHASE_MEASURE && (now >= deadline || ready_count == 0 ||
-                                       (opt.messages && total_done >= opt.messages))) {
+        if (phase == PHASE_MEASURE &&
+            (now >= deadline || ready_count == 0 || (opt.messages && total_done >= opt.messages))) {
             t_end = now;
             self1 = self_cpu_s();
             for (unsigned i = 0; i < opt.ncpu; i++)
@@ -1139,8 +1139,7 @@ int main(int argc, char **argv)
                connect_s, connect_s > 0 ? ready_at_start / connect_s : 0.0,
                (double)(t_end - t_last_ready) / 1e9, (unsigned long long)errors);
         for (int k = 0; k < ERR_KINDS; k++)
-            printf("%s\"%s\":%llu", k ? "," : "", err_names[k],
-                   (unsigned long long)st.errors[k]);
+            printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)st.errors[k]);
         printf("},\"mem\":{");
         for (unsigned i = 0; i < opt.nmem; i++)
             printf("%s\"%s\":{\"procs0\":%u,\"procs1\":%u,\"rss_kb0\":%llu,\"rss_kb1\":%llu,"

@@ -106,13 +106,14 @@ static void check_accepted(const struct auth_verifier *v, json_t *claims, const 
                "accepted a token not valid yet");
     if (v == hs_iss_aud) {
         json_t *iss = json_object_get(claims, "iss"), *aud = json_object_get(claims, "aud");
-        FUZZ_CHECK(json_is_string(iss) && strcmp(json_string_value(iss), "https://id.example.com") == 0,
+        FUZZ_CHECK(json_is_string(iss) &&
+                       strcmp(json_string_value(iss), "https://id.example.com") == 0,
                    "accepted a foreign issuer");
         bool aud_ok = json_is_string(aud) && strcmp(json_string_value(aud), "wsgate") == 0;
         size_t i;
         json_t *a;
-        json_array_foreach(aud, i, a) aud_ok |=
-            json_is_string(a) && strcmp(json_string_value(a), "wsgate") == 0;
+        json_array_foreach (aud, i, a)
+            aud_ok |= json_is_string(a) && strcmp(json_string_value(a), "wsgate") == 0;
         FUZZ_CHECK(aud_ok, "accepted a foreign audience");
     }
     char buf[8]; /* small: digits may not fit */
@@ -123,10 +124,10 @@ static void check_accepted(const struct auth_verifier *v, json_t *claims, const 
     if (sub && !json_is_string(s))
         FUZZ_CHECK(json_is_integer(s) && sub == buf && strlen(buf) < sizeof buf, "claim digits");
     if (!sub)
-        FUZZ_CHECK(!s || !(json_is_integer(s) ||
-                           (json_is_string(s) && strlen(json_string_value(s)) ==
-                                                     json_string_length(s))),
-                   "a usable claim refused");
+        FUZZ_CHECK(
+            !s || !(json_is_integer(s) ||
+                    (json_is_string(s) && strlen(json_string_value(s)) == json_string_length(s))),
+            "a usable claim refused");
 }
 
 static void verify(const struct auth_verifier *v, const char *tok, size_t len, const char *alg,
@@ -200,8 +201,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *a = fz_line(&z), *q = fz_line(&z), *s = fz_line(&z), *c = fz_line(&z);
         size_t out_len = 1 + ((b0 >> 3) % 2 ? (b0 >> 4) : 200);
         char *out = malloc(out_len);
-        long n = auth_find_token(*a ? a : NULL, *q ? q : NULL, *c ? c : NULL, "sid",
-                                 *s ? s : NULL, out, out_len);
+        long n = auth_find_token(*a ? a : NULL, *q ? q : NULL, *c ? c : NULL, "sid", *s ? s : NULL,
+                                 out, out_len);
         FUZZ_CHECK(n >= -1 && n < (long)out_len, "auth_find_token %ld (out_len %zu)", n, out_len);
         if (n > 0) {
             FUZZ_CHECK(strlen(out) == (size_t)n, "token length");

@@ -36,15 +36,19 @@ static void check_answer(int status, const char *body, size_t len)
     json_decref(claims);
 }
 
-static void check_body(const char *path, const char *query, const char *origin,
-                       const char *cookie)
+static void check_body(const char *path, const char *query, const char *origin, const char *cookie)
 {
     static const char *const names[] = {"cookie", "authorization"};
     const char *values[] = {*cookie ? cookie : NULL, NULL};
-    struct auth_request_info r = {.route = "r", .path = path, .query = query,
-                                  .client = "127.0.0.1", .origin = *origin ? origin : NULL,
-                                  .subprotocols = query, .header_names = names,
-                                  .header_values = values, .n_headers = 2};
+    struct auth_request_info r = {.route = "r",
+                                  .path = path,
+                                  .query = query,
+                                  .client = "127.0.0.1",
+                                  .origin = *origin ? origin : NULL,
+                                  .subprotocols = query,
+                                  .header_names = names,
+                                  .header_values = values,
+                                  .n_headers = 2};
     size_t len = 0;
     char *body = auth_service_body(&r, &len);
     FUZZ_CHECK(body && strlen(body) == len, "body");

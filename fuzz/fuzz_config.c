@@ -19,8 +19,13 @@
 #define SECRET "Fz-s3cret-VALUE-do-not-log"
 
 static const char *const env_names[] = {
-    "WSGATE_TEST_JWT_SECRET", "WSGATE_TEST_MQTT_PASSWORD", "JWT_SECRET", "MQTT_PASSWORD",
-    "SECRET", "PASSWORD", "FUZZ_SECRET",
+    "WSGATE_TEST_JWT_SECRET",
+    "WSGATE_TEST_MQTT_PASSWORD",
+    "JWT_SECRET",
+    "MQTT_PASSWORD",
+    "SECRET",
+    "PASSWORD",
+    "FUZZ_SECRET",
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

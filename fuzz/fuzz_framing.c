@@ -3,8 +3,8 @@
  * arbitrary backpressure stops.
  *
  * Input: byte 0: framing (bits 0-1: raw, lines, length32, raw), text flag
- * (bit 2), max_message choice (bits 3-5); byte 1: split seed; byte 2: stop pattern; the rest is the stream.
- * Properties:
+ * (bit 2), max_message choice (bits 3-5); byte 1: split seed; byte 2: stop pattern; the rest is the
+ * stream. Properties:
  *  - the one-shot decode agrees with a simple reference decoder (status and
  *    every message);
  *  - split-invariance: feeding the stream in random pieces, and stopping
@@ -126,8 +126,7 @@ static size_t tail_bound(const struct framing_decoder *d)
 
 /* Feeds [p, p+n) in pieces (sizes from the seed), stopping per pattern. */
 static enum framing_status run(enum wsg_framing fr, bool text, size_t max, const uint8_t *p,
-                               size_t n, uint8_t split_seed, uint8_t stop_pattern,
-                               struct msgs *out)
+                               size_t n, uint8_t split_seed, uint8_t stop_pattern, struct msgs *out)
 {
     struct framing_decoder d;
     framing_decoder_init(&d, fr, text, max);
@@ -243,25 +242,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            split_m.len, pre);
             } else {
                 /* What went out before the error is a prefix of the stream. */
-                FUZZ_CHECK(split_m.len <= n && (split_m.len == 0 ||
-                                                memcmp(split_m.bytes, p, split_m.len) == 0),
+                FUZZ_CHECK(split_m.len <= n &&
+                               (split_m.len == 0 || memcmp(split_m.bytes, p, split_m.len) == 0),
                            "raw text split delivered bytes that are not the stream's prefix");
             }
         } else {
             FUZZ_CHECK(st1 == FRAMING_OK && st2 == FRAMING_OK, "raw binary failed");
-            FUZZ_CHECK(one.len == n && split_m.len == n &&
-                           (n == 0 || (memcmp(one.bytes, p, n) == 0 &&
-                                       memcmp(split_m.bytes, p, n) == 0)),
-                       "raw binary changed the bytes");
+            FUZZ_CHECK(
+                one.len == n && split_m.len == n &&
+                    (n == 0 || (memcmp(one.bytes, p, n) == 0 && memcmp(split_m.bytes, p, n) == 0)),
+                "raw binary changed the bytes");
         }
     } else {
         enum framing_status st_ref = reference(fr, text, max, p, n, &ref);
-        FUZZ_CHECK(st1 == st_ref, "one-shot status %d, reference %d (framing %d, max %zu)", st1, st_ref,
-                   fr, max);
+        FUZZ_CHECK(st1 == st_ref, "one-shot status %d, reference %d (framing %d, max %zu)", st1,
+                   st_ref, fr, max);
         FUZZ_CHECK(same_msgs(&one, &ref, &at), "one-shot message %zu differs from the reference",
                    at);
-        FUZZ_CHECK(st2 == st_ref, "split status %d, reference %d (framing %d, max %zu)", st2, st_ref, fr,
-                   max);
+        FUZZ_CHECK(st2 == st_ref, "split status %d, reference %d (framing %d, max %zu)", st2,
+                   st_ref, fr, max);
         FUZZ_CHECK(same_msgs(&split_m, &ref, &at),
                    "split message %zu differs from the reference (%zu vs %zu messages)", at,
                    split_m.n, ref.n);

@@ -54,8 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *out = malloc(out_len);
     char reason[200];
     reason[0] = '\0';
-    enum subprotocol_result res =
-        handshake_choose_subprotocol(&r, *offer ? offer : NULL, out, out_len, reason, sizeof reason);
+    enum subprotocol_result res = handshake_choose_subprotocol(&r, *offer ? offer : NULL, out,
+                                                               out_len, reason, sizeof reason);
     switch (res) {
     case SUBPROTOCOL_SELECTED: {
         FUZZ_CHECK(strlen(out) < out_len, "selection overflow");

@@ -98,9 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else
             FUZZ_CHECK(v == buf && strlen(buf) < blen, "digits not in the buffer");
     } else {
-        FUZZ_CHECK(!got || !(json_is_integer(got) || (json_is_string(got) &&
-                                                     strlen(json_string_value(got)) ==
-                                                         json_string_length(got))),
+        FUZZ_CHECK(!got || !(json_is_integer(got) ||
+                             (json_is_string(got) &&
+                              strlen(json_string_value(got)) == json_string_length(got))),
                    "publish_msg_value refused a usable value");
     }
     FUZZ_CHECK(!publish_msg_value(doc, ptr, buf, blen) || strncmp(ptr, "msg.", 4) == 0,

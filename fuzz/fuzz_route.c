@@ -263,8 +263,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t c = 0; c < m.n_captures; c++) {
                 const char *v = m.captures[c].value;
                 FUZZ_CHECK(strcmp(m.captures[c].name, ref.cap_names[c]) == 0, "capture name");
-                FUZZ_CHECK(strcmp(v, ref.cap_values[c]) == 0, "capture %s = \"%s\", reference \"%s\"",
-                           m.captures[c].name, v, ref.cap_values[c]);
+                FUZZ_CHECK(strcmp(v, ref.cap_values[c]) == 0,
+                           "capture %s = \"%s\", reference \"%s\"", m.captures[c].name, v,
+                           ref.cap_values[c]);
                 FUZZ_CHECK(*v && !strpbrk(v, "+#/"), "unsafe capture \"%s\"", v);
             }
             int rc = route_expand(tmpl, &m, lookup, NULL, out, out_len, err, sizeof err);
@@ -296,9 +297,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                   sizeof err);
     (void)route_template_validate(tmpl, NULL, ROUTE_TMPL_MSG, err, sizeof err);
     int rc = route_expand(tmpl, NULL, lookup, NULL, out, out_len, err, sizeof err);
-    if (rc >= 0 && route_template_validate(tmpl, NULL,
-                                           ROUTE_TMPL_QUERY | ROUTE_TMPL_JWT | ROUTE_TMPL_MSG,
-                                           NULL, 0) == 0)
+    if (rc >= 0 &&
+        route_template_validate(tmpl, NULL, ROUTE_TMPL_QUERY | ROUTE_TMPL_JWT | ROUTE_TMPL_MSG,
+                                NULL, 0) == 0)
         check_structure(tmpl, out);
     FUZZ_CHECK(route_value_is_safe(val, strlen(val)) == (*val && !strpbrk(val, "+#/")),
                "route_value_is_safe");

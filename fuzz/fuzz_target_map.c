@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < errs.count; i++) {
         FUZZ_CHECK(strncmp(errs.lines[i], "map.json", 8) == 0, "error without the file: %s",
                    errs.lines[i]);
-        FUZZ_CHECK(fz_is_one_line_but_near(errs.lines[i]), "error is not one line: %s", errs.lines[i]);
+        FUZZ_CHECK(fz_is_one_line_but_near(errs.lines[i]), "error is not one line: %s",
+                   errs.lines[i]);
         FUZZ_CHECK(fz_is_utf8_but_near(errs.lines[i]), "error is not UTF-8: %s", errs.lines[i]);
     }
     size_t first = 0;
@@ -63,15 +64,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         m = NULL;
     }
     if (m) {
-        json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                                  NULL);
+        json_t *root =
+            json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
         FUZZ_CHECK(json_is_object(root), "a map from a file that is no JSON object");
         FUZZ_CHECK(target_map_size(m) == json_object_size(root), "%zu entries for %zu keys",
                    target_map_size(m), json_object_size(root));
         const char *key;
         json_t *v;
-        json_object_foreach(root, key, v)
-        {
+        json_object_foreach (root, key, v) {
             size_t n = 0;
             const struct wsg_target *t = target_map_lookup(m, key, &n);
             FUZZ_CHECK(t && n > 0, "key \"%s\" not found", key);

@@ -134,7 +134,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(!nv || fv, "valid topic name %s is no valid filter", s);
         FUZZ_CHECK(fv == ref_filter_valid(s), "filter validity of \"%s\": %d, reference %d", s, fv,
                    !fv);
-        FUZZ_CHECK(nv == ref_name_valid(s), "name validity of \"%s\": %d, reference %d", s, nv, !nv);
+        FUZZ_CHECK(nv == ref_name_valid(s), "name validity of \"%s\": %d, reference %d", s, nv,
+                   !nv);
         if (fv)
             FUZZ_CHECK(topic_filter_covers(s, s), "covers(\"%s\", itself) is false", s);
     }

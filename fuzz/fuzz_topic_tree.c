@@ -145,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (op & 7) {
         case 0:
         case 1:
-        case 2: { /* add */
+        case 2: {                      /* add */
             int qos = fz_byte(&z) % 4; /* 3: invalid */
             char *f = build(&z, true);
             bool valid = topic_filter_is_valid(f);

@@ -15,14 +15,14 @@
 
 #include "utf8.h" /* utf8_is_valid, for fz_is_utf8_but_near */
 
-#define FUZZ_CHECK(cond, ...)                                                                    \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "\nFUZZ_CHECK failed at %s:%d: %s\n  ", __FILE__, __LINE__, #cond);  \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fprintf(stderr, "\n");                                                               \
-            abort();                                                                             \
-        }                                                                                        \
+#define FUZZ_CHECK(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "\nFUZZ_CHECK failed at %s:%d: %s\n  ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 struct fz {
@@ -111,8 +111,8 @@ static inline bool fz_is_one_line_but_near(const char *s)
 }
 
 /* The same part is UTF-8 (utf8.h's utf8_is_valid). */
-#define fz_is_utf8_but_near(s)                                                                    \
-    (utf8_is_valid((const uint8_t *)(s),                                                         \
+#define fz_is_utf8_but_near(s)                                                                     \
+    (utf8_is_valid((const uint8_t *)(s),                                                           \
                    strstr((s), " near '") ? (size_t)(strstr((s), " near '") - (s)) : strlen(s)))
 
 #endif

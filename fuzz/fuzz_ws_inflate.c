@@ -72,8 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(whole.len <= limit && parts.len <= limit, "output past the limit");
     FUZZ_CHECK(r1 == r2 || (r1 != 0 && r2 != 0), "whole %d, in pieces %d", r1, r2);
     if (r1 == 0 && r2 == 0) {
-        FUZZ_CHECK(whole.len == parts.len && (!whole.len ||
-                                                 memcmp(whole.data, parts.data, whole.len) == 0),
+        FUZZ_CHECK(whole.len == parts.len &&
+                       (!whole.len || memcmp(whole.data, parts.data, whole.len) == 0),
                    "pieces inflate to something else");
         FUZZ_CHECK(whole.finals == 1 && whole.final_last, "final marks: %d", whole.finals);
         FUZZ_CHECK(parts.finals == 1 && parts.final_last, "final marks: %d", parts.finals);

@@ -262,8 +262,8 @@ static void free_secret(char *s)
 }
 
 int auth_http_begin(struct lws *wsi, const struct rules *rules, const struct route_match *m,
-                    const char *uri, const char *client, json_t **claims,
-                    struct auth_wait **wait, char *reason, size_t reason_len)
+                    const char *uri, const char *client, json_t **claims, struct auth_wait **wait,
+                    char *reason, size_t reason_len)
 {
     const struct wsg_auth_http *cfg = &rules->cfg->auth.http;
     *claims = NULL;
@@ -363,8 +363,8 @@ static int append_answer(struct auth_req *r, const char *in, size_t len)
     return 0;
 }
 
-int auth_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                           void *in, size_t len)
+int auth_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
 {
     (void)user;
     struct auth_req *r = lws_get_opaque_user_data(wsi);

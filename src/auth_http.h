@@ -29,8 +29,8 @@ struct auth_wait;
  * it, 0 with *wait when the answer must be waited for (the request is on
  * its way, or already was for the same key), or 503 with a reason. */
 int auth_http_begin(struct lws *wsi, const struct rules *rules, const struct route_match *m,
-                    const char *uri, const char *client, json_t **claims,
-                    struct auth_wait **wait, char *reason, size_t reason_len);
+                    const char *uri, const char *client, json_t **claims, struct auth_wait **wait,
+                    char *reason, size_t reason_len);
 
 /* The waiter's session: it hears the answer through session_auth_answer(). */
 void auth_wait_bind(struct auth_wait *w, struct session *s);
@@ -39,8 +39,8 @@ void auth_wait_bind(struct auth_wait *w, struct session *s);
 void auth_wait_cancel(struct auth_wait *w);
 
 /* The protocol callback of the auth service's HTTP client connections. */
-int auth_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                           void *in, size_t len);
+int auth_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len);
 
 /* True if an lws opaque pointer is one of the auth service's requests. */
 bool auth_http_is(const void *opaque);

@@ -29,8 +29,8 @@ struct bridge *bridge_open(struct session *s)
     return t ? t->open(s) : NULL;
 }
 
-void bridge_client_data(struct bridge *b, const uint8_t *data, size_t len, bool first,
-                        bool final, bool text)
+void bridge_client_data(struct bridge *b, const uint8_t *data, size_t len, bool first, bool final,
+                        bool text)
 {
     b->ops->client_data(b, data, len, first, final, text);
 }

@@ -24,8 +24,8 @@ int bridge_check_request(struct backend_request *req, char *reason, size_t reaso
 struct bridge *bridge_open(struct session *s);
 
 /* A piece of a client message (`first`/`final` mark message boundaries). */
-void bridge_client_data(struct bridge *b, const uint8_t *data, size_t len, bool first,
-                        bool final, bool text);
+void bridge_client_data(struct bridge *b, const uint8_t *data, size_t len, bool first, bool final,
+                        bool text);
 
 /* The session's queue to the client fell to half its bound: resume reading. */
 void bridge_client_drained(struct bridge *b);

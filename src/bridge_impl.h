@@ -8,8 +8,8 @@
 #include "bridge.h"
 
 struct bridge_ops {
-    void (*client_data)(struct bridge *b, const uint8_t *data, size_t len, bool first,
-                        bool final, bool text);
+    void (*client_data)(struct bridge *b, const uint8_t *data, size_t len, bool first, bool final,
+                        bool text);
     void (*client_drained)(struct bridge *b);
     void (*client_gone)(struct bridge *b);
 };

@@ -18,14 +18,22 @@
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
@@ -56,8 +64,8 @@ int http_refuse(struct lws *wsi, int status, const char *reason)
 }
 
 /* Starts a dynamic response: headers now, the body (owned by st) when writable. */
-static int respond(struct lws *wsi, struct http_state *st, int status, const char *type,
-                   char *body, size_t len)
+static int respond(struct lws *wsi, struct http_state *st, int status, const char *type, char *body,
+                   size_t len)
 {
     uint8_t buf[LWS_PRE + 512];
     uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
@@ -116,8 +124,7 @@ static int readyz(struct lws *wsi, struct http_state *st, const struct wsg_confi
     const char *down = backend_types_unavailable(&kind);
     if (down) {
         char text[300];
-        snprintf(text, sizeof(text), "{\"status\":\"unavailable\",\"%s\":\"%s\"}\n", kind,
-                 down);
+        snprintf(text, sizeof(text), "{\"status\":\"unavailable\",\"%s\":\"%s\"}\n", kind, down);
         return respond_text(wsi, st, 503, "application/json", text);
     }
     return respond_text(wsi, st, 200, "application/json", "{\"status\":\"ok\"}\n");
@@ -128,11 +135,18 @@ static const char *mime_type(const char *path)
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-        {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-        {".json", "application/json"}, {".svg", "image/svg+xml"}, {".png", "image/png"},
-        {".jpg", "image/jpeg"}, {".ico", "image/x-icon"}, {".txt", "text/plain; charset=utf-8"},
-        {".wasm", "application/wasm"}, {".map", "application/json"},
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".wasm", "application/wasm"},
+        {".map", "application/json"},
     };
     const char *dot = strrchr(path, '.');
     if (dot)

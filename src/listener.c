@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define LISTENER_TAG 0x115e7e75u
-#define BACKLOG 4096       /* as lws asks for (capped by net.core.somaxconn) */
+#define BACKLOG 4096         /* as lws asks for (capped by net.core.somaxconn) */
 #define ACCEPTS_PER_EVENT 64 /* then the loop serves the others before more */
 
 struct listener {
@@ -36,8 +36,8 @@ struct listener {
 
 bool listener_is(const void *opaque)
 {
-    return opaque && (((const struct listener *)opaque)->tag == LISTENER_TAG ||
-                      proxy_accept_is(opaque));
+    return opaque &&
+           (((const struct listener *)opaque)->tag == LISTENER_TAG || proxy_accept_is(opaque));
 }
 
 /* "every address" (IPv4), as "0.0.0.0" and "*" say. */
@@ -52,7 +52,8 @@ int listener_bind(const char *host, int port, bool share_port, char *err, size_t
 {
     char port_text[8];
     snprintf(port_text, sizeof(port_text), "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(bind_host(host), port_text, &hints, &res);
@@ -169,9 +170,8 @@ int listener_open(struct lws_vhost *vh, const struct wsg_listen *cfg, bool share
         free(l);
         return -1;
     }
-    l->fd = wsg_listen_is_unix(cfg)
-                ? listener_bind_unix(cfg->host, cfg->mode, err, err_len)
-                : listener_bind(cfg->host, cfg->port, share_port, err, err_len);
+    l->fd = wsg_listen_is_unix(cfg) ? listener_bind_unix(cfg->host, cfg->mode, err, err_len)
+                                    : listener_bind(cfg->host, cfg->port, share_port, err, err_len);
     if (l->fd < 0) {
         free(l->unix_path);
         free(l);

@@ -110,8 +110,8 @@ void log_kv(enum log_level level, const char *msg, ...)
 
 static void lws_log_emit(int lws_level, const char *line)
 {
-    enum log_level level = lws_level & LLL_ERR    ? LOG_ERROR
-                           : lws_level & LLL_WARN ? LOG_WARN
+    enum log_level level = lws_level & LLL_ERR      ? LOG_ERROR
+                           : lws_level & LLL_WARN   ? LOG_WARN
                            : lws_level & LLL_NOTICE ? LOG_DEBUG
                                                     : LOG_DEBUG;
     /* lws lines carry their own timestamp prefix and a newline: keep the text. */

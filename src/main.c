@@ -255,7 +255,8 @@ int main(int argc, char **argv)
         case OPT_LOG_LEVEL: {
             int level = log_level_parse(optarg);
             if (level < 0) {
-                fprintf(stderr, "wsgate: --log-level: expected error, warn, info or debug, got \"%s\"\n",
+                fprintf(stderr,
+                        "wsgate: --log-level: expected error, warn, info or debug, got \"%s\"\n",
                         optarg);
                 return EXIT_CONFIG;
             }
@@ -314,7 +315,8 @@ int main(int argc, char **argv)
         config_free(cfg);
         return EXIT_RUNTIME;
     }
-    struct supervised sup = {.cfg = cfg, .maps = maps, .start_cfg = cfg, .config_path = config_path};
+    struct supervised sup = {
+        .cfg = cfg, .maps = maps, .start_cfg = cfg, .config_path = config_path};
     char count[12];
     snprintf(count, sizeof(count), "%u", n_workers);
     log_info("wsgate started", "version", WSGATE_VERSION, "config",

@@ -81,8 +81,7 @@ static void reload_one(struct map_watch *w, size_t i)
     }
     char keys[24];
     snprintf(keys, sizeof(keys), "%zu", target_map_size(fresh));
-    log_info("target map loaded", "route", w->cfg->routes[i].name, "file", m->path, "keys",
-             keys);
+    log_info("target map loaded", "route", w->cfg->routes[i].name, "file", m->path, "keys", keys);
     target_map_free(m->snap);
     m->snap = fresh;
     config_errors_free(&errs);

@@ -44,11 +44,11 @@ static const char *const auth_results[AUTH_RESULTS] = {"allowed", "unauthorized"
                                                        "unavailable"};
 
 struct worker_slot {
-    uint64_t running; /* set by the supervisor: 1 while the worker process lives */
+    uint64_t running;          /* set by the supervisor: 1 while the worker process lives */
     uint64_t open_connections; /* this worker's share of metrics_shared.open_connections */
     uint64_t reloads_ok, reloads_failed, last_reload_ok;
     uint64_t proxy_protocol_errors; /* connections closed for a bad or late PROXY header */
-    size_t n_routes, n_brokers; /* high-water marks of the arrays below */
+    size_t n_routes, n_brokers;     /* high-water marks of the arrays below */
     struct route_slot routes[METRICS_MAX_ROUTES];
     struct broker_slot brokers[METRICS_MAX_BROKERS];
     struct refused_entry refused[8];
@@ -160,8 +160,7 @@ static void warn_full(const char *what, const char *name)
     if (full_warned)
         return;
     full_warned = true;
-    log_warn("metrics: no room for another series; it is not counted", "kind", what, "name",
-             name);
+    log_warn("metrics: no room for another series; it is not counted", "kind", what, "name", name);
 }
 
 static bool name_fits(const char *name) { return strlen(name) < METRICS_NAME_BYTES; }
@@ -324,8 +323,8 @@ static const char *const drop_reason_names[DROP_COUNT] = {
 };
 
 static const int close_codes[METRICS_CLOSE_CODES] = {
-    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
-    0, /* other */
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008,
+    1009, 1010, 1011, 1012, 1013, 1014, 0, /* other */
 };
 
 void metrics_count_close(struct route_metrics *m, int code)
@@ -489,8 +488,7 @@ char *metrics_render(size_t *len_out)
     header(out, "wsgate_backend_errors_total", "counter", "Backend failures by reason.");
     for (int r = 0; r < BACKEND_ERR_COUNT; r++)
         route_series(out, "wsgate_backend_errors_total", "reason", backend_error_names[r],
-                     offsetof(struct route_metrics, backend_errors) +
-                         (size_t)r * sizeof(uint64_t));
+                     offsetof(struct route_metrics, backend_errors) + (size_t)r * sizeof(uint64_t));
     header(out, "wsgate_messages_dropped_total", "counter",
            "Messages not delivered, by reason (never silently: each one counts here).");
     for (int r = 0; r < DROP_COUNT; r++)

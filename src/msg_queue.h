@@ -34,7 +34,7 @@ struct msg_chunk {
 struct msg_queue {
     struct msg_chunk *head; /* owned: every chunk goes back to the pool on consume or clear */
     struct msg_chunk *tail;
-    size_t bytes;  /* unsent payload bytes in the queue */
+    size_t bytes; /* unsent payload bytes in the queue */
     size_t chunks;
 };
 

@@ -78,8 +78,7 @@ static void deadlines_due(lws_sorted_usec_list_t *sul)
         metrics_count_proxy_protocol_error();
         log_debug("PROXY header: none within the deadline, connection closed");
         /* The watcher closes from the loop; RAW_CLOSE_FILE frees p. */
-        lws_set_timeout(p->watch, PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE,
-                        LWS_TO_KILL_ASYNC);
+        lws_set_timeout(p->watch, PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC);
     }
     if (fifo_head)
         lws_sul_schedule(fifo_context, 0, &fifo_timer, deadlines_due,
@@ -111,8 +110,8 @@ void proxy_accept_start(struct lws_vhost *vh, int fd)
     struct pending *p = calloc(1, sizeof(*p));
     int dup_fd = p ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     if (dup_fd < 0) {
-        log_warn("PROXY header: cannot watch a new connection",
-                 "error", p ? strerror(errno) : "out of memory");
+        log_warn("PROXY header: cannot watch a new connection", "error",
+                 p ? strerror(errno) : "out of memory");
         free(p);
         close(fd);
         return;

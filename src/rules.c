@@ -64,8 +64,9 @@ static bool same_listener(const struct wsg_listen *a, const struct wsg_listen *b
 {
     return strcmp(a->host, b->host) == 0 && a->port == b->port && a->mode == b->mode &&
            a->proxy_protocol == b->proxy_protocol && a->has_tls == b->has_tls &&
-           (!a->has_tls || (same_str(a->tls.cert, b->tls.cert) && same_str(a->tls.key, b->tls.key) &&
-                             a->tls.allow_plain == b->tls.allow_plain));
+           (!a->has_tls ||
+            (same_str(a->tls.cert, b->tls.cert) && same_str(a->tls.key, b->tls.key) &&
+             a->tls.allow_plain == b->tls.allow_plain));
 }
 
 void rules_check_reloadable(const struct wsg_config *running, const struct wsg_config *next,
@@ -76,19 +77,22 @@ void rules_check_reloadable(const struct wsg_config *running, const struct wsg_c
     for (size_t i = 0; same && i < next->n_listen; i++)
         same = same_listener(&running->listen[i], &next->listen[i]);
     if (!same)
-        jcheck_add_line(errs, "%s: listen: changed; listeners (and certificate paths) change "
-                              "only with a restart",
+        jcheck_add_line(errs,
+                        "%s: listen: changed; listeners (and certificate paths) change "
+                        "only with a restart",
                         next->source);
     if (running->workers != next->workers)
-        jcheck_add_line(errs, "%s: workers: changed; the number of worker processes changes "
-                              "only with a restart",
+        jcheck_add_line(errs,
+                        "%s: workers: changed; the number of worker processes changes "
+                        "only with a restart",
                         next->source);
     for (size_t r = 0; r < next->n_routes; r++)
         for (size_t i = 0; i < next->routes[r].n_subprotocols; i++)
             if (!protocol_known(ctx, next->routes[r].subprotocols[i]))
-                jcheck_add_line(errs, "%s: routes[%zu].subprotocols[%zu]: \"%s\" is new; a "
-                                      "subprotocol name the gateway did not start with needs a "
-                                      "restart",
+                jcheck_add_line(errs,
+                                "%s: routes[%zu].subprotocols[%zu]: \"%s\" is new; a "
+                                "subprotocol name the gateway did not start with needs a "
+                                "restart",
                                 next->source, r, i, next->routes[r].subprotocols[i]);
 }
 

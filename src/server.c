@@ -48,9 +48,9 @@
  * all, whole pages of the pool in lws_allocator(). */
 #define WS_RX_BUFFER_BYTES (16384 - LWS_PRE - 4)
 /* TLS 1.2 suites offered (1.3 uses OpenSSL's defaults, all modern). */
-#define TLS12_CIPHERS                                                                     \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                          \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                          \
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 /* Bytes lws keeps for one request's headers (URI included). */
 #define HEADER_DATA_BYTES 4096
@@ -151,8 +151,7 @@ static int rewrite_protocol_header(struct lws *wsi, const char *value, size_t vl
     char *uri, want[1024], check[1024];
     int uri_len;
     size_t clen = strlen(chosen);
-    if (vlen >= sizeof(want) || clen > vlen ||
-        lws_http_get_uri_and_method(wsi, &uri, &uri_len) < 0)
+    if (vlen >= sizeof(want) || clen > vlen || lws_http_get_uri_and_method(wsi, &uri, &uri_len) < 0)
         return -1;
     memcpy(want, chosen, clen);
     memset(want + clen, ' ', vlen - clen);
@@ -183,8 +182,8 @@ static int choose_subprotocol(struct lws *wsi, const struct wsg_route *route, ch
         snprintf(reason, reason_len, "Sec-WebSocket-Protocol header too long");
         return 400;
     }
-    enum subprotocol_result r = handshake_choose_subprotocol(route, offered, chosen, chosen_len,
-                                                             reason, reason_len);
+    enum subprotocol_result r =
+        handshake_choose_subprotocol(route, offered, chosen, chosen_len, reason, reason_len);
     if (r == SUBPROTOCOL_REFUSED)
         return 400;
     if (total <= 0)
@@ -225,14 +224,12 @@ static void client_of(struct lws *wsi, const struct rules *rules, char *out, siz
  * ?token=, the auth.jwt.cookie cookie, or a "bearer.<jwt>" subprotocol
  * entry) must verify. 0 with the claims, or 401 with a reason that never
  * holds the token. */
-static int authenticate(struct lws *wsi, const struct rules *rules,
-                        const struct route_match *match, json_t **claims, char *reason,
-                        size_t reason_len)
+static int authenticate(struct lws *wsi, const struct rules *rules, const struct route_match *match,
+                        json_t **claims, char *reason, size_t reason_len)
 {
     char authorization[AUTH_TOKEN_MAX_BYTES + 16] = "", query_token[AUTH_TOKEN_MAX_BYTES] = "";
     char offered[AUTH_TOKEN_MAX_BYTES] = "", token[AUTH_TOKEN_MAX_BYTES], why[160];
-    if (lws_hdr_copy(wsi, authorization, sizeof(authorization), WSI_TOKEN_HTTP_AUTHORIZATION) <
-        0)
+    if (lws_hdr_copy(wsi, authorization, sizeof(authorization), WSI_TOKEN_HTTP_AUTHORIZATION) < 0)
         authorization[0] = '\0';
     int q = route_query_param(match, "token", query_token, sizeof(query_token));
     if (q < 0) {
@@ -255,8 +252,8 @@ static int authenticate(struct lws *wsi, const struct rules *rules,
         snprintf(why, sizeof(why), "%s", len < 0 ? "token too long" : "no token");
         *claims = NULL;
     } else {
-        *claims = auth_verify(rules->auth, token, (size_t)len, (int64_t)time(NULL), why,
-                              sizeof(why));
+        *claims =
+            auth_verify(rules->auth, token, (size_t)len, (int64_t)time(NULL), why, sizeof(why));
         OPENSSL_cleanse(token, sizeof(token));
     }
     if (*claims)
@@ -272,7 +269,7 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
     char uri[ROUTE_MAX_URI_BYTES + 1] = "", reason[300], chosen[64] = "";
     struct route_match match;
     json_t *claims = NULL; /* owned until the session takes it */
-    bool admitted = false;  /* holds a max_connections place until the session takes it */
+    bool admitted = false; /* holds a max_connections place until the session takes it */
     struct auth_wait *auth_wait = NULL; /* owned until the session takes it */
     int status = 0;
 
@@ -356,15 +353,13 @@ static int confirm_upgrade(struct server *srv, struct lws *wsi, char *upgrade)
             goto refuse;
     }
 
-    status = choose_subprotocol(wsi, match.route, chosen, sizeof(chosen), reason,
-                                sizeof(reason));
+    status = choose_subprotocol(wsi, match.route, chosen, sizeof(chosen), reason, sizeof(reason));
     if (status)
         goto refuse;
 
     struct session *s =
-        session_create(wsi, &match, chosen, rules, breq.targets, breq.n_targets, client,
-                       claims);
-    claims = NULL; /* the session's now, even when it failed */
+        session_create(wsi, &match, chosen, rules, breq.targets, breq.n_targets, client, claims);
+    claims = NULL;        /* the session's now, even when it failed */
     admitted = s == NULL; /* a session gives the place back when it ends */
     if (!s) {
         status = 503;
@@ -428,8 +423,8 @@ static int fd_reserve_hit(struct server *srv, int fd)
         char limit[24], count[24];
         snprintf(limit, sizeof(limit), "%d", srv->fd_limit);
         snprintf(count, sizeof(count), "%llu", (unsigned long long)srv->fd_refusals);
-        log_warn("out of file descriptors: connection hung up", "fd_limit", limit,
-                 "hung_up_so_far", count);
+        log_warn("out of file descriptors: connection hung up", "fd_limit", limit, "hung_up_so_far",
+                 count);
         srv->fd_refusal_logged_us = now;
     }
     return 1;
@@ -438,8 +433,8 @@ static int fd_reserve_hit(struct server *srv, int fd)
 /* The same reserve for connections our own listeners accept (listener.h). */
 static int fd_reserve_admit(void *ctx, int fd) { return fd_reserve_hit(ctx, fd); }
 
-static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                           void *in, size_t len)
+static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
 {
     struct server *srv = lws_context_user(lws_get_context(wsi));
     void *opaque = lws_get_opaque_user_data(wsi);
@@ -616,8 +611,8 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_
                                             .rx_buffer_size = WS_RX_BUFFER_BYTES,
                                             .tx_packet_size = SESSION_TX_PACKET_BYTES};
         }
-    p[n++] = (struct lws_protocols){.name = AUTH_HTTP_PROTOCOL_NAME,
-                                    .callback = auth_http_lws_callback};
+    p[n++] =
+        (struct lws_protocols){.name = AUTH_HTTP_PROTOCOL_NAME, .callback = auth_http_lws_callback};
     for (size_t i = 0; backend_type_at(i); i++)
         if (backend_type_at(i)->protocol)
             p[n++] = *backend_type_at(i)->protocol; /* its name is static: not freed */
@@ -698,8 +693,8 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     for (size_t i = 0; i < cfg->n_routes; i++)
         metrics_route(cfg->routes[i].name);
 
-    if (!rx_pool.base && page_pool_init(&rx_pool, WS_RX_BUFFER_BYTES + LWS_PRE + 4,
-                                        RX_POOL_SLOTS) != 0)
+    if (!rx_pool.base &&
+        page_pool_init(&rx_pool, WS_RX_BUFFER_BYTES + LWS_PRE + 4, RX_POOL_SLOTS) != 0)
         log_warn("no page pool for receive buffers: they come from the heap");
     lws_set_allocator(lws_allocator);
     struct lws_context_creation_info info;
@@ -713,7 +708,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.user = srv;
     info.pt_serv_buf_size = 64 * 1024; /* reads from backends come in up to this size */
-    info.timeout_secs = 10;           /* handshakes and connects that make no progress */
+    info.timeout_secs = 10;            /* handshakes and connects that make no progress */
     info.max_http_header_data = HEADER_DATA_BYTES;
     srv->context = lws_create_context(&info);
     if (!srv->context) {
@@ -793,8 +788,8 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
             server_destroy(srv);
             return NULL;
         }
-        log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false",
-                 "proxy_protocol", l->proxy_protocol ? "true" : "false");
+        log_info("listening", "addr", name, "tls", l->has_tls ? "true" : "false", "proxy_protocol",
+                 l->proxy_protocol ? "true" : "false");
     }
     if (any_target_map(cfg))
         lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
@@ -908,8 +903,7 @@ int server_run(struct server *srv)
     session_close_all(CLOSE_GOING_AWAY, "server shutting down");
     lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
     drain_tick(&srv->drain_timer);
-    while ((session_count() > 0 || !backend_types_drained()) &&
-           lws_now_usecs() < deadline)
+    while ((session_count() > 0 || !backend_types_drained()) && lws_now_usecs() < deadline)
         if (lws_service(srv->context, 0) < 0)
             break;
     return 0;

@@ -31,9 +31,8 @@
 #include <time.h>
 
 #define CHUNK_TEXT 1u
-#define CHUNK_REPLY 2u /* the gateway's own answer: not counted as relayed */
+#define CHUNK_REPLY 2u    /* the gateway's own answer: not counted as relayed */
 #define CHUNK_DEFLATED 4u /* compressed (permessage-deflate): RSV1 on its first frame */
-
 
 #define SESSION_TAG 0x5e55101eu
 
@@ -41,23 +40,23 @@ struct session {
     uint32_t tag;                /* SESSION_TAG, see session_is() */
     struct session *prev, *next; /* in the list of open sessions */
     struct lws *wsi;
-    struct route_match match; /* owned: route, captures, query */
+    struct route_match match;         /* owned: route, captures, query */
     const struct wsg_target *targets; /* the route's (kept by `rules`), or owned copies */
     size_t n_targets;
-    bool targets_owned; /* copies of a target map's entries, which a reload frees */
+    bool targets_owned;              /* copies of a target map's entries, which a reload frees */
     struct rules *rules;             /* a reference: the config this connection keeps */
     const struct wsg_limits *limits; /* in rules */
     struct route_metrics *metrics;
-    struct bridge *bridge; /* owned; NULL before ESTABLISHED and after CLOSED */
+    struct bridge *bridge;             /* owned; NULL before ESTABLISHED and after CLOSED */
     struct ws_rx_guard_conn *rx_guard; /* owned; checks the client's frames from
                                           ESTABLISHED to CLOSED (ws_rx_guard.h) */
-    struct msg_queue out;  /* messages to the client; bounded by max_queue_bytes
-                              through backpressure on the backend */
+    struct msg_queue out;              /* messages to the client; bounded by max_queue_bytes
+                                          through backpressure on the backend */
     /* Kept per idle connection, so no fixed-size text beyond the peer. */
-    const char *subprotocol; /* one of the route's names (kept by `rules`), or "" */
+    const char *subprotocol;   /* one of the route's names (kept by `rules`), or "" */
     char peer[PEER_ADDR_TEXT]; /* the TCP peer, or what a PROXY header said it is */
-    char *client; /* owned: the client behind trusted proxies; NULL if it is the peer */
-    json_t *claims;  /* owned reference: the verified JWT's claims, or NULL */
+    char *client;   /* owned: the client behind trusted proxies; NULL if it is the peer */
+    json_t *claims; /* owned reference: the verified JWT's claims, or NULL */
     /* A JWT connection closes with 4401 when its token's exp (+ leeway)
      * passes: one timer each, armed at ESTABLISHED, moved by a refresh. */
     lws_sorted_usec_list_t expiry_timer;
@@ -71,10 +70,10 @@ struct session {
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
-    bool deflate;       /* permessage-deflate negotiated (the route has "compression") */
-    bool rx_compressed; /* ... and the message being received is compressed */
-    bool rx_first_piece; /* ... and none of its inflated output went to the bridge yet */
-    uint8_t rx_utf8;    /* with deflate: UTF-8 state of the text message being received */
+    bool deflate;                 /* permessage-deflate negotiated (the route has "compression") */
+    bool rx_compressed;           /* ... and the message being received is compressed */
+    bool rx_first_piece;          /* ... and none of its inflated output went to the bridge yet */
+    uint8_t rx_utf8;              /* with deflate: UTF-8 state of the text message being received */
     struct ws_inflater *inflater; /* owned; made at the client's first compressed message */
     struct ws_deflater *deflater; /* owned; made at the first message compressed for the client */
     uint8_t deflate_window;       /* its window bits (the client may ask for fewer) */
@@ -163,10 +162,9 @@ static struct wsg_target *copy_targets(const struct wsg_target *targets, size_t 
     return copy;
 }
 
-struct session *session_create(struct lws *wsi, struct route_match *match,
-                               const char *subprotocol, struct rules *rules,
-                               const struct wsg_target *targets, size_t n_targets,
-                               const char *client_addr, json_t *claims)
+struct session *session_create(struct lws *wsi, struct route_match *match, const char *subprotocol,
+                               struct rules *rules, const struct wsg_target *targets,
+                               size_t n_targets, const char *client_addr, json_t *claims)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -217,9 +215,9 @@ static void log_access(const struct session *s)
     snprintf(out_m, sizeof(out_m), "%" PRIu64, s->msgs_out);
     snprintf(code, sizeof(code), "%d", s->close_code ? s->close_code : 1006);
     log_info("connection closed", "route", s->match.route->name, "peer", s->peer, "client",
-             client_of(s), "subprotocol", s->subprotocol, "duration_s", duration, "bytes_in",
-             in_b, "bytes_out", out_b, "messages_in", in_m, "messages_out", out_m, "close_code",
-             code, "close_reason", close_reason(s));
+             client_of(s), "subprotocol", s->subprotocol, "duration_s", duration, "bytes_in", in_b,
+             "bytes_out", out_b, "messages_in", in_m, "messages_out", out_m, "close_code", code,
+             "close_reason", close_reason(s));
 }
 
 void session_destroy(struct session *s)
@@ -466,7 +464,8 @@ static bool utf8_feed(uint8_t *state, const uint8_t *data, size_t len)
 static int over_max_message(struct session *s)
 {
     char reason[96];
-    snprintf(reason, sizeof(reason), "message over %" PRId64 " bytes", s->limits->max_message_bytes);
+    snprintf(reason, sizeof(reason), "message over %" PRId64 " bytes",
+             s->limits->max_message_bytes);
     return close_now(s, CLOSE_TOO_BIG, reason);
 }
 
@@ -549,8 +548,8 @@ static void arm_expiry(struct session *s)
         return;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now); /* exp is wall-clock time */
-    int64_t left_us = (s->expires_at_s - (int64_t)now.tv_sec) * LWS_USEC_PER_SEC -
-                      now.tv_nsec / 1000;
+    int64_t left_us =
+        (s->expires_at_s - (int64_t)now.tv_sec) * LWS_USEC_PER_SEC - now.tv_nsec / 1000;
     lws_sul_schedule(lws_get_context(s->wsi), 0, &s->expiry_timer, token_expired,
                      left_us > 0 ? left_us : 1);
 }
@@ -607,8 +606,7 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
     /* The frame header announces the rest of this frame: refuse an oversize
      * message before any of it reaches the backend, where it can be known. */
     uint64_t announced = s->rx_message_bytes + lws_remaining_packet_payload(s->wsi);
-    if (s->limits->max_message_bytes > 0 &&
-        announced > (uint64_t)s->limits->max_message_bytes) {
+    if (s->limits->max_message_bytes > 0 && announced > (uint64_t)s->limits->max_message_bytes) {
         char reason[96];
         snprintf(reason, sizeof(reason), "message over %" PRId64 " bytes",
                  s->limits->max_message_bytes);
@@ -799,16 +797,16 @@ static int on_writable(struct session *s)
         /* WRITEABLE comes on POLLOUT, which Linux signals only with a third
          * or more of the send buffer free: small writes always fit, and
          * need no extra system call to ask. */
-        size_t room = left > SMALL_WRITE_BYTES ? sock_send_room(lws_get_socket_fd(s->wsi))
-                                               : SIZE_MAX;
+        size_t room =
+            left > SMALL_WRITE_BYTES ? sock_send_room(lws_get_socket_fd(s->wsi)) : SIZE_MAX;
         size_t n = left < SESSION_TX_PACKET_BYTES ? left : SESSION_TX_PACKET_BYTES;
         if (room != SIZE_MAX && n + WS_HEADER_MAX > room)
             n = room > MIN_FRAGMENT + WS_HEADER_MAX ? room - WS_HEADER_MAX : MIN_FRAGMENT;
         if (n > left)
             n = left;
-        int type = !first                       ? LWS_WRITE_CONTINUATION
-                   : (c->flags & CHUNK_TEXT)    ? LWS_WRITE_TEXT
-                                                : LWS_WRITE_BINARY;
+        int type = !first                    ? LWS_WRITE_CONTINUATION
+                   : (c->flags & CHUNK_TEXT) ? LWS_WRITE_TEXT
+                                             : LWS_WRITE_BINARY;
         if (n < left || more)
             type |= LWS_WRITE_NO_FIN;
         if (s->deflate) {
@@ -868,8 +866,8 @@ static void on_rx_violation(void *owner, int code, const char *reason)
     s->rx_violation = true;
     s->close_code = code;
     set_close_reason(s, "%s", reason);
-    log_debug("client broke RFC 6455", "route", s->match.route->name, "peer", s->peer,
-              "reason", reason);
+    log_debug("client broke RFC 6455", "route", s->match.route->name, "peer", s->peer, "reason",
+              reason);
     lws_callback_on_writable(s->wsi);
     /* A peer that is not reading must not hold the slot forever. */
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
@@ -931,8 +929,7 @@ static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *c
         session_pause_reading(s, false);
 }
 
-void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims,
-                         const char *reason)
+void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims, const char *reason)
 {
     auth_wait_cancel(s->auth_wait);
     s->auth_wait = NULL;
@@ -957,11 +954,11 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED:
         s->wsi = wsi;
-        s->rx_guard = ws_rx_guard_register(lws_get_socket_fd(wsi), lws_get_ssl(wsi), s,
-                                           on_rx_violation,
-                                           s->deflate ? WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8 : 0);
+        s->rx_guard =
+            ws_rx_guard_register(lws_get_socket_fd(wsi), lws_get_ssl(wsi), s, on_rx_violation,
+                                 s->deflate ? WS_FC_ALLOW_RSV1 | WS_FC_NO_TEXT_UTF8 : 0);
         if (!s->rx_guard)
-            return -1; /* out of memory: unchecked frames are not an option */
+            return -1;                /* out of memory: unchecked frames are not an option */
         s->rx_drop = s->rx_violation; /* reported at once: see ws_rx_guard.h */
         s->established = true;
         s->counted = true;

@@ -53,10 +53,9 @@ struct session;
  * connection. Destroyed by session_destroy() when lws frees the connection.
  * The caller has taken a max_connections place (metrics_connection_admit);
  * a created session owns it and session_destroy() gives it back. */
-struct session *session_create(struct lws *wsi, struct route_match *match,
-                               const char *subprotocol, struct rules *rules,
-                               const struct wsg_target *targets, size_t n_targets,
-                               const char *client_addr, json_t *claims);
+struct session *session_create(struct lws *wsi, struct route_match *match, const char *subprotocol,
+                               struct rules *rules, const struct wsg_target *targets,
+                               size_t n_targets, const char *client_addr, json_t *claims);
 void session_destroy(struct session *s);
 
 /* WebSocket events from the server's lws callback (ESTABLISHED, RECEIVE,

@@ -25,22 +25,25 @@ struct tcp_backend {
     struct lws *wsi; /* NULL until lws fills it, and again once it is gone */
     struct lws_context *context;
     const struct tcp_backend_events *events;
-    void *owner; /* NULL once detached */
+    void *owner;          /* NULL once detached */
     struct msg_queue out; /* bytes for the backend; owned */
     size_t queue_bound;
     bool connected;
     bool closing; /* detached by tcp_backend_close: flush, then close */
     bool paused;
-    bool in_connect; /* inside lws_client_connect_via_info() */
-    bool failed;     /* the connect failed inside that call: report it later */
-    bool failed_midstream; /* a write error or a reset by the peer: 1011, not 1000 */
+    bool in_connect;                 /* inside lws_client_connect_via_info() */
+    bool failed;                     /* the connect failed inside that call: report it later */
+    bool failed_midstream;           /* a write error or a reset by the peer: 1011, not 1000 */
     lws_sorted_usec_list_t deferred; /* reports a failure from inside connect */
-    char *detail; /* owned: why it ended; NULL until then (see set_detail) */
+    char *detail;                    /* owned: why it ended; NULL until then (see set_detail) */
 };
 
 static size_t live_backends;
 
-bool tcp_backend_is(const void *opaque) { return opaque && *(const uint32_t *)opaque == BACKEND_TAG; }
+bool tcp_backend_is(const void *opaque)
+{
+    return opaque && *(const uint32_t *)opaque == BACKEND_TAG;
+}
 
 size_t tcp_backend_count(void) { return live_backends; }
 

@@ -40,10 +40,8 @@ struct tcp_backend;
  * max_queue_bytes the owner promises to respect (for `drained`). Port 0:
  * `host` is the path of a unix socket. */
 struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_vhost *vhost,
-                                        const char *host, int port,
-                                        size_t queue_bound,
-                                        const struct tcp_backend_events *events,
-                                        void *owner);
+                                        const char *host, int port, size_t queue_bound,
+                                        const struct tcp_backend_events *events, void *owner);
 
 /* Queues bytes for the backend; they are sent when its socket is writable
  * (several writes coalesce into one send). Returns the bytes now queued, or

@@ -35,7 +35,7 @@
 #define REASSEMBLY_CAP_BYTES ((size_t)64 << 20)
 
 struct tcp_bridge {
-    struct bridge base; /* first: bridge.c dispatches through it */
+    struct bridge base;      /* first: bridge.c dispatches through it */
     struct session *session; /* the owner; outlives the bridge */
     const struct wsg_route *route;
     size_t queue_bound; /* max_queue_bytes for each direction */
@@ -44,7 +44,7 @@ struct tcp_bridge {
     /* targets: borrowed from the session; order[] owned */
     const struct wsg_target *targets;
     size_t n_targets;
-    size_t *order;   /* owned, or &order_one */
+    size_t *order;    /* owned, or &order_one */
     size_t order_one; /* order[] of a single target: no allocation */
     size_t attempt;   /* index into order of the current attempt */
     size_t failed_attempts;
@@ -56,7 +56,7 @@ struct tcp_bridge {
     bool has_deadline;
     uint64_t deadline_us;
 
-    struct msg_queue pending; /* client bytes waiting for a connection; owned */
+    struct msg_queue pending;  /* client bytes waiting for a connection; owned */
     struct msg_buffer message; /* a length32 client message being reassembled */
 
     struct framing_decoder decoder; /* backend bytes -> messages; owns its tail */
@@ -452,12 +452,12 @@ static struct bridge *tcp_bridge_open(struct session *s)
     b->base.ops = &tcp_bridge_ops;
     b->session = s;
     b->route = m->route;
-    b->queue_bound = limits->max_queue_bytes > 0 ? (size_t)limits->max_queue_bytes
-                                                 : (size_t)1 << 20;
-    b->max_message = limits->max_message_bytes > 0 &&
-                             (size_t)limits->max_message_bytes < REASSEMBLY_CAP_BYTES
-                         ? (size_t)limits->max_message_bytes
-                         : REASSEMBLY_CAP_BYTES;
+    b->queue_bound =
+        limits->max_queue_bytes > 0 ? (size_t)limits->max_queue_bytes : (size_t)1 << 20;
+    b->max_message =
+        limits->max_message_bytes > 0 && (size_t)limits->max_message_bytes < REASSEMBLY_CAP_BYTES
+            ? (size_t)limits->max_message_bytes
+            : REASSEMBLY_CAP_BYTES;
     b->targets = targets;
     b->n_targets = target_pool_order(m->route->name, targets, n_targets, now_ms(), b->order);
     framing_decoder_init(&b->decoder, m->route->framing, m->route->message == WSG_MESSAGE_TEXT,
@@ -497,8 +497,8 @@ static int tcp_check_request(struct backend_request *req, char *reason, size_t r
     if (!m->route->target_map_file)
         return 0;
     char key[512], err[200];
-    if (route_expand(m->route->target_map_key, m, NULL, NULL, key, sizeof(key), err,
-                     sizeof(err)) < 0) {
+    if (route_expand(m->route->target_map_key, m, NULL, NULL, key, sizeof(key), err, sizeof(err)) <
+        0) {
         snprintf(reason, reason_len, "route %s: %s", m->route->name, err);
         return 400;
     }

@@ -27,8 +27,7 @@ int tls_check_pair(const char *cert_path, const char *key_path, char *err, size_
     if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1)
         return fail(ctx, err, err_len, "cannot load private key", key_path);
     if (SSL_CTX_check_private_key(ctx) != 1)
-        return fail(ctx, err, err_len, "private key does not match the certificate in",
-                    cert_path);
+        return fail(ctx, err, err_len, "private key does not match the certificate in", cert_path);
     SSL_CTX_free(ctx);
     return 0;
 }

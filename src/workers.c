@@ -25,13 +25,13 @@
 #define STOP_TIMEOUT_S 30      /* workers drain in a few seconds; then SIGKILL */
 #define RESTART_DELAY_MIN_MS 500
 #define RESTART_DELAY_MAX_MS 30000
-#define STABLE_AFTER_S 10 /* a worker that ran this long restarts at once */
+#define STABLE_AFTER_S 10      /* a worker that ran this long restarts at once */
 #define SUPERVISOR_TICK_MS 200 /* restarts are due at most this late */
 
 struct worker {
-    pid_t pid;                /* 0: not running */
-    struct timespec started;  /* CLOCK_MONOTONIC */
-    unsigned delay_ms;        /* before the next restart (doubles while it keeps dying) */
+    pid_t pid;               /* 0: not running */
+    struct timespec started; /* CLOCK_MONOTONIC */
+    unsigned delay_ms;       /* before the next restart (doubles while it keeps dying) */
     struct timespec restart_at;
 };
 
@@ -59,8 +59,9 @@ int workers_check_listeners(const struct wsg_config *cfg, char *err, size_t err_
         char why[200];
         if (wsg_listen_is_unix(l)) {
             /* Each worker would replace the others' socket file. */
-            snprintf(err, err_len, "listen[%zu] unix:%s: a unix-socket listener needs \"workers\": 1",
-                     i, l->host);
+            snprintf(err, err_len,
+                     "listen[%zu] unix:%s: a unix-socket listener needs \"workers\": 1", i,
+                     l->host);
             return -1;
         }
         /* Without SO_REUSEPORT: any socket already on the port makes this fail. */
@@ -222,8 +223,8 @@ static unsigned reap(struct worker *w, unsigned n, int stopping)
             schedule_restart(&w[i], ms_since(&w[i].started) >= STABLE_AFTER_S * 1000L);
             char delay[24];
             snprintf(delay, sizeof(delay), "%.1f", w[i].delay_ms / 1000.0);
-            log_error("worker died; restarting it", "worker", num, "status", how,
-                      "restart_in_s", delay);
+            log_error("worker died; restarting it", "worker", num, "status", how, "restart_in_s",
+                      delay);
             break;
         }
     }

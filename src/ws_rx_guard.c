@@ -31,13 +31,13 @@ struct ws_rx_guard_conn {
     struct ws_frame_check check;
     void *owner;
     ws_rx_guard_fail_fn on_fail;
-    SSL *ssl; /* NULL: plain, read with recv() */
+    SSL *ssl;                     /* NULL: plain, read with recv() */
     struct deflate_ring *deflate; /* owned; NULL without permessage-deflate */
     int fd;
-    bool failed;  /* a violation was reported, or the client's close frame
-                     was read: drain and discard what follows */
-    bool closing; /* our close frame went out: report the end */
-    bool ring_full; /* a message start found no room in `deflate` */
+    bool failed;      /* a violation was reported, or the client's close frame
+                         was read: drain and discard what follows */
+    bool closing;     /* our close frame went out: report the end */
+    bool ring_full;   /* a message start found no room in `deflate` */
     uint8_t *cut_buf; /* during check(): the bytes being judged (RSV1 is cleared there) */
 };
 
@@ -56,7 +56,7 @@ static __thread bool on_loop;
  * (its per-thread service buffer). Only a read that starts with "GET " (a
  * whole request) is looked at; one request per thread is remembered. */
 static __thread struct {
-    int fd; /* -1: nothing remembered */
+    int fd;                      /* -1: nothing remembered */
     struct ws_frame_check check; /* the checker after those frames */
     int result;                  /* ws_frame_check_feed's answer for them */
     struct ws_frame_verdict verdict;
@@ -221,7 +221,7 @@ static void note_message(void *ctx, size_t at, bool rsv1)
     if (rsv1)
         r->bits[slot / 8] |= (uint8_t)(1u << (slot % 8));
     else
-        r->bits[slot / 8] &= (uint8_t)~(1u << (slot % 8));
+        r->bits[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
     r->count++;
     g->cut_buf[at] &= (uint8_t)~0x40;
 }

@@ -36,10 +36,10 @@ enum echo_kind { ECHO_LISTENER, ECHO_SIGNAL, ECHO_CLIENT };
 struct echo_conn {
     enum echo_kind kind; /* ECHO_CLIENT; first so an epoll pointer can be told apart */
     int fd;
-    size_t off;            /* first byte of buf not yet sent back */
-    size_t len;            /* end of the data in buf; off <= len <= ECHO_BUF_BYTES */
-    bool read_eof;         /* the client half-closed: flush, then close */
-    uint32_t events;       /* what epoll currently watches for this fd */
+    size_t off;      /* first byte of buf not yet sent back */
+    size_t len;      /* end of the data in buf; off <= len <= ECHO_BUF_BYTES */
+    bool read_eof;   /* the client half-closed: flush, then close */
+    uint32_t events; /* what epoll currently watches for this fd */
     unsigned char buf[ECHO_BUF_BYTES];
 };
 
@@ -72,8 +72,7 @@ static int listen_on(const char *host, const char *port, int *bound_port)
     }
     for (ai = res; ai; ai = ai->ai_next) {
         int one = 1;
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
             continue;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -86,8 +85,7 @@ static int listen_on(const char *host, const char *port, int *bound_port)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        fprintf(stderr, "wsgate-echo: cannot listen on %s:%s: %s\n", host, port,
-                strerror(errno));
+        fprintf(stderr, "wsgate-echo: cannot listen on %s:%s: %s\n", host, port, strerror(errno));
         return -1;
     }
 
@@ -121,7 +119,7 @@ static int conn_update_events(int ep, struct echo_conn *c)
         want |= EPOLLOUT;
     if (want == c->events)
         return 0;
-    struct epoll_event ev = { .events = want, .data.ptr = c };
+    struct epoll_event ev = {.events = want, .data.ptr = c};
     if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) != 0)
         return -1;
     c->events = want;
@@ -219,7 +217,7 @@ static void accept_clients(int ep, int lfd)
         c->len = 0;
         c->read_eof = false;
         c->events = EPOLLIN;
-        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
             close(fd);
             free(c);
@@ -279,8 +277,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate-echo: epoll_create1: %s\n", strerror(errno));
         return 2;
     }
-    struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &listener_tag };
-    struct epoll_event sev = { .events = EPOLLIN, .data.ptr = &signal_tag };
+    struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &listener_tag};
+    struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &signal_tag};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev) != 0 ||
         epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &sev) != 0) {
         fprintf(stderr, "wsgate-echo: epoll_ctl: %s\n", strerror(errno));

@@ -75,8 +75,7 @@ struct auth_verifier *auth_verifier_create(const struct wsg_jwt *cfg, char *err,
     v->key = PEM_read_PUBKEY(f, NULL, NULL, NULL);
     fclose(f);
     if (!v->key) {
-        snprintf(err, err_len, "auth.jwt.public_key: %s is not a PEM public key",
-                 cfg->public_key);
+        snprintf(err, err_len, "auth.jwt.public_key: %s is not a PEM public key", cfg->public_key);
         auth_verifier_destroy(v);
         return NULL;
     }
@@ -129,8 +128,8 @@ static bool verify_hs256(const struct auth_verifier *v, const char *signed_part,
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
-    if (!HMAC(EVP_sha256(), v->secret, (int)v->secret_len, (const unsigned char *)signed_part,
-              len, mac, &mac_len))
+    if (!HMAC(EVP_sha256(), v->secret, (int)v->secret_len, (const unsigned char *)signed_part, len,
+              mac, &mac_len))
         return false;
     return sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0;
 }
@@ -175,16 +174,15 @@ static bool audience_matches(json_t *aud, const char *want)
         return strcmp(json_string_value(aud), want) == 0;
     size_t i;
     json_t *a;
-    json_array_foreach(aud, i, a)
-    {
+    json_array_foreach (aud, i, a) {
         if (json_is_string(a) && strcmp(json_string_value(a), want) == 0)
             return true;
     }
     return false;
 }
 
-static bool check_claims(const struct auth_verifier *v, json_t *claims, int64_t now,
-                         char *reason, size_t reason_len)
+static bool check_claims(const struct auth_verifier *v, json_t *claims, int64_t now, char *reason,
+                         size_t reason_len)
 {
     json_t *exp = json_object_get(claims, "exp"), *nbf = json_object_get(claims, "nbf");
     if (!exp) {
@@ -270,11 +268,10 @@ json_t *auth_verify(const struct auth_verifier *v, const char *token, size_t len
     size_t sig_len = 0;
     unsigned char *sig = b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &sig_len);
     size_t signed_len = (size_t)(dot2 - token);
-    bool valid = sig && (v->alg == ALG_HS256   ? verify_hs256(v, token, signed_len, sig, sig_len)
-                         : v->alg == ALG_RS256 ? verify_pkey(v->key, token, signed_len, sig,
-                                                             sig_len)
-                                               : verify_es256(v->key, token, signed_len, sig,
-                                                              sig_len));
+    bool valid =
+        sig && (v->alg == ALG_HS256   ? verify_hs256(v, token, signed_len, sig, sig_len)
+                : v->alg == ALG_RS256 ? verify_pkey(v->key, token, signed_len, sig, sig_len)
+                                      : verify_es256(v->key, token, signed_len, sig, sig_len));
     free(sig);
     if (!valid) {
         snprintf(reason, reason_len, "token signature invalid");
@@ -344,8 +341,7 @@ const char *auth_cookie_value(const char *cookies, const char *name, size_t *len
 }
 
 long auth_find_token(const char *authorization, const char *query_token, const char *cookies,
-                     const char *cookie_name, const char *subprotocols, char *out,
-                     size_t out_len)
+                     const char *cookie_name, const char *subprotocols, char *out, size_t out_len)
 {
     if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0) {
         const char *t = authorization + 7;

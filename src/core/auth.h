@@ -41,8 +41,7 @@ const char *auth_claim_value(json_t *claims, const char *name, char *buf, size_t
  * NULL cookie_name: no cookie source). Copies it into out; returns its
  * length, 0 if there is none, -1 if it is longer than out. */
 long auth_find_token(const char *authorization, const char *query_token, const char *cookies,
-                     const char *cookie_name, const char *subprotocols, char *out,
-                     size_t out_len);
+                     const char *cookie_name, const char *subprotocols, char *out, size_t out_len);
 
 /* The value of cookie `name` in a Cookie header ("a=1; b=2", RFC 6265; a
  * value in double quotes loses them), the first if several have the name.

@@ -40,7 +40,8 @@ static json_t *offered_list(const char *offered)
 
 char *auth_service_body(const struct auth_request_info *r, size_t *len)
 {
-    json_t *body = json_object(), *headers = json_object(), *offered = offered_list(r->subprotocols);
+    json_t *body = json_object(), *headers = json_object(),
+           *offered = offered_list(r->subprotocols);
     char *text = NULL;
     if (!body || !headers || !offered)
         goto out;
@@ -50,8 +51,7 @@ char *auth_service_body(const struct auth_request_info *r, size_t *len)
             goto out;
     if (set_str(body, "route", r->route) || set_str(body, "path", r->path) ||
         set_str(body, "query", r->query ? r->query : "") || set_str(body, "client", r->client) ||
-        set_str(body, "origin", r->origin) ||
-        json_object_set(body, "subprotocols", offered) ||
+        set_str(body, "origin", r->origin) || json_object_set(body, "subprotocols", offered) ||
         json_object_set(body, "headers", headers))
         goto out;
     text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);

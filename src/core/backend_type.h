@@ -30,7 +30,7 @@ struct session;
 /* A handshake as a backend type sees it before the upgrade. */
 struct backend_request {
     const struct route_match *match;
-    json_t *claims;            /* verified token claims, or NULL */
+    json_t *claims; /* verified token claims, or NULL */
     /* "auth": "http" before the service answered: {auth.<claim>} has no value
      * yet and is not checked (the check runs again with the answer's claims). */
     bool claims_later;
@@ -68,8 +68,7 @@ struct backend_type {
 
     /* --- the process -------------------------------------------------------- */
     void (*set_worker)(int index); /* in a forked worker, before start */
-    int (*start)(const struct wsg_config *cfg, struct lws_context *ctx, char *err,
-                 size_t err_len);
+    int (*start)(const struct wsg_config *cfg, struct lws_context *ctx, char *err, size_t err_len);
     /* SIGHUP: check and adopt `next` (0), or refuse it with a reason and keep
      * running as before. */
     int (*reload)(const struct wsg_config *next, char *err, size_t err_len);

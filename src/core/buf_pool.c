@@ -14,8 +14,8 @@
 /* In front of every block; keeps the payload as aligned as malloc's. */
 struct block_head {
     alignas(16) struct block_head *next; /* in a free list, while free */
-    size_t oversize_cap; /* usable bytes of an OVERSIZE block */
-    uint32_t cls;        /* class index, or OVERSIZE */
+    size_t oversize_cap;                 /* usable bytes of an OVERSIZE block */
+    uint32_t cls;                        /* class index, or OVERSIZE */
     uint32_t magic;
 };
 
@@ -28,7 +28,10 @@ struct size_class {
 static _Thread_local struct size_class classes[N_CLASSES];
 static _Thread_local struct buf_pool_stats stats;
 
-static size_t class_capacity(unsigned cls) { return ((size_t)1 << (cls + MIN_SHIFT)) + BUF_POOL_SLACK; }
+static size_t class_capacity(unsigned cls)
+{
+    return ((size_t)1 << (cls + MIN_SHIFT)) + BUF_POOL_SLACK;
+}
 
 static struct block_head *head_of(const void *block)
 {

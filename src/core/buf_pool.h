@@ -49,7 +49,7 @@ void buf_pool_trim(void);
 #define BUF_POOL_TRIM_S 10
 
 struct buf_pool_stats {
-    uint64_t gets;         /* blocks handed out */
+    uint64_t gets;          /* blocks handed out */
     uint64_t system_allocs; /* of those, taken from the C allocator (a miss) */
     uint64_t system_frees;  /* blocks given back to the C allocator */
     size_t free_bytes;      /* held in the free lists now */

@@ -35,8 +35,8 @@ struct loader {
     struct jcheck jc;     /* the source name, the JSON path and the errors */
     const char *base_dir; /* relative file paths are joined to it; NULL: kept as written */
     struct wsg_config *cfg;
-    json_t *brokers; /* the "brokers" object as written, for routes' cross-checks */
-    bool auth_given; /* a top-level auth.jwt exists (even if it has errors) */
+    json_t *brokers;      /* the "brokers" object as written, for routes' cross-checks */
+    bool auth_given;      /* a top-level auth.jwt exists (even if it has errors) */
     bool auth_http_given; /* a top-level auth.http exists (even if it has errors) */
 };
 
@@ -82,8 +82,7 @@ static void check_keys(struct loader *ld, json_t *obj, const struct key_spec *ke
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         const struct key_spec *spec = find_key(keys, key);
         if (spec) {
             char env_key[64];
@@ -464,8 +463,7 @@ static char **get_str_list(struct loader *ld, json_t *arr, bool (*valid)(char *s
     *count = n;
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v)
-    {
+    json_array_foreach (arr, i, v) {
         /* `out` is only a local until returned: no jump may leave it behind. */
         char *s = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
         if (json_is_string(v) && !s) {
@@ -495,18 +493,10 @@ static const struct key_spec tls_keys[] = {
     {NULL, false},
 };
 static const struct key_spec listen_keys[] = {
-    {"host", true},
-    {"port", false},
-    {"tls", false},
-    {"proxy_protocol", false},
-    {NULL, false},
+    {"host", true}, {"port", false}, {"tls", false}, {"proxy_protocol", false}, {NULL, false},
 };
 static const struct key_spec unix_listen_keys[] = {
-    {"unix", true},
-    {"mode", true},
-    {"tls", false},
-    {"proxy_protocol", false},
-    {NULL, false},
+    {"unix", true}, {"mode", true}, {"tls", false}, {"proxy_protocol", false}, {NULL, false},
 };
 
 /* Reads "host" (with host_flags) and the required "port" of a listener or
@@ -549,8 +539,9 @@ static void get_mode(struct loader *ld, json_t *obj, int *mode)
 static void parse_listen_one(struct loader *ld, json_t *obj, struct wsg_listen *l)
 {
     if (!json_is_object(obj)) {
-        jcheck_value_error(&ld->jc, obj, false,
-                           "expected an object {\"host\", \"port\", \"tls\"} or {\"unix\", \"mode\"}");
+        jcheck_value_error(
+            &ld->jc, obj, false,
+            "expected an object {\"host\", \"port\", \"tls\"} or {\"unix\", \"mode\"}");
         return;
     }
     get_bool(ld, obj, "proxy_protocol", &l->proxy_protocol);
@@ -588,8 +579,7 @@ static void parse_listen(struct loader *ld, json_t *root)
     cfg->listen = jcheck_calloc(cfg->n_listen, sizeof *cfg->listen);
     size_t mark = jcheck_enter_key(&ld->jc, "listen"), i;
     json_t *v;
-    json_array_foreach(arr, i, v)
-    {
+    json_array_foreach (arr, i, v) {
         size_t m = jcheck_enter_index(&ld->jc, i);
         struct wsg_listen *l = &cfg->listen[i];
         parse_listen_one(ld, v, l);
@@ -681,9 +671,8 @@ static void parse_trusted_proxies(struct loader *ld, json_t *root)
 static void parse_jwt(struct loader *ld, json_t *obj, struct wsg_jwt *jwt)
 {
     static const struct key_spec keys[] = {
-        {"secret", true},   {"public_key", true}, {"issuer", true},
-        {"audience", true}, {"leeway_s", false},  {"cookie", true},
-        {NULL, false},
+        {"secret", true},    {"public_key", true}, {"issuer", true}, {"audience", true},
+        {"leeway_s", false}, {"cookie", true},     {NULL, false},
     };
     check_keys(ld, obj, keys);
     bool has_secret = json_object_get(obj, "secret") || json_object_get(obj, "secret_env");
@@ -731,8 +720,7 @@ static bool header_name_check(char *s)
 static void parse_auth_http(struct loader *ld, json_t *obj, struct wsg_auth_http *h)
 {
     static const struct key_spec keys[] = {
-        {"url", true},      {"timeout_ms", false}, {"cache_s", false},
-        {"headers", false}, {NULL, false},
+        {"url", true}, {"timeout_ms", false}, {"cache_s", false}, {"headers", false}, {NULL, false},
     };
     check_keys(ld, obj, keys);
     struct strval sv;
@@ -747,8 +735,8 @@ static void parse_auth_http(struct loader *ld, json_t *obj, struct wsg_auth_http
     json_t *arr = get_arr(ld, obj, "headers", 0, "expected an array of header names");
     if (arr) {
         size_t mark = jcheck_enter_key(&ld->jc, "headers");
-        h->headers = get_str_list(ld, arr, header_name_check, "expected a header name",
-                                  &h->n_headers);
+        h->headers =
+            get_str_list(ld, arr, header_name_check, "expected a header name", &h->n_headers);
         jcheck_leave(&ld->jc, mark);
     }
 }
@@ -760,8 +748,8 @@ static void parse_auth(struct loader *ld, json_t *root)
         {"http", false},
         {NULL, false},
     };
-    json_t *obj = get_obj(ld, root, "auth", 0,
-                          "expected an object {\"jwt\": {...}, \"http\": {...}}");
+    json_t *obj =
+        get_obj(ld, root, "auth", 0, "expected an object {\"jwt\": {...}, \"http\": {...}}");
     if (!obj)
         return;
     size_t mark = jcheck_enter_key(&ld->jc, "auth");
@@ -899,10 +887,17 @@ static void parse_broker_tls(struct loader *ld, json_t *obj, struct wsg_broker *
 static void parse_broker(struct loader *ld, const char *name, json_t *obj, struct wsg_broker *b)
 {
     static const struct key_spec keys[] = {
-        {"uri", true},          {"uris", false},    {"client_id", true},
-        {"version", true},      {"username", true}, {"password", true},
-        {"keepalive_s", false}, {"tls", false},     {"persistent_session", false},
-        {"session_expiry_s", false}, {NULL, false},
+        {"uri", true},
+        {"uris", false},
+        {"client_id", true},
+        {"version", true},
+        {"username", true},
+        {"password", true},
+        {"keepalive_s", false},
+        {"tls", false},
+        {"persistent_session", false},
+        {"session_expiry_s", false},
+        {NULL, false},
     };
     static const char *const versions[] = {"3.1.1", "5", NULL};
     b->name = xstrdup(name);
@@ -959,8 +954,7 @@ static void parse_brokers(struct loader *ld, json_t *root)
     size_t mark = jcheck_enter_key(&ld->jc, "brokers");
     const char *name;
     json_t *v;
-    json_object_foreach(obj, name, v)
-    {
+    json_object_foreach (obj, name, v) {
         size_t m = jcheck_enter_key(&ld->jc, name);
         parse_broker(ld, name, v, &cfg->brokers[cfg->n_brokers++]);
         jcheck_leave(&ld->jc, m);
@@ -1019,8 +1013,7 @@ static void explain_kind(const char *tmpl, int kinds, char *err, size_t len)
             return;
         }
         if (strncmp(p + 1, "auth.", 5) == 0 && !(kinds & ROUTE_TMPL_AUTH)) {
-            snprintf(err, len, "{%.*s} needs \"auth\": \"http\" or \"jwt\" on the route", n,
-                     p + 1);
+            snprintf(err, len, "{%.*s} needs \"auth\": \"http\" or \"jwt\" on the route", n, p + 1);
             return;
         }
         if (strncmp(p + 1, "msg.", 4) == 0 && !(kinds & ROUTE_TMPL_MSG)) {
@@ -1127,8 +1120,7 @@ static void parse_targets(struct loader *ld, json_t *obj, struct wsg_route *r)
     r->targets = jcheck_calloc(r->n_targets, sizeof *r->targets);
     size_t mark = jcheck_enter_key(&ld->jc, "targets"), i;
     json_t *v;
-    json_array_foreach(arr, i, v)
-    {
+    json_array_foreach (arr, i, v) {
         size_t m = jcheck_enter_index(&ld->jc, i);
         parse_target(ld, v, &r->targets[i]);
         jcheck_leave(&ld->jc, m);
@@ -1258,8 +1250,7 @@ static void parse_raw_publish(struct loader *ld, json_t *pub, struct wsg_route *
         r->publish = jcheck_calloc(r->n_publish, sizeof *r->publish);
         size_t i, catch_all = SIZE_MAX;
         json_t *v;
-        json_array_foreach(pub, i, v)
-        {
+        json_array_foreach (pub, i, v) {
             size_t m = jcheck_enter_index(&ld->jc, i);
             if (catch_all != SIZE_MAX && catch_all + 1 == i)
                 jcheck_error(&ld->jc,
@@ -1296,8 +1287,7 @@ static void parse_raw_subscribe(struct loader *ld, json_t *sub, struct wsg_route
     r->subscribe = jcheck_calloc(r->n_subscribe, sizeof *r->subscribe);
     size_t i;
     json_t *v;
-    json_array_foreach(sub, i, v)
-    {
+    json_array_foreach (sub, i, v) {
         size_t m = jcheck_enter_index(&ld->jc, i);
         if (!json_is_object(v)) {
             jcheck_value_error(&ld->jc, v, false, "expected an object {\"filter\", \"qos\"}");
@@ -1325,8 +1315,7 @@ static void parse_allow(struct loader *ld, json_t *obj, const struct tmpl_ctx *t
     char **out = *list = jcheck_calloc(*n, sizeof *out);
     size_t mark = jcheck_enter_key(&ld->jc, "allow"), i;
     json_t *v;
-    json_array_foreach(arr, i, v)
-    {
+    json_array_foreach (arr, i, v) {
         size_t m = jcheck_enter_index(&ld->jc, i);
         /* An element has no key of its own: the path already points at it. */
         struct strval sv = {json_string_value(v), v, NULL, false};
@@ -1406,8 +1395,7 @@ static void parse_route_broker(struct loader *ld, json_t *obj, struct wsg_route 
     json_t *v;
     size_t n = 0;
     if (ld->brokers) {
-        json_object_foreach(ld->brokers, name, v)
-        {
+        json_object_foreach (ld->brokers, name, v) {
             if (used < sizeof expected) {
                 char q[JCHECK_GOT_CAP];
                 quote(name, q, sizeof q);
@@ -1483,14 +1471,13 @@ struct route_type_schema {
     const char *name;
     enum wsg_route_type type;
     const char *const *own_keys;
-    void (*parse)(struct loader *ld, json_t *obj, struct wsg_route *r,
-                  const struct tmpl_ctx *tc);
+    void (*parse)(struct loader *ld, json_t *obj, struct wsg_route *r, const struct tmpl_ctx *tc);
 };
 
-static const char *const tcp_route_keys[] = {"target",  "targets", "target_map", "framing",
+static const char *const tcp_route_keys[] = {"target",  "targets",    "target_map", "framing",
                                              "message", "send_proxy", NULL};
-static const char *const mqtt_route_keys[] = {"broker",        "format",        "publish",
-                                              "subscribe",     "on_connect",    "on_disconnect",
+static const char *const mqtt_route_keys[] = {"broker",        "format",     "publish",
+                                              "subscribe",     "on_connect", "on_disconnect",
                                               "slow_consumer", NULL};
 
 static const struct route_type_schema route_types[] = {
@@ -1512,8 +1499,7 @@ static void check_type_keys(struct loader *ld, json_t *obj, const struct route_t
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         const struct key_spec *spec = find_key(route_keys, key);
         if (!spec)
             spec = find_env_key(route_keys, key); /* "broker_env" is "broker" */
@@ -1538,8 +1524,7 @@ static void parse_subprotocols(struct loader *ld, json_t *obj, struct wsg_route 
         r->n_subprotocols = json_array_size(arr);
         r->subprotocols = jcheck_calloc(r->n_subprotocols, sizeof *r->subprotocols);
         json_t *v;
-        json_array_foreach(arr, i, v)
-        {
+        json_array_foreach (arr, i, v) {
             size_t m = jcheck_enter_index(&ld->jc, i);
             const char *s = json_string_value(v);
             if (!s || !token_is_valid(s)) {
@@ -1675,8 +1660,7 @@ static void parse_routes(struct loader *ld, json_t *root)
     cfg->routes = jcheck_calloc(cfg->n_routes, sizeof *cfg->routes);
     size_t mark = jcheck_enter_key(&ld->jc, "routes"), i;
     json_t *v;
-    json_array_foreach(arr, i, v)
-    {
+    json_array_foreach (arr, i, v) {
         size_t m = jcheck_enter_index(&ld->jc, i);
         parse_route(ld, v, &cfg->routes[i]);
         check_route_unique(ld, v, i);
@@ -1713,8 +1697,8 @@ static void parse_workers(struct loader *ld, json_t *root)
 
 static const struct key_spec root_keys[] = {
     {"listen", false},          {"workers", false}, {"origins", false}, {"limits", false},
-    {"trusted_proxies", false}, {"auth", false},    {"static", false},
-    {"brokers", false},         {"routes", false},  {NULL, false},
+    {"trusted_proxies", false}, {"auth", false},    {"static", false},  {"brokers", false},
+    {"routes", false},          {NULL, false},
 };
 
 static void parse_root(struct loader *ld, json_t *root)
@@ -1995,11 +1979,10 @@ bool config_broker_equal(const struct wsg_broker *a, const struct wsg_broker *b)
     if (!same_str(a->name, b->name) || a->n_uris != b->n_uris || a->version != b->version ||
         a->keepalive_s != b->keepalive_s || a->has_tls != b->has_tls ||
         a->persistent_session != b->persistent_session ||
-        a->session_expiry_s != b->session_expiry_s ||
-        a->tls.insecure != b->tls.insecure || !same_str(a->client_id, b->client_id) ||
-        !same_str(a->username, b->username) || !same_str(a->password, b->password) ||
-        !same_str(a->tls.ca, b->tls.ca) || !same_str(a->tls.cert, b->tls.cert) ||
-        !same_str(a->tls.key, b->tls.key))
+        a->session_expiry_s != b->session_expiry_s || a->tls.insecure != b->tls.insecure ||
+        !same_str(a->client_id, b->client_id) || !same_str(a->username, b->username) ||
+        !same_str(a->password, b->password) || !same_str(a->tls.ca, b->tls.ca) ||
+        !same_str(a->tls.cert, b->tls.cert) || !same_str(a->tls.key, b->tls.key))
         return false;
     for (size_t i = 0; i < a->n_uris; i++)
         if (!same_str(a->uris[i], b->uris[i]))

@@ -78,25 +78,25 @@ struct wsg_static {
 enum wsg_mqtt_version { WSG_MQTT_311 = 4, WSG_MQTT_5 = 5 };
 
 struct wsg_broker_tls {
-    char *ca;   /* CA bundle path or NULL (system store) */
-    char *cert; /* client certificate path or NULL */
-    char *key;  /* client key path or NULL */
+    char *ca;      /* CA bundle path or NULL (system store) */
+    char *cert;    /* client certificate path or NULL */
+    char *key;     /* client key path or NULL */
     bool insecure; /* skip server verification (tests only) */
 };
 
 struct wsg_broker {
-    char *name;      /* the key in "brokers" */
-    char **uris;     /* one or more "tcp://host:port" / "ssl://host:port" */
+    char *name;  /* the key in "brokers" */
+    char **uris; /* one or more "tcp://host:port" / "ssl://host:port" */
     size_t n_uris;
-    char *client_id; /* default "wsgate-<name>" */
+    char *client_id;               /* default "wsgate-<name>" */
     enum wsg_mqtt_version version; /* default 3.1.1 */
-    char *username;  /* or NULL */
-    char *password;  /* or NULL; usually from password_env */
-    int64_t keepalive_s; /* default 30 */
+    char *username;                /* or NULL */
+    char *password;                /* or NULL; usually from password_env */
+    int64_t keepalive_s;           /* default 30 */
     /* Keep the MQTT session across reconnects and restarts (3.1.1: clean
      * session off; 5: clean start off, Session Expiry Interval). */
-    bool persistent_session;   /* default false */
-    int64_t session_expiry_s;  /* MQTT 5 only; default 3600 */
+    bool persistent_session;  /* default false */
+    int64_t session_expiry_s; /* MQTT 5 only; default 3600 */
     bool has_tls;
     struct wsg_broker_tls tls;
 };
@@ -122,9 +122,10 @@ enum wsg_slow_consumer { WSG_SLOW_DROP, WSG_SLOW_CLOSE };
 /* One raw-format publish rule: "publish" as an object is one rule without "when". */
 struct wsg_publish_rule {
     char *when_pointer; /* JSON Pointer, or NULL: the rule matches every message */
-    char *when_equals;  /* the value compared, as compact JSON text (e.g. "\"telemetry\"", "3"); NULL iff when_pointer is NULL */
-    char *topic;        /* template */
-    int qos;            /* 0..2, default 0 */
+    char *when_equals; /* the value compared, as compact JSON text (e.g. "\"telemetry\"", "3"); NULL
+                          iff when_pointer is NULL */
+    char *topic;       /* template */
+    int qos;           /* 0..2, default 0 */
     bool retain;
 };
 
@@ -141,14 +142,14 @@ struct wsg_presence {
 };
 
 struct wsg_route {
-    char *name;  /* default: path */
-    char *path;  /* pattern, starts with "/", may hold {capture} segments */
+    char *name; /* default: path */
+    char *path; /* pattern, starts with "/", may hold {capture} segments */
     enum wsg_route_type type;
     char **subprotocols; /* preference order; may be empty */
     size_t n_subprotocols;
     bool require_subprotocol;
-    bool auth_jwt;  /* "auth": "jwt" */
-    bool auth_http; /* "auth": "http": the auth service decides at each handshake */
+    bool auth_jwt;    /* "auth": "jwt" */
+    bool auth_http;   /* "auth": "http": the auth service decides at each handshake */
     bool compression; /* permessage-deflate (RFC 7692) accepted when a client offers it */
 
     /* type "tcp" */
@@ -167,7 +168,7 @@ struct wsg_route {
     size_t n_publish;
     struct wsg_subscription *subscribe; /* raw: filters subscribed for the client */
     size_t n_subscribe;
-    char **publish_allow;   /* envelope: filters a client may publish to */
+    char **publish_allow; /* envelope: filters a client may publish to */
     size_t n_publish_allow;
     int publish_qos_max;    /* envelope: "qos" in publish: highest QoS allowed, default 2 */
     char **subscribe_allow; /* envelope: filters a client may subscribe within */
@@ -184,8 +185,8 @@ struct wsg_route {
 #define WSG_MAX_WORKERS 64
 
 struct wsg_config {
-    char *source; /* file name used in messages, or "<built-in>" */
-    char *base_dir; /* directory relative paths are resolved against */
+    char *source;     /* file name used in messages, or "<built-in>" */
+    char *base_dir;   /* directory relative paths are resolved against */
     unsigned workers; /* processes sharing the listeners; 0 = "auto" (one per CPU) */
     struct wsg_listen *listen;
     size_t n_listen;

@@ -30,16 +30,16 @@ struct envelope_request {
 };
 
 /* Error codes of {"error": {"code": ...}} replies. */
-#define ENVELOPE_ERR_BAD_JSON "bad_json"            /* not JSON, or not an object */
-#define ENVELOPE_ERR_BAD_REQUEST "bad_request"      /* missing/ill-typed/unknown field */
-#define ENVELOPE_ERR_BAD_TOPIC "bad_topic"          /* not a valid topic name / filter */
-#define ENVELOPE_ERR_NOT_ALLOWED "not_allowed"      /* outside the route's allow list */
-#define ENVELOPE_ERR_QOS_NOT_ALLOWED "qos_not_allowed" /* above the route's publish qos */
-#define ENVELOPE_ERR_NOT_SUBSCRIBED "not_subscribed"   /* unsubscribe of a filter not held */
-#define ENVELOPE_ERR_QUEUE_FULL "queue_full"           /* too much waiting for the broker */
-#define ENVELOPE_ERR_PUBLISH_FAILED "publish_failed"   /* the broker refused a publish */
+#define ENVELOPE_ERR_BAD_JSON "bad_json"                 /* not JSON, or not an object */
+#define ENVELOPE_ERR_BAD_REQUEST "bad_request"           /* missing/ill-typed/unknown field */
+#define ENVELOPE_ERR_BAD_TOPIC "bad_topic"               /* not a valid topic name / filter */
+#define ENVELOPE_ERR_NOT_ALLOWED "not_allowed"           /* outside the route's allow list */
+#define ENVELOPE_ERR_QOS_NOT_ALLOWED "qos_not_allowed"   /* above the route's publish qos */
+#define ENVELOPE_ERR_NOT_SUBSCRIBED "not_subscribed"     /* unsubscribe of a filter not held */
+#define ENVELOPE_ERR_QUEUE_FULL "queue_full"             /* too much waiting for the broker */
+#define ENVELOPE_ERR_PUBLISH_FAILED "publish_failed"     /* the broker refused a publish */
 #define ENVELOPE_ERR_SUBSCRIBE_FAILED "subscribe_failed" /* the broker refused a subscribe */
-#define ENVELOPE_ERR_BAD_TOKEN "bad_token" /* refresh: invalid, or another "sub" */
+#define ENVELOPE_ERR_BAD_TOKEN "bad_token"               /* refresh: invalid, or another "sub" */
 #define ENVELOPE_ERR_INTERNAL "internal_error" /* the gateway failed (out of memory): retry */
 
 /* Parses one client message:
@@ -55,8 +55,8 @@ struct envelope_request {
  * and a one-line `message`; out->id is set whenever the id could be read,
  * so the error can echo it. Out of memory is ENVELOPE_ERR_INTERNAL: this
  * request failed, nothing else did. */
-int envelope_parse(const uint8_t *msg, size_t len, struct envelope_request *out,
-                   const char **code, char *message, size_t message_len);
+int envelope_parse(const uint8_t *msg, size_t len, struct envelope_request *out, const char **code,
+                   char *message, size_t message_len);
 void envelope_request_free(struct envelope_request *r);
 
 /* ACL checks with MQTT filter semantics: a topic may be published if some
@@ -72,8 +72,7 @@ bool envelope_may_subscribe(char *const *allow, size_t n_allow, const char *filt
  *   base64 with "encoding": "base64".
  * {"ack": I}
  * {"error": {"code": C, "message": M, "request": I}} ("request" only with an id). */
-char *envelope_message(const char *topic, const uint8_t *payload, size_t payload_len,
-                       size_t *len);
+char *envelope_message(const char *topic, const uint8_t *payload, size_t payload_len, size_t *len);
 char *envelope_ack(const char *id, size_t *len);
 char *envelope_error(const char *code, const char *message, const char *id, size_t *len);
 

@@ -14,8 +14,7 @@ static size_t split_offer(char *buf, char **names, size_t max)
 {
     size_t n = 0;
     char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok && n < max;
-         tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = strtok_r(buf, ",", &save); tok && n < max; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ' || *tok == '\t')
             tok++;
         char *end = tok + strlen(tok);
@@ -28,9 +27,8 @@ static size_t split_offer(char *buf, char **names, size_t max)
 }
 
 enum subprotocol_result handshake_choose_subprotocol(const struct wsg_route *route,
-                                                     const char *offered, char *out,
-                                                     size_t out_len, char *reason,
-                                                     size_t reason_len)
+                                                     const char *offered, char *out, size_t out_len,
+                                                     char *reason, size_t reason_len)
 {
     char buf[1024];
     char *names[MAX_OFFERED];
@@ -73,8 +71,8 @@ refuse:
         snprintf(reason, reason_len, "route %s accepts no subprotocol", route->name);
         return SUBPROTOCOL_REFUSED;
     }
-    size_t used = (size_t)snprintf(reason, reason_len, "route %s accepts subprotocols: ",
-                                   route->name);
+    size_t used =
+        (size_t)snprintf(reason, reason_len, "route %s accepts subprotocols: ", route->name);
     for (size_t r = 0; r < route->n_subprotocols && used < reason_len; r++)
         used += (size_t)snprintf(reason + used, reason_len - used, "%s%s", r ? ", " : "",
                                  route->subprotocols[r]);

@@ -11,9 +11,9 @@ struct wsg_config;
 struct wsg_route;
 
 enum subprotocol_result {
-    SUBPROTOCOL_NONE = 0,   /* client offered none; connect without one */
-    SUBPROTOCOL_SELECTED,   /* `out` holds the chosen name */
-    SUBPROTOCOL_REFUSED,    /* -> HTTP 400 with `reason` */
+    SUBPROTOCOL_NONE = 0, /* client offered none; connect without one */
+    SUBPROTOCOL_SELECTED, /* `out` holds the chosen name */
+    SUBPROTOCOL_REFUSED,  /* -> HTTP 400 with `reason` */
 };
 
 /* Chooses the route's most preferred subprotocol among those offered in a
@@ -21,9 +21,8 @@ enum subprotocol_result {
  * Names the route does not list are never chosen. Entries starting with
  * "bearer." carry tokens and are never chosen or echoed in `reason`. */
 enum subprotocol_result handshake_choose_subprotocol(const struct wsg_route *route,
-                                                     const char *offered, char *out,
-                                                     size_t out_len, char *reason,
-                                                     size_t reason_len);
+                                                     const char *offered, char *out, size_t out_len,
+                                                     char *reason, size_t reason_len);
 
 /* True if `origin` (the Origin header, NULL if absent) may connect: always
  * when the config has no "origins"; else only an exact (case-insensitive)

@@ -23,10 +23,7 @@ int msg_buffer_append(struct msg_buffer *m, const uint8_t *piece, size_t len, si
     return 0;
 }
 
-void msg_buffer_done(struct msg_buffer *m)
-{
-    msg_buffer_free(m);
-}
+void msg_buffer_done(struct msg_buffer *m) { msg_buffer_free(m); }
 
 void msg_buffer_free(struct msg_buffer *m)
 {

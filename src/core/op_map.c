@@ -80,8 +80,7 @@ void *op_map_remove(struct op_map *m, uint64_t id)
 
 size_t op_map_count(const struct op_map *m) { return m->count; }
 
-void op_map_each(const struct op_map *m, void (*fn)(void *ctx, uint64_t id, void *value),
-                 void *ctx)
+void op_map_each(const struct op_map *m, void (*fn)(void *ctx, uint64_t id, void *value), void *ctx)
 {
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].id)

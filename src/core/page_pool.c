@@ -37,8 +37,8 @@ void *page_pool_get(struct page_pool *p)
     if (p->used == p->max_slots)
         return NULL;
     if (p->used == p->accessible) {
-        size_t grow = p->max_slots - p->accessible < GROW_SLOTS ? p->max_slots - p->accessible
-                                                                 : GROW_SLOTS;
+        size_t grow =
+            p->max_slots - p->accessible < GROW_SLOTS ? p->max_slots - p->accessible : GROW_SLOTS;
         /* Room to put back every slot handed out, so that put never fails. */
         size_t cap = p->accessible + grow;
         uint32_t *free_idx = realloc(p->free_slots, cap * sizeof(*free_idx));

@@ -16,12 +16,12 @@
 #include <stdint.h>
 
 struct page_pool {
-    uint8_t *base;      /* the reserved range; NULL if the pool could not be set up */
-    size_t slot_bytes;  /* a multiple of the page size */
-    size_t max_slots;   /* slots the range holds */
-    size_t used;        /* slots handed out at least once (the high-water mark) */
-    size_t accessible;  /* slots made readable and writable so far */
-    uint32_t *free_slots;   /* indices of slots put back, most recent last */
+    uint8_t *base;        /* the reserved range; NULL if the pool could not be set up */
+    size_t slot_bytes;    /* a multiple of the page size */
+    size_t max_slots;     /* slots the range holds */
+    size_t used;          /* slots handed out at least once (the high-water mark) */
+    size_t accessible;    /* slots made readable and writable so far */
+    uint32_t *free_slots; /* indices of slots put back, most recent last */
     size_t n_free, free_cap;
 };
 

@@ -22,11 +22,19 @@ static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 static int v2_addr_bytes(uint8_t fam)
 {
     switch (fam) {
-    case 0x00: return 0;   /* UNSPEC */
-    case 0x11: case 0x12: return 12;  /* IPv4: 2 x 4 + 2 x 2 */
-    case 0x21: case 0x22: return 36;  /* IPv6: 2 x 16 + 2 x 2 */
-    case 0x31: case 0x32: return 216; /* unix: 2 x 108 */
-    default: return -1;
+    case 0x00:
+        return 0; /* UNSPEC */
+    case 0x11:
+    case 0x12:
+        return 12; /* IPv4: 2 x 4 + 2 x 2 */
+    case 0x21:
+    case 0x22:
+        return 36; /* IPv6: 2 x 16 + 2 x 2 */
+    case 0x31:
+    case 0x32:
+        return 216; /* unix: 2 x 108 */
+    default:
+        return -1;
     }
 }
 
@@ -112,7 +120,7 @@ static bool parse_v1_tcp(char *line, struct proxy_proto_info *info)
     }
     if (n != 5 || strchr(field[4], ' '))
         return false;
-    int family = strcmp(field[0], "TCP4") == 0 ? AF_INET
+    int family = strcmp(field[0], "TCP4") == 0   ? AF_INET
                  : strcmp(field[0], "TCP6") == 0 ? AF_INET6
                                                  : 0;
     if (!family || inet_pton(family, field[1], info->src_addr) != 1 ||
@@ -294,8 +302,8 @@ static size_t write_v1(const struct proxy_proto_info *info, uint8_t *out, size_t
             !inet_ntop(info->family, info->dst_addr, dst, sizeof(dst)))
             return 0;
         n = snprintf(text, sizeof(text), "PROXY %s %s %s %u %u\r\n",
-                     info->family == AF_INET ? "TCP4" : "TCP6", src, dst,
-                     (unsigned)info->src_port, (unsigned)info->dst_port);
+                     info->family == AF_INET ? "TCP4" : "TCP6", src, dst, (unsigned)info->src_port,
+                     (unsigned)info->dst_port);
     }
     if (n < 0 || (size_t)n >= sizeof(text) || (size_t)n > out_len)
         return 0;

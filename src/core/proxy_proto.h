@@ -33,9 +33,9 @@ enum proxy_proto_result {
  * balancer's own health check), a v1 UNKNOWN line and v2 families other than
  * TCP/UDP over IPv4/IPv6: the connection's own addresses stand then. */
 struct proxy_proto_info {
-    int version;  /* 1 or 2 */
+    int version; /* 1 or 2 */
     bool has_addr;
-    int family;   /* AF_INET or AF_INET6 when has_addr */
+    int family;                         /* AF_INET or AF_INET6 when has_addr */
     uint8_t src_addr[16], dst_addr[16]; /* network order; 4 bytes used for AF_INET */
     uint16_t src_port, dst_port;        /* host order */
 };

@@ -368,11 +368,11 @@ int route_template_validate(const char *tmpl, const char *path_pattern, int allo
         const char *s = tmpl + i + 1;
         if (classify(s, len, &kind, err, err_len) != 0)
             return -1;
-        int need = kind == PH_QUERY ? ROUTE_TMPL_QUERY
-                   : kind == PH_JWT ? ROUTE_TMPL_JWT
+        int need = kind == PH_QUERY  ? ROUTE_TMPL_QUERY
+                   : kind == PH_JWT  ? ROUTE_TMPL_JWT
                    : kind == PH_AUTH ? ROUTE_TMPL_AUTH
-                   : kind == PH_MSG ? ROUTE_TMPL_MSG
-                                    : 0;
+                   : kind == PH_MSG  ? ROUTE_TMPL_MSG
+                                     : 0;
         if (kind == PH_CAPTURE && !has_capture(segs, n_segs, s, len)) {
             unknown_capture(s, len, path_pattern, segs, n_segs, err, err_len);
             return -1;

@@ -190,8 +190,7 @@ static void check_target_keys(struct jcheck *jc, json_t *obj)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         if (strcmp(key, "host") == 0 || strcmp(key, "port") == 0)
             continue;
         jcheck_unknown_key(jc, key, "host, port, unix");
@@ -236,8 +235,7 @@ static void get_unix(struct jcheck *jc, json_t *obj, struct wsg_target *t)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         if (strcmp(key, "unix") != 0)
             jcheck_unknown_key(jc, key, "unix");
     }
@@ -299,8 +297,7 @@ static void parse_value(struct jcheck *jc, json_t *v, struct entry *e)
     e->targets = jcheck_calloc(e->n_targets, sizeof *e->targets);
     size_t i;
     json_t *elem;
-    json_array_foreach(v, i, elem)
-    {
+    json_array_foreach (v, i, elem) {
         size_t mark = jcheck_enter_index(jc, i);
         parse_target(jc, elem, &e->targets[i], element_expected);
         jcheck_leave(jc, mark);
@@ -322,8 +319,7 @@ static const char *key_problem(const char *key, size_t len, char *buf, size_t bu
     else if (memchr(key, '\0', len)) /* jansson refuses these today; keep it true anyway */
         snprintf(buf, buf_len, "key holds a NUL byte: it could never be looked up %s", refused);
     else if (key[bad])
-        snprintf(buf, buf_len, "key holds '%c': it could never be looked up %s", key[bad],
-                 refused);
+        snprintf(buf, buf_len, "key holds '%c': it could never be looked up %s", key[bad], refused);
     else
         return NULL;
     return buf;
@@ -404,7 +400,10 @@ static void line_error(struct config_errors *errs, const char *source, size_t li
     jcheck_add_line(errs, "%s:%zu: %s, got \"%s\"", source, line_no, what, shown(s, len, buf));
 }
 
-static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
 
 /* One line as websockify reads it: blanks around it ignored, empty lines and
  * lines starting with '#' skipped; else the line splits at the one ':'
@@ -427,8 +426,8 @@ static int parse_line(const char *s, size_t len, const char *source, size_t line
     for (size_t i = 0; i + 1 < len; i++) {
         if (s[i] == ':' && is_blank(s[i + 1])) {
             if (sep) {
-                line_error(errs, source, line_no,
-                           "expected \"token: host:port\" (one \": \" only)", s, len);
+                line_error(errs, source, line_no, "expected \"token: host:port\" (one \": \" only)",
+                           s, len);
                 return -1;
             }
             sep = s + i;

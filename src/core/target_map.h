@@ -35,8 +35,7 @@ struct target_map *target_map_load(const char *path, const char *display_name,
 
 /* The targets for `key`, or NULL (with *n = 0) if the map lacks it. The
  * pointer is valid as long as the snapshot. */
-const struct wsg_target *target_map_lookup(const struct target_map *m, const char *key,
-                                           size_t *n);
+const struct wsg_target *target_map_lookup(const struct target_map *m, const char *key, size_t *n);
 
 size_t target_map_size(const struct target_map *m);
 

@@ -104,8 +104,8 @@ void target_pool_report(const struct wsg_target *t, bool connected, uint64_t now
         return;
     }
     h->down_until_ms = now_ms + h->backoff_ms;
-    h->backoff_ms = h->backoff_ms * 2 > TARGET_RETRY_MAX_MS ? TARGET_RETRY_MAX_MS
-                                                            : h->backoff_ms * 2;
+    h->backoff_ms =
+        h->backoff_ms * 2 > TARGET_RETRY_MAX_MS ? TARGET_RETRY_MAX_MS : h->backoff_ms * 2;
 }
 
 void target_pool_reset(void)

@@ -11,13 +11,13 @@
 enum utf8_state {
     U_ACCEPT = UTF8_ACCEPT, /* on a character boundary */
     U_REJECT = UTF8_REJECT, /* never valid, whatever follows */
-    U_CONT1,  /* one more 80..BF, then done */
-    U_CONT2,  /* two more 80..BF */
-    U_CONT3,  /* three more 80..BF */
-    U_E0,     /* A0..BF (shorter would be an overlong), then one more */
-    U_ED,     /* 80..9F (A0..BF would be a surrogate), then one more */
-    U_F0,     /* 90..BF (shorter would be an overlong), then two more */
-    U_F4,     /* 80..8F (higher would pass U+10FFFF), then two more */
+    U_CONT1,                /* one more 80..BF, then done */
+    U_CONT2,                /* two more 80..BF */
+    U_CONT3,                /* three more 80..BF */
+    U_E0,                   /* A0..BF (shorter would be an overlong), then one more */
+    U_ED,                   /* 80..9F (A0..BF would be a surrogate), then one more */
+    U_F0,                   /* 90..BF (shorter would be an overlong), then two more */
+    U_F4,                   /* 80..8F (higher would pass U+10FFFF), then two more */
     U_NSTATES
 };
 
@@ -105,10 +105,7 @@ size_t utf8_complete_prefix(const uint8_t *s, size_t len, bool *bad)
     return boundary;
 }
 
-uint8_t utf8_step(uint8_t state, uint8_t byte)
-{
-    return utf8_next[state][utf8_class[byte]];
-}
+uint8_t utf8_step(uint8_t state, uint8_t byte) { return utf8_next[state][utf8_class[byte]]; }
 
 size_t utf8_cut(const char *s, size_t n)
 {

@@ -193,8 +193,7 @@ int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len
 }
 
 int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t len,
-                           struct ws_frame_verdict *v, ws_frame_message_fn on_message,
-                           void *ctx)
+                           struct ws_frame_verdict *v, ws_frame_message_fn on_message, void *ctx)
 {
     if (c->flags & WS_FC_FAILED)
         return fail(c, c->op, 0, 0, v);

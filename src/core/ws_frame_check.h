@@ -23,17 +23,17 @@
 /* One client-to-server stream. 24 bytes; zero it (or ws_frame_check_init)
  * before the first byte. */
 struct ws_frame_check {
-    uint64_t left;     /* header: bytes of it still due; payload: bytes left */
+    uint64_t left; /* header: bytes of it still due; payload: bytes left */
     uint8_t mask[4];
     uint16_t close_code; /* of the close frame being read, then of the valid one */
-    uint8_t state;     /* enum in ws_frame_check.c */
-    uint8_t op;        /* opcode of the frame being read */
-    uint8_t fin;       /* its FIN bit */
-    uint8_t mask_pos;  /* payload bytes seen, modulo 4 */
-    uint8_t ctl_seen;  /* control payload bytes seen (<= 125) */
-    uint8_t text_utf8; /* UTF-8 state of the open text message */
-    uint8_t ctl_utf8;  /* UTF-8 state of the close reason */
-    uint8_t flags;     /* WS_FC_* below */
+    uint8_t state;       /* enum in ws_frame_check.c */
+    uint8_t op;          /* opcode of the frame being read */
+    uint8_t fin;         /* its FIN bit */
+    uint8_t mask_pos;    /* payload bytes seen, modulo 4 */
+    uint8_t ctl_seen;    /* control payload bytes seen (<= 125) */
+    uint8_t text_utf8;   /* UTF-8 state of the open text message */
+    uint8_t ctl_utf8;    /* UTF-8 state of the close reason */
+    uint8_t flags;       /* WS_FC_* below */
 };
 
 /* flags: settings (set before feeding) and state. */
@@ -46,11 +46,11 @@ struct ws_frame_check {
 
 /* What a violation calls for. */
 struct ws_frame_verdict {
-    size_t keep;         /* bytes of this run before the offending frame (0 if it
-                            began in an earlier run) */
-    size_t at;           /* index in this run of the byte that broke the rule */
-    int code;            /* 1002 or 1007 */
-    const char *reason;  /* static text, short enough for a close frame */
+    size_t keep;        /* bytes of this run before the offending frame (0 if it
+                           began in an earlier run) */
+    size_t at;          /* index in this run of the byte that broke the rule */
+    int code;           /* 1002 or 1007 */
+    const char *reason; /* static text, short enough for a close frame */
 };
 
 void ws_frame_check_init(struct ws_frame_check *c, uint8_t settings);
@@ -71,8 +71,7 @@ int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len
  * checks, with its RSV1 bit (permessage-deflate: the message is compressed). */
 typedef void (*ws_frame_message_fn)(void *ctx, size_t at, bool rsv1);
 int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t len,
-                           struct ws_frame_verdict *v, ws_frame_message_fn on_message,
-                           void *ctx);
+                           struct ws_frame_verdict *v, ws_frame_message_fn on_message, void *ctx);
 
 /* The code of the last valid close frame read (0: none yet; 1005 if it had
  * no payload). */

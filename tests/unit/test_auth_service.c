@@ -78,7 +78,7 @@ static void test_key(void **state)
     char *ka = auth_service_key(&ra, "http://x/a"), *kb = auth_service_key(&rb, "http://x/a"),
          *kc = auth_service_key(&rc, "http://x/a"), *kd = auth_service_key(&rd, "http://x/a"),
          *ke = auth_service_key(&ra, "http://x/b");
-    assert_string_equal(ka, kc);    /* same route and header values */
+    assert_string_equal(ka, kc);     /* same route and header values */
     assert_string_not_equal(ka, kb); /* absent is not empty */
     assert_string_not_equal(ka, kd);
     assert_string_not_equal(ka, ke); /* another service */
@@ -136,9 +136,9 @@ static void test_answer(void **state)
     }
     /* an answer past the bound */
     char reason[100];
-    assert_int_equal(auth_service_answer(200, "{}", AUTH_ANSWER_MAX_BYTES + 1, &c, reason,
-                                         sizeof(reason)),
-                     AUTH_UNAVAILABLE);
+    assert_int_equal(
+        auth_service_answer(200, "{}", AUTH_ANSWER_MAX_BYTES + 1, &c, reason, sizeof(reason)),
+        AUTH_UNAVAILABLE);
 }
 
 static void test_cache_one_request_per_key(void **state)
@@ -221,10 +221,8 @@ static void test_cache_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_body),
-        cmocka_unit_test(test_key),
-        cmocka_unit_test(test_answer),
-        cmocka_unit_test(test_cache_one_request_per_key),
+        cmocka_unit_test(test_body),          cmocka_unit_test(test_key),
+        cmocka_unit_test(test_answer),        cmocka_unit_test(test_cache_one_request_per_key),
         cmocka_unit_test(test_cache_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -147,9 +147,8 @@ static void test_refusals(void **state)
     size_t registered = 1;
     for (size_t i = 0; i < BACKEND_TYPES_MAX; i++) {
         snprintf(names[i], sizeof(names[i]), "t%zu", i);
-        many[i] = (struct backend_type){.name = names[i],
-                                        .route_type = (enum wsg_route_type)(100 + i),
-                                        .open = loop_open};
+        many[i] = (struct backend_type){
+            .name = names[i], .route_type = (enum wsg_route_type)(100 + i), .open = loop_open};
         if (backend_type_register(&many[i]) == 0)
             registered++;
     }

@@ -21,8 +21,8 @@ static struct addr_set *set_of(char **entries, size_t n)
 static void test_membership(void **state)
 {
     (void)state;
-    char *e[] = {"10.0.0.0/8", "192.168.1.7", "2001:db8::/32", "::1", "172.16.0.0/12",
-                 "bogus", "1.2.3.4/33"};
+    char *e[] = {"10.0.0.0/8",    "192.168.1.7", "2001:db8::/32", "::1",
+                 "172.16.0.0/12", "bogus",       "1.2.3.4/33"};
     struct addr_set *s = set_of(e, 7);
     assert_true(addr_set_contains(s, "10.255.1.2"));
     assert_false(addr_set_contains(s, "11.0.0.1"));
@@ -34,7 +34,7 @@ static void test_membership(void **state)
     assert_false(addr_set_contains(s, "2001:db9::1"));
     assert_true(addr_set_contains(s, "::1"));
     assert_true(addr_set_contains(s, "::ffff:10.1.2.3")); /* mapped: IPv4 rules apply */
-    assert_false(addr_set_contains(s, "1.2.3.4"));         /* a /33 is no block */
+    assert_false(addr_set_contains(s, "1.2.3.4"));        /* a /33 is no block */
     assert_false(addr_set_contains(s, "not an ip"));
     assert_false(addr_set_contains(s, NULL));
     addr_set_destroy(s);

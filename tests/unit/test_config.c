@@ -108,11 +108,12 @@ static const struct error_case error_cases[] = {
          "trusted_proxies, auth, static, brokers, routes)",
      1, false},
     {"number_key_env_is_unknown", "{\"listen\": [{\"port_env\": \"P\", \"port\": 1}]}",
-     SRC ": listen[0].port_env: unknown key (expected one of: host, port, tls, proxy_protocol)", 1, false},
+     SRC ": listen[0].port_env: unknown key (expected one of: host, port, tls, proxy_protocol)", 1,
+     false},
 
     /* workers */
-    {"workers_zero", "{" L ", \"workers\": 0}", SRC ": workers: expected an integer 1..64, got 0", 1,
-     false},
+    {"workers_zero", "{" L ", \"workers\": 0}", SRC ": workers: expected an integer 1..64, got 0",
+     1, false},
     {"workers_too_many", "{" L ", \"workers\": 65}",
      SRC ": workers: expected an integer 1..64, got 65", 1, false},
     {"workers_word", "{" L ", \"workers\": \"all\"}",
@@ -127,7 +128,9 @@ static const struct error_case error_cases[] = {
     {"listen_empty", "{\"listen\": []}",
      SRC ": listen: expected a non-empty array of {\"host\", \"port\"} objects, got []", 1, false},
     {"listen_entry_not_object", "{\"listen\": [8080]}",
-     SRC ": listen[0]: expected an object {\"host\", \"port\", \"tls\"} or {\"unix\", \"mode\"}, got 8080", 1, false},
+     SRC ": listen[0]: expected an object {\"host\", \"port\", \"tls\"} or {\"unix\", \"mode\"}, "
+         "got 8080",
+     1, false},
     {"listen_port_string", "{\"listen\": [{\"port\": \"80a\"}]}",
      SRC ": listen[0].port: expected an integer 1..65535, got \"80a\"", 1, false},
     {"listen_port_zero", "{\"listen\": [{\"port\": 0}]}",
@@ -145,15 +148,17 @@ static const struct error_case error_cases[] = {
     {"listen_host_blank", "{\"listen\": [{\"host\": \"0.0.0.0 \", \"port\": 1}]}",
      SRC ": listen[0].host: expected a host name or address, got \"0.0.0.0 \"", 1, false},
     {"listen_unknown_key", "{\"listen\": [{\"port\": 1, \"hots\": \"x\"}]}",
-     SRC ": listen[0].hots: unknown key (expected one of: host, port, tls, proxy_protocol)", 1, false},
+     SRC ": listen[0].hots: unknown key (expected one of: host, port, tls, proxy_protocol)", 1,
+     false},
     {"listen_proxy_protocol_not_bool", "{\"listen\": [{\"port\": 1, \"proxy_protocol\": \"yes\"}]}",
      SRC ": listen[0].proxy_protocol: expected true or false, got \"yes\"", 1, false},
     {"listen_unix_with_port", "{\"listen\": [{\"unix\": \"/run/w.sock\", \"port\": 1}]}",
      SRC ": listen[0].port: unknown key (expected one of: unix, mode, tls, proxy_protocol)", 1,
      false},
-    {"listen_unix_mode_not_octal", "{\"listen\": [{\"unix\": \"/run/w.sock\", \"mode\": \"0689\"}]}",
-     SRC ": listen[0].mode: expected an octal file mode 0001..0777 such as \"0660\", got \"0689\"", 1,
-     false},
+    {"listen_unix_mode_not_octal",
+     "{\"listen\": [{\"unix\": \"/run/w.sock\", \"mode\": \"0689\"}]}",
+     SRC ": listen[0].mode: expected an octal file mode 0001..0777 such as \"0660\", got \"0689\"",
+     1, false},
     {"listen_unix_mode_number", "{\"listen\": [{\"unix\": \"/run/w.sock\", \"mode\": 660}]}",
      SRC ": listen[0].mode: expected an octal file mode 0001..0777 such as \"0660\", got 660", 1,
      false},
@@ -164,7 +169,9 @@ static const struct error_case error_cases[] = {
      "{\"listen\": [{\"unix\": \"/run/w.sock\"}, {\"unix\": \"/run/w.sock\"}]}",
      SRC ": listen[1]: duplicate of listen[0] (unix:/run/w.sock)", 1, false},
     {"route_send_proxy_bad",
-     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"send_proxy\": \"v3\", " TCP_TARGET "}]}",
+     "{" L
+     ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"send_proxy\": \"v3\", " TCP_TARGET
+     "}]}",
      SRC ": routes[0].send_proxy: expected \"v1\" or \"v2\", got \"v3\"", 1, false},
     {"listen_duplicate",
      "{\"listen\": [{\"port\": 80}, {\"host\": \"::\", \"port\": 80}, "
@@ -178,7 +185,8 @@ static const struct error_case error_cases[] = {
      "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"x\"}}]}",
      SRC ": listen[0].tls.ca: unknown key (expected one of: cert, key, allow_plain)", 1, false},
     {"listen_tls_allow_plain_not_bool",
-     "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"c\", \"key\": \"k\", \"allow_plain\": 1}}]}",
+     "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"c\", \"key\": \"k\", \"allow_plain\": "
+     "1}}]}",
      SRC ": listen[0].tls.allow_plain: expected true or false, got 1", 1, false},
     {"listen_tls_cert_empty",
      "{\"listen\": [{\"port\": 1, \"tls\": {\"cert\": \"\", \"key\": \"k\"}}]}",
@@ -504,8 +512,8 @@ static const struct error_case error_cases[] = {
      SRC ": routes[0].target: missing \"host\"", 1, false},
     {"tcp_target_not_object",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": \"h:1\"}]}",
-     SRC ": routes[0].target: expected an object {\"host\", \"port\"} or {\"unix\"}, got \"h:1\"", 1,
-     false},
+     SRC ": routes[0].target: expected an object {\"host\", \"port\"} or {\"unix\"}, got \"h:1\"",
+     1, false},
     {"tcp_target_unknown_key",
      "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"target\": {\"host\": \"h\", "
      "\"port\": 1, \"tls\": true}}]}",
@@ -595,8 +603,9 @@ static const struct error_case error_cases[] = {
      "\"slow_consumer\": \"block\", \"subscribe\": [{\"filter\": \"a\"}]}]}",
      SRC ": routes[0].slow_consumer: expected \"drop\" or \"close\", got \"block\"", 1, false},
     {"tcp_route_with_slow_consumer",
-     "{" L ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"slow_consumer\": \"drop\", "
-     TCP_TARGET "}]}",
+     "{" L
+     ", \"routes\": [{\"path\": \"/x\", \"type\": \"tcp\", \"slow_consumer\": \"drop\", " TCP_TARGET
+     "}]}",
      SRC ": routes[0].slow_consumer: only for type \"mqtt\"", 1, false},
     {"mqtt_route_with_tcp_key",
      "{" L ", " B ", \"routes\": [{\"path\": \"/x\", \"type\": \"mqtt\", \"broker\": \"main\", "
@@ -1533,15 +1542,15 @@ static void test_errors_free_is_idempotent(void **state)
 static void test_auth_http_and_cookie(void **state)
 {
     (void)state;
-    struct wsg_config *cfg = load_ok(
-        "{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"cookie\": \"session_jwt\"}, "
-        "\"http\": {\"url\": \"http://127.0.0.1:9100/ws-auth\", \"cache_s\": 30, "
-        "\"headers\": [\"Cookie\", \"authorization\"]}}, "
-        "\"brokers\": {\"main\": {\"uri\": \"tcp://127.0.0.1:1883\"}}, "
-        "\"routes\": [{\"path\": \"/live\", \"type\": \"mqtt\", \"broker\": \"main\", "
-        "\"auth\": \"http\", \"subscribe\": [{\"filter\": \"users/{auth.user}/#\"}]}, "
-        "{\"path\": \"/j\", \"type\": \"mqtt\", \"broker\": \"main\", \"auth\": \"jwt\", "
-        "\"subscribe\": [{\"filter\": \"users/{auth.sub}/{jwt.sub}\"}]}]}");
+    struct wsg_config *cfg =
+        load_ok("{" L ", \"auth\": {\"jwt\": {\"secret\": \"k\", \"cookie\": \"session_jwt\"}, "
+                "\"http\": {\"url\": \"http://127.0.0.1:9100/ws-auth\", \"cache_s\": 30, "
+                "\"headers\": [\"Cookie\", \"authorization\"]}}, "
+                "\"brokers\": {\"main\": {\"uri\": \"tcp://127.0.0.1:1883\"}}, "
+                "\"routes\": [{\"path\": \"/live\", \"type\": \"mqtt\", \"broker\": \"main\", "
+                "\"auth\": \"http\", \"subscribe\": [{\"filter\": \"users/{auth.user}/#\"}]}, "
+                "{\"path\": \"/j\", \"type\": \"mqtt\", \"broker\": \"main\", \"auth\": \"jwt\", "
+                "\"subscribe\": [{\"filter\": \"users/{auth.sub}/{jwt.sub}\"}]}]}");
     assert_string_equal(cfg->auth.jwt.cookie, "session_jwt");
     assert_true(cfg->auth.has_http);
     assert_string_equal(cfg->auth.http.url, "http://127.0.0.1:9100/ws-auth");

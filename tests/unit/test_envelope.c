@@ -325,8 +325,7 @@ static void test_refresh(void **state)
     envelope_request_free(&r);
     expect_error("{\"refresh\":\"\",\"id\":1}", ENVELOPE_ERR_BAD_REQUEST, "must be a token", "1");
     expect_error("{\"refresh\":5}", ENVELOPE_ERR_BAD_REQUEST, "must be a token", NULL);
-    expect_error("{\"refresh\":\"x\\u0000y\"}", ENVELOPE_ERR_BAD_REQUEST, "must be a token",
-                 NULL);
+    expect_error("{\"refresh\":\"x\\u0000y\"}", ENVELOPE_ERR_BAD_REQUEST, "must be a token", NULL);
     expect_error("{\"refresh\":\"secret.tok.en\",\"qos\":1}", ENVELOPE_ERR_BAD_REQUEST,
                  "unknown key \"qos\" in a refresh", NULL);
     expect_error("{\"refresh\":\"secret.tok.en\",\"topic\":\"a\"}", ENVELOPE_ERR_BAD_REQUEST,

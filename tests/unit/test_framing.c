@@ -1,4 +1,5 @@
-/* test_framing.c - cmocka tests for framing.c: each framing x binary/text, arbitrary chunking, limits, backpressure. */
+/* test_framing.c - cmocka tests for framing.c: each framing x binary/text, arbitrary chunking,
+ * limits, backpressure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -200,7 +201,7 @@ static void test_raw_text_dribble(void **state)
         assert_int_equal(framing_decode(&d, (const uint8_t *)s + i, 1, collect, &c), FRAMING_OK);
         if (i + 1 == char_end[k])
             k++;
-        assert_int_equal(c.n, k); /* a message only when a character completes */
+        assert_int_equal(c.n, k);                   /* a message only when a character completes */
         assert_true(d.cap <= buf_pool_size_for(4)); /* the bound, as a pool block */
     }
     assert_msg(&c, 0, "\xC3\xA9");
@@ -589,7 +590,7 @@ static void test_length32_too_big(void **state)
             struct collector c = {0};
             framing_decoder_init(&d, WSG_FRAMING_LENGTH32, false, 10);
             assert_int_equal(feed_cut(&d, s, 10, &cut, 1, &c), FRAMING_TOO_BIG);
-            assert_int_equal(c.n, 1); /* the frame before it went out */
+            assert_int_equal(c.n, 1);                    /* the frame before it went out */
             assert_true(d.cap <= buf_pool_size_for(14)); /* the bound, as a pool block */
             framing_decoder_free(&d);
             collector_free(&c);

@@ -103,29 +103,28 @@ static void test_v1(void **state)
     assert_int_equal(parse_split((const uint8_t *)longest, 107, &info, &hlen), PROXY_PROTO_DONE);
     assert_int_equal(hlen, 107);
     memcpy(longest + 105, "x\r\n", 3); /* 108 */
-    assert_int_equal(parse_split((const uint8_t *)longest, 108, &info, &hlen),
-                     PROXY_PROTO_INVALID);
+    assert_int_equal(parse_split((const uint8_t *)longest, 108, &info, &hlen), PROXY_PROTO_INVALID);
 }
 
 static void test_v1_invalid(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "GET / HTTP/1.1\r\n\r\n",                          /* no header at all */
-        "\x16\x03\x01\x02\x00\x01",                        /* a TLS ClientHello */
-        "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",              /* lower case */
-        "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",              /* no such protocol */
-        "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",             /* two spaces */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",             /* trailing space */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",             /* leading zero */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",          /* port too big */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",             /* sign */
-        "PROXY TCP4 2001:db8::1 5.6.7.8 1 2\r\n",          /* family mismatch */
-        "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",              /* family mismatch */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",                /* a field short */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",                /* LF without CR */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",               /* CR without LF */
-        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\x01\r\n",          /* control byte */
+        "GET / HTTP/1.1\r\n\r\n",                 /* no header at all */
+        "\x16\x03\x01\x02\x00\x01",               /* a TLS ClientHello */
+        "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",     /* lower case */
+        "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",     /* no such protocol */
+        "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",    /* two spaces */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",    /* trailing space */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",    /* leading zero */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n", /* port too big */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",    /* sign */
+        "PROXY TCP4 2001:db8::1 5.6.7.8 1 2\r\n", /* family mismatch */
+        "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",     /* family mismatch */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",       /* a field short */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",       /* LF without CR */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",      /* CR without LF */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\x01\r\n", /* control byte */
         "PROXY UNKNOWNX\r\n",
         "PROXY \r\n",
     };
@@ -139,8 +138,7 @@ static void test_v1_invalid(void **state)
     /* Refused at the first byte that cannot belong to a header. */
     struct proxy_proto_info info;
     size_t hlen;
-    assert_int_equal(proxy_proto_parse((const uint8_t *)"G", 1, &info, &hlen),
-                     PROXY_PROTO_INVALID);
+    assert_int_equal(proxy_proto_parse((const uint8_t *)"G", 1, &info, &hlen), PROXY_PROTO_INVALID);
     assert_int_equal(proxy_proto_parse((const uint8_t *)"PROXY X", 7, &info, &hlen),
                      PROXY_PROTO_INVALID);
     assert_int_equal(proxy_proto_parse((const uint8_t *)"PROXY T", 7, &info, &hlen),
@@ -181,8 +179,8 @@ static void test_v2(void **state)
     size_t hlen, n;
 
     /* TCP over IPv4, with a TLV after the addresses (as AWS NLB sends). */
-    uint8_t v4[] = {192, 0, 2, 7, 198, 51, 100, 1, 0xDC, 0x04, 0x01, 0xBB,
-                    0xEA, 0x00, 0x03, 'a', 'b', 'c'};
+    uint8_t v4[] = {192,  0,    2,    7,    198,  51,   100, 1,   0xDC,
+                    0x04, 0x01, 0xBB, 0xEA, 0x00, 0x03, 'a', 'b', 'c'};
     n = v2(buf, 0x21, 0x11, v4, sizeof(v4));
     memcpy(buf + n, "GET", 3);
     assert_int_equal(parse_split(buf, n + 3, &info, &hlen), PROXY_PROTO_DONE);
@@ -353,12 +351,9 @@ static void test_write(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_v1),
-        cmocka_unit_test(test_v1_invalid),
-        cmocka_unit_test(test_v2),
-        cmocka_unit_test(test_v2_invalid),
-        cmocka_unit_test(test_read_hint),
-        cmocka_unit_test(test_write),
+        cmocka_unit_test(test_v1),        cmocka_unit_test(test_v1_invalid),
+        cmocka_unit_test(test_v2),        cmocka_unit_test(test_v2_invalid),
+        cmocka_unit_test(test_read_hint), cmocka_unit_test(test_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,14 +41,14 @@ static void test_pointer_misses(void **state)
 {
     (void)state;
     json_t *doc = parse("{\"a\": [10, 20], \"b\": {\"c\": null}}");
-    assert_null(json_pointer_get(doc, "a"));       /* must start with '/' */
-    assert_null(json_pointer_get(doc, "/x"));      /* absent key */
-    assert_null(json_pointer_get(doc, "/a/2"));    /* past the end */
-    assert_null(json_pointer_get(doc, "/a/01"));   /* leading zero */
-    assert_null(json_pointer_get(doc, "/a/-"));    /* "-" names no element */
-    assert_null(json_pointer_get(doc, "/a/0/x"));  /* through a number */
-    assert_null(json_pointer_get(doc, "/b/c~2"));  /* bad escape */
-    assert_null(json_pointer_get(doc, "/b/c~"));   /* bad escape */
+    assert_null(json_pointer_get(doc, "a"));      /* must start with '/' */
+    assert_null(json_pointer_get(doc, "/x"));     /* absent key */
+    assert_null(json_pointer_get(doc, "/a/2"));   /* past the end */
+    assert_null(json_pointer_get(doc, "/a/01"));  /* leading zero */
+    assert_null(json_pointer_get(doc, "/a/-"));   /* "-" names no element */
+    assert_null(json_pointer_get(doc, "/a/0/x")); /* through a number */
+    assert_null(json_pointer_get(doc, "/b/c~2")); /* bad escape */
+    assert_null(json_pointer_get(doc, "/b/c~"));  /* bad escape */
     assert_true(json_is_null(json_pointer_get(doc, "/b/c")));
     assert_int_equal(json_integer_value(json_pointer_get(doc, "/a/1")), 20);
     assert_null(json_pointer_get(NULL, "/a"));

@@ -21,7 +21,7 @@
 #define SRC "consoles.json"
 #define REFUSED "(captures refuse '/', '+', '#' and NUL)"
 #define VALUE_EXPECTED                                                                             \
-    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\", \"unix:/path\" or a "       \
+    "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\", \"unix:/path\" or a "      \
     "non-empty array of them"
 #define ELEMENT_EXPECTED                                                                           \
     "expected a target {\"host\", \"port\"}, {\"unix\"}, \"host:port\" or \"unix:/path\""
@@ -240,7 +240,8 @@ static const struct error_case error_cases[] = {
     {"string_v6_no_port", "{\"vm1\": \"[::1]\"}", SRC ": vm1: " STR_PORT ", got \"[::1]\"", 1},
     {"string_v6_bad_port", "{\"vm1\": \"[::1]:0\"}", SRC ": vm1: " STR_PORT ", got \"[::1]:0\"", 1},
     {"unix_relative", "{\"vm1\": {\"unix\": \"app.sock\"}}",
-     SRC ": vm1.unix: expected an absolute unix socket path (\"/run/app.sock\"), got \"app.sock\"", 1},
+     SRC ": vm1.unix: expected an absolute unix socket path (\"/run/app.sock\"), got \"app.sock\"",
+     1},
     {"unix_not_string", "{\"vm1\": {\"unix\": 1}}",
      SRC ": vm1.unix: expected an absolute unix socket path (\"/run/app.sock\"), got 1", 1},
     {"unix_extra_key", "{\"vm1\": {\"unix\": \"/a\", \"port\": 1}}",
@@ -248,7 +249,8 @@ static const struct error_case error_cases[] = {
     {"unix_string_empty", "{\"vm1\": \"unix:\"}",
      SRC ": vm1: expected an absolute unix socket path (\"/run/app.sock\"), got \"unix:\"", 1},
     {"unix_string_too_long",
-     "{\"vm1\": \"unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "{\"vm1\": "
+     "\"unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
      SRC ": vm1: expected a unix socket path under 108 bytes, got \"unix:/aaaaaaaaaaaaaaaaaaaaaaaaa"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...",
@@ -257,8 +259,10 @@ static const struct error_case error_cases[] = {
      SRC ": vm1[2]: " STR_PORT ", got \"h\"", 1},
 
     /* websockify's lines: the line number, and the line or target quoted */
-    {"line_no_separator", "# c\nvm1 h:1\n", SRC ":2: expected \"token: host:port\", got \"vm1 h:1\"", 1},
-    {"line_colon_without_blank", "vm1:h:1", SRC ":1: expected \"token: host:port\", got \"vm1:h:1\"", 1},
+    {"line_no_separator", "# c\nvm1 h:1\n",
+     SRC ":2: expected \"token: host:port\", got \"vm1 h:1\"", 1},
+    {"line_colon_without_blank", "vm1:h:1",
+     SRC ":1: expected \"token: host:port\", got \"vm1:h:1\"", 1},
     {"line_two_separators", "vm1: h: 1",
      SRC ":1: expected \"token: host:port\" (one \": \" only), got \"vm1: h: 1\"", 1},
     {"line_no_port", "vm1: localhost", SRC ":1: " STR_PORT ", got \"localhost\"", 1},
@@ -327,8 +331,9 @@ static void test_string_targets(void **state)
 static void test_unix_targets(void **state)
 {
     (void)state;
-    struct target_map *m = load_ok("{\"a\": {\"unix\": \"/run/app.sock\"}, \"b\": \"unix:/tmp/b.sock\","
-                                   " \"c\": [\"unix:/tmp/c1\", \"h:7\", {\"unix\": \"/tmp/c3\"}]}");
+    struct target_map *m =
+        load_ok("{\"a\": {\"unix\": \"/run/app.sock\"}, \"b\": \"unix:/tmp/b.sock\","
+                " \"c\": [\"unix:/tmp/c1\", \"h:7\", {\"unix\": \"/tmp/c3\"}]}");
     assert_one(m, "a", "/run/app.sock", 0);
     assert_one(m, "b", "/tmp/b.sock", 0);
     size_t n = 0;
@@ -592,8 +597,8 @@ static void test_websockify_lines(void **state)
                                    "vm1: 10.0.0.5:5901\n"
                                    "   # indented comment\n"
                                    "\tvm2:   kvm2.example:5902  \r\n"
-                                   "vm3 : h:3\n"            /* blanks before ':' are not the token's */
-                                   "a:b: [::1]:5900\n"      /* the ':' with a blank after splits */
+                                   "vm3 : h:3\n"       /* blanks before ':' are not the token's */
+                                   "a:b: [::1]:5900\n" /* the ':' with a blank after splits */
                                    "tok-with.dots_x:\th:4"); /* no final newline */
     assert_int_equal(target_map_size(m), 5);
     assert_one(m, "vm1", "10.0.0.5", 5901);
@@ -622,7 +627,7 @@ static void test_websockify_unix_lines(void **state)
     struct config_errors errs = {0};
     load_bad("vm1: unix_socket:vm1.sock\n", &errs);
     assert_has_line(&errs, SRC ":1: expected an absolute unix socket path (\"/run/app.sock\"), "
-                           "got \"unix_socket:vm1.sock\"");
+                               "got \"unix_socket:vm1.sock\"");
     config_errors_free(&errs);
 }
 

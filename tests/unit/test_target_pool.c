@@ -7,8 +7,9 @@
 
 #include "target_pool.h"
 
-static struct wsg_target targets[3] = {
-    {.host = "10.0.0.1", .port = 1}, {.host = "10.0.0.2", .port = 2}, {.host = "10.0.0.3", .port = 3}};
+static struct wsg_target targets[3] = {{.host = "10.0.0.1", .port = 1},
+                                       {.host = "10.0.0.2", .port = 2},
+                                       {.host = "10.0.0.3", .port = 3}};
 
 static int teardown(void **state)
 {

@@ -538,8 +538,8 @@ static void test_filter_data_and_max_qos(void **state)
     assert_int_equal(topic_tree_add(t, "x/+", &b, 2), 1); /* QoS rose */
     assert_int_equal(topic_tree_max_qos(t, "x/+"), 2);
     assert_ptr_equal(*topic_tree_filter_data(t, "x/+"), &b); /* kept across adds */
-    assert_null(topic_tree_filter_data(t, "x"));   /* a node on the way, not a filter */
-    assert_null(topic_tree_filter_data(t, "x/y")); /* matching is not holding */
+    assert_null(topic_tree_filter_data(t, "x"));             /* a node on the way, not a filter */
+    assert_null(topic_tree_filter_data(t, "x/y"));           /* matching is not holding */
     assert_int_equal(topic_tree_remove(t, "x/+", &b), 0);
     assert_int_equal(topic_tree_max_qos(t, "x/+"), 0); /* back down with the holder */
     assert_int_equal(topic_tree_remove(t, "x/+", &a), 1);

@@ -260,13 +260,12 @@ static void test_utf8_reference(void **state)
 
 /* --- raw --------------------------------------------------------------------- */
 
-
 /* utf8_step, one byte at a time, agrees with utf8_is_valid on each prefix. */
 static void test_utf8_step_agrees(void **state)
 {
     (void)state;
-    static const char *const texts[] = {"plain", "caf\xC3\xA9", "\xF0\x9F\x98\x80!",
-                                        "\xED\xA0\x80", "\xC0\xAF", "\xE2\x82\xAC\xF4\x90"};
+    static const char *const texts[] = {"plain",        "caf\xC3\xA9", "\xF0\x9F\x98\x80!",
+                                        "\xED\xA0\x80", "\xC0\xAF",    "\xE2\x82\xAC\xF4\x90"};
     for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
         const uint8_t *s = (const uint8_t *)texts[t];
         size_t n = strlen(texts[t]);

@@ -42,8 +42,7 @@ static int collect(void *ctx, const uint8_t *data, size_t len, bool final)
 }
 
 /* A client's compressor: raw deflate, sync flush, the 4-byte tail removed. */
-static size_t client_deflate(z_stream *zs, const uint8_t *in, size_t len, uint8_t *out,
-                             size_t cap)
+static size_t client_deflate(z_stream *zs, const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 {
     zs->next_in = (Bytef *)in;
     zs->avail_in = (uInt)len;
@@ -65,8 +64,8 @@ static void test_roundtrip_with_context(void **state)
     char msg[200];
     size_t plain = 0, wire = 0;
     for (int i = 0; i < 100; i++) {
-        int n = snprintf(msg, sizeof(msg), "{\"seq\":%d,\"sensor\":\"hall-%d\",\"status\":\"ok\"}", i,
-                         i % 4);
+        int n = snprintf(msg, sizeof(msg), "{\"seq\":%d,\"sensor\":\"hall-%d\",\"status\":\"ok\"}",
+                         i, i % 4);
         size_t zlen;
         const uint8_t *z = ws_deflate_message(d, (const uint8_t *)msg, (size_t)n, &zlen);
         assert_non_null(z);

@@ -20,8 +20,8 @@ struct stream {
 };
 
 /* Appends a frame: b0 is FIN|RSV|opcode as sent, masked unless told. */
-static void put_frame_ex(struct stream *s, uint8_t b0, const void *payload, uint64_t n,
-                         bool masked, int len_form)
+static void put_frame_ex(struct stream *s, uint8_t b0, const void *payload, uint64_t n, bool masked,
+                         int len_form)
 {
     static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
     s->frame_at[s->n_frames++] = s->len;
@@ -146,7 +146,7 @@ static void test_valid_mixed_stream(void **state)
     put_frame(s, 0x8a, "", 0);
     uint8_t big[300];
     memset(big, 'x', sizeof(big));
-    put_frame(s, 0x82, big, sizeof(big)); /* 16-bit length */
+    put_frame(s, 0x82, big, sizeof(big));     /* 16-bit length */
     put_frame_ex(s, 0x82, big, 10, true, 64); /* 64-bit length, not minimal: allowed */
     put_frame(s, 0x01, "frag", 4);
     put_frame(s, 0x89, "", 0); /* control frames may come between fragments */
@@ -281,8 +281,8 @@ static void test_close_frames(void **state)
         expect_fail(&s, 0, 1002, "close code");
         assert_false(ws_close_code_valid(bad[i]));
     }
-    const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
-                             1012, 1013, 1014, 3000, 3999, 4000, 4999};
+    const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                             1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         struct stream s = {0};
         put_close(&s, good[i], "r\xc3\xa9sum\xc3\xa9");
@@ -349,8 +349,9 @@ static void test_text_utf8_across_frames(void **state)
     put_frame(&empty_end, 0x80, "", 0);
     expect_fail(&empty_end, 1, 1007, "inside a character");
 
-    const char *invalid[] = {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80",
-                             "\xe0\x80\xaf", "\x80", "\xfe"};
+    const char *invalid[] = {
+        "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80", "\xe0\x80\xaf",
+        "\x80",     "\xfe"};
     for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
         struct stream t = {0};
         put_frame(&t, 0x81, invalid[i], strlen(invalid[i]));
