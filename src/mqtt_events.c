@@ -31,14 +31,16 @@ static bool queue_closed; /* stopping: Paho threads must not wait any more */
 static bool queue_no_wait; /* a client is being destroyed: its threads must not wait */
 
 /* Events are recycled, so relaying a message costs no allocator call on
- * either thread (SPEC-2 D): one of up to 32 KiB (header, topic and payload)
+ * either thread (SPEC-2 D): one of up to 64 KiB (header, topic and payload)
  * comes from the free list of its size class and goes back to it; a larger
  * one is malloc'd and freed. The lists live under queue_lock, taken once per
  * event on Paho's side (it is taken to queue the event anyway) and once per
- * batch on the loop's. Each list keeps at most EVENT_FREE_BYTES. */
-static const size_t event_class_size[] = {512, 4096, 32768};
+ * batch on the loop's. Each list keeps at most EVENT_FREE_BYTES (a message
+ * of 4 KiB takes an 8 KiB block: 512 of them), a small part of the 32 MiB
+ * the queue may hold. */
+static const size_t event_class_size[] = {512, 8192, 65536};
 #define EVENT_CLASSES (sizeof(event_class_size) / sizeof(event_class_size[0]))
-#define EVENT_FREE_BYTES ((size_t)1 << 20)
+#define EVENT_FREE_BYTES ((size_t)4 << 20)
 static struct {
     struct broker_event *free; /* through ->next */
     size_t count;

@@ -11,6 +11,14 @@ allocates once per message makes 90,000 more; what remains is the jitter of
 connection setup and teardown and of the pool's 10-second trim, which frees
 blocks one run left unused and the next run takes again).
 
+The MQTT relay (AllocFreeMqtt): WebSocket clients publish QoS 1 to a real
+mosquitto through a raw MQTT route that also subscribes them to the same
+topic, so every message goes to the broker and back through the gateway.
+Paho allocates per message on its own (a copy of every publish and of every
+message that arrives); those calls are counted apart (ALLOC_COUNT_SKIP,
+alloc_count.c) and reported, and the bound applies to the rest: the
+gateway's own code, on the loop and in its callbacks on Paho's threads.
+
 Needs a build without sanitizers (ASan replaces the allocator): ctest
 registers it only there. Environment (set by ctest): WSGATE_BIN,
 WSGATE_ECHO_BIN, ALLOC_COUNT_LIB, WSBENCH_BIN.
@@ -33,17 +41,18 @@ WSBENCH = os.environ.get("WSBENCH_BIN", "")
 CONNS = 10
 SHORT, LONG = 1000, 10000  # messages per connection in the two runs
 MAX_EXTRA_CALLS = 250
-FIELDS = ("malloc", "calloc", "realloc", "free", "memalign", "bytes")
+FIELDS = ("malloc", "calloc", "realloc", "free", "memalign", "bytes", "skipped")
+MQTT_SHORT, MQTT_LONG = 300, 3000  # messages per connection, each to the broker and back
 
 
 def read_counts(path):
     with open(path, "rb") as f:
-        values = struct.unpack("<6Q", f.read(48))
+        values = struct.unpack("<7Q", f.read(56))
     return dict(zip(FIELDS, values))
 
 
 def calls(c):
-    return sum(c[k] for k in FIELDS if k != "bytes")
+    return sum(c[k] for k in FIELDS if k not in ("bytes", "skipped"))
 
 
 async def echo_text_messages(url, conns, per_conn, size):
@@ -154,6 +163,101 @@ class AllocFreeRelay(GatewayTestCase):
 
     def test_lines_4k(self):
         self.check_text("lines", 4096)
+
+
+async def mqtt_round_trips(port, conns, per_conn, size):
+    """`conns` clients on /dev/<i>, each with up to 8 messages in flight,
+    publish `per_conn` messages of `size` bytes and get each back from the
+    broker (the route subscribes them to what they publish; it sends them
+    as text frames, the payloads being UTF-8)."""
+    def data(m):
+        return m if isinstance(m, bytes) else m.encode()
+
+    async def one(i):
+        async with websockets.connect("ws://%s:%d/dev/a%d" % (HOST, port, i), max_size=None,
+                                      compression=None) as ws:
+            # The gateway's SUBSCRIBE must be in place before the count
+            # matters: probe until one comes back.
+            while True:
+                await ws.send(b"probe")
+                try:
+                    msg = await asyncio.wait_for(ws.recv(), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if data(msg) == b"probe":
+                    break
+            while True:  # late copies of the probe
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.3)
+                except asyncio.TimeoutError:
+                    break
+            payload = (b"%d" % i) * size
+            sent = got = 0
+            while got < per_conn:
+                while sent < per_conn and sent - got < 8:
+                    await ws.send(payload)
+                    sent += 1
+                msg = await ws.recv()
+                assert data(msg) == payload, "a foreign message on connection %d" % i
+                got += 1
+
+    await asyncio.gather(*(one(i) for i in range(conns)))
+
+
+class AllocFreeMqtt(GatewayTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if not ALLOC_LIB or not os.path.exists(ALLOC_LIB):
+            raise unittest.SkipTest("ALLOC_COUNT_LIB not built (sanitizer build?)")
+        from mqtt_peers import Mosquitto, have_mosquitto, unique_id
+        if not have_mosquitto():
+            raise unittest.SkipTest("mosquitto not found")
+        mosq = Mosquitto(cls.ch)
+        cls.port = free_port()
+        route = {"name": "dev", "path": "/dev/{device}", "type": "mqtt", "broker": "main",
+                 "publish": {"topic": "alloc/{device}", "qos": 1},
+                 "subscribe": [{"filter": "alloc/{device}", "qos": 1}]}
+        cls.counts_path = cls.ch.path("alloc-mqtt.counts")
+        cls.gw = cls.ch.start_gateway(
+            {"listen": [{"host": HOST, "port": cls.port}],
+             "brokers": {"main": {"uri": mosq.uri, "client_id": unique_id("wsgate-alloc")}},
+             "routes": [route]},
+            env={"LD_PRELOAD": ALLOC_LIB, "ALLOC_COUNT_FILE": cls.counts_path,
+                 "ALLOC_COUNT_SKIP": "libpaho-mqtt3as"},
+            args=["--log-level", "warn"])
+        cls.results = []
+
+    @classmethod
+    def tearDownClass(cls):
+        print("\nallocator calls by the gateway process (Paho's own apart), %d connections, "
+              "each message to the broker and back:" % CONNS)
+        print("%8s %14s %14s %8s %16s" % ("size", "%d/conn" % MQTT_SHORT, "%d/conn" % MQTT_LONG,
+                                          "extra", "Paho's (extra)"))
+        for size, a, b, pa, pb in cls.results:
+            print("%8d %14d %14d %8d %16d" % (size, a, b, b - a, pb - pa))
+        super().tearDownClass()
+
+    def check(self, size):
+        figures, paho = [], []
+        for per_conn in (MQTT_SHORT, MQTT_LONG):
+            before = read_counts(self.counts_path)
+            run_async(mqtt_round_trips(self.port, CONNS, per_conn, size), timeout=300)
+            after = read_counts(self.counts_path)
+            figures.append(calls(after) - calls(before))
+            paho.append(after["skipped"] - before["skipped"])
+        self.results.append((size, figures[0], figures[1], paho[0], paho[1]))
+        self.assertGreater(paho[1] - paho[0], CONNS * (MQTT_LONG - MQTT_SHORT),
+                           "Paho's calls are not told apart: is ALLOC_COUNT_SKIP right?")
+        self.assertLess(figures[1] - figures[0], MAX_EXTRA_CALLS,
+                        "MQTT %d B: %d allocator calls for %d round trips, %d for %d"
+                        % (size, figures[0], CONNS * MQTT_SHORT, figures[1], CONNS * MQTT_LONG))
+
+    def test_mqtt_64(self):
+        self.check(64)
+
+    def test_mqtt_4k(self):
+        self.check(4096)
 
 
 if __name__ == "__main__":
