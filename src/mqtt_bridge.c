@@ -71,8 +71,8 @@ static void close_client(struct mqtt_bridge *b, int code, const char *what)
  * service's answer (or the token, on JWT routes: the session holds one set
  * of claims), {msg./pointer} from its message. */
 struct value_lookup {
-    json_t *claims; /* or NULL */
-    json_t *doc;    /* or NULL */
+    json_t *claims;    /* or NULL */
+    json_t *doc;       /* or NULL */
     bool claims_later; /* {auth.x} not known yet: any safe value stands in */
     char number[32];
 };
@@ -83,9 +83,9 @@ static const char *lookup_value(void *ctx, const char *name)
     if (strncmp(name, "jwt.", 4) == 0)
         return auth_claim_value(vl->claims, name + 4, vl->number, sizeof(vl->number));
     if (strncmp(name, "auth.", 5) == 0)
-        return vl->claims_later ? "later"
-                                : auth_claim_value(vl->claims, name + 5, vl->number,
-                                                   sizeof(vl->number));
+        return vl->claims_later
+                   ? "later"
+                   : auth_claim_value(vl->claims, name + 5, vl->number, sizeof(vl->number));
     return publish_msg_value(vl->doc, name, vl->number, sizeof(vl->number));
 }
 
@@ -95,8 +95,7 @@ static int expand_with(const struct route_match *m, struct value_lookup *vl, con
     if (route_expand(tmpl, m, lookup_value, vl, out, out_len, err, err_len) < 0)
         return -1;
     if (filter ? !topic_filter_is_valid(out) : !topic_name_is_valid(out)) {
-        snprintf(err, err_len, "\"%s\" is not a valid MQTT topic%s", tmpl,
-                 filter ? " filter" : "");
+        snprintf(err, err_len, "\"%s\" is not a valid MQTT topic%s", tmpl, filter ? " filter" : "");
         return -1;
     }
     return 0;
@@ -139,8 +138,7 @@ static int mqtt_check_request(struct backend_request *req, char *reason, size_t 
     if (r->has_on_disconnect && n < 64)
         t[n++] = (struct tmpl_use){r->on_disconnect.topic, false};
     for (size_t i = 0; i < n; i++) {
-        if (expand_with(m, &vl, t[i].tmpl, t[i].filter, out, sizeof(out), err,
-                        sizeof(err)) != 0) {
+        if (expand_with(m, &vl, t[i].tmpl, t[i].filter, out, sizeof(out), err, sizeof(err)) != 0) {
             snprintf(reason, reason_len, "route %s: %s", r->name, err);
             return 400;
         }
@@ -230,9 +228,8 @@ static void raw_message(struct mqtt_bridge *b, const uint8_t *msg, size_t len)
     char topic[TOPIC_BUF_BYTES], err[200];
     if (i < 0) {
         drop_message(b, "no publish rule matches");
-    } else if (expand(session_match(b->session), session_claims(b->session),
-                      r->publish[i].topic, doc, false, topic, sizeof(topic), err,
-                      sizeof(err)) != 0) {
+    } else if (expand(session_match(b->session), session_claims(b->session), r->publish[i].topic,
+                      doc, false, topic, sizeof(topic), err, sizeof(err)) != 0) {
         drop_message(b, err);
     } else {
         publish(b, topic, msg, len, r->publish[i].qos, r->publish[i].retain, NULL);
@@ -283,8 +280,8 @@ static void envelope_request(struct mqtt_bridge *b, const uint8_t *msg, size_t l
             reply_ack(b, req.id);
         break;
     case ENVELOPE_REFRESH:
-        if (session_refresh_token(b->session, req.topic, strlen(req.topic), text,
-                                  sizeof(text)) != 0)
+        if (session_refresh_token(b->session, req.topic, strlen(req.topic), text, sizeof(text)) !=
+            0)
             reply_error(b, ENVELOPE_ERR_BAD_TOKEN, text, req.id);
         else
             reply_ack(b, req.id);
@@ -373,8 +370,7 @@ static void on_published(void *owner, const char *ack_id, bool ok, const char *d
         if (ok)
             reply_ack(b, ack_id);
         else
-            reply_error(b, ENVELOPE_ERR_PUBLISH_FAILED, detail ? detail : "publish failed",
-                        ack_id);
+            reply_error(b, ENVELOPE_ERR_PUBLISH_FAILED, detail ? detail : "publish failed", ack_id);
         return;
     }
     if (!ok)
@@ -432,8 +428,8 @@ static char **expand_list(struct mqtt_bridge *b, char *const *tmpls, size_t n, s
     char **out = calloc(n, sizeof(*out));
     char buf[TOPIC_BUF_BYTES], err[200];
     for (size_t i = 0; out && i < n; i++) {
-        if (expand(session_match(b->session), session_claims(b->session), tmpls[i], NULL, true,
-                   buf, sizeof(buf), err, sizeof(err)) != 0 ||
+        if (expand(session_match(b->session), session_claims(b->session), tmpls[i], NULL, true, buf,
+                   sizeof(buf), err, sizeof(err)) != 0 ||
             !(out[i] = strdup(buf))) {
             free_list(out, i);
             return NULL;
@@ -447,13 +443,13 @@ static char **expand_list(struct mqtt_bridge *b, char *const *tmpls, size_t n, s
 static void publish_presence(struct mqtt_bridge *b, const struct wsg_presence *p)
 {
     char topic[TOPIC_BUF_BYTES], err[200];
-    if (expand(session_match(b->session), session_claims(b->session), p->topic, NULL, false,
-               topic, sizeof(topic), err, sizeof(err)) != 0) {
+    if (expand(session_match(b->session), session_claims(b->session), p->topic, NULL, false, topic,
+               sizeof(topic), err, sizeof(err)) != 0) {
         log_warn("presence not published", "route", b->route->name, "error", err);
         return;
     }
-    if (mqtt_link_publish(b->link, topic, p->payload, strlen(p->payload), p->qos, p->retain,
-                          NULL) < 0)
+    if (mqtt_link_publish(b->link, topic, p->payload, strlen(p->payload), p->qos, p->retain, NULL) <
+        0)
         log_warn("presence not published", "route", b->route->name, "error", "out of memory");
 }
 
@@ -487,20 +483,20 @@ static struct bridge *mqtt_bridge_open(struct session *s)
     b->session = s;
     b->route = r;
     b->bound = limits->max_queue_bytes > 0 ? (size_t)limits->max_queue_bytes : (size_t)1 << 20;
-    b->max_message = limits->max_message_bytes > 0 &&
-                             (size_t)limits->max_message_bytes < REASSEMBLY_CAP_BYTES
-                         ? (size_t)limits->max_message_bytes
-                         : REASSEMBLY_CAP_BYTES;
+    b->max_message =
+        limits->max_message_bytes > 0 && (size_t)limits->max_message_bytes < REASSEMBLY_CAP_BYTES
+            ? (size_t)limits->max_message_bytes
+            : REASSEMBLY_CAP_BYTES;
     b->link = mqtt_link_create(mqtt_broker_find(r->broker), &link_events, b, b->bound);
     if (!b->link) {
         client_gone(&b->base);
         return NULL;
     }
     if (r->format == WSG_FORMAT_ENVELOPE) {
-        b->publish_allow = expand_list(b, r->publish_allow, r->n_publish_allow,
-                                       &b->n_publish_allow);
-        b->subscribe_allow = expand_list(b, r->subscribe_allow, r->n_subscribe_allow,
-                                         &b->n_subscribe_allow);
+        b->publish_allow =
+            expand_list(b, r->publish_allow, r->n_publish_allow, &b->n_publish_allow);
+        b->subscribe_allow =
+            expand_list(b, r->subscribe_allow, r->n_subscribe_allow, &b->n_subscribe_allow);
         if (b->n_publish_allow != r->n_publish_allow ||
             b->n_subscribe_allow != r->n_subscribe_allow) {
             client_gone(&b->base);
@@ -509,8 +505,8 @@ static struct bridge *mqtt_bridge_open(struct session *s)
     }
     char filter[TOPIC_BUF_BYTES], err[200];
     for (size_t i = 0; i < r->n_subscribe; i++) {
-        if (expand(m, session_claims(s), r->subscribe[i].filter, NULL, true, filter,
-                   sizeof(filter), err, sizeof(err)) != 0 ||
+        if (expand(m, session_claims(s), r->subscribe[i].filter, NULL, true, filter, sizeof(filter),
+                   err, sizeof(err)) != 0 ||
             mqtt_link_subscribe(b->link, filter, r->subscribe[i].qos, NULL) != 0) {
             client_gone(&b->base);
             return NULL;

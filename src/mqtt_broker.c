@@ -72,7 +72,7 @@
 /* --- globals (loop thread) ------------------------------------------------- */
 
 static struct mqtt_broker *brokers; /* current ones, in config order */
-static struct mqtt_broker *retired;  /* replaced ones still in use */
+static struct mqtt_broker *retired; /* replaced ones still in use */
 static bool paho_ready;
 static char client_id_suffix[16]; /* "-<worker>" when several workers run */
 static uint64_t next_op_id = 1, next_seq = 1;
@@ -151,8 +151,8 @@ static void list_insert_ordered(struct op_list *l, struct op *o)
     l->count++;
 }
 
-struct op *op_new(enum op_kind kind, struct mqtt_broker *b, const char *topic,
-                  const char *ack_id, const void *payload, size_t len)
+struct op *op_new(enum op_kind kind, struct mqtt_broker *b, const char *topic, const char *ack_id,
+                  const void *payload, size_t len)
 {
     size_t tlen = strlen(topic) + 1, alen = ack_id ? strlen(ack_id) + 1 : 0;
     struct op *o = buf_pool_get(sizeof(*o) + tlen + alen + len, NULL);
@@ -364,8 +364,8 @@ static void probe_tick(lws_sorted_usec_list_t *sul)
                  * broker needs a moment more to take the CONNECT. */
                 b->probe_seen_down = false;
                 b->retry_ms = RETRY_FIRST_MS;
-                log_info("mqtt broker port open again, connecting", "broker", b->cfg->name,
-                         "uri", b->cfg->uris[b->probe_next]);
+                log_info("mqtt broker port open again, connecting", "broker", b->cfg->name, "uri",
+                         b->cfg->uris[b->probe_next]);
                 lws_sul_cancel(&b->retry_timer);
                 broker_connect(b);
                 return;
@@ -494,8 +494,8 @@ static void publish_done(struct op *o, bool ok, const char *detail)
         if (was_above && l->pending_bytes <= l->bound / 2 && l->ev->drained)
             l->ev->drained(l->owner);
     } else if (!ok) {
-        log_warn("mqtt publish failed", "broker", o->broker->cfg->name, "topic", o->topic,
-                 "error", detail);
+        log_warn("mqtt publish failed", "broker", o->broker->cfg->name, "topic", o->topic, "error",
+                 detail);
     }
     op_free(o);
 }
@@ -584,7 +584,9 @@ static void broker_up(struct mqtt_broker *b, const char *uri, bool session_prese
     snprintf(waiting, sizeof(waiting), "%zu", b->waiting.count);
     log_info("mqtt broker connected", "broker", b->cfg->name, "uri", uri && *uri ? uri : "?",
              "filters", filters, "publishes_waiting", waiting, "session",
-             !b->persistent ? "clean" : session_present ? "resumed" : "new");
+             !b->persistent    ? "clean"
+             : session_present ? "resumed"
+                               : "new");
     /* A session this process did not make may hold filters nobody here
      * holds yet: what arrives for them is kept a moment for the clients
      * that come back (see RESUME_HOLD_US). */
@@ -838,7 +840,6 @@ void mqtt_brokers_service(void)
         lws_cancel_service(mqtt_loop_context); /* the rest after lws had its turn */
 }
 
-
 /* --- retiring (config reload) ---------------------------------------------- */
 
 static void broker_free(struct mqtt_broker *b);
@@ -852,7 +853,6 @@ static void unlink_from(struct mqtt_broker **list, struct mqtt_broker *b)
             return;
         }
 }
-
 
 #define CLOSE_TICK_US (100 * 1000)
 #define CLOSE_FLUSH_US (3 * LWS_USEC_PER_SEC)
@@ -916,8 +916,6 @@ struct mqtt_broker *mqtt_broker_find(const char *name)
 
 bool mqtt_broker_connected(const struct mqtt_broker *b) { return b->connected; }
 const char *mqtt_broker_name(const struct mqtt_broker *b) { return b->cfg->name; }
-
-
 
 /* --- lifetime -------------------------------------------------------------- */
 
@@ -996,7 +994,8 @@ static void client_renew(struct mqtt_broker *b)
         mqtt_events_let_through(false);
         b->client = NULL;
         log_warn("mqtt client renewed: a publish failed on a dying connection (Paho would "
-                 "resend it from freed memory)", "broker", b->cfg->name);
+                 "resend it from freed memory)",
+                 "broker", b->cfg->name);
     }
     b->paho_dangling = false;
     char err[512];
@@ -1152,8 +1151,8 @@ void mqtt_brokers_stop(void)
         if (lost) {
             char n[24];
             snprintf(n, sizeof(n), "%zu", lost);
-            log_warn("mqtt publishes not delivered at shutdown", "broker", b->cfg->name,
-                     "count", n);
+            log_warn("mqtt publishes not delivered at shutdown", "broker", b->cfg->name, "count",
+                     n);
         }
         if (b->client && MQTTAsync_isConnected(b->client)) {
             MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;

@@ -27,8 +27,8 @@ struct mqtt_delivery {
     const char *topic;
     const uint8_t *payload;
     size_t len;
-    bool retained; /* sent because of a (re)subscription, not live */
-    int utf8;      /* -1 unknown, else whether payload is valid UTF-8 */
+    bool retained;  /* sent because of a (re)subscription, not live */
+    int utf8;       /* -1 unknown, else whether payload is valid UTF-8 */
     char *envelope; /* owned by the broker; malloc'd by a link */
     size_t envelope_len;
 };

@@ -35,16 +35,16 @@
 enum op_kind { OP_PUBLISH, OP_SUBSCRIBE };
 
 struct op {
-    uint64_t id;   /* while handed to Paho (in the id map), else 0 */
-    uint64_t seq;  /* publish order, to resend in order */
+    uint64_t id;  /* while handed to Paho (in the id map), else 0 */
+    uint64_t seq; /* publish order, to resend in order */
     enum op_kind kind;
     struct mqtt_broker *broker;
     struct op *prev, *next;           /* broker's waiting or in-flight list */
     struct op *link_prev, *link_next; /* the link's publishes */
     struct mqtt_link *link;           /* NULL once the link is gone */
     /* In the op's own block (op_new), after the struct: */
-    char *ack_id;                     /* may be NULL */
-    char *topic;                      /* topic, or filter */
+    char *ack_id; /* may be NULL */
+    char *topic;  /* topic, or filter */
     uint8_t *payload;
     size_t len;
     int qos;
@@ -90,7 +90,6 @@ struct filter_state {
     lws_sorted_usec_list_t retry_timer;
 };
 
-
 /* One filter a link holds. */
 struct holding {
     char *filter;   /* owned */
@@ -131,7 +130,7 @@ struct mqtt_link {
     void *owner;
     size_t bound;
     size_t pending_bytes;
-    struct op *ops; /* its publishes not yet done */
+    struct op *ops;          /* its publishes not yet done */
     struct holding *filters; /* owned */
     size_t n_filters, cap_filters;
 };
@@ -139,14 +138,14 @@ struct mqtt_link {
 struct mqtt_broker {
     struct mqtt_broker *next;
     struct wsg_broker *cfg; /* owned copy: a broker outlives the config that made it */
-    bool retired;    /* replaced or removed by a reload; serves its old links */
-    bool closing;    /* retired and unused: flushing, then disconnecting */
+    bool retired;           /* replaced or removed by a reload; serves its old links */
+    bool closing;           /* retired and unused: flushing, then disconnecting */
     size_t links;
     lws_usec_t close_deadline;
     lws_sorted_usec_list_t close_timer;
     MQTTAsync client;
-    uint32_t serial;     /* names the broker in its op ids (OP_ID_BROKER_SHIFT) */
-    bool paho_dangling;  /* Paho kept a publish it freed: renew the client (see client_renew) */
+    uint32_t serial;    /* names the broker in its op ids (OP_ID_BROKER_SHIFT) */
+    bool paho_dangling; /* Paho kept a publish it freed: renew the client (see client_renew) */
     bool v5;
     bool connected;
     bool connecting;
@@ -159,10 +158,10 @@ struct mqtt_broker {
     MQTTAsync_SSLOptions ssl;
     /* Persistent session (cfg->persistent_session). */
     bool persistent;
-    bool had_connack;    /* this process has been connected once */
-    bool reset_session;  /* the next connect starts a fresh session */
+    bool had_connack;     /* this process has been connected once */
+    bool reset_session;   /* the next connect starts a fresh session */
     bool reset_reconnect; /* 3.1.1: the clean connect is done, go persistent again */
-    bool resuming;       /* in the resume window */
+    bool resuming;        /* in the resume window */
     struct held_msg *held_head, *held_tail;
     size_t held_count, held_bytes;
     uint64_t resume_dropped; /* over the hold's bounds */
@@ -170,7 +169,7 @@ struct mqtt_broker {
     struct pending_unsub *unsubs;
     /* The port probe while in backoff. */
     struct probe_target *targets; /* one per uri */
-    size_t probe_next;             /* the target the current/next probe is for */
+    size_t probe_next;            /* the target the current/next probe is for */
     int probe_fd;
     lws_usec_t probe_started;
     bool probe_seen_down; /* a probe found the port closed since the last attempt */
@@ -192,7 +191,7 @@ struct broker_event {
     struct mqtt_broker *broker; /* connection events */
     uint64_t op_id;             /* EV_OP_DONE */
     bool ok;
-    bool refused; /* the broker said no (not a lost connection) */
+    bool refused;   /* the broker said no (not a lost connection) */
     bool paho_kept; /* a publish's first write failed: Paho keeps it, freed (client_renew) */
     bool retained;
     int code;
@@ -214,8 +213,8 @@ extern bool mqtt_stopping;
 /* An op with copies of topic, ack_id (may be NULL) and payload, all in one
  * block from the loop's buffer pool (no allocator call once the pool is
  * warm); the rest zeroed. NULL out of memory. Freed with op_free(). */
-struct op *op_new(enum op_kind kind, struct mqtt_broker *b, const char *topic,
-                  const char *ack_id, const void *payload, size_t len);
+struct op *op_new(enum op_kind kind, struct mqtt_broker *b, const char *topic, const char *ack_id,
+                  const void *payload, size_t len);
 /* Gives o (its broker set) an id and puts it in the id map: 0, or -1. */
 int op_hand_out(struct op *o);
 /* Takes o out of the id map (a late answer for it is then ignored). */

@@ -27,7 +27,7 @@ static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queue_room = PTHREAD_COND_INITIALIZER;
 static struct broker_event *queue_head, *queue_tail;
 static size_t queue_bytes;
-static bool queue_closed; /* stopping: Paho threads must not wait any more */
+static bool queue_closed;  /* stopping: Paho threads must not wait any more */
 static bool queue_no_wait; /* a client is being destroyed: its threads must not wait */
 
 /* Events are recycled, so relaying a message costs no allocator call on
@@ -197,8 +197,7 @@ static void on_connect_fail(void *context, MQTTAsync_failureData *r)
 
 static void on_connect_fail5(void *context, MQTTAsync_failureData5 *r)
 {
-    push_simple(EV_CONNECT_FAILED, context, r ? (int)r->reasonCode : 0,
-                r ? r->message : NULL);
+    push_simple(EV_CONNECT_FAILED, context, r ? (int)r->reasonCode : 0, r ? r->message : NULL);
 }
 
 static void on_connection_lost(void *context, char *cause)
@@ -244,7 +243,9 @@ static void on_op_fail(void *context, MQTTAsync_failureData *r)
     /* Paho reports a SUBACK of 0x80 as a failure with that code. */
     bool refused = r && r->code == MQTT_BAD_SUBSCRIBE;
     push_op_done(context, false, refused, r ? r->code : 0,
-                 refused ? "broker refused the subscription" : r ? r->message : NULL);
+                 refused ? "broker refused the subscription"
+                 : r     ? r->message
+                         : NULL);
 }
 
 /* MQTT 5: reason codes from 0x80 up are refusals. */
@@ -281,8 +282,8 @@ static void on_op_fail5(void *context, MQTTAsync_failureData5 *r)
  * connect (client_renew). */
 static void on_pub_fail(void *context, MQTTAsync_failureData *r)
 {
-    struct broker_event *e = op_done_event(context, false, false, r ? r->code : 0,
-                                           r ? r->message : NULL);
+    struct broker_event *e =
+        op_done_event(context, false, false, r ? r->code : 0, r ? r->message : NULL);
     if (!e)
         return;
     e->paho_kept = r && r->code == MQTTASYNC_FAILURE;
@@ -292,8 +293,8 @@ static void on_pub_fail(void *context, MQTTAsync_failureData *r)
 static void on_pub_fail5(void *context, MQTTAsync_failureData5 *r)
 {
     bool refused = r && r->reasonCode >= 0x80;
-    struct broker_event *e = op_done_event(context, false, refused,
-                                           r ? (int)r->reasonCode : 0, r ? r->message : NULL);
+    struct broker_event *e =
+        op_done_event(context, false, refused, r ? (int)r->reasonCode : 0, r ? r->message : NULL);
     if (!e)
         return;
     e->paho_kept = r && !refused && r->code == MQTTASYNC_FAILURE;

@@ -54,8 +54,7 @@ void link_detach_op(struct op *o)
 
 static struct holding *link_holding(struct mqtt_link *l, const char *filter);
 
-static void waiters_answer(struct filter_state *fs, const char *filter, bool ok,
-                           const char *detail)
+static void waiters_answer(struct filter_state *fs, const char *filter, bool ok, const char *detail)
 {
     struct sub_waiter *w = fs->waiters;
     fs->waiters = NULL;
@@ -196,12 +195,12 @@ void links_subscribe_done(struct op *o, bool ok, bool refused, const char *detai
         /* Whoever still holds the filter (after a reconnect nobody is
          * waiting) is served once the broker agrees: keep trying. */
         if (b->connected) {
-            int delay_s = fs->denials <= SUBSCRIBE_RETRIES ? 1 << (fs->denials - 1)
-                                                           : SUBSCRIBE_RETRY_MAX_S;
+            int delay_s =
+                fs->denials <= SUBSCRIBE_RETRIES ? 1 << (fs->denials - 1) : SUBSCRIBE_RETRY_MAX_S;
             char in[16];
             snprintf(in, sizeof(in), "%d", delay_s);
-            log_warn("mqtt subscribe refused, retrying", "broker", b->cfg->name, "filter",
-                     o->topic, "retry_in_s", in);
+            log_warn("mqtt subscribe refused, retrying", "broker", b->cfg->name, "filter", o->topic,
+                     "retry_in_s", in);
             lws_sul_schedule(mqtt_loop_context, 0, &fs->retry_timer, retry_subscribe,
                              (lws_usec_t)delay_s * LWS_USEC_PER_SEC);
         }

@@ -31,7 +31,7 @@ extern void *__libc_memalign(size_t, size_t);
 /* Layout of the counts file: what the test reads (8-byte little-endian). */
 struct alloc_counts {
     uint64_t malloc_calls, calloc_calls, realloc_calls, free_calls, memalign_calls;
-    uint64_t bytes; /* requested by malloc, calloc, realloc, memalign */
+    uint64_t bytes;         /* requested by malloc, calloc, realloc, memalign */
     uint64_t skipped_calls; /* every kind, made from the ALLOC_COUNT_SKIP library */
 };
 
@@ -83,8 +83,8 @@ __attribute__((constructor)) static void map_counts_file(void)
     if (fd < 0)
         return;
     if (ftruncate(fd, sizeof(struct alloc_counts)) == 0) {
-        void *p = mmap(NULL, sizeof(struct alloc_counts), PROT_READ | PROT_WRITE, MAP_SHARED,
-                       fd, 0);
+        void *p =
+            mmap(NULL, sizeof(struct alloc_counts), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p != MAP_FAILED) {
             struct alloc_counts *shared = p;
             *shared = local_counts; /* what the loader's own calls counted so far */
@@ -94,10 +94,10 @@ __attribute__((constructor)) static void map_counts_file(void)
     close(fd);
 }
 
-#define COUNT(field, n)                                                                        \
-    do {                                                                                       \
-        __atomic_add_fetch(&counts->field, 1, __ATOMIC_RELAXED);                               \
-        __atomic_add_fetch(&counts->bytes, (n), __ATOMIC_RELAXED);                             \
+#define COUNT(field, n)                                                                            \
+    do {                                                                                           \
+        __atomic_add_fetch(&counts->field, 1, __ATOMIC_RELAXED);                                   \
+        __atomic_add_fetch(&counts->bytes, (n), __ATOMIC_RELAXED);                                 \
     } while (0)
 
 void *malloc(size_t n)
