@@ -11,12 +11,20 @@
  *    is the start of a frame: the cut and the deciding byte lie in one
  *    frame, so re-feeding the stream up to the cut is OK;
  *  - codes are 1002 or 1007 with a reason that fits a close frame;
- *  - after END or VIOLATION the checker stays there. */
+ *  - after END or VIOLATION the checker stays there;
+ *  - the pings reported (on_ping) end at the same stream offsets however the
+ *    stream is split, each inside its run, and one that began in the run
+ *    starts before it ends (a ping is at least 6 bytes). */
 #include "fuzz_util.h"
 
 #include "ws_frame_check.h"
 
+#define PINGS_MAX 64
+
 struct result {
+    size_t ping_end[PINGS_MAX]; /* stream offsets */
+    size_t n_pings;
+    size_t run_pos, run_len; /* of the run being fed */
     int rc;
     int code;
     const char *reason;
@@ -24,12 +32,22 @@ struct result {
     size_t at;  /* stream offset of the deciding byte (VIOLATION) */
 };
 
+static void on_ping(void *ctx, size_t start, size_t end)
+{
+    struct result *r = ctx;
+    FUZZ_CHECK(end <= r->run_len, "ping ends at %zu of a %zu-byte run", end, r->run_len);
+    FUZZ_CHECK(start == WS_FC_BEFORE_RUN || start + 6 <= end, "ping %zu..%zu", start, end);
+    if (r->n_pings < PINGS_MAX)
+        r->ping_end[r->n_pings++] = r->run_pos + end;
+}
+
 static struct result run(const uint8_t *s, size_t len, uint8_t settings, unsigned mode,
                          unsigned seed)
 {
     struct ws_frame_check c;
     ws_frame_check_init(&c, settings);
-    struct result r = {WS_FC_OK, 0, NULL, len, 0};
+    struct result r = {.rc = WS_FC_OK, .cut = len};
+    const struct ws_frame_events ev = {.on_ping = on_ping, .ctx = &r};
     size_t pos = 0;
     while (pos < len) {
         size_t n = len - pos;
@@ -41,7 +59,9 @@ static struct result run(const uint8_t *s, size_t len, uint8_t settings, unsigne
             n = k < n ? k : n;
         }
         struct ws_frame_verdict v;
-        int rc = ws_frame_check_feed(&c, s + pos, n, &v);
+        r.run_pos = pos;
+        r.run_len = n;
+        int rc = ws_frame_check_feed_ev(&c, s + pos, n, &v, &ev);
         if (rc != WS_FC_OK) {
             FUZZ_CHECK(v.keep <= n, "keep %zu of a %zu-byte run", v.keep, n);
             r.rc = rc;
@@ -77,6 +97,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned mode = 1; mode <= 2; mode++) {
         struct result r = run(s, len, settings, mode, seed);
         FUZZ_CHECK(r.rc == whole.rc, "mode %u: rc %d, whole %d", mode, r.rc, whole.rc);
+        FUZZ_CHECK(r.n_pings == whole.n_pings &&
+                       memcmp(r.ping_end, whole.ping_end, r.n_pings * sizeof(size_t)) == 0,
+                   "mode %u: %zu pings, whole %zu", mode, r.n_pings, whole.n_pings);
         if (r.rc == WS_FC_VIOLATION) {
             FUZZ_CHECK(r.code == whole.code && strcmp(r.reason, whole.reason) == 0,
                        "mode %u: %d %s, whole %d %s", mode, r.code, r.reason, whole.code,

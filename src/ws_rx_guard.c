@@ -26,7 +26,9 @@ struct deflate_ring {
     uint8_t bits[DEFLATE_RING_BITS / 8];
 };
 
-/* One registered client socket: 72 bytes (+ 516 with permessage-deflate). */
+struct ping_runs;
+
+/* One registered client socket: 80 bytes (+ 516 with permessage-deflate). */
 struct ws_rx_guard_conn {
     struct ws_frame_check check;
     void *owner;
@@ -34,11 +36,12 @@ struct ws_rx_guard_conn {
     SSL *ssl;                     /* NULL: plain, read with recv() */
     struct deflate_ring *deflate; /* owned; NULL without permessage-deflate */
     int fd;
-    bool failed;      /* a violation was reported, or the client's close frame
-                         was read: drain and discard what follows */
-    bool closing;     /* our close frame went out: report the end */
-    bool ring_full;   /* a message start found no room in `deflate` */
-    uint8_t *cut_buf; /* during check(): the bytes being judged (RSV1 is cleared there) */
+    bool failed;             /* a violation was reported, or the client's close frame
+                                was read: drain and discard what follows */
+    bool closing;            /* our close frame went out: report the end */
+    bool ring_full;          /* a message start found no room in `deflate` */
+    uint8_t *cut_buf;        /* during check(): the bytes being judged (RSV1 is cleared there) */
+    struct ping_runs *pings; /* during check(): the whole pings seen in them */
 };
 
 /* Indexed by fd; grown as needed. Only the loop thread reads or writes it:
@@ -228,27 +231,73 @@ static void note_message(void *ctx, size_t at, bool rsv1)
 
 unsigned long ws_rx_guard_count(void) { return n_registered; }
 
+/* Pings in one read. lws 4.1.6 answers the first ping it has not answered
+ * yet and drops the ones that come before that pong is out, where RFC 6455
+ * 5.5.3 allows answering only the most recent. So of the whole pings in one
+ * read, lws sees only the last (none, if the read ends inside a newer one):
+ * it then answers the most recent. At most PINGS_TRACKED per read are
+ * removed; past that, the read goes to lws as it came. */
+#define PINGS_TRACKED 32
+struct ping_runs {
+    size_t start[PINGS_TRACKED], end[PINGS_TRACKED];
+    size_t n;
+    bool overflow;
+};
+
+static void note_ping(void *ctx, size_t start, size_t end)
+{
+    struct ping_runs *p = ((struct ws_rx_guard_conn *)ctx)->pings;
+    if (start == WS_FC_BEFORE_RUN) /* partly in lws's hands already */
+        return;
+    if (p->n == PINGS_TRACKED) {
+        p->overflow = true;
+        return;
+    }
+    p->start[p->n] = start;
+    p->end[p->n++] = end;
+}
+
+/* Removes all but the most recent whole ping of buf[0..n); returns the new n. */
+static size_t keep_last_ping(const struct ws_rx_guard_conn *g, uint8_t *buf, size_t n,
+                             const struct ping_runs *p)
+{
+    size_t drop = ws_frame_check_in_ping(&g->check) ? p->n : p->n - 1;
+    if (p->n == 0 || p->overflow || drop == 0)
+        return n;
+    size_t out = p->start[0];
+    for (size_t k = 0; k < drop; k++) {
+        size_t next = k + 1 < p->n ? p->start[k + 1] : n;
+        if (k + 1 >= drop) /* after the last dropped ping: everything to the end */
+            next = n;
+        memmove(buf + out, buf + p->end[k], next - p->end[k]);
+        out += next - p->end[k];
+    }
+    return out;
+}
+
 /* Runs the checker over what a read returned; returns how many bytes lws
  * may have. After the client's close frame nothing more goes to lws: 4.1.6
  * would deliver data frames that follow it. */
 static size_t check(struct ws_rx_guard_conn *g, void *buf, size_t n)
 {
     struct ws_frame_verdict v;
-    int r;
-    if (g->deflate) {
-        g->cut_buf = buf;
-        r = ws_frame_check_feed_cb(&g->check, buf, n, &v, note_message, g);
-        g->cut_buf = NULL;
-        if (g->ring_full && !g->failed) {
-            g->on_fail(g->owner, 1008, "too many messages in one read");
-            g->failed = true;
-            return 0;
-        }
-    } else {
-        r = ws_frame_check_feed(&g->check, buf, n, &v);
+    struct ping_runs pings;
+    pings.n = 0;
+    pings.overflow = false;
+    g->cut_buf = buf;
+    g->pings = &pings;
+    const struct ws_frame_events ev = {
+        .on_message = g->deflate ? note_message : NULL, .on_ping = note_ping, .ctx = g};
+    int r = ws_frame_check_feed_ev(&g->check, buf, n, &v, &ev);
+    g->cut_buf = NULL;
+    g->pings = NULL;
+    if (g->ring_full && !g->failed) {
+        g->on_fail(g->owner, 1008, "too many messages in one read");
+        g->failed = true;
+        return 0;
     }
     if (r == WS_FC_OK)
-        return n;
+        return keep_last_ping(g, buf, n, &pings);
     if (!g->failed && r == WS_FC_VIOLATION)
         g->on_fail(g->owner, v.code, v.reason);
     g->failed = true;

@@ -195,6 +195,28 @@ int ws_frame_check_feed(struct ws_frame_check *c, const uint8_t *buf, size_t len
 int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t len,
                            struct ws_frame_verdict *v, ws_frame_message_fn on_message, void *ctx)
 {
+    const struct ws_frame_events ev = {.on_message = on_message, .ctx = ctx};
+    return ws_frame_check_feed_ev(c, buf, len, v, &ev);
+}
+
+bool ws_frame_check_in_ping(const struct ws_frame_check *c)
+{
+    return c->op == OP_PING && c->state != S_HDR0 && !(c->flags & (WS_FC_FAILED | WS_FC_CLOSED));
+}
+
+/* A frame that passed on_frame_end: tell who asked about pings. */
+static void frame_ended(const struct ws_frame_check *c, const struct ws_frame_events *ev,
+                        bool started_here, size_t start, size_t end)
+{
+    if (c->op == OP_PING && ev && ev->on_ping)
+        ev->on_ping(ev->ctx, started_here ? start : WS_FC_BEFORE_RUN, end);
+}
+
+int ws_frame_check_feed_ev(struct ws_frame_check *c, const uint8_t *buf, size_t len,
+                           struct ws_frame_verdict *v, const struct ws_frame_events *ev)
+{
+    ws_frame_message_fn on_message = ev ? ev->on_message : NULL;
+    void *ctx = ev ? ev->ctx : NULL;
     if (c->flags & WS_FC_FAILED)
         return fail(c, c->op, 0, 0, v);
     if (c->flags & WS_FC_CLOSED) {
@@ -202,6 +224,7 @@ int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t 
         return WS_FC_END;
     }
     size_t frame_start = 0; /* in this run; 0 if the frame began before it */
+    bool started_here = false;
     size_t i = 0;
     int fault = -1;
     while (i < len && fault < 0) {
@@ -209,6 +232,7 @@ int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t 
         switch (c->state) {
         case S_HDR0:
             frame_start = i;
+            started_here = true;
             c->ctl_seen = 0;
             c->ctl_utf8 = UTF8_ACCEPT;
             if ((fault = on_hdr0(c, b)) < 0) {
@@ -238,8 +262,12 @@ int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t 
             if (c->mask_pos == 4) {
                 c->mask_pos = 0;
                 c->state = S_PAYLOAD;
-                if (c->left == 0 && (fault = on_frame_end(c)) >= 0)
-                    i--; /* at the mask's last byte, which ended the frame */
+                if (c->left == 0) {
+                    if ((fault = on_frame_end(c)) >= 0)
+                        i--; /* at the mask's last byte, which ended the frame */
+                    else
+                        frame_ended(c, ev, started_here, frame_start, i);
+                }
             }
             break;
         case S_PAYLOAD:
@@ -254,6 +282,8 @@ int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t 
                 size_t last = i - 1;
                 if ((fault = on_frame_end(c)) >= 0)
                     i = last;
+                else
+                    frame_ended(c, ev, started_here, frame_start, i);
             }
             break;
         }

@@ -73,6 +73,23 @@ typedef void (*ws_frame_message_fn)(void *ctx, size_t at, bool rsv1);
 int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t len,
                            struct ws_frame_verdict *v, ws_frame_message_fn on_message, void *ctx);
 
+/* What a reader may want to hear of while the checker walks a run. Either
+ * callback may be NULL. on_ping: a ping frame passed every check and ended
+ * in this run, at buf[end - 1]; `start` is the index of its first header byte
+ * in this run, or WS_FC_BEFORE_RUN if it began in an earlier run. */
+#define WS_FC_BEFORE_RUN SIZE_MAX
+typedef void (*ws_frame_ping_fn)(void *ctx, size_t start, size_t end);
+struct ws_frame_events {
+    ws_frame_message_fn on_message;
+    ws_frame_ping_fn on_ping;
+    void *ctx;
+};
+int ws_frame_check_feed_ev(struct ws_frame_check *c, const uint8_t *buf, size_t len,
+                           struct ws_frame_verdict *v, const struct ws_frame_events *ev);
+
+/* True if the run fed last ended inside a ping frame (its header or payload). */
+bool ws_frame_check_in_ping(const struct ws_frame_check *c);
+
 /* The code of the last valid close frame read (0: none yet; 1005 if it had
  * no payload). */
 static inline int ws_frame_check_close_code(const struct ws_frame_check *c)

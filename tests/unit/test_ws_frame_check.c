@@ -370,6 +370,52 @@ static void test_text_utf8_across_frames(void **state)
     expect_ok(&tb, 0);
 }
 
+/* on_ping: every ping that passed, with where it starts and ends in the run
+ * (or WS_FC_BEFORE_RUN when it began in an earlier one); in_ping after a run
+ * that ends inside one. */
+struct pings_seen {
+    size_t start[8], end[8], n;
+};
+
+static void record_ping(void *ctx, size_t start, size_t end)
+{
+    struct pings_seen *p = ctx;
+    p->start[p->n] = start;
+    p->end[p->n++] = end;
+}
+
+static void test_ping_events(void **state)
+{
+    (void)state;
+    static struct stream s;
+    memset(&s, 0, sizeof(s));
+    put_frame(&s, 0x89, "a", 1);  /* ping */
+    put_frame(&s, 0x81, "hi", 2); /* text */
+    put_frame(&s, 0x89, NULL, 0); /* empty ping */
+    put_frame(&s, 0x8a, "x", 1);  /* pong: not reported */
+    put_frame(&s, 0x89, "bc", 2); /* ping, cut below */
+    size_t cut = s.frame_at[4] + 3;
+
+    struct ws_frame_check c;
+    ws_frame_check_init(&c, 0);
+    struct pings_seen seen = {0};
+    const struct ws_frame_events ev = {.on_ping = record_ping, .ctx = &seen};
+    struct ws_frame_verdict v;
+    assert_int_equal(ws_frame_check_feed_ev(&c, s.b, cut, &v, &ev), WS_FC_OK);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.start[0], s.frame_at[0]);
+    assert_int_equal(seen.end[0], s.frame_at[1]);
+    assert_int_equal(seen.start[1], s.frame_at[2]);
+    assert_int_equal(seen.end[1], s.frame_at[3]);
+    assert_true(ws_frame_check_in_ping(&c));
+
+    assert_int_equal(ws_frame_check_feed_ev(&c, s.b + cut, s.len - cut, &v, &ev), WS_FC_OK);
+    assert_int_equal(seen.n, 3);
+    assert_int_equal(seen.start[2], WS_FC_BEFORE_RUN);
+    assert_int_equal(seen.end[2], s.len - cut);
+    assert_false(ws_frame_check_in_ping(&c));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_close_frames),
         cmocka_unit_test(test_length_top_bit_1002),
         cmocka_unit_test(test_text_utf8_across_frames),
+        cmocka_unit_test(test_ping_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
