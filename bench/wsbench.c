@@ -25,7 +25,8 @@
  *
  * --payload json sends small JSON objects (a telemetry stream: varying readings, exactly
  * --size bytes each, padded with JSON whitespace) as text messages instead of the byte
- * pattern, and checks every echoed byte. --deflate (ws) offers permessage-deflate the way
+ * pattern (json-binary: as binary ones, for websockify, which refuses text), and checks
+ * every echoed byte. --deflate (ws) offers permessage-deflate the way
  * browsers do ("permessage-deflate; client_max_window_bits"), requires the server to
  * accept it, compresses every message it sends (zlib raw deflate, context kept unless the
  * server asks for client_no_context_takeover) and inflates what comes back. The JSON line
@@ -93,7 +94,8 @@ struct options {
     unsigned nmem;
     const char *mem_label[MAX_CPU_PIDS];
     int mem_pid[MAX_CPU_PIDS];
-    bool json;    /* --payload json */
+    bool json;    /* --payload json or json-binary */
+    bool text;    /* --payload json: text frames */
     bool deflate; /* --deflate */
 };
 
@@ -619,7 +621,7 @@ static int conn_queue_msg(struct conn *c, uint64_t k)
         return 0;
     }
     size_t h = 0;
-    f[h++] = (unsigned char)(0x80 | (c->zd ? 0x40 : 0) | (opt.json ? 0x1 : 0x2));
+    f[h++] = (unsigned char)(0x80 | (c->zd ? 0x40 : 0) | (opt.text ? 0x1 : 0x2));
     if (len < 126) {
         f[h++] = (unsigned char)(0x80 | len);
     } else if (len <= 0xffff) {
@@ -1142,8 +1144,9 @@ static void usage(FILE *out)
             "                       the connections S seconds; report the connect rate\n"
             "  --mem-pid LABEL=PID  idle mode: report the resident memory of PID and its\n"
             "                       children before connecting and at the end (up to %d)\n"
-            "  --payload KIND       pattern (default: a byte pattern, binary messages) or\n"
-            "                       json (text messages, JSON objects of --size >= %d bytes)\n"
+            "  --payload KIND       pattern (default: a byte pattern, binary messages), json\n"
+            "                       (text messages, JSON objects of --size >= %d bytes) or\n"
+            "                       json-binary (the same JSON in binary messages)\n"
             "  --deflate            ws: offer permessage-deflate, require it, compress what\n"
             "                       is sent, inflate what comes back; report wire bytes\n"
             "Prints one JSON line: throughput, latency percentiles, errors (idle mode:\n"
@@ -1202,9 +1205,13 @@ static int parse_args(int argc, char **argv)
             }
         } else if (strcmp(a, "--payload") == 0) {
             if (strcmp(val, "json") == 0)
+                opt.json = opt.text = true;
+            else if (strcmp(val, "json-binary") == 0) /* for servers that refuse text */
                 opt.json = true;
             else if (strcmp(val, "pattern") != 0) {
-                fprintf(stderr, "wsbench: --payload: expected pattern or json, got \"%s\"\n", val);
+                fprintf(stderr,
+                        "wsbench: --payload: expected pattern, json or json-binary, got \"%s\"\n",
+                        val);
                 return -1;
             }
         } else if (strcmp(a, "--host") == 0) {
@@ -1469,7 +1476,7 @@ int main(int argc, char **argv)
            "\"payload\":\"%s\",\"deflate\":%s,\"payload_tx_bytes\":%llu,\"wire_tx_bytes\":%llu,"
            "\"wire_rx_bytes\":%llu,\"client_cpu_s\":%.3f,\"cpu_s\":{",
            ready_at_start, ready_count, secs, (unsigned long long)st.msgs,
-           (unsigned long long)st.bytes, opt.json ? "json" : "pattern",
+           (unsigned long long)st.bytes, opt.json ? (opt.text ? "json" : "json-binary") : "pattern",
            opt.deflate ? "true" : "false", (unsigned long long)st.payload_tx,
            (unsigned long long)st.wire_tx, (unsigned long long)st.wire_rx, self1 - self0);
     for (unsigned i = 0; i < opt.ncpu; i++) {
