@@ -35,6 +35,13 @@
 # memory before and after. N is cut to what the hard descriptor limit allows, and the
 # report says so.
 #
+# json-100c is the JSON stream with and without permessage-deflate: 100 connections
+# echo ~200-byte JSON text messages (4 in flight each) through wsgate's plain route and
+# its "compression": true route, the Go and Node relays with and without their
+# compression, and websockify (which has none); wsbench --deflate compresses as a
+# browser does. It writes $BENCH_OUT/compression.md (bench/compression_report.py): wire
+# bytes per message each way, compression ratio, server CPU per message.
+#
 # The MQTT fan-out (mosquitto's WebSocket listener vs wsgate's mqtt route) is
 # bench/fanout.sh, run after the echo scenarios (see its own variables, FANOUT_*).
 set -euo pipefail
@@ -50,15 +57,18 @@ OUT=${BENCH_OUT:-$ROOT/docs/benchmarks}
 die() { echo "run.sh: $*" >&2; exit 1; }
 
 # Which halves BENCH_ONLY selects: the echo scenarios here, the fan-out in fanout.sh.
-ECHO_NAMES=" 64B-1c 64B-100c 4K-100c 64K-1c 64K-100c 4K-1000c lat-64B idle-10k idle-50k "
+ECHO_NAMES=" 64B-1c 64B-100c 4K-100c 64K-1c 64K-100c 4K-1000c lat-64B idle-10k idle-50k json-100c "
 want_echo=yes
 want_fanout=yes
+want_main=yes # any echo scenario but json-100c: results.md and the plot
 if [[ -n ${BENCH_ONLY:-} ]]; then
     want_echo=no
     want_fanout=no
+    want_main=no
     for name in $BENCH_ONLY; do
         if [[ $ECHO_NAMES == *" $name "* ]]; then
             want_echo=yes
+            [[ $name == json-100c ]] || want_main=yes
         elif [[ $name == fanout || $name == fanout-* ]]; then
             want_fanout=yes
         else
@@ -146,11 +156,14 @@ WSK_PID=$!
 PIDS+=("$WSK_PID")
 
 GW_PORT=$(free_port)
+# /echoz: the same route with permessage-deflate (json-100c); the others never ask for it
 cat >"$WORK/wsgate.json" <<EOF
 {"listen": [{"host": "127.0.0.1", "port": $GW_PORT}],
  "limits": {"max_message_bytes": 1048576},
  "routes": [{"name": "echo", "path": "/echo", "type": "tcp", "subprotocols": ["binary"],
-             "target": {"host": "127.0.0.1", "port": $ECHO_PORT}}]}
+             "target": {"host": "127.0.0.1", "port": $ECHO_PORT}},
+            {"name": "echoz", "path": "/echoz", "type": "tcp", "subprotocols": ["binary"],
+             "compression": true, "target": {"host": "127.0.0.1", "port": $ECHO_PORT}}]}
 EOF
 "$BUILD/wsgate" -c "$WORK/wsgate.json" --log-level warn >"$WORK/wsgate.log" 2>&1 &
 GW_PID=$!
@@ -176,12 +189,25 @@ node "$RELAYS/node/relay.js" --listen "127.0.0.1:$NODE_PORT" --backend "127.0.0.
     >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
 PIDS+=("$NODE_PID")
+# ... and with their permessage-deflate on (json-100c)
+GOZ_PORT=$(free_port)
+"$RELAYS/go/relay" -listen "127.0.0.1:$GOZ_PORT" -backend "127.0.0.1:$ECHO_PORT" -compression \
+    >"$WORK/goz.log" 2>&1 &
+GOZ_PID=$!
+PIDS+=("$GOZ_PID")
+NODEZ_PORT=$(free_port)
+node "$RELAYS/node/relay.js" --listen "127.0.0.1:$NODEZ_PORT" --backend "127.0.0.1:$ECHO_PORT" \
+    --deflate 1 >"$WORK/nodez.log" 2>&1 &
+NODEZ_PID=$!
+PIDS+=("$NODEZ_PID")
 
 wait_port "$WSK_PORT" "$WSK_PID" "$WORK/websockify.log"
 wait_port "$GW_PORT" "$GW_PID" "$WORK/wsgate.log"
 wait_port "$GW2_PORT" "$GW2_PID" "$WORK/wsgate2.log"
 wait_port "$GO_PORT" "$GO_PID" "$WORK/go.log"
 wait_port "$NODE_PORT" "$NODE_PID" "$WORK/node.log"
+wait_port "$GOZ_PORT" "$GOZ_PID" "$WORK/goz.log"
+wait_port "$NODEZ_PORT" "$NODEZ_PID" "$WORK/nodez.log"
 echo "run.sh: echo :$ECHO_PORT (pid $ECHO_PID), websockify :$WSK_PORT (pid $WSK_PID)," \
     "wsgate :$GW_PORT (pid $GW_PID), 2 workers :$GW2_PORT (pid $GW2_PID)," \
     "go :$GO_PORT (pid $GO_PID), node :$NODE_PORT (pid $NODE_PID);" \
@@ -196,8 +222,11 @@ SCENARIOS=(
     "64K-100c 65536 100 2"
     "4K-1000c 4096 1000 2"
     "lat-64B 64 1 1"
+    "json-100c 200 100 4"
 )
 TARGETS=(tcp websockify wsgate wsgate2 go node)
+# json-100c: JSON text messages, each target with and without compression where it has it
+JSON_TARGETS=(websockify wsgate wsgate-deflate go go-deflate node node-deflate)
 
 # Lets websockify reap the previous run's children so they cost the next run nothing.
 settle() {
@@ -215,10 +244,23 @@ for sc in "${SCENARIOS[@]}"; do
     if [[ -n ${BENCH_ONLY:-} && " $BENCH_ONLY " != *" $name "* ]]; then
         continue
     fi
+    targets=("${TARGETS[@]}")
+    extra=()
+    results=$RESULTS
+    if [[ $name == json-100c ]]; then
+        targets=("${JSON_TARGETS[@]}")
+        results=$WORK/compression.jsonl # its own report: report.py knows the others only
+    fi
     for ((round = 0; round < ROUNDS; round++)); do
         # Each round starts with a different target, so none always goes first.
-        for ((k = 0; k < ${#TARGETS[@]}; k++)); do
-            tgt=${TARGETS[$(((round + k) % ${#TARGETS[@]}))]}
+        for ((k = 0; k < ${#targets[@]}; k++)); do
+            tgt=${targets[$(((round + k) % ${#targets[@]}))]}
+            # websockify closes on text frames (1003): the same JSON as binary messages
+            if [[ $name == json-100c && $tgt == websockify ]]; then
+                extra=(--payload json-binary)
+            elif [[ $name == json-100c ]]; then
+                extra=(--payload json)
+            fi
             case $tgt in
             tcp) args=(--mode tcp --port "$ECHO_PORT" --cpu-pid "server=$ECHO_PID") ;;
             websockify) args=(--mode ws --port "$WSK_PORT" --path / --subprotocol binary
@@ -231,18 +273,25 @@ for sc in "${SCENARIOS[@]}"; do
                 --cpu-pid "server=$GO_PID" --cpu-pid "echo=$ECHO_PID") ;;
             node) args=(--mode ws --port "$NODE_PORT" --path /echo --subprotocol binary
                 --cpu-pid "server=$NODE_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            wsgate-deflate) args=(--mode ws --port "$GW_PORT" --path /echoz --subprotocol binary
+                --deflate --cpu-pid "server=$GW_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            go-deflate) args=(--mode ws --port "$GOZ_PORT" --path /echo --subprotocol binary
+                --deflate --cpu-pid "server=$GOZ_PID" --cpu-pid "echo=$ECHO_PID") ;;
+            node-deflate) args=(--mode ws --port "$NODEZ_PORT" --path /echo --subprotocol binary
+                --deflate --cpu-pid "server=$NODEZ_PID" --cpu-pid "echo=$ECHO_PID") ;;
             esac
             settle
-            for pid in "$ECHO_PID" "$WSK_PID" "$GW_PID" "$GW2_PID" "$GO_PID" "$NODE_PID"; do
+            for pid in "$ECHO_PID" "$WSK_PID" "$GW_PID" "$GW2_PID" "$GO_PID" "$NODE_PID" \
+                "$GOZ_PID" "$NODEZ_PID"; do
                 kill -0 "$pid" 2>/dev/null || die "server pid $pid died; logs in $WORK"
             done
-            line=$("$WSBENCH" "${args[@]}" --size "$size" --conns "$conns" \
+            line=$("$WSBENCH" "${args[@]}" "${extra[@]}" --size "$size" --conns "$conns" \
                 --inflight "$inflight" --duration "$ROUND_SECS" --warmup "$WARMUP" \
                 2>"$WORK/wsbench.err") || true
             sed "s/^/    [$name $tgt $round] /" "$WORK/wsbench.err" >&2
             [[ -n $line ]] || line=null
             printf '{"scenario":"%s","target":"%s","round":%d,"result":%s}\n' \
-                "$name" "$tgt" "$round" "$line" >>"$RESULTS"
+                "$name" "$tgt" "$round" "$line" >>"$results"
             echo "run.sh: $name $tgt round $round: $line" >&2
         done
     done
@@ -351,6 +400,23 @@ for sc in "${IDLE_SCENARIOS[@]}"; do
 done
 
 mkdir -p "$OUT"
+if [[ -s $WORK/compression.jsonl ]]; then
+    python3 "$ROOT/bench/compression_report.py" --results "$WORK/compression.jsonl" \
+        --out "$OUT/compression.md" --seconds "$ROUND_SECS" --rounds "$ROUNDS" \
+        --commit "$commit" --date "$started" \
+        --go-version "$(go version | sed 's/^go version //'), gorilla/websocket $(dpkg-query -W -f '${Version}' golang-github-gorilla-websocket-dev 2>/dev/null || echo unknown)" \
+        --node-version "Node.js $(node --version), ws $(node -p 'require(process.argv[1]).version' "$RELAYS/node/node_modules/ws/package.json" 2>/dev/null || echo unknown)"
+    cp "$WORK/compression.jsonl" "$OUT/compression.jsonl"
+    echo "run.sh: wrote $OUT/compression.md" >&2
+fi
+if [[ $want_main == no ]]; then
+    # only json-100c ran: results.md and the plot are left as they were
+    if [[ $want_fanout == yes ]]; then
+        bench_cleanup
+        "$ROOT/bench/fanout.sh"
+    fi
+    exit 0
+fi
 # websockify unmasks with numpy when its interpreter has it, much faster than without.
 wsk_python=$(head -1 "$(command -v websockify)" | sed -E 's/^#! *//; s/ .*//')
 wsk_numpy=no

@@ -12,6 +12,7 @@
  *   wsbench --mode tcp|ws --port N [--host H] [--path P] [--subprotocol NAME]
  *           [--conns N] [--size BYTES] [--inflight K] [--duration S] [--warmup S]
  *           [--connect-timeout S] [--cpu-pid LABEL=PID]... [--messages N]
+ *           [--payload pattern|json] [--deflate]
  *   wsbench --idle S --mode tcp|ws --port N [--conns N] [--mem-pid LABEL=PID]...
  *
  * --idle S opens the connections (handshakes included) without sending anything, holds
@@ -21,6 +22,16 @@
  * every one has been echoed: a fixed amount of work, for profilers. --cpu-pid reports,
  * per label, the CPU seconds ("cpu_s") and page faults ("faults") that process tree
  * took over the measured window.
+ *
+ * --payload json sends small JSON objects (a telemetry stream: varying readings, exactly
+ * --size bytes each, padded with JSON whitespace) as text messages instead of the byte
+ * pattern (json-binary: as binary ones, for websockify, which refuses text), and checks
+ * every echoed byte. --deflate (ws) offers permessage-deflate the way
+ * browsers do ("permessage-deflate; client_max_window_bits"), requires the server to
+ * accept it, compresses every message it sends (zlib raw deflate, context kept unless the
+ * server asks for client_no_context_takeover) and inflates what comes back. The JSON line
+ * then also gives the bytes read and written on the sockets over the measured window
+ * ("wire_rx_bytes", "wire_tx_bytes") beside the payload bytes ("bytes", "payload_tx_bytes").
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -41,6 +52,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define PATTERN_PERIOD 251        /* prime, so it never lines up with power-of-two sizes */
 #define RX_BUF_BYTES (256 * 1024) /* one read's worth, shared by all connections */
@@ -50,6 +62,9 @@
 #define MAX_EVENTS 512
 #define MAX_CPU_PIDS 4
 #define MAX_SIZE (64u * 1024 * 1024)
+#define JSON_MSGS 1024    /* distinct JSON messages; 1024 x ~200 B is well past deflate's window */
+#define JSON_MIN_SIZE 160 /* the longest object json_build writes, before padding */
+#define INFLATE_BUF_BYTES (64 * 1024)
 
 /* Latency histogram, HDR-style: exact below 256 ns, then 128 linear sub-buckets per
  * power of two (< 0.8 % error), up to 2^40 ns. Bounded memory whatever the run length. */
@@ -79,6 +94,9 @@ struct options {
     unsigned nmem;
     const char *mem_label[MAX_CPU_PIDS];
     int mem_pid[MAX_CPU_PIDS];
+    bool json;    /* --payload json or json-binary */
+    bool text;    /* --payload json: text frames */
+    bool deflate; /* --deflate */
 };
 
 /* One per connection, all allocated at start; freed at exit. */
@@ -104,6 +122,14 @@ struct conn {
     bool frame_is_data;
     char *hs; /* handshake buffer, malloc'd only while handshaking */
     size_t hs_len, hs_sent;
+    /* --payload json / --deflate: every message is framed anew into txbuf (malloc'd) */
+    unsigned char *txbuf;
+    size_t tx_cap, tx_len, tx_off;
+    unsigned char mask[4];
+    z_stream *zd, *zi;   /* deflater / inflater, malloc'd once permessage-deflate is agreed */
+    bool deflate_reset;  /* server asked for client_no_context_takeover */
+    bool msg_compressed; /* the message being received has RSV1 set */
+    bool frame_fin;
 };
 
 struct stats {
@@ -112,6 +138,8 @@ struct stats {
     uint64_t errors[ERR_KINDS];
     uint64_t hist[HIST_BUCKETS];
     uint64_t hist_count;
+    uint64_t wire_tx, wire_rx; /* bytes written to / read from the sockets */
+    uint64_t payload_tx;       /* payload bytes of the messages queued */
 };
 
 static struct options opt;
@@ -131,6 +159,10 @@ static bool src_spread;                 /* bind each socket to 127.0.0.2-251 fir
 static uint64_t t_last_ready;           /* ns: when the last connection became ready */
 static uint64_t total_sent, total_done; /* messages over all phases (--messages) */
 static uint64_t rng_state;
+static unsigned char *json_msgs; /* JSON_MSGS messages of opt.size bytes each */
+static unsigned char *zbuf;      /* one message, deflated, before framing */
+static size_t zbuf_cap;
+static unsigned char *infbuf; /* INFLATE_BUF_BYTES of inflated payload */
 
 static uint64_t now_ns(void)
 {
@@ -318,10 +350,13 @@ static void handshake_build(struct conn *c)
     int n = snprintf(c->hs, HS_BUF_BYTES,
                      "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                     "Sec-WebSocket-Version: 13\r\n%s%s%s%s\r\n",
                      opt.path, opt.host, opt.port, key64,
                      opt.subprotocol ? "Sec-WebSocket-Protocol: " : "",
-                     opt.subprotocol ? opt.subprotocol : "", opt.subprotocol ? "\r\n" : "");
+                     opt.subprotocol ? opt.subprotocol : "", opt.subprotocol ? "\r\n" : "",
+                     opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                   "client_max_window_bits\r\n"
+                                 : "");
     if (n < 0 || n >= HS_BUF_BYTES) {
         conn_fail(c, ERR_HANDSHAKE, "request too long");
         return;
@@ -332,6 +367,40 @@ static void handshake_build(struct conn *c)
 }
 
 static void ws_parse(struct conn *c, const unsigned char *p, size_t n, uint64_t now);
+
+/* The server's answer to the offer: its parameters bind what this client sends. */
+static int deflate_setup(struct conn *c, const char *ext)
+{
+    int bits = 15;
+    const char *b = strstr(ext, "client_max_window_bits=");
+    if (b)
+        bits = atoi(b + strlen("client_max_window_bits="));
+    if (bits < 8 || bits > 15) {
+        conn_fail(c, ERR_HANDSHAKE, "bad client_max_window_bits in the server's answer");
+        return -1;
+    }
+    if (bits == 8)
+        bits = 9; /* zlib's raw deflate has no 256-byte window; 9 is what it makes of 8 */
+    c->deflate_reset = strstr(ext, "client_no_context_takeover") != NULL;
+    c->zd = calloc(1, sizeof(*c->zd));
+    c->zi = calloc(1, sizeof(*c->zi));
+    /* what browsers use: the default level and memLevel */
+    if (!c->zd || !c->zi ||
+        deflateInit2(c->zd, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY) !=
+            Z_OK) {
+        free(c->zd);
+        c->zd = NULL;
+        conn_fail(c, ERR_HANDSHAKE, "deflateInit2 failed");
+        return -1;
+    }
+    if (inflateInit2(c->zi, -15) != Z_OK) { /* 15 takes any server_max_window_bits */
+        free(c->zi);
+        c->zi = NULL;
+        conn_fail(c, ERR_HANDSHAKE, "inflateInit2 failed");
+        return -1;
+    }
+    return 0;
+}
 
 static void handshake_send(struct conn *c)
 {
@@ -432,6 +501,15 @@ static void handshake_recv(struct conn *c, uint64_t now)
             return;
         }
     }
+    if (opt.deflate) {
+        const char *got = header_value(c->hs, "Sec-WebSocket-Extensions", val, sizeof(val));
+        if (!got || strncmp(got, "permessage-deflate", 18) != 0) {
+            conn_fail(c, ERR_HANDSHAKE, "server did not accept permessage-deflate");
+            return;
+        }
+        if (deflate_setup(c, got) != 0)
+            return;
+    }
     /* Anything after the head is already WebSocket data. */
     size_t extra = c->hs_len - head_len;
     unsigned char early[HS_BUF_BYTES];
@@ -473,8 +551,102 @@ static void on_connected(struct conn *c)
 
 /* --- traffic -------------------------------------------------------------------- */
 
+/* --payload json / --deflate: writes what txbuf holds. */
+static void conn_write_buf(struct conn *c)
+{
+    if (c->tx_off < c->tx_len) {
+        ssize_t w = write(c->fd, c->txbuf + c->tx_off, c->tx_len - c->tx_off);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                conn_fail(c, ERR_CLOSED, strerror(errno));
+                return;
+            }
+        } else {
+            c->tx_off += (size_t)w;
+            if (phase == PHASE_MEASURE)
+                st.wire_tx += (uint64_t)w;
+        }
+    }
+    if (c->tx_off == c->tx_len)
+        c->tx_off = c->tx_len = 0;
+    if (conn_watch(c, c->tx_len > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN) != 0)
+        conn_fail(c, ERR_CLOSED, strerror(errno));
+}
+
+static const unsigned char *message_at(const struct conn *c, uint64_t k)
+{
+    if (opt.json)
+        return json_msgs + (size_t)((c->off + k) % JSON_MSGS) * opt.size;
+    return pattern + c->off;
+}
+
+/* Appends message k of this connection to txbuf as one masked frame, deflated with
+ * RSV1 set when permessage-deflate is on. */
+static int conn_queue_msg(struct conn *c, uint64_t k)
+{
+    const unsigned char *msg = message_at(c, k);
+    const unsigned char *body = msg;
+    size_t len = opt.size;
+    bool ws = opt.mode == MODE_WS;
+    if (c->zd) {
+        c->zd->next_in = (unsigned char *)msg;
+        c->zd->avail_in = (uInt)opt.size;
+        c->zd->next_out = zbuf;
+        c->zd->avail_out = (uInt)zbuf_cap;
+        if (deflate(c->zd, Z_SYNC_FLUSH) != Z_OK || c->zd->avail_in != 0 || c->zd->avail_out == 0)
+            return -1;
+        len = zbuf_cap - c->zd->avail_out;
+        /* RFC 7692 7.2.1: the sync flush's empty stored block (00 00 ff ff) is dropped */
+        if (len >= 4 && memcmp(zbuf + len - 4, "\x00\x00\xff\xff", 4) == 0)
+            len -= 4;
+        body = zbuf;
+        if (c->deflate_reset && deflateReset(c->zd) != Z_OK)
+            return -1;
+    }
+    size_t need = c->tx_len + (ws ? 14 : 0) + len;
+    if (need > c->tx_cap) {
+        size_t cap = c->tx_cap ? c->tx_cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        unsigned char *nb = realloc(c->txbuf, cap);
+        if (!nb)
+            return -1;
+        c->txbuf = nb;
+        c->tx_cap = cap;
+    }
+    unsigned char *f = c->txbuf + c->tx_len;
+    if (!ws) { /* tcp: the bare payload */
+        memcpy(f, body, len);
+        c->tx_len += len;
+        return 0;
+    }
+    size_t h = 0;
+    f[h++] = (unsigned char)(0x80 | (c->zd ? 0x40 : 0) | (opt.text ? 0x1 : 0x2));
+    if (len < 126) {
+        f[h++] = (unsigned char)(0x80 | len);
+    } else if (len <= 0xffff) {
+        f[h++] = 0x80 | 126;
+        f[h++] = (unsigned char)(len >> 8);
+        f[h++] = (unsigned char)len;
+    } else {
+        f[h++] = 0x80 | 127;
+        for (int i = 0; i < 8; i++)
+            f[h++] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    }
+    memcpy(f + h, c->mask, 4);
+    h += 4;
+    for (size_t i = 0; i < len; i++)
+        f[h + i] = body[i] ^ c->mask[i & 3];
+    c->tx_len += h + len;
+    return 0;
+}
+
 static void conn_write(struct conn *c)
 {
+    if (opt.json || opt.deflate) {
+        conn_write_buf(c);
+        return;
+    }
     struct iovec iov[MAX_IOV];
     int cnt = 0;
     uint64_t left = c->tx_queued;
@@ -497,6 +669,8 @@ static void conn_write(struct conn *c)
                 return;
             }
         } else {
+            if (phase == PHASE_MEASURE)
+                st.wire_tx += (uint64_t)w;
             c->tx_queued -= (uint64_t)w;
             c->tx_pos = (size_t)((c->tx_pos + (uint64_t)w) % c->frame_len);
         }
@@ -510,6 +684,12 @@ static void conn_refill(struct conn *c, uint64_t now)
 {
     bool queued = false;
     while (c->sent - c->done < opt.inflight && (!opt.messages || total_sent < opt.messages)) {
+        if ((opt.json || opt.deflate) && conn_queue_msg(c, c->sent) != 0) {
+            conn_fail(c, ERR_VERIFY, "could not frame a message (deflate or memory)");
+            return;
+        }
+        if (phase == PHASE_MEASURE)
+            st.payload_tx += opt.size;
         c->sent_ns[c->sent % opt.inflight] = now;
         c->sent++;
         total_sent++;
@@ -525,7 +705,34 @@ static unsigned char expected_at(const struct conn *c, uint64_t stream_pos)
     return (unsigned char)(((stream_pos % opt.size) + c->off) % PATTERN_PERIOD);
 }
 
-/* Counts n echoed payload bytes, checks a few of them, completes messages. */
+/* --payload json: every byte, against the messages sent in order. */
+static bool json_echo_ok(const struct conn *c, const unsigned char *p, size_t n, uint64_t s)
+{
+    for (size_t i = 0; i < n;) {
+        uint64_t k = (s + i) / opt.size;
+        size_t at = (size_t)((s + i) % opt.size), take = opt.size - at;
+        if (take > n - i)
+            take = n - i;
+        if (memcmp(p + i, message_at(c, k) + at, take) != 0)
+            return false;
+        i += take;
+    }
+    return true;
+}
+
+/* The pattern: the chunk's ends, and both sides of every message boundary inside it. */
+static bool pattern_echo_ok(const struct conn *c, const unsigned char *p, size_t n, uint64_t s)
+{
+    bool ok = p[0] == expected_at(c, s) && p[n - 1] == expected_at(c, s + n - 1);
+    unsigned char first = (unsigned char)(c->off % PATTERN_PERIOD);
+    unsigned char last = (unsigned char)((opt.size - 1 + c->off) % PATTERN_PERIOD);
+    size_t in_msg = (size_t)(s % opt.size);
+    for (size_t b = in_msg ? opt.size - in_msg : opt.size; ok && b < n; b += opt.size)
+        ok = p[b] == first && p[b - 1] == last;
+    return ok;
+}
+
+/* Counts n echoed payload bytes, checks them, completes messages. */
 static void on_payload(struct conn *c, const unsigned char *p, size_t n, uint64_t now)
 {
     if (n == 0)
@@ -535,14 +742,7 @@ static void on_payload(struct conn *c, const unsigned char *p, size_t n, uint64_
         conn_fail(c, ERR_VERIFY, "more bytes echoed than were sent");
         return;
     }
-    /* The chunk's ends, and both sides of every message boundary inside it. */
-    bool ok = p[0] == expected_at(c, s) && p[n - 1] == expected_at(c, s + n - 1);
-    unsigned char first = (unsigned char)(c->off % PATTERN_PERIOD);
-    unsigned char last = (unsigned char)((opt.size - 1 + c->off) % PATTERN_PERIOD);
-    size_t in_msg = (size_t)(s % opt.size);
-    for (size_t b = in_msg ? opt.size - in_msg : opt.size; ok && b < n; b += opt.size)
-        ok = p[b] == first && p[b - 1] == last;
-    if (!ok) {
+    if (!(opt.json ? json_echo_ok(c, p, n, s) : pattern_echo_ok(c, p, n, s))) {
         conn_fail(c, ERR_VERIFY, "echoed bytes differ from those sent");
         return;
     }
@@ -557,6 +757,28 @@ static void on_payload(struct conn *c, const unsigned char *p, size_t n, uint64_
         }
         c->done++;
         total_done++;
+    }
+}
+
+/* Inflates part of a compressed message and hands what comes out to on_payload. */
+static void inflate_feed(struct conn *c, const unsigned char *p, size_t n, uint64_t now)
+{
+    c->zi->next_in = (unsigned char *)p;
+    c->zi->avail_in = (uInt)n;
+    while (c->state == CS_READY) {
+        c->zi->next_out = infbuf;
+        c->zi->avail_out = INFLATE_BUF_BYTES;
+        int rc = inflate(c->zi, Z_SYNC_FLUSH);
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            conn_fail(c, ERR_VERIFY, "server sent corrupt deflate data");
+            return;
+        }
+        size_t got = INFLATE_BUF_BYTES - c->zi->avail_out;
+        on_payload(c, infbuf, got, now);
+        if (c->zi->avail_in == 0 && c->zi->avail_out > 0)
+            return;
+        if (got == 0 && rc == Z_BUF_ERROR)
+            return;
     }
 }
 
@@ -590,19 +812,33 @@ static void ws_parse(struct conn *c, const unsigned char *p, size_t n, uint64_t 
                 return;
             }
             c->frame_is_data = op <= 0x2;
+            if (op == 0x1 || op == 0x2)
+                c->msg_compressed = (c->hdr[0] & 0x40) != 0;
+            if (c->frame_is_data && c->msg_compressed && !c->zi) {
+                conn_fail(c, ERR_VERIFY, "RSV1 set without permessage-deflate");
+                return;
+            }
+            c->frame_fin = (c->hdr[0] & 0x80) != 0;
             c->frame_left = len;
             c->hdr_have = 0;
             c->hdr_need = len > 0 ? 0 : 2; /* 0: inside a payload */
+            if (len == 0 && c->frame_is_data && c->frame_fin && c->msg_compressed)
+                inflate_feed(c, (const unsigned char *)"\x00\x00\xff\xff", 4, now);
             continue;
         }
         size_t take = c->frame_left < n ? (size_t)c->frame_left : n;
-        if (c->frame_is_data)
+        if (c->frame_is_data && c->msg_compressed)
+            inflate_feed(c, p, take, now);
+        else if (c->frame_is_data)
             on_payload(c, p, take, now);
         c->frame_left -= take;
         p += take;
         n -= take;
-        if (c->frame_left == 0)
+        if (c->frame_left == 0) {
             c->hdr_need = 2;
+            if (c->frame_is_data && c->frame_fin && c->msg_compressed)
+                inflate_feed(c, (const unsigned char *)"\x00\x00\xff\xff", 4, now);
+        }
     }
 }
 
@@ -619,6 +855,8 @@ static void conn_read(struct conn *c, uint64_t now)
                 conn_fail(c, ERR_CLOSED, strerror(errno));
             return;
         }
+        if (phase == PHASE_MEASURE)
+            st.wire_rx += (uint64_t)r;
         if (opt.mode == MODE_WS)
             ws_parse(c, rxbuf, (size_t)r, now);
         else
@@ -668,6 +906,11 @@ static int conn_init(struct conn *c, unsigned id)
     c->sent_ns = calloc(opt.inflight, sizeof(uint64_t));
     if (!c->sent_ns)
         return -1;
+    if (opt.json || opt.deflate) {
+        uint32_t m = (uint32_t)rng_next(); /* one mask per connection, as below */
+        memcpy(c->mask, &m, 4);
+        return 0;
+    }
     if (opt.mode == MODE_TCP) {
         c->frame = pattern + c->off;
         c->frame_len = opt.size;
@@ -858,6 +1101,28 @@ static double self_cpu_s(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
+/* Message i of the JSON stream: a sensor reading whose values vary, padded with spaces
+ * (JSON whitespace) to exactly opt.size bytes. */
+static void json_build(unsigned char *out, unsigned i)
+{
+    static const char *const sites[] = {"roof-north", "roof-south", "cellar", "hall", "lab-2"};
+    static const char *const states[] = {"ok", "ok", "ok", "warn", "degraded"};
+    uint64_t r = rng_next();
+    char buf[JSON_MIN_SIZE + 1];
+    int n = snprintf(buf, sizeof(buf),
+                     "{\"ts\":%llu,\"device\":\"sensor-%04u\",\"site\":\"%s\",\"seq\":%u,"
+                     "\"temp\":%.2f,\"humidity\":%.1f,\"battery\":%u,\"status\":\"%s\"}",
+                     1765000000000ull + i * 250ull + r % 100, (unsigned)(r >> 8) % 64,
+                     sites[(r >> 16) % 5], i, 18.0 + (double)((r >> 24) % 900) / 100.0,
+                     35.0 + (double)((r >> 34) % 300) / 10.0, 60 + (unsigned)((r >> 44) % 40),
+                     states[(r >> 52) % 5]);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+    /* the closing brace last, the padding before it */
+    memset(out, ' ', opt.size);
+    memcpy(out, buf, len - 1);
+    out[opt.size - 1] = '}';
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -879,9 +1144,14 @@ static void usage(FILE *out)
             "                       the connections S seconds; report the connect rate\n"
             "  --mem-pid LABEL=PID  idle mode: report the resident memory of PID and its\n"
             "                       children before connecting and at the end (up to %d)\n"
+            "  --payload KIND       pattern (default: a byte pattern, binary messages), json\n"
+            "                       (text messages, JSON objects of --size >= %d bytes) or\n"
+            "                       json-binary (the same JSON in binary messages)\n"
+            "  --deflate            ws: offer permessage-deflate, require it, compress what\n"
+            "                       is sent, inflate what comes back; report wire bytes\n"
             "Prints one JSON line: throughput, latency percentiles, errors (idle mode:\n"
             "connections held, connect rate, memory, errors).\n",
-            MAX_CPU_PIDS, MAX_CPU_PIDS);
+            MAX_CPU_PIDS, MAX_CPU_PIDS, JSON_MIN_SIZE);
 }
 
 static int parse_num(const char *name, const char *s, double lo, double hi, double *out)
@@ -915,6 +1185,10 @@ static int parse_args(int argc, char **argv)
             usage(stdout);
             exit(0);
         }
+        if (strcmp(a, "--deflate") == 0) {
+            opt.deflate = true;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "wsbench: unknown or incomplete option \"%s\"\n", a);
             return -1;
@@ -927,6 +1201,17 @@ static int parse_args(int argc, char **argv)
                 opt.mode = MODE_WS;
             else {
                 fprintf(stderr, "wsbench: --mode: expected tcp or ws, got \"%s\"\n", val);
+                return -1;
+            }
+        } else if (strcmp(a, "--payload") == 0) {
+            if (strcmp(val, "json") == 0)
+                opt.json = opt.text = true;
+            else if (strcmp(val, "json-binary") == 0) /* for servers that refuse text */
+                opt.json = true;
+            else if (strcmp(val, "pattern") != 0) {
+                fprintf(stderr,
+                        "wsbench: --payload: expected pattern, json or json-binary, got \"%s\"\n",
+                        val);
                 return -1;
             }
         } else if (strcmp(a, "--host") == 0) {
@@ -996,6 +1281,14 @@ static int parse_args(int argc, char **argv)
         fprintf(stderr, "wsbench: --port is required\n");
         return -1;
     }
+    if (opt.deflate && opt.mode != MODE_WS) {
+        fprintf(stderr, "wsbench: --deflate needs --mode ws\n");
+        return -1;
+    }
+    if (opt.json && opt.size < JSON_MIN_SIZE) {
+        fprintf(stderr, "wsbench: --payload json needs --size %d or more\n", JSON_MIN_SIZE);
+        return -1;
+    }
     return 0;
 }
 
@@ -1026,6 +1319,24 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < PATTERN_PERIOD + opt.size; i++)
         pattern[i] = (unsigned char)(i % PATTERN_PERIOD);
+    if (opt.json) {
+        json_msgs = malloc((size_t)JSON_MSGS * opt.size);
+        if (!json_msgs) {
+            fprintf(stderr, "wsbench: out of memory\n");
+            return 1;
+        }
+        for (unsigned i = 0; i < JSON_MSGS; i++)
+            json_build(json_msgs + (size_t)i * opt.size, i);
+    }
+    if (opt.deflate) {
+        zbuf_cap = compressBound((uLong)opt.size) + 64;
+        zbuf = malloc(zbuf_cap);
+        infbuf = malloc(INFLATE_BUF_BYTES);
+        if (!zbuf || !infbuf) {
+            fprintf(stderr, "wsbench: out of memory\n");
+            return 1;
+        }
+    }
     for (unsigned i = 0; i < opt.conns; i++) {
         if (conn_init(&conns[i], i) != 0) {
             fprintf(stderr, "wsbench: out of memory for %u connections\n", opt.conns);
@@ -1162,9 +1473,12 @@ int main(int argc, char **argv)
     for (int k = 0; k < ERR_KINDS; k++)
         printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)st.errors[k]);
     printf("},\"conns_ok\":%u,\"conns_at_end\":%u,\"seconds\":%.3f,\"msgs\":%llu,\"bytes\":%llu,"
-           "\"client_cpu_s\":%.3f,\"cpu_s\":{",
+           "\"payload\":\"%s\",\"deflate\":%s,\"payload_tx_bytes\":%llu,\"wire_tx_bytes\":%llu,"
+           "\"wire_rx_bytes\":%llu,\"client_cpu_s\":%.3f,\"cpu_s\":{",
            ready_at_start, ready_count, secs, (unsigned long long)st.msgs,
-           (unsigned long long)st.bytes, self1 - self0);
+           (unsigned long long)st.bytes, opt.json ? (opt.text ? "json" : "json-binary") : "pattern",
+           opt.deflate ? "true" : "false", (unsigned long long)st.payload_tx,
+           (unsigned long long)st.wire_tx, (unsigned long long)st.wire_rx, self1 - self0);
     for (unsigned i = 0; i < opt.ncpu; i++) {
         double d = use0[i].cpu_s < 0 || use1[i].cpu_s < 0 ? -1.0 : use1[i].cpu_s - use0[i].cpu_s;
         printf("%s\"%s\":%.3f", i ? "," : "", opt.cpu_label[i], d);
@@ -1188,6 +1502,15 @@ out:
             free((void *)conns[i].frame);
         free(conns[i].sent_ns);
         free(conns[i].hs);
+        free(conns[i].txbuf);
+        if (conns[i].zd) {
+            deflateEnd(conns[i].zd);
+            free(conns[i].zd);
+        }
+        if (conns[i].zi) {
+            inflateEnd(conns[i].zi);
+            free(conns[i].zi);
+        }
     }
     for (unsigned i = 0; i < opt.ncpu; i++)
         free((void *)opt.cpu_label[i]);
@@ -1196,6 +1519,9 @@ out:
     free(conns);
     free(pattern);
     free(rxbuf);
+    free(json_msgs);
+    free(zbuf);
+    free(infbuf);
     freeaddrinfo(target);
     close(ep);
     return 0;

@@ -2,13 +2,14 @@
 // in Go instead of C, on gorilla/websocket (Debian's golang-github-gorilla-websocket-dev).
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o relay relay.go
-//	./relay -listen 127.0.0.1:8081 -backend 127.0.0.1:9000
+//	./relay -listen 127.0.0.1:8081 -backend 127.0.0.1:9000 [-compression]
 //
 // Each WebSocket (any path, subprotocol "binary" accepted) gets its own backend TCP
 // connection and one goroutine per direction: binary messages' payloads go to the
 // backend, whatever the backend sends comes back as one binary message per read.
 // Backpressure is the blocking writes: a direction whose writer is stuck stops reading.
-// Either side closing ends both.
+// Either side closing ends both. -compression turns on gorilla's permessage-deflate
+// (EnableCompression: it always answers with no context takeover both ways).
 package main
 
 import (
@@ -26,12 +27,14 @@ const bufSize = 64 * 1024
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8081", "address to accept WebSockets on")
 	backend := flag.String("backend", "127.0.0.1:9000", "backend TCP address")
+	compression := flag.Bool("compression", false, "negotiate permessage-deflate")
 	flag.Parse()
 
 	upgrader := websocket.Upgrader{
-		ReadBufferSize: bufSize,
-		Subprotocols:   []string{"binary"},
-		CheckOrigin:    func(*http.Request) bool { return true }, // a benchmark, not an edge
+		ReadBufferSize:    bufSize,
+		Subprotocols:      []string{"binary"},
+		CheckOrigin:       func(*http.Request) bool { return true }, // a benchmark, not an edge
+		EnableCompression: *compression,
 	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		ws, err := upgrader.Upgrade(w, r, nil)
