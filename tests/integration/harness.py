@@ -343,6 +343,29 @@ def mask_bytes(payload, key):
     return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
 
 
+def take_frame(buf):
+    """The first complete (unmasked, server-sent) frame at the front of `buf`,
+    a bytearray, consumed: (fin, opcode, payload); None until it is whole."""
+    if len(buf) < 2:
+        return None
+    n = buf[1] & 0x7F
+    pos = 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, pos = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, pos = struct.unpack("!Q", buf[2:10])[0], 10
+    if len(buf) < pos + n:
+        return None
+    fin, op = bool(buf[0] & 0x80), buf[0] & 0x0F
+    payload = bytes(buf[pos:pos + n])
+    del buf[:pos + n]
+    return fin, op, payload
+
+
 def encode_frame(opcode, payload=b"", fin=True, mask=True, rsv=0):
     """One frame; `rsv` sets the reserved bits (1-7), `mask=False` sends it
     unmasked (both only to test the server's refusals)."""

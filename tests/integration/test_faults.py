@@ -89,21 +89,8 @@ def parse_frames(buf):
     """Complete server frames at the front of `buf` (a bytearray, consumed):
     [(opcode, payload)]."""
     out = []
-    while len(buf) >= 2:
-        n = buf[1] & 0x7F
-        pos = 2
-        if n == 126:
-            if len(buf) < 4:
-                break
-            n, pos = struct.unpack("!H", buf[2:4])[0], 4
-        elif n == 127:
-            if len(buf) < 10:
-                break
-            n, pos = struct.unpack("!Q", buf[2:10])[0], 10
-        if len(buf) < pos + n:
-            break
-        out.append((buf[0] & 0x0F, bytes(buf[pos:pos + n])))
-        del buf[:pos + n]
+    while (f := harness.take_frame(buf)) is not None:
+        out.append((f[1], f[2]))
     return out
 
 

@@ -141,22 +141,11 @@ class Conn:
     def _parse(self):
         msgs = []
         buf = self.buf
-        while self.close_code is None and len(buf) >= 2:
-            n = buf[1] & 0x7F
-            pos = 2
-            if n == 126:
-                if len(buf) < 4:
-                    break
-                n, pos = struct.unpack("!H", buf[2:4])[0], 4
-            elif n == 127:
-                if len(buf) < 10:
-                    break
-                n, pos = struct.unpack("!Q", buf[2:10])[0], 10
-            if len(buf) < pos + n:
+        while self.close_code is None:
+            f = harness.take_frame(buf)
+            if f is None:
                 break
-            fin, op = bool(buf[0] & 0x80), buf[0] & 0x0F
-            payload = bytes(buf[pos:pos + n])
-            del buf[:pos + n]
+            fin, op, payload = f
             if op == OP_PING:
                 try:
                     self.sock.sendall(frame(OP_PONG, payload))
