@@ -343,6 +343,18 @@ def mask_bytes(payload, key):
     return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
 
 
+def reload_and_wait(gw, count, timeout=10.0):
+    """SIGHUP, then wait until the log shows `count` reload outcomes."""
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = gw.log()
+        if log.count("config reloaded") + log.count("config reload failed") >= count:
+            return log
+        time.sleep(0.05)
+    raise AssertionError("no reload outcome in the log:\n" + gw.log())
+
+
 def take_frame(buf):
     """The first complete (unmasked, server-sent) frame at the front of `buf`,
     a bytearray, consumed: (fin, opcode, payload); None until it is whole."""

@@ -17,7 +17,7 @@ import unittest
 
 import harness
 import peers
-from harness import HOST
+from harness import HOST, reload_and_wait
 from mqtt_peers import WsClient
 
 MIB = 1024 * 1024
@@ -42,16 +42,6 @@ def vm_size(pid):
     raise AssertionError("no VmSize for pid %d" % pid)
 
 
-def reload_and_wait(gw, count, timeout=20.0):
-    """SIGHUP, then wait until the log shows `count` reload outcomes."""
-    gw.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = gw.log()
-        if log.count("config reloaded") + log.count("config reload failed") >= count:
-            return log
-        time.sleep(0.05)
-    raise AssertionError("no reload outcome in the log:\n" + gw.log())
 
 
 @unittest.skipIf(peers.binary_has_asan(), "ASan needs an unlimited address space")
@@ -96,7 +86,7 @@ class OutOfMemoryTest(harness.GatewayTestCase):
         route_b = dict(route_a, name="b", path="/b")
         with open(gw.config_path, "w") as f:
             f.write(huge_config(dict(cfg, routes=[route_a, route_b])))
-        log = reload_and_wait(gw, 1)
+        log = reload_and_wait(gw, 1, timeout=20.0)
         self.assertIn("config reload failed", log)
         self.assertIn("%s: out of memory" % gw.config_path, log)
         self.assertEqual(self.metric(port, "wsgate_config_reloads_total", result="failure"), 1)
@@ -113,7 +103,7 @@ class OutOfMemoryTest(harness.GatewayTestCase):
         # reloads under the same limit.
         with open(gw.config_path, "w") as f:
             json.dump(dict(cfg, routes=[route_a, route_b]), f)
-        log = reload_and_wait(gw, 2)
+        log = reload_and_wait(gw, 2, timeout=20.0)
         self.assertIn("config reloaded", log)
         b = WsClient(port, "/b")
         b.send_binary(b"b")

@@ -11,20 +11,10 @@ import time
 import unittest
 
 import harness
-from harness import HOST
+from harness import HOST, reload_and_wait
 from mqtt_peers import Mosquitto, Publisher, WsClient, have_mosquitto, unique_id, wait_ready
 
 
-def reload_and_wait(gw, count, timeout=10.0):
-    """SIGHUP, then wait until the log shows `count` reload outcomes."""
-    gw.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = gw.log()
-        if log.count("config reloaded") + log.count("config reload failed") >= count:
-            return log
-        time.sleep(0.05)
-    raise AssertionError("no reload outcome in the log:\n" + gw.log())
 
 
 def recv_bytes(client, n):
