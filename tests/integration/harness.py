@@ -130,8 +130,29 @@ def run_cli(args, env=None, cwd=None, timeout=10):
 # ports
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A TCP port that was free a moment ago on 127.0.0.1."""
+    """A TCP port that was free a moment ago on 127.0.0.1, for a server a test
+    starts next. Taken below the kernel's ephemeral range: a port the kernel
+    handed out (bind to 0) is also what it gives the next outgoing
+    connection of any process, so tests running side by side took such a
+    port between the pick and the server's bind ("Address already in use")."""
+    low = min(_ephemeral_low(), 61000)
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
