@@ -46,7 +46,7 @@
 /* lws allocates rx_buffer_size + LWS_PRE + 4 bytes per WebSocket at the
  * upgrade (rx_ubuf) and reads the socket in pieces of that size: 16 KiB in
  * all, whole pages of the pool in lws_allocator(). */
-#define WS_RX_BUFFER_BYTES (16384 - LWS_PRE - 4)
+#define WS_RX_BUFFER_BYTES (65536 - LWS_PRE - 4)
 /* TLS 1.2 suites offered (1.3 uses OpenSSL's defaults, all modern). */
 #define TLS12_CIPHERS                                                                              \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
@@ -549,7 +549,7 @@ static const lws_retry_bo_t no_validity_timer = {
 /* lws's allocator (lws_set_allocator(): realloc semantics, size 0 frees).
  * The one change: each WebSocket's receive buffer ("rx_ubuf", allocated at
  * the upgrade, see WS_RX_BUFFER_BYTES) comes from a page pool, so an idle
- * connection's 16 KiB stay out of resident memory; in the heap they were
+ * connection's 64 KiB stay out of resident memory; in the heap they were
  * most of an idle connection's RSS. */
 #define RX_POOL_SLOTS 65536 /* 1 GiB of address space; past it, the heap */
 static struct page_pool rx_pool;

@@ -84,8 +84,10 @@ struct session {
 
     bool close_pending; /* close once `out` is flushed */
     bool rx_violation;  /* the client broke RFC 6455: close at once with close_code */
+    bool close_asap;    /* a limit was hit while lws parsed (close_now): close with
+                           close_code from the next WRITEABLE */
     bool rx_drop;       /* ... in frames sent with the handshake, which lws parses
-                           anyway: relay nothing more */
+                           anyway, or after close_now: relay nothing more */
     int close_code;     /* sent by us, or received from the client */
     char *close_reason; /* owned; NULL until there is one (see set_close_reason) */
 
@@ -360,11 +362,23 @@ const struct wsg_target *session_targets(const struct session *s, size_t *n)
 /* Closes right away from inside a receive callback. */
 static int close_now(struct session *s, int code, const char *reason)
 {
+    /* Not by returning -1 from here: lws would drop the unparsed rest of
+     * what it has read (up to a receive buffer of frames) and parse the
+     * next read from the middle of a frame; a client that keeps sending (a
+     * flood over max_messages_per_s) then breaks its parser, and that
+     * second close kills the socket before the close frame is out. So the
+     * rest of the read is parsed and goes nowhere (rx_drop), and the close
+     * starts from the next WRITEABLE, ahead of anything queued. */
+    s->rx_drop = true;
+    if (s->close_asap)
+        return 0;
+    s->close_asap = true;
     s->close_code = code;
     set_close_reason(s, "%s", reason);
-    lws_close_reason(s->wsi, (enum lws_close_status)code, (unsigned char *)close_reason(s),
-                     strlen(close_reason(s)));
-    return -1;
+    lws_callback_on_writable(s->wsi);
+    /* A peer that is not reading must not hold the slot forever. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    return 0;
 }
 
 /* One more client message under max_messages_per_s? (token_bucket.h) */
@@ -771,6 +785,11 @@ static int on_writable(struct session *s)
         memcpy(f + 4, close_reason(s), n);
         lws_write(s->wsi, f, 4 + n, LWS_WRITE_HTTP);
         ws_rx_guard_closing(s->rx_guard);
+        return -1;
+    }
+    if (s->close_asap) { /* lws sends it and waits for the client's */
+        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)close_reason(s), strlen(close_reason(s)));
         return -1;
     }
     if (s->ping_due && !s->close_pending) {
