@@ -286,8 +286,11 @@ static size_t check(struct ws_rx_guard_conn *g, void *buf, size_t n)
     pings.overflow = false;
     g->cut_buf = buf;
     g->pings = &pings;
-    const struct ws_frame_events ev = {
-        .on_message = g->deflate ? note_message : NULL, .on_ping = note_ping, .ctx = g};
+    /* unmask: lws then skips its own unmasking, a byte at a time */
+    const struct ws_frame_events ev = {.on_message = g->deflate ? note_message : NULL,
+                                       .on_ping = note_ping,
+                                       .ctx = g,
+                                       .unmask = buf};
     int r = ws_frame_check_feed_ev(&g->check, buf, n, &v, &ev);
     g->cut_buf = NULL;
     g->pings = NULL;

@@ -148,13 +148,38 @@ static int on_frame_end(struct ws_frame_check *c)
     return -1;
 }
 
-/* Reads payload bytes the checker must judge, unmasking them. Returns a
- * fault or -1; *i is left on the breaking byte. */
-static int read_payload(struct ws_frame_check *c, const uint8_t *buf, size_t len, size_t *i)
+/* Unmasks p[0..n) in place, the key starting at c->mask_pos: eight bytes at
+ * a time (memcpy: any alignment). */
+static void unmask_span(struct ws_frame_check *c, uint8_t *p, size_t n)
+{
+    uint8_t key[8];
+    for (int k = 0; k < 8; k++)
+        key[k] = c->mask[(c->mask_pos + k) & 3];
+    uint64_t k64;
+    memcpy(&k64, key, 8);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        w ^= k64;
+        memcpy(p + i, &w, 8);
+    }
+    for (; i < n; i++)
+        p[i] ^= key[i & 7];
+    c->mask_pos = (uint8_t)((c->mask_pos + n) & 3);
+}
+
+/* Reads payload bytes the checker must judge, unmasking them (and writing
+ * them back unmasked to `out` if it is not NULL). Returns a fault or -1; *i
+ * is left on the breaking byte. */
+static int read_payload(struct ws_frame_check *c, const uint8_t *buf, uint8_t *out, size_t len,
+                        size_t *i)
 {
     for (; *i < len && c->left; (*i)++, c->left--) {
         uint8_t b = buf[*i] ^ c->mask[c->mask_pos];
         c->mask_pos = (c->mask_pos + 1) & 3;
+        if (out)
+            out[*i] = b;
         if (c->op != OP_CLOSE) {
             if ((c->text_utf8 = utf8_step(c->text_utf8, b)) == UTF8_REJECT)
                 return F_TEXT_UTF8;
@@ -217,6 +242,7 @@ int ws_frame_check_feed_ev(struct ws_frame_check *c, const uint8_t *buf, size_t 
 {
     ws_frame_message_fn on_message = ev ? ev->on_message : NULL;
     void *ctx = ev ? ev->ctx : NULL;
+    uint8_t *unmask = ev ? ev->unmask : NULL; /* once given, given for every run after */
     if (c->flags & WS_FC_FAILED)
         return fail(c, c->op, 0, 0, v);
     if (c->flags & WS_FC_CLOSED) {
@@ -257,7 +283,13 @@ int ws_frame_check_feed_ev(struct ws_frame_check *c, const uint8_t *buf, size_t 
                 c->state = S_MASK;
             break;
         case S_MASK:
+            if (c->mask_pos == 0) { /* unmask this frame ourselves? (see ws_frame_events) */
+                bool clear = unmask && !is_control(c->op) && len - i >= 4;
+                c->flags = (uint8_t)((c->flags & ~WS_FC_CLEARING) | (clear ? WS_FC_CLEARING : 0));
+            }
             c->mask[c->mask_pos++] = b;
+            if (c->flags & WS_FC_CLEARING)
+                unmask[i] = 0;
             i++;
             if (c->mask_pos == 4) {
                 c->mask_pos = 0;
@@ -272,9 +304,11 @@ int ws_frame_check_feed_ev(struct ws_frame_check *c, const uint8_t *buf, size_t 
             break;
         case S_PAYLOAD:
             if (reads_payload(c)) {
-                fault = read_payload(c, buf, len, &i);
+                fault = read_payload(c, buf, (c->flags & WS_FC_CLEARING) ? unmask : NULL, len, &i);
             } else {
                 size_t n = len - i < c->left ? len - i : (size_t)c->left;
+                if (c->flags & WS_FC_CLEARING)
+                    unmask_span(c, unmask + i, n);
                 i += n;
                 c->left -= n;
             }

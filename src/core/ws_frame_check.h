@@ -41,8 +41,9 @@ struct ws_frame_check {
 #define WS_FC_NO_TEXT_UTF8 0x02 /* leave text UTF-8 to someone else */
 #define WS_FC_MSG_OPEN 0x10     /* a fragmented message awaits its continuation */
 #define WS_FC_MSG_TEXT 0x20     /* ... and it is text */
-#define WS_FC_CLOSED 0x40       /* a valid close frame was read: nothing more is judged */
-#define WS_FC_FAILED 0x80       /* a violation was found: nothing more is judged */
+#define WS_FC_CLEARING 0x08 /* the frame's key was zeroed in the run: payload unmasked in place */
+#define WS_FC_CLOSED 0x40   /* a valid close frame was read: nothing more is judged */
+#define WS_FC_FAILED 0x80   /* a violation was found: nothing more is judged */
 
 /* What a violation calls for. */
 struct ws_frame_verdict {
@@ -76,13 +77,22 @@ int ws_frame_check_feed_cb(struct ws_frame_check *c, const uint8_t *buf, size_t 
 /* What a reader may want to hear of while the checker walks a run. Either
  * callback may be NULL. on_ping: a ping frame passed every check and ended
  * in this run, at buf[end - 1]; `start` is the index of its first header byte
- * in this run, or WS_FC_BEFORE_RUN if it began in an earlier run. */
+ * in this run, or WS_FC_BEFORE_RUN if it began in an earlier run.
+ *
+ * unmask: NULL, or the run itself, writable. Then every data frame whose
+ * masking key lies wholly in one run has the key zeroed there and its
+ * payload unmasked in place, in this run and the ones after it (a frame
+ * whose key is split across runs stays as it came). The parser behind sees
+ * an all-zero key and skips its own unmasking: libwebsockets 4.1.6 unmasks
+ * a byte at a time, this a word at a time. Control frames stay masked.
+ * Once a run was fed with `unmask`, every later run must be too. */
 #define WS_FC_BEFORE_RUN SIZE_MAX
 typedef void (*ws_frame_ping_fn)(void *ctx, size_t start, size_t end);
 struct ws_frame_events {
     ws_frame_message_fn on_message;
     ws_frame_ping_fn on_ping;
     void *ctx;
+    uint8_t *unmask;
 };
 int ws_frame_check_feed_ev(struct ws_frame_check *c, const uint8_t *buf, size_t len,
                            struct ws_frame_verdict *v, const struct ws_frame_events *ev);

@@ -416,6 +416,111 @@ static void test_ping_events(void **state)
     assert_false(ws_frame_check_in_ping(&c));
 }
 
+/* One frame read back from a stream: its opcode, whether its key is all
+ * zero, and its payload unmasked with whatever key it carries. */
+struct read_frame {
+    uint8_t op;
+    bool zero_key;
+    size_t at, len; /* payload offset in the stream and length */
+};
+
+static size_t read_frames(uint8_t *b, size_t len, struct read_frame *out, size_t max)
+{
+    size_t pos = 0, n = 0;
+    while (pos < len && n < max) {
+        struct read_frame *f = &out[n++];
+        f->op = b[pos] & 0x0f;
+        uint64_t plen = b[pos + 1] & 0x7f;
+        pos += 2;
+        if (plen >= 126) {
+            size_t bytes = plen == 126 ? 2 : 8;
+            plen = 0;
+            for (size_t i = 0; i < bytes; i++)
+                plen = plen << 8 | b[pos++];
+        }
+        const uint8_t *key = b + pos;
+        f->zero_key = !(key[0] | key[1] | key[2] | key[3]);
+        pos += 4;
+        f->at = pos;
+        f->len = (size_t)plen;
+        for (size_t i = 0; i < plen; i++)
+            b[pos + i] ^= key[i % 4];
+        pos += (size_t)plen;
+    }
+    assert_int_equal(pos, len);
+    return n;
+}
+
+/* With `unmask`, data frames whose key lies in one run arrive with a zero
+ * key and their payload in clear; the rest as they came; control frames
+ * always masked. Read back, every payload is what was sent, for every
+ * split. */
+static void test_unmask_in_place(void **state)
+{
+    (void)state;
+    static struct stream s, work;
+    static uint8_t sent[70000];
+    memset(&s, 0, sizeof(s));
+    static const size_t sizes[] = {0, 1, 3, 8, 13, 125, 126, 300, 4096, 20000, 40000};
+    size_t n_data = sizeof(sizes) / sizeof(sizes[0]);
+    for (size_t i = 0; i < sizeof(sent); i++)
+        sent[i] = (uint8_t)(i * 131 + 7);
+    put_frame(&s, 0x01, "h\xc3", 2); /* text in two fragments, a ping between */
+    put_frame(&s, 0x89, "ping", 4);
+    put_frame(&s, 0x80, "\xa9llo", 4);
+    for (size_t k = 0; k < n_data; k++)
+        put_frame(&s, 0x82, sent, sizes[k]);
+    put_close(&s, 1000, "bye");
+    size_t n_frames = s.n_frames;
+
+    for (unsigned split = 0; split < 40; split++) {
+        memcpy(&work, &s, sizeof(s));
+        struct ws_frame_check c;
+        ws_frame_check_init(&c, 0);
+        unsigned seed = split;
+        size_t pos = 0, min_run = SIZE_MAX;
+        int rc = WS_FC_OK;
+        while (pos < work.len && rc == WS_FC_OK) {
+            size_t n = work.len - pos;
+            if (split == 1)
+                n = 1;
+            else if (split > 1) {
+                seed = seed * 1103515245u + 12345u;
+                size_t r = 1 + (seed >> 16) % (split < 20 ? 23 : 9000);
+                n = r < n ? r : n;
+            }
+            min_run = n < min_run ? n : min_run;
+            const struct ws_frame_events ev = {.unmask = work.b + pos};
+            struct ws_frame_verdict v;
+            rc = ws_frame_check_feed_ev(&c, work.b + pos, n, &v, &ev);
+            pos += n;
+        }
+        assert_int_equal(rc, WS_FC_END);
+
+        struct read_frame f[16];
+        assert_int_equal(read_frames(work.b, work.len, f, 16), n_frames);
+        size_t zero_keys = 0;
+        for (size_t k = 0; k < n_frames; k++) {
+            bool control = f[k].op & 0x8;
+            if (control)
+                assert_false(f[k].zero_key);
+            zero_keys += f[k].zero_key;
+            if (k >= 3 && k < 3 + n_data) {
+                assert_int_equal(f[k].len, sizes[k - 3]);
+                if (f[k].len)
+                    assert_memory_equal(work.b + f[k].at, sent, f[k].len);
+            }
+        }
+        assert_memory_equal(work.b + f[0].at, "h\xc3", 2);
+        assert_memory_equal(work.b + f[1].at, "ping", 4);
+        assert_memory_equal(work.b + f[2].at, "\xa9llo", 4);
+        if (split == 0) /* one run: every data frame cleared */
+            assert_int_equal(zero_keys, n_frames - 2);
+        if (min_run < 4 && split == 1) /* a byte at a time: no key whole in a run */
+            assert_int_equal(zero_keys, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_length_top_bit_1002),
         cmocka_unit_test(test_text_utf8_across_frames),
         cmocka_unit_test(test_ping_events),
+        cmocka_unit_test(test_unmask_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
