@@ -82,6 +82,9 @@ struct session {
     bool established;
     bool counted; /* in connections_active */
 
+    size_t room_known;  /* bytes the client's send buffer surely takes now: the last
+                           sock_send_room() less what was written since (it only
+                           frees more in between); saves asking before each write */
     bool close_pending; /* close once `out` is flushed */
     bool rx_violation;  /* the client broke RFC 6455: close at once with close_code */
     bool close_asap;    /* a limit was hit while lws parsed (close_now): close with
@@ -734,6 +737,24 @@ static size_t fragment_header(uint8_t *slot, size_t len, bool fin, int opcode, b
     return n;
 }
 
+/* Room in the client's send buffer for a write of `want` bytes: what is
+ * known from the last time the kernel was asked, or asks again if that is
+ * not enough (SIZE_MAX: it cannot be told). */
+static size_t client_room(struct session *s, size_t want)
+{
+    if (s->room_known >= want)
+        return s->room_known;
+    size_t room = sock_send_room(lws_get_socket_fd(s->wsi));
+    s->room_known = room == SIZE_MAX ? 0 : room;
+    return room;
+}
+
+/* n bytes were handed to the client's socket. */
+static void room_spent(struct session *s, size_t n)
+{
+    s->room_known = n < s->room_known ? s->room_known - n : 0;
+}
+
 /* Returns 1 if it wrote, 0 if the queue does not lend itself, -1 on error. */
 static int write_coalesced(struct session *s)
 {
@@ -741,7 +762,8 @@ static int write_coalesced(struct session *s)
     if (!c || c->sent || !c->next || c->len + 4 > COALESCE_BYTES / 2 ||
         (c->flags & (MSG_CHUNK_MORE | MSG_CHUNK_CONT)))
         return 0;
-    size_t room = sock_send_room(lws_get_socket_fd(s->wsi));
+    size_t want = 3 * s->out.bytes < COALESCE_BYTES ? 3 * s->out.bytes : COALESCE_BYTES;
+    size_t room = client_room(s, want); /* a frame header is at most 2x a tiny message */
     size_t limit = room < COALESCE_BYTES ? room : COALESCE_BYTES;
     uint8_t *out = coalesce_buf + LWS_PRE;
     size_t used = 0, count = 0;
@@ -754,6 +776,7 @@ static int write_coalesced(struct session *s)
         return 0; /* one message: the plain path fragments it if need be */
     if (lws_write(s->wsi, out, used, LWS_WRITE_HTTP) < 0)
         return -1;
+    room_spent(s, used);
     size_t queued_before = s->out.bytes;
     while (count--) {
         count_sent(s, msg_queue_peek(&s->out)->flags, msg_queue_peek(&s->out)->len, true);
@@ -816,9 +839,8 @@ static int on_writable(struct session *s)
         /* WRITEABLE comes on POLLOUT, which Linux signals only with a third
          * or more of the send buffer free: small writes always fit, and
          * need no extra system call to ask. */
-        size_t room =
-            left > SMALL_WRITE_BYTES ? sock_send_room(lws_get_socket_fd(s->wsi)) : SIZE_MAX;
         size_t n = left < SESSION_TX_PACKET_BYTES ? left : SESSION_TX_PACKET_BYTES;
+        size_t room = left > SMALL_WRITE_BYTES ? client_room(s, n + WS_HEADER_MAX) : SIZE_MAX;
         if (room != SIZE_MAX && n + WS_HEADER_MAX > room)
             n = room > MIN_FRAGMENT + WS_HEADER_MAX ? room - WS_HEADER_MAX : MIN_FRAGMENT;
         if (n > left)
@@ -843,6 +865,7 @@ static int on_writable(struct session *s)
                              (enum lws_write_protocol)type) < 0) {
             return -1;
         }
+        room_spent(s, n + WS_HEADER_MAX);
         count_sent(s, c->flags, n, n == left && !more);
         s->last_data_us = (uint64_t)lws_now_usecs();
         size_t queued_before = s->out.bytes;
