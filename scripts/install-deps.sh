@@ -8,7 +8,7 @@ packages=(
   cmake pkg-config build-essential clang libclang-rt-14-dev clang-format
   libwebsockets-dev libpaho-mqtt-dev libjansson-dev libcmocka-dev libssl-dev zlib1g-dev
   # tests: real peers and clients
-  python3-websockets python3-paho-mqtt mosquitto mosquitto-clients openssl valgrind
+  python3-websockets python3-paho-mqtt mosquitto mosquitto-clients openssl valgrind strace
   websockify
   # tests: scale-out (a NATS cluster with MQTT, HAProxy in front of the gateways)
   nats-server haproxy
