@@ -30,7 +30,7 @@ from harness import GatewayTestCase, HOST, free_port, main  # noqa: E402
 WSBENCH = os.environ.get("WSBENCH_BIN", "")
 MESSAGES = 20000
 # calls per echoed message: (size, bound)
-BOUNDS = ((64, 1.5), (4096, 1.4), (65536, 6.0))
+BOUNDS = ((64, 1.6), (4096, 1.6), (65536, 6.5))
 
 
 def strace_total(path):
