@@ -38,12 +38,12 @@
 
 struct session {
     uint32_t tag;                /* SESSION_TAG, see session_is() */
+    int close_code;              /* sent by us, or received from the client */
     struct session *prev, *next; /* in the list of open sessions */
     struct lws *wsi;
     struct route_match match;         /* owned: route, captures, query */
     const struct wsg_target *targets; /* the route's (kept by `rules`), or owned copies */
     size_t n_targets;
-    bool targets_owned;              /* copies of a target map's entries, which a reload frees */
     struct rules *rules;             /* a reference: the config this connection keeps */
     const struct wsg_limits *limits; /* in rules */
     struct route_metrics *metrics;
@@ -57,16 +57,7 @@ struct session {
     char peer[PEER_ADDR_TEXT]; /* the TCP peer, or what a PROXY header said it is */
     char *client;   /* owned: the client behind trusted proxies; NULL if it is the peer */
     json_t *claims; /* owned reference: the verified JWT's claims, or NULL */
-    /* A JWT connection closes with 4401 when its token's exp (+ leeway)
-     * passes: one timer each, armed at ESTABLISHED, moved by a refresh. */
-    lws_sorted_usec_list_t expiry_timer;
-    int64_t expires_at_s; /* Unix seconds, exp + leeway; 0: never */
-    /* "auth": "http": owned while the auth service is asked; the verdict,
-     * if it comes before ESTABLISHED, waits in auth_early until then. */
-    struct auth_wait *auth_wait;
-    bool auth_early;
-    enum auth_verdict auth_verdict;
-    char *auth_reason; /* owned, with auth_early */
+    struct session_auth *auth; /* owned; only on routes with "auth" (session_create) */
 
     size_t rx_message_bytes; /* size so far of the client message being received */
     bool rx_in_message;
@@ -80,7 +71,8 @@ struct session {
     bool deflate_reset;           /* server_no_context_takeover: each message on its own */
     bool rx_paused;
     bool established;
-    bool counted; /* in connections_active */
+    bool counted;       /* in connections_active */
+    bool targets_owned; /* copies of a target map's entries, which a reload frees */
 
     size_t room_known;  /* bytes the client's send buffer surely takes now: the last
                            sock_send_room() less what was written since (it only
@@ -91,7 +83,6 @@ struct session {
                            close_code from the next WRITEABLE */
     bool rx_drop;       /* ... in frames sent with the handshake, which lws parses
                            anyway, or after close_now: relay nothing more */
-    int close_code;     /* sent by us, or received from the client */
     char *close_reason; /* owned; NULL until there is one (see set_close_reason) */
 
     uint64_t started_us;
@@ -106,6 +97,33 @@ struct session {
 
     struct token_bucket rate; /* max_messages_per_s */
 };
+
+/* What only sessions of routes with "auth" need, apart so that an idle
+ * connection without it stays small (idle memory per connection is a
+ * benchmark target: docs/benchmarks/results.md). */
+struct session_auth {
+    struct session *s;
+    /* A JWT connection closes with 4401 when its token's exp (+ leeway)
+     * passes: one timer each, armed at ESTABLISHED, moved by a refresh. */
+    lws_sorted_usec_list_t expiry_timer;
+    int64_t expires_at_s; /* Unix seconds, exp + leeway; 0: never */
+    /* "auth": "http": owned while the auth service is asked; the verdict,
+     * if it comes before ESTABLISHED, waits in `early` until then. */
+    struct auth_wait *wait;
+    bool early;
+    enum auth_verdict verdict;
+    char *reason; /* owned, with `early` */
+};
+
+static void session_auth_free(struct session_auth *a)
+{
+    if (!a)
+        return;
+    lws_sul_cancel(&a->expiry_timer);
+    auth_wait_cancel(a->wait);
+    free(a->reason);
+    free(a);
+}
 
 /* Every open session, for shutdown. */
 static struct session *sessions;
@@ -178,10 +196,19 @@ struct session *session_create(struct lws *wsi, struct route_match *match, const
     }
     s->claims = claims;
     s->tag = SESSION_TAG;
+    if ((match->route->auth_jwt || match->route->auth_http) &&
+        !(s->auth = calloc(1, sizeof(*s->auth)))) {
+        json_decref(s->claims);
+        free(s);
+        return NULL;
+    }
+    if (s->auth)
+        s->auth->s = s;
     s->targets = targets;
     s->targets_owned = targets != match->route->targets; /* the route's outlive us */
     if (s->targets_owned && !(s->targets = copy_targets(targets, n_targets))) {
         json_decref(s->claims);
+        free(s->auth);
         free(s);
         return NULL;
     }
@@ -229,9 +256,8 @@ void session_destroy(struct session *s)
 {
     if (!s)
         return;
-    lws_sul_cancel(&s->expiry_timer);
-    auth_wait_cancel(s->auth_wait);
-    free(s->auth_reason);
+    session_auth_free(s->auth);
+    s->auth = NULL;
     ws_rx_guard_unregister(s->rx_guard);
     s->rx_guard = NULL;
     if (s->bridge) {
@@ -550,7 +576,7 @@ static int64_t token_deadline(const struct session *s, json_t *claims)
 
 static void token_expired(lws_sorted_usec_list_t *sul)
 {
-    struct session *s = lws_container_of(sul, struct session, expiry_timer);
+    struct session *s = lws_container_of(sul, struct session_auth, expiry_timer)->s;
     if (!s->wsi || s->close_pending)
         return;
     log_debug("token expired", "route", s->match.route->name, "peer", s->peer);
@@ -561,13 +587,14 @@ static void token_expired(lws_sorted_usec_list_t *sul)
 
 static void arm_expiry(struct session *s)
 {
-    if (s->expires_at_s <= 0 || !s->wsi)
+    struct session_auth *a = s->auth;
+    if (!a || a->expires_at_s <= 0 || !s->wsi)
         return;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now); /* exp is wall-clock time */
     int64_t left_us =
-        (s->expires_at_s - (int64_t)now.tv_sec) * LWS_USEC_PER_SEC - now.tv_nsec / 1000;
-    lws_sul_schedule(lws_get_context(s->wsi), 0, &s->expiry_timer, token_expired,
+        (a->expires_at_s - (int64_t)now.tv_sec) * LWS_USEC_PER_SEC - now.tv_nsec / 1000;
+    lws_sul_schedule(lws_get_context(s->wsi), 0, &a->expiry_timer, token_expired,
                      left_us > 0 ? left_us : 1);
 }
 
@@ -592,7 +619,7 @@ int session_refresh_token(struct session *s, const char *token, size_t len, char
         snprintf(reason, reason_len, "the token is for another \"sub\"");
         return -1;
     }
-    s->expires_at_s = deadline;
+    s->auth->expires_at_s = deadline; /* a JWT route's session has it */
     arm_expiry(s);
     return 0;
 }
@@ -930,7 +957,7 @@ static void open_bridge(struct session *s)
 
 void session_auth_wait(struct session *s, struct auth_wait *w)
 {
-    s->auth_wait = w;
+    s->auth->wait = w; /* an "auth": "http" route's session has it */
     auth_wait_bind(w, s);
 }
 
@@ -939,7 +966,7 @@ static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *c
                                const char *reason)
 {
     char text[200]; /* session_close() cuts it to a close frame's size */
-    s->auth_early = false;
+    s->auth->early = false;
     if (v != AUTH_ALLOWED) {
         int code = v == AUTH_UNAUTHORIZED ? CLOSE_UNAUTHORIZED
                    : v == AUTH_FORBIDDEN  ? CLOSE_FORBIDDEN
@@ -973,8 +1000,9 @@ static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *c
 
 void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims, const char *reason)
 {
-    auth_wait_cancel(s->auth_wait);
-    s->auth_wait = NULL;
+    struct session_auth *a = s->auth;
+    auth_wait_cancel(a->wait);
+    a->wait = NULL;
     if (!s->wsi || s->close_pending)
         return;
     if (s->established) {
@@ -982,12 +1010,12 @@ void session_auth_answer(struct session *s, enum auth_verdict v, json_t *claims,
         return;
     }
     /* Before ESTABLISHED (not seen with lws 4.1.6, but cheap to keep). */
-    s->auth_early = true;
-    s->auth_verdict = v;
+    a->early = true;
+    a->verdict = v;
     json_decref(s->claims);
     s->claims = json_incref(claims);
-    free(s->auth_reason);
-    s->auth_reason = strdup(reason ? reason : "");
+    free(a->reason);
+    a->reason = strdup(reason ? reason : "");
 }
 
 int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reasons reason,
@@ -1013,14 +1041,14 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         if (s->limits->ping_interval_s > 0 || s->limits->idle_timeout_s > 0 || s->deflate)
             sweep_start(lws_get_context(wsi));
         if (s->match.route->auth_jwt && s->claims) {
-            s->expires_at_s = token_deadline(s, s->claims);
+            s->auth->expires_at_s = token_deadline(s, s->claims);
             arm_expiry(s);
         }
-        if (s->auth_wait || s->auth_early) {
+        if (s->auth && (s->auth->wait || s->auth->early)) {
             /* Held: nothing read, no backend, until the auth service answers. */
             session_pause_reading(s, true);
-            if (s->auth_early)
-                apply_auth_verdict(s, s->auth_verdict, s->claims, s->auth_reason);
+            if (s->auth->early)
+                apply_auth_verdict(s, s->auth->verdict, s->claims, s->auth->reason);
             return 0;
         }
         open_bridge(s);
@@ -1042,7 +1070,8 @@ int session_lws_event(struct session *s, struct lws *wsi, enum lws_callback_reas
         return 0;
 
     case LWS_CALLBACK_CLOSED:
-        lws_sul_cancel(&s->expiry_timer);
+        if (s->auth)
+            lws_sul_cancel(&s->auth->expiry_timer);
         ws_rx_guard_unregister(s->rx_guard);
         s->rx_guard = NULL;
         if (s->bridge) {
