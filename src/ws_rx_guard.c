@@ -310,7 +310,9 @@ static size_t check(struct ws_rx_guard_conn *g, void *buf, size_t n)
  * per call, so a client that floods cannot hold the loop here. */
 #define DRAIN_BYTES (256 * 1024)
 #define DRAIN_READS 4096
-static unsigned char drain_buf[16384]; /* the loop thread's */
+/* Scratch of the loop thread, whose content means nothing between calls:
+ * not state, so not struct gateway's. */
+static unsigned char drain_buf[16384];
 
 /* Plain: 0 at the end of the stream (or once closing), else -1/EAGAIN (the
  * rest of a flood is read at the next POLLIN). */
