@@ -74,6 +74,13 @@
 
 /* This module's part of struct gateway (mqtt_broker.h). */
 static struct mqtt_brokers *state(void) { return &gateway_get()->mqtt; }
+
+void mqtt_timer_schedule(lws_sorted_usec_list_t *sul, sul_cb_t cb, lws_usec_t us)
+{
+    if (!state()->timers_off && gateway_get()->context)
+        lws_sul_schedule(gateway_get()->context, 0, sul, cb, us);
+}
+
 /* An op id carries its broker's serial in the top bits, so that the answer
  * to an op dropped on our side still names the broker it concerns. */
 #define OP_ID_BROKER_SHIFT 40
@@ -382,7 +389,7 @@ static void probe_tick(lws_sorted_usec_list_t *sul)
             b->probe_next = (b->probe_next + 1) % b->cfg->n_uris;
         }
     }
-    lws_sul_schedule(gateway_get()->context, 0, &b->probe_timer, probe_tick, PROBE_INTERVAL_US);
+    mqtt_timer_schedule(&b->probe_timer, probe_tick, PROBE_INTERVAL_US);
 }
 
 static void probe_start(struct mqtt_broker *b)
@@ -390,7 +397,7 @@ static void probe_start(struct mqtt_broker *b)
     if (!b->targets || b->closing)
         return;
     b->probe_seen_down = false;
-    lws_sul_schedule(gateway_get()->context, 0, &b->probe_timer, probe_tick, PROBE_INTERVAL_US);
+    mqtt_timer_schedule(&b->probe_timer, probe_tick, PROBE_INTERVAL_US);
 }
 
 /* --- connecting ----------------------------------------------------------- */
@@ -467,8 +474,7 @@ static void schedule_retry(struct mqtt_broker *b)
     /* +-20 % jitter so that a fleet of gateways does not reconnect in step. */
     int jitter = b->retry_ms / 5;
     int delay = b->retry_ms - jitter + (jitter ? rand() % (2 * jitter + 1) : 0);
-    lws_sul_schedule(gateway_get()->context, 0, &b->retry_timer, retry_due,
-                     (lws_usec_t)delay * LWS_US_PER_MS);
+    mqtt_timer_schedule(&b->retry_timer, retry_due, (lws_usec_t)delay * LWS_US_PER_MS);
     b->retry_ms = b->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : b->retry_ms * 2;
     probe_start(b);
 }
@@ -524,7 +530,7 @@ static void broker_pump(struct mqtt_broker *b)
             /* Paho cannot take it now (e.g. its command buffer is full just
              * after a reconnect): again on the next completion, or soon. */
             o->attempts--;
-            lws_sul_schedule(gateway_get()->context, 0, &b->pump_timer, pump_later, PUMP_RETRY_US);
+            mqtt_timer_schedule(&b->pump_timer, pump_later, PUMP_RETRY_US);
             return;
         }
         list_unlink(&b->waiting, o);
@@ -585,7 +591,7 @@ static void broker_up(struct mqtt_broker *b, const char *uri, bool session_prese
      * that come back (see RESUME_HOLD_US). */
     if (first && b->persistent && session_present) {
         b->resuming = true;
-        lws_sul_schedule(gateway_get()->context, 0, &b->resume_timer, resume_end, RESUME_HOLD_US);
+        mqtt_timer_schedule(&b->resume_timer, resume_end, RESUME_HOLD_US);
     }
     /* Also with a resumed session: harmless, and a broker that lost its
      * state (or a new node of a cluster) has them again. Messages the
@@ -859,7 +865,7 @@ static void close_tick(lws_sorted_usec_list_t *sul)
     bool flushed = !b->waiting.head && !b->in_flight.head;
     if (!b->closing) {
         if (!flushed && b->connected && now < b->close_deadline) {
-            lws_sul_schedule(gateway_get()->context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+            mqtt_timer_schedule(&b->close_timer, close_tick, CLOSE_TICK_US);
             return;
         }
         b->closing = true;
@@ -868,11 +874,11 @@ static void close_tick(lws_sorted_usec_list_t *sul)
         d.timeout = DISCONNECT_TIMEOUT_MS;
         if (MQTTAsync_isConnected(b->client) &&
             MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS) {
-            lws_sul_schedule(gateway_get()->context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+            mqtt_timer_schedule(&b->close_timer, close_tick, CLOSE_TICK_US);
             return;
         }
     } else if (MQTTAsync_isConnected(b->client) && now < b->close_deadline) {
-        lws_sul_schedule(gateway_get()->context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+        mqtt_timer_schedule(&b->close_timer, close_tick, CLOSE_TICK_US);
         return;
     }
     log_info("mqtt broker session closed (replaced by a reload)", "broker", b->cfg->name);
@@ -885,7 +891,7 @@ void broker_start_closing(struct mqtt_broker *b)
     b->close_deadline = lws_now_usecs() + CLOSE_FLUSH_US;
     lws_sul_cancel(&b->retry_timer);
     probe_stop(b);
-    lws_sul_schedule(gateway_get()->context, 0, &b->close_timer, close_tick, 1);
+    mqtt_timer_schedule(&b->close_timer, close_tick, 1);
 }
 
 static void broker_retire(struct mqtt_broker *b)
@@ -1043,6 +1049,7 @@ void mqtt_brokers_set_worker(int index)
 int mqtt_brokers_start(const struct wsg_config *cfg, char *err, size_t err_len)
 {
     state()->stopping = false;
+    state()->timers_off = false;
     mqtt_events_open();
     return mqtt_brokers_reload(cfg, err, err_len);
 }
@@ -1119,7 +1126,30 @@ bool mqtt_brokers_flushed(void)
 
 void mqtt_brokers_stopping(void) { state()->stopping = true; }
 
-void mqtt_brokers_shutdown(void) { mqtt_events_quiet(); }
+static void broker_cancel_timers(struct mqtt_broker *b)
+{
+    lws_sul_cancel(&b->probe_timer);
+    lws_sul_cancel(&b->retry_timer);
+    lws_sul_cancel(&b->pump_timer);
+    lws_sul_cancel(&b->resume_timer);
+    lws_sul_cancel(&b->close_timer);
+    links_unconfirm_all(b); /* its filters' retry timers */
+}
+
+/* lws keeps a scheduled timer in a list inside the context: a broker freed
+ * after the context went (mqtt_brokers_stop) would unlink its timers from
+ * freed memory. So they are all cancelled here, while the context lives,
+ * and none is scheduled again (a retired broker whose last client goes
+ * during lws_context_destroy would start closing). */
+void mqtt_brokers_shutdown(void)
+{
+    mqtt_events_quiet();
+    state()->timers_off = true;
+    struct mqtt_broker *lists[] = {state()->current, state()->retired};
+    for (size_t i = 0; i < 2; i++)
+        for (struct mqtt_broker *b = lists[i]; b; b = b->next)
+            broker_cancel_timers(b);
+}
 
 static void free_op_entry(void *ctx, uint64_t id, void *value)
 {

@@ -32,6 +32,7 @@ struct mqtt_brokers {
     struct mqtt_broker *retired; /* owned: replaced or removed ones still in use */
     bool paho_ready;             /* MQTTAsync_global_init() done (once per process) */
     bool stopping;               /* shutting down (mqtt_brokers_stopping) */
+    bool timers_off;             /* from mqtt_brokers_shutdown(): no timer is scheduled */
     char client_id_suffix[16];   /* "-<worker>" when several workers run */
     uint64_t next_op_id, next_seq;
     uint32_t next_serial;
@@ -96,8 +97,9 @@ const char *mqtt_brokers_first_down(void);
  * until the gateway is back). Call before the clients are closed. */
 void mqtt_brokers_stopping(void);
 
-/* Before the lws context is destroyed: Paho's threads stop waking a loop
- * that is no longer served (and whose context is about to go). */
+/* Before the lws context is destroyed: every broker timer is cancelled and
+ * none is scheduled again; Paho's threads stop waking a loop that is no
+ * longer served (and whose context is about to go). */
 void mqtt_brokers_shutdown(void);
 
 /* Disconnects and frees every broker (after the event loop has stopped). */

@@ -205,6 +205,10 @@ struct broker_event {
 /* The loop's timers are scheduled on struct gateway's context; the rest of
  * the MQTT files' process state is its `mqtt` (struct mqtt_brokers). */
 
+/* Schedules one of the MQTT files' timers on the gateway's context; does
+ * nothing from mqtt_brokers_shutdown() on (the context is about to go). */
+void mqtt_timer_schedule(lws_sorted_usec_list_t *sul, sul_cb_t cb, lws_usec_t us);
+
 /* --- mqtt_broker.c: the session ------------------------------------------- */
 
 /* An op with copies of topic, ack_id (may be NULL) and payload, all in one

@@ -202,8 +202,8 @@ void links_subscribe_done(struct op *o, bool ok, bool refused, const char *detai
             snprintf(in, sizeof(in), "%d", delay_s);
             log_warn("mqtt subscribe refused, retrying", "broker", b->cfg->name, "filter", o->topic,
                      "retry_in_s", in);
-            lws_sul_schedule(gateway_get()->context, 0, &fs->retry_timer, retry_subscribe,
-                             (lws_usec_t)delay_s * LWS_USEC_PER_SEC);
+            mqtt_timer_schedule(&fs->retry_timer, retry_subscribe,
+                                (lws_usec_t)delay_s * LWS_USEC_PER_SEC);
         }
     }
     /* Otherwise the connection dropped: the reconnect subscribes again. */
