@@ -10,6 +10,7 @@
 #include "auth_http.h"
 
 #include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
@@ -48,12 +49,11 @@ struct auth_req {
     bool settled;
     bool wsi_gone;
     lws_sorted_usec_list_t timer; /* the timeout, or the deferred failure */
-    struct auth_req *prev, *next; /* in `requests` */
+    struct auth_req *prev, *next; /* in auth_http_state.requests */
 };
 
-static struct auth_cache *cache;  /* created with the first request */
-static struct auth_req *requests; /* not yet freed */
-static bool stopping;
+/* This module's part of struct gateway (auth_http.h). */
+static struct auth_http_state *state(void) { return &gateway_get()->auth_http; }
 
 bool auth_http_is(const void *opaque) { return opaque && *(const uint32_t *)opaque == REQ_TAG; }
 
@@ -72,8 +72,8 @@ void auth_wait_cancel(struct auth_wait *w)
 {
     if (!w)
         return;
-    if (cache)
-        auth_cache_forget(cache, w->key, w);
+    if (state()->cache)
+        auth_cache_forget(state()->cache, w->key, w);
     free(w->key);
     free(w);
 }
@@ -88,7 +88,7 @@ static void req_maybe_free(struct auth_req *r)
     if (r->prev)
         r->prev->next = r->next;
     else
-        requests = r->next;
+        state()->requests = r->next;
     if (r->next)
         r->next->prev = r->prev;
     if (r->out)
@@ -111,11 +111,11 @@ static void settle(struct auth_req *r, enum auth_verdict verdict, json_t *claims
     metrics_count_auth_request((int)verdict, (double)(lws_now_usecs() - r->started_us) / 1e6);
     if (verdict != AUTH_ALLOWED)
         log_info("auth service refused or failed", "reason", reason);
-    if (stopping)
+    if (state()->stopping)
         return;
     size_t n = 0;
     int64_t now = now_ms();
-    void **waiters = auth_cache_settle(cache, r->key, verdict == AUTH_ALLOWED, claims, now,
+    void **waiters = auth_cache_settle(state()->cache, r->key, verdict == AUTH_ALLOWED, claims, now,
                                        now + r->cache_s * 1000, &n);
     for (size_t i = 0; i < n; i++) {
         struct auth_wait *w = waiters[i];
@@ -186,10 +186,10 @@ static int start_request(struct lws *client, const struct wsg_auth_http *cfg, co
     }
     memcpy(r->out + LWS_PRE, body, body_len);
     r->started_us = lws_now_usecs();
-    r->next = requests;
-    if (requests)
-        requests->prev = r;
-    requests = r;
+    r->next = state()->requests;
+    if (state()->requests)
+        state()->requests->prev = r;
+    state()->requests = r;
 
     struct lws_context *context = lws_get_context(client);
     struct lws_client_connect_info info;
@@ -268,7 +268,7 @@ int auth_http_begin(struct lws *wsi, const struct rules *rules, const struct rou
     const struct wsg_auth_http *cfg = &rules->cfg->auth.http;
     *claims = NULL;
     *wait = NULL;
-    if (!cache && !(cache = auth_cache_create(CACHE_MAX_ENTRIES))) {
+    if (!state()->cache && !(state()->cache = auth_cache_create(CACHE_MAX_ENTRIES))) {
         snprintf(reason, reason_len, "out of memory");
         return 503;
     }
@@ -305,7 +305,7 @@ int auth_http_begin(struct lws *wsi, const struct rules *rules, const struct rou
         snprintf(reason, reason_len, "out of memory");
         goto out;
     }
-    switch (auth_cache_lookup(cache, w->key, now_ms(), w, claims)) {
+    switch (auth_cache_lookup(state()->cache, w->key, now_ms(), w, claims)) {
     case AUTH_CACHE_HIT:
         metrics_count_auth_cache_hit();
         status = 0;
@@ -324,7 +324,7 @@ int auth_http_begin(struct lws *wsi, const struct rules *rules, const struct rou
             break;
         }
         size_t k;
-        free(auth_cache_settle(cache, w->key, false, NULL, 0, 0, &k)); /* only w waited */
+        free(auth_cache_settle(state()->cache, w->key, false, NULL, 0, 0, &k)); /* only w waited */
         snprintf(reason, reason_len, "route %s: cannot ask the auth service", m->route->name);
         metrics_count_auth_request(AUTH_UNAVAILABLE, 0);
         break;
@@ -434,20 +434,20 @@ int auth_http_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 void auth_http_stopping(void)
 {
-    stopping = true;
-    for (struct auth_req *r = requests; r; r = r->next)
+    state()->stopping = true;
+    for (struct auth_req *r = state()->requests; r; r = r->next)
         lws_sul_cancel(&r->timer);
 }
 
 void auth_http_stop(void)
 {
-    while (requests) {
-        struct auth_req *r = requests;
+    while (state()->requests) {
+        struct auth_req *r = state()->requests;
         r->settled = r->wsi_gone = true;
         r->in_connect = false;
         req_maybe_free(r);
     }
-    auth_cache_destroy(cache);
-    cache = NULL;
-    stopping = false;
+    auth_cache_destroy(state()->cache);
+    state()->cache = NULL;
+    state()->stopping = false;
 }

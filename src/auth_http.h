@@ -23,6 +23,17 @@ struct session;
 /* One client waiting for the auth service's answer; owned by its session
  * once handed to it (session_auth_wait), else by the handshake. */
 struct auth_wait;
+struct auth_cache;
+struct auth_req;
+
+/* The auth service's client (struct gateway's `auth_http`). Zeroed = nothing
+ * asked yet; the cache is made with the first request and freed by
+ * auth_http_stop(), after the lws context went. */
+struct auth_http_state {
+    struct auth_cache *cache;  /* owned: answers, and who waits for which key */
+    struct auth_req *requests; /* owned: requests not yet freed */
+    bool stopping;             /* between auth_http_stopping() and _stop() */
+};
 
 /* At the handshake of an "auth": "http" route (request headers readable):
  * 0 with *claims (a new reference, or NULL) when the cache already allows

@@ -3,6 +3,8 @@
  * line here (docs/ARCHITECTURE.md, "Adding a backend type"). */
 #include "backends.h"
 
+#include "gateway.h"
+
 #include <stddef.h>
 
 static const struct backend_type *const builtin[] = {
@@ -12,10 +14,10 @@ static const struct backend_type *const builtin[] = {
 
 int backends_register_builtin(void)
 {
-    if (backend_type_at(0))
+    if (backend_type_at(&gateway_get()->backend_types, 0))
         return 0;
     for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
-        if (backend_type_register(builtin[i]) != 0)
+        if (backend_type_register(&gateway_get()->backend_types, builtin[i]) != 0)
             return -1;
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "backend_type.h"
 
 #include "config.h"
+#include "gateway.h"
 #include "route.h"
 #include "session.h"
 
@@ -15,7 +16,7 @@
 int bridge_check_request(struct backend_request *req, char *reason, size_t reason_len)
 {
     const struct wsg_route *r = req->match->route;
-    const struct backend_type *t = backend_type_for(r->type);
+    const struct backend_type *t = backend_type_for(&gateway_get()->backend_types, r->type);
     if (!t) {
         snprintf(reason, reason_len, "route %s: its backend type is not built in", r->name);
         return 500;
@@ -25,7 +26,8 @@ int bridge_check_request(struct backend_request *req, char *reason, size_t reaso
 
 struct bridge *bridge_open(struct session *s)
 {
-    const struct backend_type *t = backend_type_for(session_match(s)->route->type);
+    const struct backend_type *t =
+        backend_type_for(&gateway_get()->backend_types, session_match(s)->route->type);
     return t ? t->open(s) : NULL;
 }
 

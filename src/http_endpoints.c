@@ -3,6 +3,7 @@
 #include "http_endpoints.h"
 
 #include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "backend_type.h"
@@ -121,7 +122,7 @@ static int readyz(struct lws *wsi, struct http_state *st, const struct wsg_confi
 {
     (void)cfg;
     const char *kind = NULL;
-    const char *down = backend_types_unavailable(&kind);
+    const char *down = backend_types_unavailable(&gateway_get()->backend_types, &kind);
     if (down) {
         char text[300];
         snprintf(text, sizeof(text), "{\"status\":\"unavailable\",\"%s\":\"%s\"}\n", kind, down);

@@ -39,6 +39,8 @@
 typedef ssize_t (*recv_fn)(int, void *, size_t, int);
 typedef int (*ssl_read_fn)(SSL *, void *, int);
 typedef int (*poll_fn)(struct pollfd *, nfds_t, int);
+/* File-scope, not struct gateway's: set before main() by the constructor
+ * below and read by every thread, they are the symbols' own, not state. */
 static recv_fn real_recv;
 static ssl_read_fn real_ssl_read;
 static poll_fn real_poll;

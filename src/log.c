@@ -7,6 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+/* File-scope, not struct gateway's: a logger is process-wide by nature (set
+ * once at startup or in a forked worker, read by every thread, lws's log and
+ * Paho's threads included) and works before any gateway state exists. */
 static enum log_level current_level = LOG_INFO;
 static char worker_field[16]; /* "1", "2"... in a worker process, else "" */
 

@@ -1,12 +1,12 @@
 /* main.c - wsgate's command line, signals, start and stop; nothing else. */
 #include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
 #include "backend_type.h"
 #include "backends.h"
 #include "rules.h"
-#include "target_pool.h"
 #include "server.h"
 #include "websockify_cli.h"
 #include "websockify_run.h"
@@ -33,8 +33,6 @@
 
 enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_RUNTIME = 2 };
 
-static struct server *volatile running;
-static unsigned idle_exit_s; /* websockify's --idle-timeout; 0: run until stopped */
 static const char *config_label = "<built-in>"; /* what "config=" says without a file */
 
 static void usage(FILE *out)
@@ -59,24 +57,27 @@ static void usage(FILE *out)
           out);
 }
 
-/* A signal that arrives while the server is being made (before `running`
- * is set) is kept here and acted on as soon as it is running. */
+/* A signal that arrives while the server is being made (before struct
+ * gateway's `running` is set) is kept here and acted on as soon as it is
+ * running. File-scope: only sig_atomic_t is safe to write from a handler. */
 static volatile sig_atomic_t stop_pending, reload_pending;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
     stop_pending = 1;
-    if (running)
-        server_stop(running);
+    struct server *srv = gateway_get()->running;
+    if (srv)
+        server_stop(srv);
 }
 
 static void on_reload_signal(int sig)
 {
     (void)sig;
     reload_pending = 1;
-    if (running)
-        server_request_reload(running);
+    struct server *srv = gateway_get()->running;
+    if (srv)
+        server_request_reload(srv);
 }
 
 static void install_signals(void)
@@ -125,8 +126,10 @@ static struct wsg_config *load_config(const char *path, struct map_watch **maps)
     return cfg;
 }
 
-/* Runs the gateway in this process until SIGTERM/SIGINT; takes cfg and maps. */
-static int serve(struct wsg_config *cfg, struct map_watch *maps, const char *config_path)
+/* Runs the gateway in this process until SIGTERM/SIGINT (or, with
+ * idle_exit_s, that long without a client); takes cfg and maps. */
+static int serve(struct wsg_config *cfg, struct map_watch *maps, const char *config_path,
+                 unsigned idle_exit_s)
 {
     log_route_lws();
     install_signals();
@@ -142,17 +145,17 @@ static int serve(struct wsg_config *cfg, struct map_watch *maps, const char *con
     workers_ready();
     log_info("wsgate started", "version", WSGATE_VERSION, "config",
              config_path ? config_path : config_label);
-    running = srv;
+    gateway_get()->running = srv;
     if (stop_pending)
         server_stop(srv); /* SIGTERM during server_create: stop, don't swallow it */
     else if (reload_pending)
         server_request_reload(srv);
     server_run(srv);
-    running = NULL;
+    gateway_get()->running = NULL;
     log_info("wsgate stopped");
     server_destroy(srv);
     metrics_shutdown();
-    target_pool_reset();
+    gateway_release();
     return EXIT_OK;
 }
 
@@ -179,12 +182,12 @@ static bool subprotocol_in_config(void *ctx, const char *name)
 static int run_worker(unsigned number, void *ctx)
 {
     struct supervised *sup = ctx;
-    backend_types_set_worker((int)number);
+    backend_types_set_worker(&gateway_get()->backend_types, (int)number);
     struct wsg_config *cfg = sup->cfg;
     struct map_watch *maps = sup->maps;
     sup->cfg = NULL; /* this process's copy now belongs to the server */
     sup->maps = NULL;
-    return serve(cfg, maps, sup->config_path);
+    return serve(cfg, maps, sup->config_path, 0);
 }
 
 /* SIGHUP in the supervisor: a config that loads and could be reloaded
@@ -235,13 +238,14 @@ int main(int argc, char **argv)
     if (websockify_cli_wanted(argc, argv)) {
         struct wsg_config *cfg = NULL;
         struct map_watch *maps = NULL;
+        unsigned idle_exit_s = 0; /* --idle-timeout; 0: run until stopped */
         int rc = websockify_run_setup(argc, argv, &cfg, &maps, &idle_exit_s);
         if (rc == WEBSOCKIFY_RUN_HELP)
             usage(stdout);
         if (rc != WEBSOCKIFY_RUN_SERVE)
             return rc == WEBSOCKIFY_RUN_HELP ? EXIT_OK : rc;
         config_label = WEBSOCKIFY_CLI_SOURCE;
-        return serve(cfg, maps, NULL);
+        return serve(cfg, maps, NULL, idle_exit_s);
     }
 
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
@@ -298,7 +302,7 @@ int main(int argc, char **argv)
 
     unsigned n_workers = workers_count(cfg);
     if (n_workers == 1)
-        return serve(cfg, maps, config_path);
+        return serve(cfg, maps, config_path, 0);
 
     /* Several workers: this process only supervises. It keeps the config a
      * restarted worker starts with (reloaded on SIGHUP, like the workers). */

@@ -1,6 +1,7 @@
 /* metrics.c - counters and gauges, Prometheus text exposition; see metrics.h. */
 #include "metrics.h"
 
+#include "gateway.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -64,66 +65,67 @@ struct metrics_shared {
     struct worker_slot workers[];
 };
 
-static struct metrics_shared *shared;
-static size_t shared_bytes;
-static struct worker_slot *self; /* this process's slot */
-static bool full_warned;
+/* This module's part of struct gateway (metrics.h). */
+static struct metrics_mapping *mapping(void) { return &gateway_get()->metrics; }
 
 static uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
 int metrics_init(unsigned n_workers)
 {
-    if (shared)
+    struct metrics_mapping *m = mapping();
+    if (m->shared)
         metrics_shutdown();
     if (n_workers == 0)
         n_workers = 1;
-    shared_bytes = sizeof(*shared) + (size_t)n_workers * sizeof(struct worker_slot);
-    void *p = mmap(NULL, shared_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    m->shared_bytes = sizeof(*m->shared) + (size_t)n_workers * sizeof(struct worker_slot);
+    void *p =
+        mmap(NULL, m->shared_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-        shared = NULL;
+        m->shared = NULL;
         return -1;
     }
-    shared = p; /* zero-filled by the kernel */
-    shared->n_workers = n_workers;
+    m->shared = p; /* zero-filled by the kernel */
+    m->shared->n_workers = n_workers;
     for (unsigned i = 0; i < n_workers; i++)
-        shared->workers[i].last_reload_ok = 1;
-    self = &shared->workers[0];
-    self->running = 1;
+        m->shared->workers[i].last_reload_ok = 1;
+    m->self = &m->shared->workers[0];
+    m->self->running = 1;
     return 0;
 }
 
 /* Callers that never ran metrics_init (a single process) get one slot. */
 static struct worker_slot *own(void)
 {
-    if (!self && metrics_init(1) != 0) {
+    if (!mapping()->self && metrics_init(1) != 0) {
         static struct worker_slot sink; /* no shared memory: count into nothing */
         return &sink;
     }
-    return self;
+    return mapping()->self;
 }
 
 void metrics_set_worker(unsigned index)
 {
     own();
-    if (index < shared->n_workers)
-        self = &shared->workers[index];
+    if (index < mapping()->shared->n_workers)
+        mapping()->self = &mapping()->shared->workers[index];
 }
 
 void metrics_worker_started(unsigned index)
 {
-    if (shared && index < shared->n_workers)
-        __atomic_store_n(&shared->workers[index].running, 1, __ATOMIC_RELAXED);
+    if (mapping()->shared && index < mapping()->shared->n_workers)
+        __atomic_store_n(&mapping()->shared->workers[index].running, 1, __ATOMIC_RELAXED);
 }
 
 void metrics_worker_gone(unsigned index)
 {
-    if (!shared || index >= shared->n_workers)
+    if (!mapping()->shared || index >= mapping()->shared->n_workers)
         return;
-    struct worker_slot *w = &shared->workers[index];
+    struct worker_slot *w = &mapping()->shared->workers[index];
     __atomic_store_n(&w->running, 0, __ATOMIC_RELAXED);
     /* Its connections died with it; counters stay (they must never go back)
      * and its successor goes on counting in the same slot. */
-    __atomic_sub_fetch(&shared->open_connections, load(&w->open_connections), __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&mapping()->shared->open_connections, load(&w->open_connections),
+                       __ATOMIC_RELAXED);
     __atomic_store_n(&w->open_connections, 0, __ATOMIC_RELAXED);
     for (size_t i = 0; i < w->n_routes; i++)
         __atomic_store_n(&w->routes[i].m.connections_active, 0, __ATOMIC_RELAXED);
@@ -134,14 +136,14 @@ void metrics_worker_gone(unsigned index)
 bool metrics_connection_admit(uint64_t limit)
 {
     struct worker_slot *w = own();
-    if (!shared)
+    if (!mapping()->shared)
         return true;
-    uint64_t open = load(&shared->open_connections);
+    uint64_t open = load(&mapping()->shared->open_connections);
     do {
         if (limit > 0 && open >= limit)
             return false;
-    } while (!__atomic_compare_exchange_n(&shared->open_connections, &open, open + 1, true,
-                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    } while (!__atomic_compare_exchange_n(&mapping()->shared->open_connections, &open, open + 1,
+                                          true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
     __atomic_add_fetch(&w->open_connections, 1, __ATOMIC_RELAXED);
     return true;
 }
@@ -149,17 +151,17 @@ bool metrics_connection_admit(uint64_t limit)
 void metrics_connection_release(void)
 {
     struct worker_slot *w = own();
-    if (!shared)
+    if (!mapping()->shared)
         return;
     __atomic_sub_fetch(&w->open_connections, 1, __ATOMIC_RELAXED);
-    __atomic_sub_fetch(&shared->open_connections, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&mapping()->shared->open_connections, 1, __ATOMIC_RELAXED);
 }
 
 static void warn_full(const char *what, const char *name)
 {
-    if (full_warned)
+    if (mapping()->full_warned)
         return;
-    full_warned = true;
+    mapping()->full_warned = true;
     log_warn("metrics: no room for another series; it is not counted", "kind", what, "name", name);
 }
 
@@ -266,8 +268,8 @@ static void header(FILE *out, const char *name, const char *type, const char *he
 static void render_auth(FILE *out)
 {
     uint64_t results[AUTH_RESULTS] = {0}, le[AUTH_BUCKETS] = {0}, sum_us = 0, hits = 0, count = 0;
-    for (unsigned w = 0; w < shared->n_workers; w++) {
-        const struct worker_slot *ws = &shared->workers[w];
+    for (unsigned w = 0; w < mapping()->shared->n_workers; w++) {
+        const struct worker_slot *ws = &mapping()->shared->workers[w];
         for (size_t i = 0; i < AUTH_RESULTS; i++)
             results[i] += load(&ws->auth_requests[i]);
         for (size_t i = 0; i < AUTH_BUCKETS; i++)
@@ -367,13 +369,13 @@ static size_t n_brokers_of(const struct worker_slot *w)
  * names first appear (config order in worker 0). */
 static void each_route_name(void (*fn)(const char *name, void *ctx), void *ctx)
 {
-    for (unsigned w = 0; w < shared->n_workers; w++) {
-        const struct worker_slot *ws = &shared->workers[w];
+    for (unsigned w = 0; w < mapping()->shared->n_workers; w++) {
+        const struct worker_slot *ws = &mapping()->shared->workers[w];
         for (size_t i = 0; i < n_routes_of(ws); i++) {
             const char *name = ws->routes[i].name;
             bool seen = false;
             for (unsigned v = 0; v <= w && !seen; v++) {
-                const struct worker_slot *vs = &shared->workers[v];
+                const struct worker_slot *vs = &mapping()->shared->workers[v];
                 size_t upto = v == w ? i : n_routes_of(vs);
                 for (size_t j = 0; j < upto && !seen; j++)
                     seen = strcmp(vs->routes[j].name, name) == 0;
@@ -394,8 +396,8 @@ static void route_series_one(const char *name, void *arg)
 {
     const struct route_series_ctx *c = arg;
     uint64_t sum = 0;
-    for (unsigned w = 0; w < shared->n_workers; w++) {
-        const struct worker_slot *ws = &shared->workers[w];
+    for (unsigned w = 0; w < mapping()->shared->n_workers; w++) {
+        const struct worker_slot *ws = &mapping()->shared->workers[w];
         for (size_t i = 0; i < n_routes_of(ws); i++)
             if (strcmp(ws->routes[i].name, name) == 0)
                 sum += load((const uint64_t *)((const char *)&ws->routes[i].m + c->field_offset));
@@ -421,8 +423,8 @@ enum broker_field { BROKER_CONNECTED, BROKER_CONNECTS, BROKER_DENIED, BROKER_UNR
  * running worker is up (each worker has its own). */
 static void broker_series(FILE *out, const char *metric, enum broker_field field)
 {
-    for (unsigned w = 0; w < shared->n_workers; w++) {
-        const struct worker_slot *ws = &shared->workers[w];
+    for (unsigned w = 0; w < mapping()->shared->n_workers; w++) {
+        const struct worker_slot *ws = &mapping()->shared->workers[w];
         for (size_t i = 0; i < n_brokers_of(ws); i++) {
             char name[METRICS_NAME_BYTES];
             snprintf(name, sizeof(name), "%.*s", METRICS_NAME_BYTES - 1, ws->brokers[i].name);
@@ -430,8 +432,8 @@ static void broker_series(FILE *out, const char *metric, enum broker_field field
                 continue;
             bool seen = false;
             uint64_t sum = 0, all_up = 1, holders = 0;
-            for (unsigned v = 0; v < shared->n_workers; v++) {
-                const struct worker_slot *vs = &shared->workers[v];
+            for (unsigned v = 0; v < mapping()->shared->n_workers; v++) {
+                const struct worker_slot *vs = &mapping()->shared->workers[v];
                 for (size_t j = 0; j < n_brokers_of(vs); j++) {
                     const struct broker_slot *b = &vs->brokers[j];
                     if (strcmp(b->name, name) != 0)
@@ -460,7 +462,7 @@ static void broker_series(FILE *out, const char *metric, enum broker_field field
 char *metrics_render(size_t *len_out)
 {
     own();
-    if (!shared)
+    if (!mapping()->shared)
         return NULL;
     char *buf = NULL;
     size_t len = 0;
@@ -521,8 +523,8 @@ char *metrics_render(size_t *len_out)
     /* Every worker reloads on the same SIGHUP: a reload counts once (the
      * most any worker saw), and it was successful only if it was in all. */
     uint64_t reloads_ok = 0, reloads_failed = 0, last_ok = 1;
-    for (unsigned w = 0; w < shared->n_workers; w++) {
-        const struct worker_slot *ws = &shared->workers[w];
+    for (unsigned w = 0; w < mapping()->shared->n_workers; w++) {
+        const struct worker_slot *ws = &mapping()->shared->workers[w];
         if (load(&ws->reloads_ok) > reloads_ok)
             reloads_ok = load(&ws->reloads_ok);
         if (load(&ws->reloads_failed) > reloads_failed)
@@ -540,8 +542,8 @@ char *metrics_render(size_t *len_out)
     fprintf(out, "wsgate_config_last_reload_successful %d\n", (int)last_ok);
 
     uint64_t proxy_errors = 0;
-    for (unsigned w = 0; w < shared->n_workers; w++)
-        proxy_errors += load(&shared->workers[w].proxy_protocol_errors);
+    for (unsigned w = 0; w < mapping()->shared->n_workers; w++)
+        proxy_errors += load(&mapping()->shared->workers[w].proxy_protocol_errors);
     header(out, "wsgate_proxy_protocol_errors_total", "counter",
            "Connections to proxy_protocol listeners closed without a valid PROXY header "
            "(invalid, or none within 5 s).");
@@ -551,8 +553,8 @@ char *metrics_render(size_t *len_out)
            "WebSocket handshakes refused, by HTTP status.");
     struct refused_entry total[16] = {{0, 0}};
     size_t n_total = 0;
-    for (unsigned w = 0; w < shared->n_workers; w++) {
-        const struct worker_slot *ws = &shared->workers[w];
+    for (unsigned w = 0; w < mapping()->shared->n_workers; w++) {
+        const struct worker_slot *ws = &mapping()->shared->workers[w];
         for (size_t i = 0; i < 8 && load(&ws->refused[i].status); i++) {
             uint64_t status = load(&ws->refused[i].status);
             size_t k = 0;
@@ -581,10 +583,8 @@ char *metrics_render(size_t *len_out)
 
 void metrics_shutdown(void)
 {
-    if (shared)
-        munmap(shared, shared_bytes);
-    shared = NULL;
-    self = NULL;
-    shared_bytes = 0;
-    full_warned = false;
+    struct metrics_mapping *m = mapping();
+    if (m->shared)
+        munmap(m->shared, m->shared_bytes);
+    memset(m, 0, sizeof(*m));
 }

@@ -29,6 +29,20 @@ enum drop_reason {
 
 /* The close codes wsgate_connections_closed_total tells apart (the `code`
  * label); any other code counts as "other". */
+struct metrics_shared;
+struct worker_slot;
+
+/* The counters' shared mapping as this process sees it (struct gateway's
+ * `metrics`). Zeroed = none yet: metrics_init() maps it (the supervisor
+ * before forking, or the first count in a single process), metrics_shutdown()
+ * unmaps it. */
+struct metrics_mapping {
+    struct metrics_shared *shared; /* mmap'd, MAP_SHARED with the workers */
+    size_t shared_bytes;
+    struct worker_slot *self; /* this process's slot in it */
+    bool full_warned;         /* a route or broker found no free slot (logged once) */
+};
+
 #define METRICS_CLOSE_CODES 15
 
 struct route_metrics {

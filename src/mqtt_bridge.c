@@ -523,10 +523,11 @@ static bool mqtt_drained(void) { return mqtt_brokers_flushed(); }
 static int mqtt_start(const struct wsg_config *cfg, struct lws_context *ctx, char *err,
                       size_t err_len)
 {
+    (void)ctx; /* the brokers' timers use struct gateway's */
     /* Every configured series exists from the start, at zero. */
     for (size_t i = 0; i < cfg->n_brokers; i++)
         metrics_set_broker_connected(cfg->brokers[i].name, 0);
-    return mqtt_brokers_start(cfg, ctx, err, err_len);
+    return mqtt_brokers_start(cfg, err, err_len);
 }
 
 const struct backend_type mqtt_backend_type = {
@@ -543,5 +544,6 @@ const struct backend_type mqtt_backend_type = {
     /* persistent sessions keep their filters */
     .drain = mqtt_brokers_stopping,
     .drained = mqtt_drained,
+    .shutdown = mqtt_brokers_shutdown,
     .stop = mqtt_brokers_stop,
 };

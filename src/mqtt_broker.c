@@ -21,6 +21,7 @@
 
 #include "buf_pool.h"
 #include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "op_map.h"
@@ -71,26 +72,26 @@
 
 /* --- globals (loop thread) ------------------------------------------------- */
 
-static struct mqtt_broker *brokers; /* current ones, in config order */
-static struct mqtt_broker *retired; /* replaced ones still in use */
-static bool paho_ready;
-static char client_id_suffix[16]; /* "-<worker>" when several workers run */
-static uint64_t next_op_id = 1, next_seq = 1;
-static uint32_t next_serial = 1;
+/* This module's part of struct gateway (mqtt_broker.h). */
+static struct mqtt_brokers *state(void) { return &gateway_get()->mqtt; }
+
+void mqtt_timer_schedule(lws_sorted_usec_list_t *sul, sul_cb_t cb, lws_usec_t us)
+{
+    if (!state()->timers_off && gateway_get()->context)
+        lws_sul_schedule(gateway_get()->context, 0, sul, cb, us);
+}
+
 /* An op id carries its broker's serial in the top bits, so that the answer
  * to an op dropped on our side still names the broker it concerns. */
 #define OP_ID_BROKER_SHIFT 40
-bool mqtt_stopping; /* the process is shutting down (mqtt_brokers_stopping) */
 
 /* --- op ids ----------------------------------------------------------------- */
-
-static struct op_map ops_by_id;
 
 int op_hand_out(struct op *o)
 {
     o->id = (uint64_t)o->broker->serial << OP_ID_BROKER_SHIFT |
-            (next_op_id++ & ((UINT64_C(1) << OP_ID_BROKER_SHIFT) - 1));
-    if (op_map_insert(&ops_by_id, o->id, o) != 0) {
+            (state()->next_op_id++ & ((UINT64_C(1) << OP_ID_BROKER_SHIFT) - 1));
+    if (op_map_insert(&state()->ops_by_id, o->id, o) != 0) {
         o->id = 0;
         return -1;
     }
@@ -100,7 +101,7 @@ int op_hand_out(struct op *o)
 void op_forget(struct op *o)
 {
     if (o->id)
-        op_map_remove(&ops_by_id, o->id);
+        op_map_remove(&state()->ops_by_id, o->id);
     o->id = 0;
 }
 
@@ -190,13 +191,12 @@ void op_free(struct op *o) { buf_pool_put(o); }
  * asks mqtt_paho_poll_timeout on every poll of the process). */
 #define PAHO_POLL_CAP_MS 20
 
-static atomic_int paho_connecting;
 static _Thread_local int poll_thread_kind; /* 0 not known yet, 1 Paho's receiver, 2 other */
 
 int mqtt_paho_poll_timeout(int timeout)
 {
     if ((timeout < 0 || timeout > PAHO_POLL_CAP_MS) &&
-        atomic_load_explicit(&paho_connecting, memory_order_relaxed) > 0) {
+        atomic_load_explicit(&state()->paho_connecting, memory_order_relaxed) > 0) {
         if (!poll_thread_kind) {
             char name[16] = "";
             pthread_getname_np(pthread_self(), name, sizeof(name));
@@ -211,7 +211,7 @@ int mqtt_paho_poll_timeout(int timeout)
 static void set_connecting(struct mqtt_broker *b, bool on)
 {
     if (b->connecting != on)
-        atomic_fetch_add(&paho_connecting, on ? 1 : -1);
+        atomic_fetch_add(&state()->paho_connecting, on ? 1 : -1);
     b->connecting = on;
 }
 
@@ -389,7 +389,7 @@ static void probe_tick(lws_sorted_usec_list_t *sul)
             b->probe_next = (b->probe_next + 1) % b->cfg->n_uris;
         }
     }
-    lws_sul_schedule(mqtt_loop_context, 0, &b->probe_timer, probe_tick, PROBE_INTERVAL_US);
+    mqtt_timer_schedule(&b->probe_timer, probe_tick, PROBE_INTERVAL_US);
 }
 
 static void probe_start(struct mqtt_broker *b)
@@ -397,7 +397,7 @@ static void probe_start(struct mqtt_broker *b)
     if (!b->targets || b->closing)
         return;
     b->probe_seen_down = false;
-    lws_sul_schedule(mqtt_loop_context, 0, &b->probe_timer, probe_tick, PROBE_INTERVAL_US);
+    mqtt_timer_schedule(&b->probe_timer, probe_tick, PROBE_INTERVAL_US);
 }
 
 /* --- connecting ----------------------------------------------------------- */
@@ -474,8 +474,7 @@ static void schedule_retry(struct mqtt_broker *b)
     /* +-20 % jitter so that a fleet of gateways does not reconnect in step. */
     int jitter = b->retry_ms / 5;
     int delay = b->retry_ms - jitter + (jitter ? rand() % (2 * jitter + 1) : 0);
-    lws_sul_schedule(mqtt_loop_context, 0, &b->retry_timer, retry_due,
-                     (lws_usec_t)delay * LWS_US_PER_MS);
+    mqtt_timer_schedule(&b->retry_timer, retry_due, (lws_usec_t)delay * LWS_US_PER_MS);
     b->retry_ms = b->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : b->retry_ms * 2;
     probe_start(b);
 }
@@ -531,7 +530,7 @@ static void broker_pump(struct mqtt_broker *b)
             /* Paho cannot take it now (e.g. its command buffer is full just
              * after a reconnect): again on the next completion, or soon. */
             o->attempts--;
-            lws_sul_schedule(mqtt_loop_context, 0, &b->pump_timer, pump_later, PUMP_RETRY_US);
+            mqtt_timer_schedule(&b->pump_timer, pump_later, PUMP_RETRY_US);
             return;
         }
         list_unlink(&b->waiting, o);
@@ -546,7 +545,7 @@ static void pump_later(lws_sorted_usec_list_t *sul)
 
 void broker_queue_publish(struct mqtt_broker *b, struct op *o)
 {
-    o->seq = next_seq++;
+    o->seq = state()->next_seq++;
     list_append(&b->waiting, o);
     broker_pump(b);
 }
@@ -592,7 +591,7 @@ static void broker_up(struct mqtt_broker *b, const char *uri, bool session_prese
      * that come back (see RESUME_HOLD_US). */
     if (first && b->persistent && session_present) {
         b->resuming = true;
-        lws_sul_schedule(mqtt_loop_context, 0, &b->resume_timer, resume_end, RESUME_HOLD_US);
+        mqtt_timer_schedule(&b->resume_timer, resume_end, RESUME_HOLD_US);
     }
     /* Also with a resumed session: harmless, and a broker that lost its
      * state (or a new node of a cluster) has them again. Messages the
@@ -723,7 +722,7 @@ static void resume_end(lws_sorted_usec_list_t *sul)
     snprintf(n, sizeof(n), "%llu", (unsigned long long)unclaimed);
     log_warn("mqtt session had filters nobody holds: messages dropped, session reset", "broker",
              b->cfg->name, "dropped", n);
-    if (b->closing || mqtt_stopping)
+    if (b->closing || state()->stopping)
         return;
     b->reset_session = true;
     if (b->connected) {
@@ -762,7 +761,7 @@ static void broker_message(struct mqtt_broker *b, const struct broker_event *e)
 
 static struct mqtt_broker *broker_by_serial(uint32_t serial)
 {
-    struct mqtt_broker *lists[] = {brokers, retired};
+    struct mqtt_broker *lists[] = {state()->current, state()->retired};
     for (size_t i = 0; i < 2; i++)
         for (struct mqtt_broker *b = lists[i]; b; b = b->next)
             if (b->serial == serial)
@@ -772,7 +771,7 @@ static struct mqtt_broker *broker_by_serial(uint32_t serial)
 
 static void op_event(const struct broker_event *e)
 {
-    struct op *o = op_map_find(&ops_by_id, e->op_id);
+    struct op *o = op_map_find(&state()->ops_by_id, e->op_id);
     if (e->paho_kept) {
         /* Also when the op was dropped already (the lost connection came
          * first): its id names the broker. */
@@ -836,8 +835,8 @@ void mqtt_brokers_service(void)
     for (struct broker_event *e = batch; e; e = e->next)
         handle_event(e);
     mqtt_events_release(batch);
-    if (more && mqtt_loop_context)
-        lws_cancel_service(mqtt_loop_context); /* the rest after lws had its turn */
+    if (more && gateway_get()->context)
+        lws_cancel_service(gateway_get()->context); /* the rest after lws had its turn */
 }
 
 /* --- retiring (config reload) ---------------------------------------------- */
@@ -866,7 +865,7 @@ static void close_tick(lws_sorted_usec_list_t *sul)
     bool flushed = !b->waiting.head && !b->in_flight.head;
     if (!b->closing) {
         if (!flushed && b->connected && now < b->close_deadline) {
-            lws_sul_schedule(mqtt_loop_context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+            mqtt_timer_schedule(&b->close_timer, close_tick, CLOSE_TICK_US);
             return;
         }
         b->closing = true;
@@ -875,15 +874,15 @@ static void close_tick(lws_sorted_usec_list_t *sul)
         d.timeout = DISCONNECT_TIMEOUT_MS;
         if (MQTTAsync_isConnected(b->client) &&
             MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS) {
-            lws_sul_schedule(mqtt_loop_context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+            mqtt_timer_schedule(&b->close_timer, close_tick, CLOSE_TICK_US);
             return;
         }
     } else if (MQTTAsync_isConnected(b->client) && now < b->close_deadline) {
-        lws_sul_schedule(mqtt_loop_context, 0, &b->close_timer, close_tick, CLOSE_TICK_US);
+        mqtt_timer_schedule(&b->close_timer, close_tick, CLOSE_TICK_US);
         return;
     }
     log_info("mqtt broker session closed (replaced by a reload)", "broker", b->cfg->name);
-    unlink_from(&retired, b);
+    unlink_from(&state()->retired, b);
     broker_free(b);
 }
 
@@ -892,14 +891,14 @@ void broker_start_closing(struct mqtt_broker *b)
     b->close_deadline = lws_now_usecs() + CLOSE_FLUSH_US;
     lws_sul_cancel(&b->retry_timer);
     probe_stop(b);
-    lws_sul_schedule(mqtt_loop_context, 0, &b->close_timer, close_tick, 1);
+    mqtt_timer_schedule(&b->close_timer, close_tick, 1);
 }
 
 static void broker_retire(struct mqtt_broker *b)
 {
     b->retired = true;
-    b->next = retired;
-    retired = b;
+    b->next = state()->retired;
+    state()->retired = b;
     if (b->links == 0)
         broker_start_closing(b);
 }
@@ -908,7 +907,7 @@ static void broker_retire(struct mqtt_broker *b)
 
 struct mqtt_broker *mqtt_broker_find(const char *name)
 {
-    for (struct mqtt_broker *b = brokers; b; b = b->next)
+    for (struct mqtt_broker *b = state()->current; b; b = b->next)
         if (strcmp(b->cfg->name, name) == 0)
             return b;
     return NULL;
@@ -963,7 +962,7 @@ static int client_create(struct mqtt_broker *b, char *err, size_t err_len)
     /* Each worker process holds its own session: the broker would drop one
      * of two sessions with the same client id. */
     char client_id[512];
-    snprintf(client_id, sizeof(client_id), "%s%s", c->client_id, client_id_suffix);
+    snprintf(client_id, sizeof(client_id), "%s%s", c->client_id, state()->client_id_suffix);
     int rc = MQTTAsync_createWithOptions(&b->client, c->uris[0], client_id,
                                          MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
     if (rc == MQTTASYNC_SUCCESS)
@@ -1031,7 +1030,7 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
     ssl.verify = !c->tls.insecure;
     ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
     b->ssl = ssl;
-    b->serial = next_serial++;
+    b->serial = state()->next_serial++;
     if (client_create(b, err, err_len) != 0) {
         broker_free(b);
         return NULL;
@@ -1042,27 +1041,27 @@ static struct mqtt_broker *broker_create(const struct wsg_broker *settings, char
 void mqtt_brokers_set_worker(int index)
 {
     if (index < 0)
-        client_id_suffix[0] = '\0';
+        state()->client_id_suffix[0] = '\0';
     else
-        snprintf(client_id_suffix, sizeof(client_id_suffix), "-%d", index);
+        snprintf(state()->client_id_suffix, sizeof(state()->client_id_suffix), "-%d", index);
 }
 
-int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context, char *err,
-                       size_t err_len)
+int mqtt_brokers_start(const struct wsg_config *cfg, char *err, size_t err_len)
 {
-    mqtt_stopping = false;
-    mqtt_events_open(context);
+    state()->stopping = false;
+    state()->timers_off = false;
+    mqtt_events_open();
     return mqtt_brokers_reload(cfg, err, err_len);
 }
 
 int mqtt_brokers_reload(const struct wsg_config *cfg, char *err, size_t err_len)
 {
-    if (cfg->n_brokers > 0 && !paho_ready) {
+    if (cfg->n_brokers > 0 && !state()->paho_ready) {
         MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
         init.do_openssl_init = 0; /* libwebsockets and OpenSSL 3 initialise it */
         MQTTAsync_global_init(&init);
         srand((unsigned)time(NULL) ^ (unsigned)getpid());
-        paho_ready = true;
+        state()->paho_ready = true;
     }
     /* Create what is new or changed first: if that fails, nothing changed. */
     struct mqtt_broker **fresh = calloc(cfg->n_brokers ? cfg->n_brokers : 1, sizeof(*fresh));
@@ -1087,7 +1086,7 @@ int mqtt_brokers_reload(const struct wsg_config *cfg, char *err, size_t err_len)
     for (size_t i = 0; i < cfg->n_brokers; i++) {
         struct mqtt_broker *b = mqtt_broker_find(cfg->brokers[i].name);
         if (b)
-            unlink_from(&brokers, b);
+            unlink_from(&state()->current, b);
         if (fresh[i]) {
             if (b)
                 broker_retire(b);
@@ -1098,20 +1097,20 @@ int mqtt_brokers_reload(const struct wsg_config *cfg, char *err, size_t err_len)
         *tail = b;
         tail = &b->next;
     }
-    while (brokers) {
-        struct mqtt_broker *gone = brokers;
-        brokers = gone->next;
+    while (state()->current) {
+        struct mqtt_broker *gone = state()->current;
+        state()->current = gone->next;
         metrics_remove_broker(gone->cfg->name);
         broker_retire(gone);
     }
-    brokers = list;
+    state()->current = list;
     free(fresh);
     return 0;
 }
 
 const char *mqtt_brokers_first_down(void)
 {
-    for (struct mqtt_broker *b = brokers; b; b = b->next)
+    for (struct mqtt_broker *b = state()->current; b; b = b->next)
         if (!b->connected)
             return b->cfg->name;
     return NULL;
@@ -1119,13 +1118,38 @@ const char *mqtt_brokers_first_down(void)
 
 bool mqtt_brokers_flushed(void)
 {
-    for (struct mqtt_broker *b = brokers; b; b = b->next)
+    for (struct mqtt_broker *b = state()->current; b; b = b->next)
         if (b->connected && (b->waiting.head || b->in_flight.head))
             return false;
     return true;
 }
 
-void mqtt_brokers_stopping(void) { mqtt_stopping = true; }
+void mqtt_brokers_stopping(void) { state()->stopping = true; }
+
+static void broker_cancel_timers(struct mqtt_broker *b)
+{
+    lws_sul_cancel(&b->probe_timer);
+    lws_sul_cancel(&b->retry_timer);
+    lws_sul_cancel(&b->pump_timer);
+    lws_sul_cancel(&b->resume_timer);
+    lws_sul_cancel(&b->close_timer);
+    links_unconfirm_all(b); /* its filters' retry timers */
+}
+
+/* lws keeps a scheduled timer in a list inside the context: a broker freed
+ * after the context went (mqtt_brokers_stop) would unlink its timers from
+ * freed memory. So they are all cancelled here, while the context lives,
+ * and none is scheduled again (a retired broker whose last client goes
+ * during lws_context_destroy would start closing). */
+void mqtt_brokers_shutdown(void)
+{
+    mqtt_events_quiet();
+    state()->timers_off = true;
+    struct mqtt_broker *lists[] = {state()->current, state()->retired};
+    for (size_t i = 0; i < 2; i++)
+        for (struct mqtt_broker *b = lists[i]; b; b = b->next)
+            broker_cancel_timers(b);
+}
 
 static void free_op_entry(void *ctx, uint64_t id, void *value)
 {
@@ -1140,13 +1164,13 @@ void mqtt_brokers_stop(void)
     mqtt_events_close();
 
     /* Retired sessions go down with the current ones. */
-    while (retired) {
-        struct mqtt_broker *b = retired;
-        retired = b->next;
-        b->next = brokers;
-        brokers = b;
+    while (state()->retired) {
+        struct mqtt_broker *b = state()->retired;
+        state()->retired = b->next;
+        b->next = state()->current;
+        state()->current = b;
     }
-    for (struct mqtt_broker *b = brokers; b; b = b->next) {
+    for (struct mqtt_broker *b = state()->current; b; b = b->next) {
         size_t lost = b->waiting.count + b->in_flight.count;
         if (lost) {
             char n[24];
@@ -1162,9 +1186,9 @@ void mqtt_brokers_stop(void)
                     usleep(10 * 1000);
         }
     }
-    while (brokers) {
-        struct mqtt_broker *b = brokers;
-        brokers = b->next;
+    while (state()->current) {
+        struct mqtt_broker *b = state()->current;
+        state()->current = b->next;
         broker_free(b);
     }
     mqtt_events_discard();
@@ -1172,6 +1196,6 @@ void mqtt_brokers_stop(void)
      * from the queue; those whose answer never came (or was dropped with
      * the queue above) go here. Publishes left the map with their broker's
      * lists. */
-    op_map_each(&ops_by_id, free_op_entry, NULL);
-    op_map_clear(&ops_by_id);
+    op_map_each(&state()->ops_by_id, free_op_entry, NULL);
+    op_map_clear(&state()->ops_by_id);
 }

@@ -11,14 +11,36 @@
 #ifndef WSGATE_MQTT_BROKER_H
 #define WSGATE_MQTT_BROKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct lws_context;
+#include "op_map.h"
+
 struct wsg_config;
 struct mqtt_broker;
 struct mqtt_link;
+
+/* The process's broker sessions (struct gateway's `mqtt`), the loop
+ * thread's but for paho_connecting. A reload's old and new sessions meet
+ * here: a replaced one moves from `current` to `retired` and serves the
+ * links it has until the last goes. mqtt_brokers_start() fills it,
+ * mqtt_brokers_stop() empties it (after the lws context went). */
+struct mqtt_brokers {
+    struct mqtt_broker *current; /* owned: the configured ones, in config order */
+    struct mqtt_broker *retired; /* owned: replaced or removed ones still in use */
+    bool paho_ready;             /* MQTTAsync_global_init() done (once per process) */
+    bool stopping;               /* shutting down (mqtt_brokers_stopping) */
+    bool timers_off;             /* from mqtt_brokers_shutdown(): no timer is scheduled */
+    char client_id_suffix[16];   /* "-<worker>" when several workers run */
+    uint64_t next_op_id, next_seq;
+    uint32_t next_serial;
+    struct op_map ops_by_id; /* the ops Paho has: its answers name them by id */
+    /* Our connects in progress: read by every thread's poll() (interpose.c),
+     * Paho's included, hence atomic. */
+    atomic_int paho_connecting;
+};
 
 /* One message from the broker, as handed to every link it matches. The
  * `envelope` fields are a cache the links of envelope routes share (built
@@ -50,10 +72,10 @@ struct mqtt_link_events {
  * get "-<index>" appended, one session per worker. Call before starting. */
 void mqtt_brokers_set_worker(int index);
 
-/* Creates every configured broker's session and starts connecting. The
- * config must outlive the brokers. 0, or -1 with a message in err. */
-int mqtt_brokers_start(const struct wsg_config *cfg, struct lws_context *context, char *err,
-                       size_t err_len);
+/* Creates every configured broker's session and starts connecting, on the
+ * lws context of struct gateway. The config must outlive the brokers. 0, or
+ * -1 with a message in err. */
+int mqtt_brokers_start(const struct wsg_config *cfg, char *err, size_t err_len);
 
 /* A reload: brokers whose settings are unchanged keep their session; new
  * or changed ones get a new session for new clients, while the replaced
@@ -74,6 +96,11 @@ const char *mqtt_brokers_first_down(void);
  * session unsubscribe their filters (the broker keeps queueing for them
  * until the gateway is back). Call before the clients are closed. */
 void mqtt_brokers_stopping(void);
+
+/* Before the lws context is destroyed: every broker timer is cancelled and
+ * none is scheduled again; Paho's threads stop waking a loop that is no
+ * longer served (and whose context is about to go). */
+void mqtt_brokers_shutdown(void);
 
 /* Disconnects and frees every broker (after the event loop has stopped). */
 void mqtt_brokers_stop(void);

@@ -202,11 +202,12 @@ struct broker_event {
 
 /* --- shared state (loop thread) -------------------------------------------- */
 
-/* Set by mqtt_events_open() (under the queue's lock: Paho's threads read it
- * to wake the loop); the loop's timers use it. */
-extern struct lws_context *mqtt_loop_context;
-/* The process is shutting down (mqtt_brokers_stopping). */
-extern bool mqtt_stopping;
+/* The loop's timers are scheduled on struct gateway's context; the rest of
+ * the MQTT files' process state is its `mqtt` (struct mqtt_brokers). */
+
+/* Schedules one of the MQTT files' timers on the gateway's context; does
+ * nothing from mqtt_brokers_shutdown() on (the context is about to go). */
+void mqtt_timer_schedule(lws_sorted_usec_list_t *sul, sul_cb_t cb, lws_usec_t us);
 
 /* --- mqtt_broker.c: the session ------------------------------------------- */
 
@@ -256,8 +257,12 @@ void mqtt_events_disconnect_options(MQTTAsync_disconnectOptions *d, struct mqtt_
 /* Connection lost and message arrived, for the client of b. */
 int mqtt_events_set_callbacks(MQTTAsync client, struct mqtt_broker *b);
 
-/* Paho's threads may queue again (after mqtt_events_close), waking `context`. */
-void mqtt_events_open(struct lws_context *context);
+/* Paho's threads may queue again (after mqtt_events_close), and wake the
+ * loop (struct gateway's context) when the queue was empty. */
+void mqtt_events_open(void);
+/* Before the lws context goes: Paho's threads no longer wake the loop
+ * (what they queue is dropped with the queue at mqtt_events_discard()). */
+void mqtt_events_quiet(void);
 /* The next batch of events, oldest first (a list through ->next, given
  * back with mqtt_events_release()); *more: events are left for the next call. */
 struct broker_event *mqtt_events_take(bool *more);

@@ -13,6 +13,8 @@
  * loop meanwhile is simply not found. */
 #include "mqtt_broker_impl.h"
 
+#include "gateway.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +23,20 @@
 /* Incoming message bytes queued for the loop before Paho's thread waits. */
 #define EVENT_QUEUE_MAX_BYTES ((size_t)32 << 20)
 
-struct lws_context *mqtt_loop_context;
-
+/* The queue is the one state Paho's threads share with the loop, so it stays
+ * in this file, under its own lock, rather than in struct gateway: the
+ * thread boundary is the file boundary. */
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queue_room = PTHREAD_COND_INITIALIZER;
 static struct broker_event *queue_head, *queue_tail;
 static size_t queue_bytes;
 static bool queue_closed;  /* stopping: Paho threads must not wait any more */
 static bool queue_no_wait; /* a client is being destroyed: its threads must not wait */
+/* Paho's threads may wake the loop: from mqtt_events_open() until
+ * mqtt_events_quiet(), which comes before the lws context goes, so a Paho
+ * thread reads struct gateway's context (under queue_lock) only while it
+ * is alive. */
+static bool loop_awake;
 
 /* Events are recycled, so relaying a message costs no allocator call on
  * either thread (SPEC-2 D): one of up to 64 KiB (header, topic and payload)
@@ -121,7 +129,7 @@ static void event_push(struct broker_event *e, bool may_wait)
         queue_head = e;
     queue_tail = e;
     queue_bytes += size;
-    struct lws_context *ctx = mqtt_loop_context;
+    struct lws_context *ctx = loop_awake ? gateway_get()->context : NULL;
     pthread_mutex_unlock(&queue_lock);
     if (was_empty && ctx)
         lws_cancel_service(ctx);
@@ -350,11 +358,18 @@ int mqtt_events_set_callbacks(MQTTAsync client, struct mqtt_broker *b)
 
 /* --- the loop's side of the queue ------------------------------------------- */
 
-void mqtt_events_open(struct lws_context *context)
+void mqtt_events_open(void)
 {
     pthread_mutex_lock(&queue_lock);
-    mqtt_loop_context = context;
+    loop_awake = true;
     queue_closed = false;
+    pthread_mutex_unlock(&queue_lock);
+}
+
+void mqtt_events_quiet(void)
+{
+    pthread_mutex_lock(&queue_lock);
+    loop_awake = false;
     pthread_mutex_unlock(&queue_lock);
 }
 
@@ -450,7 +465,7 @@ void mqtt_events_discard(void)
     struct broker_event *e = queue_head;
     queue_head = queue_tail = NULL;
     queue_bytes = 0;
-    mqtt_loop_context = NULL;
+    loop_awake = false;
     for (size_t c = 0; c < EVENT_CLASSES; c++) {
         /* Nothing calls back any more: every client is destroyed. */
         struct broker_event *f = event_pool[c].free;

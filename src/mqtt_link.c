@@ -11,6 +11,7 @@
 #include "mqtt_broker_impl.h"
 
 #include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "topic.h"
@@ -120,7 +121,7 @@ static void unsub_later(struct mqtt_broker *b, const char *filter)
 
 static void send_unsubscribe(struct mqtt_broker *b, const char *filter)
 {
-    if (b->persistent && mqtt_stopping)
+    if (b->persistent && gateway_get()->mqtt.stopping)
         return; /* the session keeps it for after the restart (resume window) */
     if (!b->connected) {
         if (b->persistent)
@@ -201,8 +202,8 @@ void links_subscribe_done(struct op *o, bool ok, bool refused, const char *detai
             snprintf(in, sizeof(in), "%d", delay_s);
             log_warn("mqtt subscribe refused, retrying", "broker", b->cfg->name, "filter", o->topic,
                      "retry_in_s", in);
-            lws_sul_schedule(mqtt_loop_context, 0, &fs->retry_timer, retry_subscribe,
-                             (lws_usec_t)delay_s * LWS_USEC_PER_SEC);
+            mqtt_timer_schedule(&fs->retry_timer, retry_subscribe,
+                                (lws_usec_t)delay_s * LWS_USEC_PER_SEC);
         }
     }
     /* Otherwise the connection dropped: the reconnect subscribes again. */

@@ -5,6 +5,8 @@
  * connection on a reused number finds nothing even if a forget was missed. */
 #include "peer_addr.h"
 
+#include "gateway.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -14,46 +16,47 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-struct record {
+struct peer_addr_record {
     struct lws *wsi; /* NULL: no record */
     struct proxy_proto_info info;
 };
-
-static struct record *by_fd; /* owned */
-static size_t n_by_fd;
 
 int peer_addr_set(int fd, struct lws *wsi, const struct proxy_proto_info *info)
 {
     if (fd < 0)
         return -1;
-    if ((size_t)fd >= n_by_fd) {
-        size_t n = n_by_fd ? n_by_fd : 256;
+    struct peer_addr_table *t = &gateway_get()->peer_addrs;
+    if ((size_t)fd >= t->n_by_fd) {
+        size_t n = t->n_by_fd ? t->n_by_fd : 256;
         while (n <= (size_t)fd)
             n *= 2;
-        struct record *grown = realloc(by_fd, n * sizeof(*grown));
+        struct peer_addr_record *grown = realloc(t->by_fd, n * sizeof(*grown));
         if (!grown)
             return -1;
-        memset(grown + n_by_fd, 0, (n - n_by_fd) * sizeof(*grown));
-        by_fd = grown;
-        n_by_fd = n;
+        memset(grown + t->n_by_fd, 0, (n - t->n_by_fd) * sizeof(*grown));
+        t->by_fd = grown;
+        t->n_by_fd = n;
     }
-    by_fd[fd].wsi = wsi;
-    by_fd[fd].info = *info;
+    t->by_fd[fd].wsi = wsi;
+    t->by_fd[fd].info = *info;
     return 0;
 }
 
 void peer_addr_forget(int fd)
 {
-    if (fd >= 0 && (size_t)fd < n_by_fd)
-        by_fd[fd].wsi = NULL;
+    struct peer_addr_table *t = &gateway_get()->peer_addrs;
+    if (fd >= 0 && (size_t)fd < t->n_by_fd)
+        t->by_fd[fd].wsi = NULL;
 }
 
 static const struct proxy_proto_info *record_of(struct lws *wsi)
 {
+    const struct peer_addr_table *t = &gateway_get()->peer_addrs;
     int fd = (int)lws_get_socket_fd(wsi);
-    if (fd < 0 || (size_t)fd >= n_by_fd || by_fd[fd].wsi != wsi || !by_fd[fd].info.has_addr)
+    if (fd < 0 || (size_t)fd >= t->n_by_fd || t->by_fd[fd].wsi != wsi ||
+        !t->by_fd[fd].info.has_addr)
         return NULL;
-    return &by_fd[fd].info;
+    return &t->by_fd[fd].info;
 }
 
 /* A socket address as text and port; IPv4-mapped IPv6 as IPv4. */
@@ -117,7 +120,8 @@ void peer_addr_local(struct lws *wsi, char ip[PEER_ADDR_TEXT], int *port)
 
 void peer_addr_shutdown(void)
 {
-    free(by_fd);
-    by_fd = NULL;
-    n_by_fd = 0;
+    struct peer_addr_table *t = &gateway_get()->peer_addrs;
+    free(t->by_fd);
+    t->by_fd = NULL;
+    t->n_by_fd = 0;
 }

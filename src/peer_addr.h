@@ -14,6 +14,16 @@
 /* Text of an address: INET6_ADDRSTRLEN fits, and "unix". */
 #define PEER_ADDR_TEXT 48
 
+struct peer_addr_record;
+
+/* What PROXY headers said, by socket number (struct gateway's
+ * `peer_addrs`). Zeroed = empty; grown on demand, freed by
+ * peer_addr_shutdown() once the lws context is gone. */
+struct peer_addr_table {
+    struct peer_addr_record *by_fd; /* owned */
+    size_t n_by_fd;
+};
+
 /* Records what a PROXY header said for the connection `wsi` on socket fd
  * (called right after lws adopted it). 0, or -1 when out of memory (then
  * the socket's own addresses stand). */

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "proxy_accept.h"
 
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "peer_addr.h"
@@ -21,93 +22,91 @@
 
 /* One connection waiting for its header: created at accept, freed when its
  * watcher closes (header read and handed over, refused, or too late). */
-struct pending {
+struct proxy_accept_pending {
     uint32_t tag;      /* PENDING_TAG, see proxy_accept_is() */
     int fd;            /* the accepted socket; owned until handed to lws, then -1 */
     struct lws *watch; /* lws's raw-file watcher of a duplicate of fd */
     struct lws_vhost *vhost;
-    struct pending *prev, *next; /* the deadline FIFO */
+    struct proxy_accept_pending *prev, *next; /* the deadline FIFO */
     bool in_fifo;
     uint64_t deadline_us;
     size_t have; /* header bytes consumed from the socket into buf */
     uint8_t buf[PROXY_PROTO_MAX_HEADER];
 };
 
-static size_t n_pending;
-
 bool proxy_accept_is(const void *opaque)
 {
-    return opaque && ((const struct pending *)opaque)->tag == PENDING_TAG;
+    return opaque && ((const struct proxy_accept_pending *)opaque)->tag == PENDING_TAG;
 }
 
-size_t proxy_accept_pending(void) { return n_pending; }
+size_t proxy_accept_pending(void) { return gateway_get()->proxy_accept.n_pending; }
 
 /* --- deadlines --------------------------------------------------------------
  * One timer for all pending connections (lws 4.1.6 keeps timers in a sorted
  * list: one each would make a connection storm O(N^2)). Every deadline is
  * the same length after accept, so a FIFO is in deadline order. */
-static struct pending *fifo_head, *fifo_tail;
-static lws_sorted_usec_list_t fifo_timer;
-static struct lws_context *fifo_context;
 
-static void fifo_remove(struct pending *p)
+static void fifo_remove(struct proxy_accept_pending *p)
 {
     if (!p->in_fifo)
         return;
+    struct proxy_accept_fifo *f = &gateway_get()->proxy_accept;
     if (p->prev)
         p->prev->next = p->next;
     else
-        fifo_head = p->next;
+        f->head = p->next;
     if (p->next)
         p->next->prev = p->prev;
     else
-        fifo_tail = p->prev;
+        f->tail = p->prev;
     p->prev = p->next = NULL;
     p->in_fifo = false;
-    if (!fifo_head && fifo_context)
-        lws_sul_cancel(&fifo_timer);
+    if (!f->head && f->timer_used)
+        lws_sul_cancel(&f->timer);
 }
 
 static void deadlines_due(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
+    struct proxy_accept_fifo *f = &gateway_get()->proxy_accept;
     uint64_t now = (uint64_t)lws_now_usecs();
-    while (fifo_head && fifo_head->deadline_us <= now) {
-        struct pending *p = fifo_head;
+    while (f->head && f->head->deadline_us <= now) {
+        struct proxy_accept_pending *p = f->head;
         fifo_remove(p);
         metrics_count_proxy_protocol_error();
         log_debug("PROXY header: none within the deadline, connection closed");
         /* The watcher closes from the loop; RAW_CLOSE_FILE frees p. */
         lws_set_timeout(p->watch, PENDING_TIMEOUT_KILLED_BY_PROXY_CLIENT_CLOSE, LWS_TO_KILL_ASYNC);
     }
-    if (fifo_head)
-        lws_sul_schedule(fifo_context, 0, &fifo_timer, deadlines_due,
-                         (lws_usec_t)(fifo_head->deadline_us - now));
+    if (f->head)
+        lws_sul_schedule(gateway_get()->context, 0, &f->timer, deadlines_due,
+                         (lws_usec_t)(f->head->deadline_us - now));
 }
 
-static void fifo_add(struct pending *p, struct lws_context *context)
+static void fifo_add(struct proxy_accept_pending *p, struct lws_context *context)
 {
     uint64_t timeout_us = (uint64_t)PROXY_ACCEPT_DEADLINE_S * LWS_USEC_PER_SEC;
-    bool was_empty = fifo_head == NULL;
+    struct proxy_accept_fifo *f = &gateway_get()->proxy_accept;
+    bool was_empty = f->head == NULL;
     p->deadline_us = (uint64_t)lws_now_usecs() + timeout_us;
-    p->prev = fifo_tail;
+    p->prev = f->tail;
     p->next = NULL;
-    if (fifo_tail)
-        fifo_tail->next = p;
+    if (f->tail)
+        f->tail->next = p;
     else
-        fifo_head = p;
-    fifo_tail = p;
+        f->head = p;
+    f->tail = p;
     p->in_fifo = true;
-    fifo_context = context;
+    f->timer_used = true;
     if (was_empty)
-        lws_sul_schedule(context, 0, &fifo_timer, deadlines_due, (lws_usec_t)timeout_us);
+        lws_sul_schedule(context, 0, &f->timer, deadlines_due, (lws_usec_t)timeout_us);
 }
 
 /* --- the connection ---------------------------------------------------------- */
 
 void proxy_accept_start(struct lws_vhost *vh, int fd)
 {
-    struct pending *p = calloc(1, sizeof(*p));
+    struct proxy_accept_pending *p = calloc(1, sizeof(*p));
     int dup_fd = p ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     if (dup_fd < 0) {
         log_warn("PROXY header: cannot watch a new connection", "error",
@@ -129,12 +128,13 @@ void proxy_accept_start(struct lws_vhost *vh, int fd)
         return;
     }
     lws_set_opaque_user_data(p->watch, p);
-    n_pending++;
+    gateway_get()->proxy_accept.n_pending++;
     fifo_add(p, lws_get_context(p->watch));
 }
 
 /* The header is whole: consume its last bytes and give the socket to lws. */
-static void hand_over(struct pending *p, size_t header_len, const struct proxy_proto_info *info)
+static void hand_over(struct proxy_accept_pending *p, size_t header_len,
+                      const struct proxy_proto_info *info)
 {
     uint8_t rest[PROXY_PROTO_MAX_HEADER];
     size_t left = header_len - p->have;
@@ -159,7 +159,7 @@ static void hand_over(struct pending *p, size_t header_len, const struct proxy_p
 
 /* Reads what has come; true when the watcher is done (handed over or
  * refused), false to wait for more. */
-static bool read_header(struct pending *p)
+static bool read_header(struct proxy_accept_pending *p)
 {
     size_t want = proxy_proto_read_hint(p->buf, p->have);
     if (want > sizeof(p->buf) - p->have)
@@ -197,7 +197,7 @@ static bool read_header(struct pending *p)
 
 int proxy_accept_lws_event(struct lws *wsi, enum lws_callback_reasons reason)
 {
-    struct pending *p = lws_get_opaque_user_data(wsi);
+    struct proxy_accept_pending *p = lws_get_opaque_user_data(wsi);
     switch (reason) {
     case LWS_CALLBACK_RAW_RX_FILE:
         if (!p->in_fifo)
@@ -214,7 +214,7 @@ int proxy_accept_lws_event(struct lws *wsi, enum lws_callback_reasons reason)
             close(p->fd);
         p->tag = 0;
         free(p);
-        n_pending--;
+        gateway_get()->proxy_accept.n_pending--;
         return 0;
     default:
         return 0;

@@ -20,6 +20,19 @@
 
 #define PROXY_ACCEPT_DEADLINE_S 5
 
+struct proxy_accept_pending;
+
+/* The connections waiting for their header (struct gateway's
+ * `proxy_accept`). Zeroed = none; each from accept until its watcher closes;
+ * one deadline timer for all (every deadline is as long, so a FIFO is in
+ * deadline order). */
+struct proxy_accept_fifo {
+    size_t n_pending;                         /* watchers not yet closed */
+    struct proxy_accept_pending *head, *tail; /* still within their deadline */
+    lws_sorted_usec_list_t timer;
+    bool timer_used; /* scheduled at least once */
+};
+
 /* Takes fd (accepted, nonblocking; owned from here on) for vh. */
 void proxy_accept_start(struct lws_vhost *vh, int fd);
 

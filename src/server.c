@@ -15,6 +15,7 @@
 #include "buf_pool.h"
 #include "client_addr.h"
 #include "config.h"
+#include "gateway.h"
 #include "handshake.h"
 #include "http_endpoints.h"
 #include "json_check.h"
@@ -56,7 +57,6 @@
 #define HEADER_DATA_BYTES 4096
 
 struct server {
-    struct lws_context *context;
     struct rules *rules;             /* a reference: the rules for new connections */
     char *config_path;               /* owned; NULL for the built-in config */
     struct lws_protocols *protocols; /* owned array, NULL-terminated, names owned too */
@@ -440,7 +440,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     void *opaque = lws_get_opaque_user_data(wsi);
     /* A backend connection that failed at socket() is handed to the vhost's
      * first protocol (this one) by lws 4.1.6: pass it on. */
-    const struct backend_type *backend = backend_type_owning(opaque);
+    const struct backend_type *backend = backend_type_owning(&gateway_get()->backend_types, opaque);
     if (backend)
         return backend->protocol->callback(wsi, reason, user, in, len);
     if (auth_http_is(opaque))
@@ -488,7 +488,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* Sent to every protocol of every vhost: the first call takes all. */
-        backend_types_service();
+        backend_types_service(&gateway_get()->backend_types);
         return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
@@ -552,24 +552,24 @@ static const lws_retry_bo_t no_validity_timer = {
  * connection's 64 KiB stay out of resident memory; in the heap they were
  * most of an idle connection's RSS. */
 #define RX_POOL_SLOTS 65536 /* 1 GiB of address space; past it, the heap */
-static struct page_pool rx_pool;
 
 static void *lws_allocator(void *ptr, size_t size, const char *reason)
 {
-    if (ptr && page_pool_owns(&rx_pool, ptr)) {
+    struct page_pool *pool = &gateway_get()->rx_pool;
+    if (ptr && page_pool_owns(pool, ptr)) {
         void *moved = size ? malloc(size) : NULL; /* lws never does this; just in case */
         if (moved)
-            memcpy(moved, ptr, size < rx_pool.slot_bytes ? size : rx_pool.slot_bytes);
+            memcpy(moved, ptr, size < pool->slot_bytes ? size : pool->slot_bytes);
         if (moved || !size)
-            page_pool_put(&rx_pool, ptr);
+            page_pool_put(pool, ptr);
         return moved;
     }
     if (!size) {
         free(ptr);
         return NULL;
     }
-    if (!ptr && size <= rx_pool.slot_bytes && reason && strcmp(reason, "rx_ubuf") == 0) {
-        void *buf = page_pool_get(&rx_pool);
+    if (!ptr && size <= pool->slot_bytes && reason && strcmp(reason, "rx_ubuf") == 0) {
+        void *buf = page_pool_get(pool);
         if (buf)
             return buf;
     }
@@ -580,9 +580,10 @@ static void *lws_allocator(void *ptr, size_t size, const char *reason)
  * outlives any config a reload replaces. */
 static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_t *count)
 {
+    const struct backend_registry *types = &gateway_get()->backend_types;
     size_t max = 3; /* the default protocol, the auth service's, the terminating zeroes */
-    for (size_t i = 0; backend_type_at(i); i++)
-        max += backend_type_at(i)->protocol != NULL;
+    for (size_t i = 0; backend_type_at(types, i); i++)
+        max += backend_type_at(types, i)->protocol != NULL;
     for (size_t r = 0; r < cfg->n_routes; r++)
         max += cfg->routes[r].n_subprotocols;
     struct lws_protocols *p = calloc(max, sizeof(*p));
@@ -613,9 +614,9 @@ static struct lws_protocols *build_protocols(const struct wsg_config *cfg, size_
         }
     p[n++] =
         (struct lws_protocols){.name = AUTH_HTTP_PROTOCOL_NAME, .callback = auth_http_lws_callback};
-    for (size_t i = 0; backend_type_at(i); i++)
-        if (backend_type_at(i)->protocol)
-            p[n++] = *backend_type_at(i)->protocol; /* its name is static: not freed */
+    for (size_t i = 0; backend_type_at(types, i); i++)
+        if (backend_type_at(types, i)->protocol)
+            p[n++] = *backend_type_at(types, i)->protocol; /* its name is static: not freed */
     *count = n;
     return p; /* the zeroed last entry terminates the list */
 }
@@ -643,7 +644,7 @@ static void map_poll(lws_sorted_usec_list_t *sul)
 {
     struct server *srv = lws_container_of(sul, struct server, map_poll_timer);
     map_watch_poll(srv->rules->maps);
-    lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
+    lws_sul_schedule(gateway_get()->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
 }
 
 /* The relay's buffer pool gives back what a past burst left unused. */
@@ -651,7 +652,7 @@ static void pool_trim(lws_sorted_usec_list_t *sul)
 {
     struct server *srv = lws_container_of(sul, struct server, pool_trim_timer);
     buf_pool_trim();
-    lws_sul_schedule(srv->context, 0, &srv->pool_trim_timer, pool_trim,
+    lws_sul_schedule(gateway_get()->context, 0, &srv->pool_trim_timer, pool_trim,
                      BUF_POOL_TRIM_S * LWS_USEC_PER_SEC);
 }
 
@@ -693,8 +694,9 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     for (size_t i = 0; i < cfg->n_routes; i++)
         metrics_route(cfg->routes[i].name);
 
-    if (!rx_pool.base &&
-        page_pool_init(&rx_pool, WS_RX_BUFFER_BYTES + LWS_PRE + 4, RX_POOL_SLOTS) != 0)
+    struct page_pool *rx_pool = &gateway_get()->rx_pool; /* kept across servers */
+    if (!rx_pool->base &&
+        page_pool_init(rx_pool, WS_RX_BUFFER_BYTES + LWS_PRE + 4, RX_POOL_SLOTS) != 0)
         log_warn("no page pool for receive buffers: they come from the heap");
     lws_set_allocator(lws_allocator);
     struct lws_context_creation_info info;
@@ -710,8 +712,8 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
     info.pt_serv_buf_size = 64 * 1024; /* reads from backends come in up to this size */
     info.timeout_secs = 10;            /* handshakes and connects that make no progress */
     info.max_http_header_data = HEADER_DATA_BYTES;
-    srv->context = lws_create_context(&info);
-    if (!srv->context) {
+    gateway_get()->context = lws_create_context(&info);
+    if (!gateway_get()->context) {
         snprintf(err, err_len, "libwebsockets context creation failed");
         server_destroy(srv);
         return NULL;
@@ -772,7 +774,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
                               LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
         }
         errno = 0;
-        struct lws_vhost *vh = lws_create_vhost(srv->context, &vi);
+        struct lws_vhost *vh = lws_create_vhost(gateway_get()->context, &vi);
         if (!vh) {
             int e = errno;
             snprintf(err, err_len, "cannot listen on %s%s%s%s", name, l->has_tls ? " (tls)" : "",
@@ -792,10 +794,11 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
                  l->proxy_protocol ? "true" : "false");
     }
     if (any_target_map(cfg))
-        lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
-    lws_sul_schedule(srv->context, 0, &srv->pool_trim_timer, pool_trim,
+        lws_sul_schedule(gateway_get()->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
+    lws_sul_schedule(gateway_get()->context, 0, &srv->pool_trim_timer, pool_trim,
                      BUF_POOL_TRIM_S * LWS_USEC_PER_SEC);
-    if (backend_types_start(cfg, srv->context, err, err_len) != 0) {
+    if (backend_types_start(&gateway_get()->backend_types, cfg, gateway_get()->context, err,
+                            err_len) != 0) {
         server_destroy(srv);
         return NULL;
     }
@@ -810,7 +813,7 @@ struct server *server_create(struct wsg_config *cfg, struct map_watch *maps,
 static void drain_tick(lws_sorted_usec_list_t *sul)
 {
     struct server *srv = lws_container_of(sul, struct server, drain_timer);
-    lws_sul_schedule(srv->context, 0, &srv->drain_timer, drain_tick, DRAIN_TICK_US);
+    lws_sul_schedule(gateway_get()->context, 0, &srv->drain_timer, drain_tick, DRAIN_TICK_US);
 }
 
 static bool protocol_known(void *ctx, const char *name)
@@ -833,7 +836,7 @@ static void reload_certificates(struct server *srv)
             log_error("certificate not reloaded", "listen", l->host, "error", err);
             continue;
         }
-        lws_tls_cert_updated(srv->context, l->tls.cert, l->tls.key, NULL, 0, NULL, 0);
+        lws_tls_cert_updated(gateway_get()->context, l->tls.cert, l->tls.key, NULL, 0, NULL, 0);
     }
 }
 
@@ -854,7 +857,8 @@ static void server_reload(struct server *srv)
     if (next)
         rules_check_reloadable(srv->rules->cfg, next->cfg, protocol_known, srv, &errs);
     char err[300] = "";
-    if (next && errs.count == 0 && backend_types_reload(next->cfg, err, sizeof(err)) != 0)
+    if (next && errs.count == 0 &&
+        backend_types_reload(&gateway_get()->backend_types, next->cfg, err, sizeof(err)) != 0)
         jcheck_add_line(&errs, "%s: %s", srv->config_path, err);
     if (errs.count > 0) {
         for (size_t i = 0; i < errs.count; i++)
@@ -872,7 +876,7 @@ static void server_reload(struct server *srv)
     rules_unref(old); /* freed now, or with its last connection */
     reload_certificates(srv);
     if (any_target_map(next->cfg))
-        lws_sul_schedule(srv->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
+        lws_sul_schedule(gateway_get()->context, 0, &srv->map_poll_timer, map_poll, MAP_POLL_US);
     else
         lws_sul_cancel(&srv->map_poll_timer);
     metrics_count_reload(true);
@@ -885,7 +889,7 @@ static void server_reload(struct server *srv)
 int server_run(struct server *srv)
 {
     while (!srv->stopping) {
-        if (lws_service(srv->context, 0) < 0)
+        if (lws_service(gateway_get()->context, 0) < 0)
             return 0;
         if (srv->reload_requested) {
             srv->reload_requested = 0;
@@ -899,12 +903,13 @@ int server_run(struct server *srv)
     char open_count[24];
     snprintf(open_count, sizeof(open_count), "%zu", session_count());
     log_info("shutting down", "open_connections", open_count);
-    backend_types_drain();
+    backend_types_drain(&gateway_get()->backend_types);
     session_close_all(CLOSE_GOING_AWAY, "server shutting down");
     lws_usec_t deadline = lws_now_usecs() + DRAIN_TIMEOUT_US;
     drain_tick(&srv->drain_timer);
-    while ((session_count() > 0 || !backend_types_drained()) && lws_now_usecs() < deadline)
-        if (lws_service(srv->context, 0) < 0)
+    while ((session_count() > 0 || !backend_types_drained(&gateway_get()->backend_types)) &&
+           lws_now_usecs() < deadline)
+        if (lws_service(gateway_get()->context, 0) < 0)
             break;
     return 0;
 }
@@ -916,55 +921,58 @@ static void idle_exit_check(lws_sorted_usec_list_t *sul)
 {
     struct server *srv = lws_container_of(sul, struct server, idle_exit_timer);
     lws_usec_t now = lws_now_usecs();
-    if (session_count() > 0 || !backend_types_drained()) {
+    if (session_count() > 0 || !backend_types_drained(&gateway_get()->backend_types)) {
         srv->idle_since = now;
     } else if (now - srv->idle_since >= srv->idle_exit_us) {
         log_info("no connection for the idle timeout: exiting");
         srv->stopping = 1;
         return;
     }
-    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
+    lws_sul_schedule(gateway_get()->context, 0, &srv->idle_exit_timer, idle_exit_check,
+                     IDLE_CHECK_US);
 }
 
 void server_exit_when_idle(struct server *srv, unsigned seconds)
 {
     srv->idle_exit_us = (lws_usec_t)seconds * LWS_USEC_PER_SEC;
     srv->idle_since = lws_now_usecs();
-    lws_sul_schedule(srv->context, 0, &srv->idle_exit_timer, idle_exit_check, IDLE_CHECK_US);
+    lws_sul_schedule(gateway_get()->context, 0, &srv->idle_exit_timer, idle_exit_check,
+                     IDLE_CHECK_US);
 }
 
 void server_request_reload(struct server *srv)
 {
     srv->reload_requested = 1;
-    if (srv->context)
-        lws_cancel_service(srv->context);
+    if (gateway_get()->context)
+        lws_cancel_service(gateway_get()->context);
 }
 
 void server_stop(struct server *srv)
 {
     srv->stopping = 1;
-    if (srv->context)
-        lws_cancel_service(srv->context);
+    if (gateway_get()->context)
+        lws_cancel_service(gateway_get()->context);
 }
 
 void server_destroy(struct server *srv)
 {
     if (!srv)
         return;
-    if (srv->context) {
+    if (gateway_get()->context) {
         lws_sul_cancel(&srv->drain_timer);
         lws_sul_cancel(&srv->map_poll_timer);
         lws_sul_cancel(&srv->pool_trim_timer);
         lws_sul_cancel(&srv->idle_exit_timer);
         session_sweep_stop();
-        backend_types_shutdown();
+        backend_types_shutdown(&gateway_get()->backend_types);
         auth_http_stopping();
-        lws_context_destroy(srv->context); /* sessions, and their broker links, go here */
+        lws_context_destroy(gateway_get()->context); /* sessions, and their broker links, go here */
+        gateway_get()->context = NULL;
         peer_addr_shutdown();
         ws_deflate_shutdown();
     }
     auth_http_stop();
-    backend_types_stop();
+    backend_types_stop(&gateway_get()->backend_types);
     rules_unref(srv->rules);
     free_protocols(srv->protocols, srv->n_protocols);
     for (size_t i = 0; i < srv->n_vhost_names; i++)

@@ -11,6 +11,7 @@
 #include "backend_type.h"
 #include "bridge.h"
 #include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "msg_queue.h"
@@ -125,11 +126,7 @@ static void session_auth_free(struct session_auth *a)
     free(a);
 }
 
-/* Every open session, for shutdown. */
-static struct session *sessions;
-static size_t open_sessions;
-
-size_t session_count(void) { return open_sessions; }
+size_t session_count(void) { return gateway_get()->sessions.count; }
 
 static const char *client_of(const struct session *s) { return s->client ? s->client : s->peer; }
 
@@ -158,7 +155,7 @@ bool session_is(const void *opaque) { return opaque && *(const uint32_t *)opaque
 
 void session_close_all(int code, const char *reason)
 {
-    for (struct session *s = sessions; s; s = s->next)
+    for (struct session *s = gateway_get()->sessions.head; s; s = s->next)
         if (s->established)
             session_close(s, code, reason);
 }
@@ -228,11 +225,12 @@ struct session *session_create(struct lws *wsi, struct route_match *match, const
     if (client_addr && *client_addr && strcmp(client_addr, s->peer) != 0)
         s->client = strdup(client_addr); /* NULL (out of memory) logs the peer */
     s->started_us = (uint64_t)lws_now_usecs();
-    s->next = sessions;
-    if (sessions)
-        sessions->prev = s;
-    sessions = s;
-    open_sessions++;
+    struct session_registry *reg = &gateway_get()->sessions;
+    s->next = reg->head;
+    if (reg->head)
+        reg->head->prev = s;
+    reg->head = s;
+    reg->count++;
     return s;
 }
 
@@ -279,13 +277,14 @@ void session_destroy(struct session *s)
     free(s->close_reason);
     rules_unref(s->rules);
     json_decref(s->claims);
+    struct session_registry *reg = &gateway_get()->sessions;
     if (s->prev)
         s->prev->next = s->next;
     else
-        sessions = s->next;
+        reg->head = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    open_sessions--;
+    reg->count--;
     metrics_connection_release(); /* taken for it by the handshake */
     s->tag = 0;
     free(s);
@@ -424,8 +423,6 @@ static bool rate_allows(struct session *s)
  * its backend released. A client with no data message either way for
  * idle_timeout_s is closed with 1001. */
 #define SWEEP_US LWS_USEC_PER_SEC
-static lws_sorted_usec_list_t sweep_timer;
-static struct lws_context *sweep_context;
 
 static void check_liveness(struct session *s, uint64_t now)
 {
@@ -462,8 +459,9 @@ static void check_liveness(struct session *s, uint64_t now)
 static void sweep(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
+    struct session_registry *reg = &gateway_get()->sessions;
     uint64_t now = (uint64_t)lws_now_usecs();
-    for (struct session *s = sessions; s; s = s->next) {
+    for (struct session *s = reg->head; s; s = s->next) {
         if (s->deflater && now - s->last_data_us >= DEFLATER_IDLE_US) {
             ws_deflater_destroy(s->deflater);
             s->deflater = NULL;
@@ -471,25 +469,27 @@ static void sweep(lws_sorted_usec_list_t *sul)
         if (s->established && s->wsi && !s->close_pending)
             check_liveness(s, now);
     }
-    if (sessions)
-        lws_sul_schedule(sweep_context, 0, &sweep_timer, sweep, SWEEP_US);
+    if (reg->head)
+        lws_sul_schedule(gateway_get()->context, 0, &reg->sweep_timer, sweep, SWEEP_US);
     else
-        sweep_context = NULL; /* started again by the next connection */
+        reg->sweeping = false; /* started again by the next connection */
 }
 
 static void sweep_start(struct lws_context *context)
 {
-    if (sweep_context)
+    struct session_registry *reg = &gateway_get()->sessions;
+    if (reg->sweeping)
         return;
-    sweep_context = context;
-    lws_sul_schedule(context, 0, &sweep_timer, sweep, SWEEP_US);
+    reg->sweeping = true;
+    lws_sul_schedule(context, 0, &reg->sweep_timer, sweep, SWEEP_US);
 }
 
 void session_sweep_stop(void)
 {
-    if (sweep_context)
-        lws_sul_cancel(&sweep_timer);
-    sweep_context = NULL;
+    struct session_registry *reg = &gateway_get()->sessions;
+    if (reg->sweeping)
+        lws_sul_cancel(&reg->sweep_timer);
+    reg->sweeping = false;
 }
 
 /* UTF-8 of text that reaches us other than through the guard (inflated,
@@ -722,7 +722,8 @@ static void after_send(struct session *s, size_t queued_before)
  * lws 4.1.6 roles/ws/ops-ws.c). One system call instead of one per message
  * is most of what fan-out and small-message echo cost. */
 #define COALESCE_BYTES 65536
-static uint8_t coalesce_buf[LWS_PRE + COALESCE_BYTES]; /* the loop thread's */
+/* Scratch of the loop thread, not state: nothing in it outlives one write. */
+static uint8_t coalesce_buf[LWS_PRE + COALESCE_BYTES];
 
 static size_t frame_header(uint8_t *h, size_t len, bool text, bool deflated)
 {

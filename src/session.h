@@ -38,6 +38,16 @@ enum {
 
 struct session;
 
+/* Every open session, and the liveness sweep over them (struct gateway's
+ * `sessions`). Zeroed = none; an entry from session_create() to
+ * session_destroy(); the sweep timer runs while there is one. */
+struct session_registry {
+    struct session *head; /* newest first, through session->next */
+    size_t count;
+    lws_sorted_usec_list_t sweep_timer; /* one for all sessions, once a second */
+    bool sweeping;                      /* sweep_timer is scheduled */
+};
+
 /* lws sends at most a protocol's tx_packet_size per write and buffers the
  * rest itself; sessions never hand it more (server.c sets this size). */
 #define SESSION_TX_PACKET_BYTES 65536

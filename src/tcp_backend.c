@@ -6,6 +6,7 @@
  * (tcp_backend_close / _abort); from then on no event reaches it. */
 #include "tcp_backend.h"
 
+#include "gateway.h"
 #include "msg_queue.h"
 
 #include <errno.h>
@@ -38,14 +39,12 @@ struct tcp_backend {
     char *detail;                    /* owned: why it ended; NULL until then (see set_detail) */
 };
 
-static size_t live_backends;
-
 bool tcp_backend_is(const void *opaque)
 {
     return opaque && *(const uint32_t *)opaque == BACKEND_TAG;
 }
 
-size_t tcp_backend_count(void) { return live_backends; }
+size_t tcp_backend_count(void) { return gateway_get()->tcp_backends.live; }
 
 /* Only a backend that ends has a detail, so it is not kept per connection. */
 static void set_detail(struct tcp_backend *b, const char *fmt, ...)
@@ -63,7 +62,7 @@ static void set_detail(struct tcp_backend *b, const char *fmt, ...)
 
 static void backend_free(struct tcp_backend *b)
 {
-    live_backends--;
+    gateway_get()->tcp_backends.live--;
     lws_sul_cancel(&b->deferred);
     msg_queue_clear(&b->out);
     free(b->detail);
@@ -97,7 +96,7 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     b->events = events;
     b->owner = owner;
     b->queue_bound = queue_bound;
-    live_backends++;
+    gateway_get()->tcp_backends.live++;
 
     struct lws_client_connect_info info;
     memset(&info, 0, sizeof(info));

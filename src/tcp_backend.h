@@ -61,6 +61,11 @@ void tcp_backend_close(struct tcp_backend *b);
  * (used when connecting takes too long). */
 void tcp_backend_abort(struct tcp_backend *b);
 
+/* The backend sockets of the process (struct gateway's `tcp_backends`). */
+struct tcp_backend_sockets {
+    size_t live; /* from tcp_backend_connect() until lws reports the socket gone */
+};
+
 /* Backend connections not yet fully closed (flushing ones included). */
 size_t tcp_backend_count(void);
 

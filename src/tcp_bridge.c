@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "framing.h"
+#include "gateway.h"
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
@@ -24,6 +25,7 @@
 #include "session.h"
 #include "target_pool.h"
 #include "tcp_backend.h"
+#include "tcp_bridge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,22 +107,20 @@ static void connect_timed_out(struct tcp_bridge *b);
  * storm cost O(N^2). Attempts get the same timeout, so a FIFO is in
  * deadline order (a reload that shortens it only delays the new ones to the
  * old pace). The timer is armed for the head and re-armed when it fires. */
-static struct tcp_bridge *deadline_head, *deadline_tail;
-static lws_sorted_usec_list_t deadline_timer;
-static struct lws_context *deadline_context;
 
 static void deadline_clear(struct tcp_bridge *b)
 {
     if (!b->has_deadline)
         return;
+    struct tcp_deadlines *d = &gateway_get()->tcp_deadlines;
     if (b->deadline_prev)
         b->deadline_prev->deadline_next = b->deadline_next;
     else
-        deadline_head = b->deadline_next;
+        d->head = b->deadline_next;
     if (b->deadline_next)
         b->deadline_next->deadline_prev = b->deadline_prev;
     else
-        deadline_tail = b->deadline_prev;
+        d->tail = b->deadline_prev;
     b->deadline_prev = b->deadline_next = NULL;
     b->has_deadline = false;
 }
@@ -128,40 +128,43 @@ static void deadline_clear(struct tcp_bridge *b)
 static void deadlines_due(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
+    struct tcp_deadlines *d = &gateway_get()->tcp_deadlines;
     uint64_t now = (uint64_t)lws_now_usecs();
-    while (deadline_head && deadline_head->deadline_us <= now) {
-        struct tcp_bridge *b = deadline_head;
+    while (d->head && d->head->deadline_us <= now) {
+        struct tcp_bridge *b = d->head;
         deadline_clear(b);
         connect_timed_out(b); /* may add a new attempt at the tail */
     }
-    if (deadline_head)
-        lws_sul_schedule(deadline_context, 0, &deadline_timer, deadlines_due,
-                         (lws_usec_t)(deadline_head->deadline_us - now));
+    if (d->head)
+        lws_sul_schedule(gateway_get()->context, 0, &d->timer, deadlines_due,
+                         (lws_usec_t)(d->head->deadline_us - now));
 }
 
 static void deadline_set(struct tcp_bridge *b, struct lws_context *context, uint64_t timeout_us)
 {
-    bool was_empty = deadline_head == NULL;
+    struct tcp_deadlines *d = &gateway_get()->tcp_deadlines;
+    bool was_empty = d->head == NULL;
     b->deadline_us = (uint64_t)lws_now_usecs() + timeout_us;
-    b->deadline_prev = deadline_tail;
+    b->deadline_prev = d->tail;
     b->deadline_next = NULL;
-    if (deadline_tail)
-        deadline_tail->deadline_next = b;
+    if (d->tail)
+        d->tail->deadline_next = b;
     else
-        deadline_head = b;
-    deadline_tail = b;
+        d->head = b;
+    d->tail = b;
     b->has_deadline = true;
-    deadline_context = context;
+    d->timer_used = true;
     if (was_empty)
-        lws_sul_schedule(context, 0, &deadline_timer, deadlines_due, (lws_usec_t)timeout_us);
+        lws_sul_schedule(context, 0, &d->timer, deadlines_due, (lws_usec_t)timeout_us);
 }
 
 /* Cancels the shared connect-deadline timer (before the lws context goes). */
 static void tcp_bridge_shutdown(void)
 {
-    if (deadline_context)
-        lws_sul_cancel(&deadline_timer);
-    deadline_context = NULL;
+    struct tcp_deadlines *d = &gateway_get()->tcp_deadlines;
+    if (d->timer_used)
+        lws_sul_cancel(&d->timer);
+    d->timer_used = false;
 }
 
 /* Starts the attempt at order[b->attempt]; false if none are left. */
@@ -187,7 +190,7 @@ static void attempt_failed(struct tcp_bridge *b, enum backend_error why, const c
     const struct wsg_target *t = &b->targets[b->order[b->attempt]];
     char name[TARGET_NAME_BYTES];
     target_name(b, name);
-    target_pool_report(t, false, now_ms());
+    target_pool_report(&gateway_get()->targets, t, false, now_ms());
     session_metrics(b->session)->backend_errors[why]++;
     log_warn(why == BACKEND_ERR_CONNECT_TIMEOUT ? "backend connect timed out"
                                                 : "backend unreachable",
@@ -330,7 +333,7 @@ static void on_backend_connected(void *owner)
     struct tcp_bridge *b = owner;
     b->connected = true;
     deadline_clear(b);
-    target_pool_report(&b->targets[b->order[b->attempt]], true, now_ms());
+    target_pool_report(&gateway_get()->targets, &b->targets[b->order[b->attempt]], true, now_ms());
     char name[TARGET_NAME_BYTES];
     log_debug("backend connected", "route", b->route->name, "target", target_name(b, name));
     if (b->route->send_proxy && send_proxy_header(b) < 0) {
@@ -459,7 +462,8 @@ static struct bridge *tcp_bridge_open(struct session *s)
             ? (size_t)limits->max_message_bytes
             : REASSEMBLY_CAP_BYTES;
     b->targets = targets;
-    b->n_targets = target_pool_order(m->route->name, targets, n_targets, now_ms(), b->order);
+    b->n_targets = target_pool_order(&gateway_get()->targets, m->route->name, targets, n_targets,
+                                     now_ms(), b->order);
     framing_decoder_init(&b->decoder, m->route->framing, m->route->message == WSG_MESSAGE_TEXT,
                          m->route->framing == WSG_FRAMING_RAW ? 0 : b->max_message);
     if (!start_attempt(b)) {

@@ -3,6 +3,7 @@
 #include "workers.h"
 
 #include "config.h"
+#include "gateway.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -34,8 +35,6 @@ struct worker {
     unsigned delay_ms;       /* before the next restart (doubles while it keeps dying) */
     struct timespec restart_at;
 };
-
-static int ready_fd = -1; /* in a worker: the pipe's write end until workers_ready() */
 
 unsigned workers_count(const struct wsg_config *cfg)
 {
@@ -77,15 +76,16 @@ int workers_check_listeners(const struct wsg_config *cfg, char *err, size_t err_
 
 void workers_ready(void)
 {
-    if (ready_fd < 0)
+    struct workers_state *w = &gateway_get()->worker;
+    if (w->ready_fd < 0)
         return;
     char c = 'r';
     ssize_t n;
     do
-        n = write(ready_fd, &c, 1);
+        n = write(w->ready_fd, &c, 1);
     while (n < 0 && errno == EINTR);
-    close(ready_fd);
-    ready_fd = -1;
+    close(w->ready_fd);
+    w->ready_fd = -1;
 }
 
 static long ms_since(const struct timespec *t)
@@ -125,7 +125,7 @@ static pid_t start_worker(unsigned number, worker_main_fn worker_main, void *ctx
     }
     if (pid == 0) {
         close(fds[0]);
-        ready_fd = fds[1];
+        gateway_get()->worker.ready_fd = fds[1];
         /* A worker must not outlive its supervisor: nothing would stop it. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != supervisor)

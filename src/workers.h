@@ -11,6 +11,11 @@
 
 struct wsg_config;
 
+/* This process as a worker (struct gateway's `worker`). */
+struct workers_state {
+    int ready_fd; /* the pipe's write end, from the fork until workers_ready(); else -1 */
+};
+
 /* How many workers the config asks for: its "workers", or one per CPU this
  * process may run on for "auto". */
 unsigned workers_count(const struct wsg_config *cfg);

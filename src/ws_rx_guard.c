@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* memmem */
 #include "ws_rx_guard.h"
 
+#include "gateway.h"
 #include "interpose.h"
 #include "ws_frame_check.h"
 
@@ -44,12 +45,9 @@ struct ws_rx_guard_conn {
     struct ping_runs *pings; /* during check(): the whole pings seen in them */
 };
 
-/* Indexed by fd; grown as needed. Only the loop thread reads or writes it:
+/* The table (struct gateway's `rx_guard`) is the loop thread's alone:
  * `on_loop` is true only on the thread that registered a connection, so
  * Paho's threads (which call recv and SSL_read too) never look. */
-static struct ws_rx_guard_conn **by_fd;
-static size_t n_by_fd;
-static unsigned long n_registered;
 static __thread bool on_loop;
 
 /* Frames a client sent in the same packet as its upgrade request follow the
@@ -111,9 +109,10 @@ static void note_read(int fd, void *buf, ssize_t n)
 
 static struct ws_rx_guard_conn *lookup(int fd)
 {
-    if (!on_loop || fd < 0 || (size_t)fd >= n_by_fd)
+    const struct ws_rx_guard_table *t = &gateway_get()->rx_guard;
+    if (!on_loop || fd < 0 || (size_t)fd >= t->n_by_fd)
         return NULL;
-    return by_fd[fd];
+    return t->by_fd[fd];
 }
 
 /* Frames sent before the 101 (RFC 6455 4.1 forbids it, a hostile client may
@@ -145,16 +144,17 @@ struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
 {
     if (fd < 0)
         return NULL;
-    if ((size_t)fd >= n_by_fd) {
-        size_t n = n_by_fd ? n_by_fd : 256;
+    struct ws_rx_guard_table *t = &gateway_get()->rx_guard;
+    if ((size_t)fd >= t->n_by_fd) {
+        size_t n = t->n_by_fd ? t->n_by_fd : 256;
         while (n <= (size_t)fd)
             n *= 2;
-        struct ws_rx_guard_conn **grown = realloc(by_fd, n * sizeof(*grown));
+        struct ws_rx_guard_conn **grown = realloc(t->by_fd, n * sizeof(*grown));
         if (!grown)
             return NULL;
-        memset(grown + n_by_fd, 0, (n - n_by_fd) * sizeof(*grown));
-        by_fd = grown;
-        n_by_fd = n;
+        memset(grown + t->n_by_fd, 0, (n - t->n_by_fd) * sizeof(*grown));
+        t->by_fd = grown;
+        t->n_by_fd = n;
     }
     struct ws_rx_guard_conn *g = calloc(1, sizeof(*g));
     if (!g || ((settings & WS_FC_ALLOW_RSV1) && !(g->deflate = calloc(1, sizeof(*g->deflate))))) {
@@ -166,9 +166,9 @@ struct ws_rx_guard_conn *ws_rx_guard_register(int fd, void *ssl, void *owner,
     g->on_fail = on_fail;
     g->ssl = ssl;
     g->fd = fd;
-    if (!by_fd[fd])
-        n_registered++;
-    by_fd[fd] = g; /* a stale entry (never unregistered) is replaced */
+    if (!t->by_fd[fd])
+        t->n_registered++;
+    t->by_fd[fd] = g; /* a stale entry (never unregistered) is replaced */
     on_loop = true;
     check_early(g);
     return g;
@@ -189,9 +189,10 @@ void ws_rx_guard_unregister(struct ws_rx_guard_conn *g)
 {
     if (!g)
         return;
-    if (g->fd >= 0 && (size_t)g->fd < n_by_fd && by_fd[g->fd] == g) {
-        by_fd[g->fd] = NULL;
-        n_registered--;
+    struct ws_rx_guard_table *t = &gateway_get()->rx_guard;
+    if (g->fd >= 0 && (size_t)g->fd < t->n_by_fd && t->by_fd[g->fd] == g) {
+        t->by_fd[g->fd] = NULL;
+        t->n_registered--;
     }
     free(g->deflate);
     free(g);
@@ -229,7 +230,7 @@ static void note_message(void *ctx, size_t at, bool rsv1)
     g->cut_buf[at] &= (uint8_t)~0x40;
 }
 
-unsigned long ws_rx_guard_count(void) { return n_registered; }
+unsigned long ws_rx_guard_count(void) { return gateway_get()->rx_guard.n_registered; }
 
 /* Pings in one read. lws 4.1.6 answers the first ping it has not answered
  * yet and drops the ones that come before that pong is out, where RFC 6455
@@ -312,7 +313,9 @@ static size_t check(struct ws_rx_guard_conn *g, void *buf, size_t n)
  * per call, so a client that floods cannot hold the loop here. */
 #define DRAIN_BYTES (256 * 1024)
 #define DRAIN_READS 4096
-static unsigned char drain_buf[16384]; /* the loop thread's */
+/* Scratch of the loop thread, whose content means nothing between calls:
+ * not state, so not struct gateway's. */
+static unsigned char drain_buf[16384];
 
 /* Plain: 0 at the end of the stream (or once closing), else -1/EAGAIN (the
  * rest of a flood is read at the next POLLIN). */

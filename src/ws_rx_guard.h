@@ -21,11 +21,22 @@
 #ifndef WSGATE_WS_RX_GUARD_H
 #define WSGATE_WS_RX_GUARD_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 struct ssl_st;
 struct ws_rx_guard_conn;
+
+/* The registered client sockets, indexed by socket number (struct
+ * gateway's `rx_guard`). Zeroed = none; an entry from ws_rx_guard_register()
+ * to ws_rx_guard_unregister(); the array grows on demand and is kept for
+ * the process. */
+struct ws_rx_guard_table {
+    struct ws_rx_guard_conn **by_fd; /* owned array; the entries are the sessions' */
+    size_t n_by_fd;
+    unsigned long n_registered;
+};
 
 /* Told once, from inside lws's read, that the client broke a rule. `reason`
  * is static text. It must not close the connection from here: ask for a

@@ -9,8 +9,9 @@
  * only this table; tcp_bridge.c and mqtt_bridge.c each fill one, and
  * backends.c registers them. Every hook but `name` and `open` may be NULL.
  *
- * The registry is pure (it only calls what was registered), so a unit test
- * can register a backend type of its own. */
+ * The registry is pure (it only calls what was registered) and is a value
+ * the caller owns: the gateway keeps one in its struct gateway, and a unit
+ * test makes its own and registers a backend type of its own in it. */
 #ifndef WSGATE_BACKEND_TYPE_H
 #define WSGATE_BACKEND_TYPE_H
 
@@ -88,32 +89,42 @@ struct backend_type {
 /* At most this many types; registering more (or one twice) fails. */
 #define BACKEND_TYPES_MAX 8
 
+/* The registered types, in registration order. Zeroed = empty; holds no
+ * memory of its own (the types are static tables), so it needs no free. */
+struct backend_registry {
+    const struct backend_type *types[BACKEND_TYPES_MAX];
+    size_t n;
+};
+
 /* 0, or -1 when the registry is full or a type of that name or route type is
  * already there. `t` must outlive the registry. */
-int backend_type_register(const struct backend_type *t);
-/* Forgets every type (for tests; the gateway registers once per process). */
-void backend_types_clear(void);
+int backend_type_register(struct backend_registry *reg, const struct backend_type *t);
+/* Forgets every type. */
+void backend_types_clear(struct backend_registry *reg);
 
-const struct backend_type *backend_type_for(enum wsg_route_type route_type);
-const struct backend_type *backend_type_named(const char *name);
+const struct backend_type *backend_type_for(const struct backend_registry *reg,
+                                            enum wsg_route_type route_type);
+const struct backend_type *backend_type_named(const struct backend_registry *reg, const char *name);
 /* The type whose own connection `opaque` is, or NULL. */
-const struct backend_type *backend_type_owning(const void *opaque);
+const struct backend_type *backend_type_owning(const struct backend_registry *reg,
+                                               const void *opaque);
 /* The i-th registered type (registration order), or NULL past the end. */
-const struct backend_type *backend_type_at(size_t i);
+const struct backend_type *backend_type_at(const struct backend_registry *reg, size_t i);
 
 /* The process-level hooks of every registered type, in registration order
  * (stop and shutdown in reverse). start stops what it already started when a
  * later type fails; the first failure's reason is in `err`. */
-void backend_types_set_worker(int index);
-int backend_types_start(const struct wsg_config *cfg, struct lws_context *ctx, char *err,
-                        size_t err_len);
-int backend_types_reload(const struct wsg_config *next, char *err, size_t err_len);
-void backend_types_service(void);
+void backend_types_set_worker(const struct backend_registry *reg, int index);
+int backend_types_start(const struct backend_registry *reg, const struct wsg_config *cfg,
+                        struct lws_context *ctx, char *err, size_t err_len);
+int backend_types_reload(const struct backend_registry *reg, const struct wsg_config *next,
+                         char *err, size_t err_len);
+void backend_types_service(const struct backend_registry *reg);
 /* The first resource that is down, its kind in *kind; NULL when all are up. */
-const char *backend_types_unavailable(const char **kind);
-void backend_types_drain(void);
-bool backend_types_drained(void);
-void backend_types_shutdown(void);
-void backend_types_stop(void);
+const char *backend_types_unavailable(const struct backend_registry *reg, const char **kind);
+void backend_types_drain(const struct backend_registry *reg);
+bool backend_types_drained(const struct backend_registry *reg);
+void backend_types_shutdown(const struct backend_registry *reg);
+void backend_types_stop(const struct backend_registry *reg);
 
 #endif

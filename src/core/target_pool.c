@@ -6,23 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct health {
-    struct health *next;
+struct target_health_entry {
+    struct target_health_entry *next;
     char *key;              /* "host:port" or "unix:/path"; owned */
     uint64_t down_until_ms; /* 0 = up */
     uint32_t backoff_ms;    /* next pause if it fails again */
 };
 
-struct rotor {
-    struct rotor *next;
+struct target_rotor {
+    struct target_rotor *next;
     char *route; /* owned */
     size_t next_start;
 };
-
-/* Lists: a gateway has few targets and routes (target maps with thousands
- * of consoles touch one entry per connection attempt). */
-static struct health *healths;
-static struct rotor *rotors;
 
 static void target_key(const struct wsg_target *t, char *out, size_t len)
 {
@@ -32,35 +27,43 @@ static void target_key(const struct wsg_target *t, char *out, size_t len)
         snprintf(out, len, "%s:%d", t->host, t->port);
 }
 
-static struct health *health_find(const struct wsg_target *t, bool create)
+/* Target maps with thousands of consoles touch one entry per attempt. */
+static struct target_health_entry *health_find(const struct target_health *th,
+                                               const struct wsg_target *t)
 {
     char key[300];
     target_key(t, key, sizeof(key));
-    for (struct health *h = healths; h; h = h->next)
+    for (struct target_health_entry *h = th->healths; h; h = h->next)
         if (strcmp(h->key, key) == 0)
             return h;
-    if (!create)
-        return NULL;
-    struct health *h = calloc(1, sizeof(*h));
+    return NULL;
+}
+
+static struct target_health_entry *health_add(struct target_health *th, const struct wsg_target *t)
+{
+    char key[300];
+    target_key(t, key, sizeof(key));
+    struct target_health_entry *h = calloc(1, sizeof(*h));
     if (!h || !(h->key = strdup(key))) {
         free(h);
         return NULL;
     }
     h->backoff_ms = TARGET_RETRY_FIRST_MS;
-    h->next = healths;
-    healths = h;
+    h->next = th->healths;
+    th->healths = h;
     return h;
 }
 
-bool target_pool_is_down(const struct wsg_target *t, uint64_t now_ms)
+bool target_pool_is_down(const struct target_health *th, const struct wsg_target *t,
+                         uint64_t now_ms)
 {
-    const struct health *h = health_find(t, false);
+    const struct target_health_entry *h = health_find(th, t);
     return h && h->down_until_ms > now_ms;
 }
 
-static size_t rotor_next(const char *route_name, size_t n)
+static size_t rotor_next(struct target_health *th, const char *route_name, size_t n)
 {
-    struct rotor *r = rotors;
+    struct target_rotor *r = th->rotors;
     while (r && strcmp(r->route, route_name) != 0)
         r = r->next;
     if (!r) {
@@ -69,33 +72,36 @@ static size_t rotor_next(const char *route_name, size_t n)
             free(r);
             return 0;
         }
-        r->next = rotors;
-        rotors = r;
+        r->next = th->rotors;
+        th->rotors = r;
     }
     return r->next_start++ % n;
 }
 
-size_t target_pool_order(const char *route_name, const struct wsg_target *targets, size_t n,
-                         uint64_t now_ms, size_t *order)
+size_t target_pool_order(struct target_health *th, const char *route_name,
+                         const struct wsg_target *targets, size_t n, uint64_t now_ms, size_t *order)
 {
     if (n == 0)
         return 0;
-    size_t start = rotor_next(route_name, n);
+    size_t start = rotor_next(th, route_name, n);
     size_t used = 0;
     /* Healthy targets first, in round-robin order; then the ones marked down. */
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < n; i++) {
             size_t idx = (start + i) % n;
-            bool down = target_pool_is_down(&targets[idx], now_ms);
+            bool down = target_pool_is_down(th, &targets[idx], now_ms);
             if (down == (pass == 1))
                 order[used++] = idx;
         }
     return used;
 }
 
-void target_pool_report(const struct wsg_target *t, bool connected, uint64_t now_ms)
+void target_pool_report(struct target_health *th, const struct wsg_target *t, bool connected,
+                        uint64_t now_ms)
 {
-    struct health *h = health_find(t, !connected);
+    struct target_health_entry *h = health_find(th, t);
+    if (!h && !connected)
+        h = health_add(th, t);
     if (!h)
         return;
     if (connected) {
@@ -108,18 +114,18 @@ void target_pool_report(const struct wsg_target *t, bool connected, uint64_t now
         h->backoff_ms * 2 > TARGET_RETRY_MAX_MS ? TARGET_RETRY_MAX_MS : h->backoff_ms * 2;
 }
 
-void target_pool_reset(void)
+void target_pool_reset(struct target_health *th)
 {
-    while (healths) {
-        struct health *next = healths->next;
-        free(healths->key);
-        free(healths);
-        healths = next;
+    while (th->healths) {
+        struct target_health_entry *next = th->healths->next;
+        free(th->healths->key);
+        free(th->healths);
+        th->healths = next;
     }
-    while (rotors) {
-        struct rotor *next = rotors->next;
-        free(rotors->route);
-        free(rotors);
-        rotors = next;
+    while (th->rotors) {
+        struct target_rotor *next = th->rotors->next;
+        free(th->rotors->route);
+        free(th->rotors);
+        th->rotors = next;
     }
 }

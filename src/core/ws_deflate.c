@@ -18,7 +18,9 @@ struct ws_deflater {
     bool keep_context; /* false: server_no_context_takeover, reset per message */
 };
 
-/* The loop thread's output buffer: grows to the largest message, kept. */
+/* The loop thread's output buffer: grows to the largest message, kept.
+ * Scratch (nothing in it outlives a call), so file-scope in this pure
+ * module rather than a member of struct gateway. */
 static uint8_t *out;
 static size_t out_cap;
 
