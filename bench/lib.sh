@@ -5,11 +5,20 @@
 
 PIDS=()
 
+# Whether PID is still a child of this shell: bash reaps a server that ended on its
+# own, and its number may already belong to another process (pid_max is 32768 here).
+bench_is_ours() {
+    [[ $(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ') == "$$" ]]
+}
+
 bench_cleanup() {
     local pid child
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        if bench_is_ours "$pid"; then kill "$pid" 2>/dev/null || true; fi
+    done
     sleep 0.3
     for pid in "${PIDS[@]}"; do
+        bench_is_ours "$pid" || continue
         for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
             kill -9 "$child" 2>/dev/null || true
         done

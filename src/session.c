@@ -60,31 +60,36 @@ struct session {
     json_t *claims; /* owned reference: the verified JWT's claims, or NULL */
     struct session_auth *auth; /* owned; only on routes with "auth" (session_create) */
 
-    size_t rx_message_bytes; /* size so far of the client message being received */
-    bool rx_in_message;
-    bool deflate;                 /* permessage-deflate negotiated (the route has "compression") */
-    bool rx_compressed;           /* ... and the message being received is compressed */
-    bool rx_first_piece;          /* ... and none of its inflated output went to the bridge yet */
-    uint8_t rx_utf8;              /* with deflate: UTF-8 state of the text message being received */
+    size_t rx_message_bytes;      /* size so far of the client message being received */
     struct ws_inflater *inflater; /* owned; made at the client's first compressed message */
     struct ws_deflater *deflater; /* owned; made at the first message compressed for the client */
-    uint8_t deflate_window;       /* its window bits (the client may ask for fewer) */
-    bool deflate_reset;           /* server_no_context_takeover: each message on its own */
+    char *close_reason;           /* owned; NULL until there is one (see set_close_reason) */
+
+    /* Flags and small state together, so that no padding goes between them
+     * (idle memory per connection is a benchmark target). */
+    uint32_t room_known; /* bytes the client's send buffer surely takes now: the last
+                            sock_send_room() less what was written since (it only
+                            frees more in between); saves asking before each write */
+    bool rx_in_message;
+    bool deflate;           /* permessage-deflate negotiated (the route has "compression") */
+    bool rx_compressed;     /* ... and the message being received is compressed */
+    bool rx_first_piece;    /* ... and none of its inflated output went to the bridge yet */
+    uint8_t rx_utf8;        /* with deflate: UTF-8 state of the text message being received */
+    uint8_t deflate_window; /* its window bits (the client may ask for fewer) */
+    bool deflate_reset;     /* server_no_context_takeover: each message on its own */
     bool rx_paused;
     bool established;
-    bool counted;       /* in connections_active */
-    bool targets_owned; /* copies of a target map's entries, which a reload frees */
-
-    size_t room_known;  /* bytes the client's send buffer surely takes now: the last
-                           sock_send_room() less what was written since (it only
-                           frees more in between); saves asking before each write */
-    bool close_pending; /* close once `out` is flushed */
-    bool rx_violation;  /* the client broke RFC 6455: close at once with close_code */
-    bool close_asap;    /* a limit was hit while lws parsed (close_now): close with
-                           close_code from the next WRITEABLE */
-    bool rx_drop;       /* ... in frames sent with the handshake, which lws parses
-                           anyway, or after close_now: relay nothing more */
-    char *close_reason; /* owned; NULL until there is one (see set_close_reason) */
+    bool counted;          /* in connections_active */
+    bool targets_owned;    /* copies of a target map's entries, which a reload frees */
+    bool close_pending;    /* close once `out` is flushed */
+    bool rx_violation;     /* the client broke RFC 6455: close at once with close_code */
+    bool close_asap;       /* a limit was hit while lws parsed (close_now): close with
+                              close_code from the next WRITEABLE */
+    bool close_handed;     /* the close is lws's now (-1 returned once with a reason) */
+    bool rx_drop;          /* ... in frames sent with the handshake, which lws parses
+                              anyway, or after close_now: relay nothing more */
+    bool ping_due;         /* send a ping at the next WRITEABLE */
+    bool ping_outstanding; /* sent, no pong (or anything) since */
 
     uint64_t started_us;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
@@ -93,8 +98,6 @@ struct session {
     uint64_t ping_sent_us;
     uint64_t last_rx_us;   /* anything from the client, pongs included */
     uint64_t last_data_us; /* a data message either way */
-    bool ping_due;         /* send a ping at the next WRITEABLE */
-    bool ping_outstanding; /* sent, no pong (or anything) since */
 
     struct token_bucket rate; /* max_messages_per_s */
 };
@@ -388,6 +391,10 @@ const struct wsg_target *session_targets(const struct session *s, size_t *n)
 }
 
 /* Closes right away from inside a receive callback. */
+/* Once a close is under way, a peer that reads nothing must not hold its
+ * slot forever: lws drops the connection after this long. */
+#define CLOSE_SEND_TIMEOUT_S 5
+
 static int close_now(struct session *s, int code, const char *reason)
 {
     /* Not by returning -1 from here: lws would drop the unparsed rest of
@@ -405,7 +412,7 @@ static int close_now(struct session *s, int code, const char *reason)
     set_close_reason(s, "%s", reason);
     lws_callback_on_writable(s->wsi);
     /* A peer that is not reading must not hold the slot forever. */
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_SEND_TIMEOUT_S);
     return 0;
 }
 
@@ -432,7 +439,7 @@ static void check_liveness(struct session *s, uint64_t now)
         snprintf(reason, sizeof(reason), "idle for %" PRId64 " s", idle_s);
         session_close(s, CLOSE_GOING_AWAY, reason);
         /* A peer that is not reading must not hold the slot forever. */
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_SEND_TIMEOUT_S);
         return;
     }
     if (ping_s <= 0)
@@ -582,7 +589,7 @@ static void token_expired(lws_sorted_usec_list_t *sul)
     log_debug("token expired", "route", s->match.route->name, "peer", s->peer);
     session_close(s, CLOSE_UNAUTHORIZED, "token expired");
     /* A peer that is not reading must not hold the slot forever. */
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_SEND_TIMEOUT_S);
 }
 
 static void arm_expiry(struct session *s)
@@ -773,14 +780,14 @@ static size_t client_room(struct session *s, size_t want)
     if (s->room_known >= want)
         return s->room_known;
     size_t room = sock_send_room(lws_get_socket_fd(s->wsi));
-    s->room_known = room == SIZE_MAX ? 0 : room;
+    s->room_known = room == SIZE_MAX ? 0 : room > UINT32_MAX ? UINT32_MAX : (uint32_t)room;
     return room;
 }
 
 /* n bytes were handed to the client's socket. */
 static void room_spent(struct session *s, size_t n)
 {
-    s->room_known = n < s->room_known ? s->room_known - n : 0;
+    s->room_known = n < s->room_known ? s->room_known - (uint32_t)n : 0;
 }
 
 /* Returns 1 if it wrote, 0 if the queue does not lend itself, -1 on error. */
@@ -838,7 +845,13 @@ static int on_writable(struct session *s)
         ws_rx_guard_closing(s->rx_guard);
         return -1;
     }
+    if (s->close_handed)
+        return 0;        /* see below */
     if (s->close_asap) { /* lws sends it and waits for the client's */
+        /* lws may call WRITEABLE again before its own POLLOUT has sent the
+         * close frame; a second -1 then would make it drop the socket
+         * without sending it (close.c: "we tried the polite way"). */
+        s->close_handed = true;
         lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
                          (unsigned char *)close_reason(s), strlen(close_reason(s)));
         return -1;
@@ -902,6 +915,7 @@ static int on_writable(struct session *s)
         return 0;
     }
     if (s->close_pending) {
+        s->close_handed = true;
         lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
                          (unsigned char *)close_reason(s), strlen(close_reason(s)));
         return -1;
@@ -940,7 +954,7 @@ static void on_rx_violation(void *owner, int code, const char *reason)
               reason);
     lws_callback_on_writable(s->wsi);
     /* A peer that is not reading must not hold the slot forever. */
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_SEND_TIMEOUT_S);
 }
 
 static void open_bridge(struct session *s)
@@ -974,7 +988,7 @@ static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *c
                                           : CLOSE_TRY_AGAIN_LATER;
         snprintf(text, sizeof(text), "route %s: %s", s->match.route->name, reason);
         session_close(s, code, text);
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_SEND_TIMEOUT_S);
         return;
     }
     if (claims != s->claims) {
@@ -991,7 +1005,7 @@ static void apply_auth_verdict(struct session *s, enum auth_verdict v, json_t *c
     int status = bridge_check_request(&req, why, sizeof(why));
     if (status != 0) {
         session_close(s, status == 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, why);
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_SEND_TIMEOUT_S);
         return;
     }
     open_bridge(s);

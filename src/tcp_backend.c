@@ -24,7 +24,6 @@
 struct tcp_backend {
     uint32_t tag;    /* BACKEND_TAG: lws's opaque pointer can be told apart */
     struct lws *wsi; /* NULL until lws fills it, and again once it is gone */
-    struct lws_context *context;
     const struct tcp_backend_events *events;
     void *owner;          /* NULL once detached */
     struct msg_queue out; /* bytes for the backend; owned */
@@ -92,7 +91,6 @@ struct tcp_backend *tcp_backend_connect(struct lws_context *context, struct lws_
     if (!b)
         return NULL;
     b->tag = BACKEND_TAG;
-    b->context = context;
     b->events = events;
     b->owner = owner;
     b->queue_bound = queue_bound;

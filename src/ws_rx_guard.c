@@ -29,7 +29,7 @@ struct deflate_ring {
 
 struct ping_runs;
 
-/* One registered client socket: 80 bytes (+ 516 with permessage-deflate). */
+/* One registered client socket: 64 bytes (+ 516 with permessage-deflate). */
 struct ws_rx_guard_conn {
     struct ws_frame_check check;
     void *owner;
@@ -37,12 +37,18 @@ struct ws_rx_guard_conn {
     SSL *ssl;                     /* NULL: plain, read with recv() */
     struct deflate_ring *deflate; /* owned; NULL without permessage-deflate */
     int fd;
-    bool failed;             /* a violation was reported, or the client's close frame
-                                was read: drain and discard what follows */
-    bool closing;            /* our close frame went out: report the end */
-    bool ring_full;          /* a message start found no room in `deflate` */
-    uint8_t *cut_buf;        /* during check(): the bytes being judged (RSV1 is cleared there) */
-    struct ping_runs *pings; /* during check(): the whole pings seen in them */
+    bool failed;    /* a violation was reported, or the client's close frame
+                       was read: drain and discard what follows */
+    bool closing;   /* our close frame went out: report the end */
+    bool ring_full; /* a message start found no room in `deflate` */
+};
+
+/* What check() hands the checker's callbacks, on its stack: a registered
+ * connection keeps nothing of one read (idle memory per connection). */
+struct check_run {
+    struct ws_rx_guard_conn *g;
+    uint8_t *buf;            /* the bytes being judged (RSV1 is cleared there) */
+    struct ping_runs *pings; /* the whole pings seen in them */
 };
 
 /* The table (struct gateway's `rx_guard`) is the loop thread's alone:
@@ -215,7 +221,8 @@ int ws_rx_guard_message_compressed(struct ws_rx_guard_conn *g)
  * session inflates it (session.c). */
 static void note_message(void *ctx, size_t at, bool rsv1)
 {
-    struct ws_rx_guard_conn *g = ctx;
+    struct check_run *run = ctx;
+    struct ws_rx_guard_conn *g = run->g;
     struct deflate_ring *r = g->deflate;
     if (r->count == DEFLATE_RING_BITS) {
         g->ring_full = true;
@@ -227,7 +234,7 @@ static void note_message(void *ctx, size_t at, bool rsv1)
     else
         r->bits[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
     r->count++;
-    g->cut_buf[at] &= (uint8_t)~0x40;
+    run->buf[at] &= (uint8_t)~0x40;
 }
 
 unsigned long ws_rx_guard_count(void) { return gateway_get()->rx_guard.n_registered; }
@@ -247,7 +254,7 @@ struct ping_runs {
 
 static void note_ping(void *ctx, size_t start, size_t end)
 {
-    struct ping_runs *p = ((struct ws_rx_guard_conn *)ctx)->pings;
+    struct ping_runs *p = ((struct check_run *)ctx)->pings;
     if (start == WS_FC_BEFORE_RUN) /* partly in lws's hands already */
         return;
     if (p->n == PINGS_TRACKED) {
@@ -285,16 +292,13 @@ static size_t check(struct ws_rx_guard_conn *g, void *buf, size_t n)
     struct ping_runs pings;
     pings.n = 0;
     pings.overflow = false;
-    g->cut_buf = buf;
-    g->pings = &pings;
+    struct check_run run = {.g = g, .buf = buf, .pings = &pings};
     /* unmask: lws then skips its own unmasking, a byte at a time */
     const struct ws_frame_events ev = {.on_message = g->deflate ? note_message : NULL,
                                        .on_ping = note_ping,
-                                       .ctx = g,
+                                       .ctx = &run,
                                        .unmask = buf};
     int r = ws_frame_check_feed_ev(&g->check, buf, n, &v, &ev);
-    g->cut_buf = NULL;
-    g->pings = NULL;
     if (g->ring_full && !g->failed) {
         g->on_fail(g->owner, 1008, "too many messages in one read");
         g->failed = true;
