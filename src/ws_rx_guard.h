@@ -9,7 +9,10 @@
  * defines functions of those names (interpose.c): lws calls them, they call
  * ws_rx_guard_recv / ws_rx_guard_ssl_read here, which call the real ones and
  * check what came back. Sockets not registered here (backends, HTTP, Paho's
- * threads) pass straight through.
+ * threads) pass straight through. Two things more happen on the way: data
+ * frames are unmasked here (ws_frame_events.unmask), and while few clients
+ * are connected a plain read takes 16 KiB rather than lws's 64 (see
+ * FEW_CLIENTS in ws_rx_guard.c).
  *
  * On a violation the read returns only the bytes before the offending frame,
  * so lws never delivers any of it; the owner is told once (code, reason) and
