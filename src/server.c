@@ -551,7 +551,7 @@ static const lws_retry_bo_t no_validity_timer = {
  * the upgrade, see WS_RX_BUFFER_BYTES) comes from a page pool, so an idle
  * connection's 64 KiB stay out of resident memory; in the heap they were
  * most of an idle connection's RSS. */
-#define RX_POOL_SLOTS 65536 /* 1 GiB of address space; past it, the heap */
+#define RX_POOL_SLOTS 65536 /* 4 GiB of address space (PROT_NONE until used); then the heap */
 
 static void *lws_allocator(void *ptr, size_t size, const char *reason)
 {
