@@ -172,7 +172,7 @@ struct mqtt_broker {
     size_t probe_next;            /* the target the current/next probe is for */
     int probe_fd;
     lws_usec_t probe_started;
-    bool probe_seen_down; /* a probe found the port closed since the last attempt */
+    bool probe_seen_down; /* a probe found the port closed since the last connection */
     lws_sorted_usec_list_t probe_timer;
 };
 

@@ -204,6 +204,28 @@ class PersistentSessionTest(MqttTestCase):
         self.assertLess(len(back), 50, "the publisher should have beaten the reconnect")
         self.assertLess(reconnect_s, 1.0)
 
+    def test_broker_back_right_after_a_failed_attempt(self):
+        """The port probe reconnects as soon as the broker is back, also when
+        it comes back just after one of the gateway's attempts failed: the
+        probe used to forget, at each attempt, that it had seen the port
+        closed, and such a broker waited out the whole backoff (8.3 s once
+        in test_broker_restart_persistent_311)."""
+        self.start_gw({"persistent_session": True})
+        self.mosq.kill()
+        wait_ready(self.port, 503, timeout=5)
+        # The second failed attempt: the next one is 2 s (+-20 %) away.
+        deadline = time.monotonic() + 10
+        while self.gw.log().count('msg="mqtt broker unreachable"') < 2:
+            self.assertLess(time.monotonic(), deadline, self.gw.log()[-2000:])
+            time.sleep(0.01)
+        before = self.connected_lines()
+        self.mosq.start()  # returns once the gateway's port accepts
+        t0_wall = time.time()
+        reconnect_s = self.wait_reconnect(t0_wall, before)
+        print("gateway reconnected %.3f s after the broker accepted again (backoff 1.6-2.4 s)"
+              % reconnect_s, flush=True)
+        self.assertLess(reconnect_s, 1.2)
+
     def test_gateway_restart(self):
         """Contract: the session outlives the gateway's restart; what was
         queued for it goes to clients that hold the filter again within the
