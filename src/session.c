@@ -416,6 +416,15 @@ static int close_now(struct session *s, int code, const char *reason)
     return 0;
 }
 
+/* A client over max_messages_per_s: 1008. */
+static int close_over_rate(struct session *s)
+{
+    char reason[96];
+    snprintf(reason, sizeof(reason), "more than %" PRId64 " messages per second",
+             s->limits->max_messages_per_s);
+    return close_now(s, CLOSE_POLICY, reason);
+}
+
 /* One more client message under max_messages_per_s? (token_bucket.h) */
 static bool rate_allows(struct session *s)
 {
@@ -533,10 +542,7 @@ static int inflated_piece(void *ctx, const uint8_t *data, size_t len, bool final
         s->msgs_in++;
         s->metrics->messages_in++;
         if (!rate_allows(s)) {
-            char reason[96];
-            snprintf(reason, sizeof(reason), "more than %" PRId64 " messages per second",
-                     s->limits->max_messages_per_s);
-            return close_now(s, CLOSE_POLICY, reason);
+            return close_over_rate(s);
         }
     }
     s->last_data_us = s->last_rx_us;
@@ -681,10 +687,7 @@ static int on_receive(struct session *s, const uint8_t *in, size_t len)
         s->metrics->messages_in++;
     }
     if (final && !rate_allows(s)) {
-        char reason[96];
-        snprintf(reason, sizeof(reason), "more than %" PRId64 " messages per second",
-                 s->limits->max_messages_per_s);
-        return close_now(s, CLOSE_POLICY, reason);
+        return close_over_rate(s);
     }
     s->last_data_us = s->last_rx_us;
     if (s->bridge)
