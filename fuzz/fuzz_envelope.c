@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "envelope.h"
+#include "../tests/unit/envelope_text.h"
 #include "framing.h"
 #include "utf8.h"
 #include "topic.h"
@@ -84,7 +85,7 @@ static char *sample_topic(const char *f, unsigned seed, const char *extra)
 static void check_message_roundtrip(const char *topic, const uint8_t *payload, size_t len)
 {
     size_t mlen = 0;
-    char *msg = envelope_message(topic, payload, len, &mlen);
+    char *msg = message_text(topic, payload, len, &mlen);
     FUZZ_CHECK(msg, "envelope_message failed for a valid topic");
     FUZZ_CHECK(strlen(msg) == mlen, "envelope_message length");
     json_error_t je;
@@ -152,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    "error message is not UTF-8: %s", err);
         FUZZ_CHECK(fz_is_one_line(err), "error message is not one line: %s", err);
         size_t elen;
-        char *reply = envelope_error(code, err, r.id, &elen);
+        char *reply = error_text(code, err, r.id, &elen);
         FUZZ_CHECK(reply, "envelope_error failed");
         json_t *j = json_loads(reply, JSON_ALLOW_NUL, NULL);
         FUZZ_CHECK(j, "error reply is not JSON: %s", reply);
@@ -172,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(id && (json_is_string(id) || json_is_integer(id)), "id is not JSON: %s", r.id);
         json_decref(id);
         size_t alen;
-        char *ack = envelope_ack(r.id, &alen);
+        char *ack = ack_text(r.id, &alen);
         FUZZ_CHECK(ack, "no ack for id %s", r.id);
         free(ack);
     }

@@ -1,6 +1,7 @@
 /* main.c - wsgate's command line, signals, start and stop; nothing else. */
 #include "config.h"
 #include "gateway.h"
+#include "json_scratch.h"
 #include "log.h"
 #include "map_watch.h"
 #include "metrics.h"
@@ -230,6 +231,7 @@ int main(int argc, char **argv)
     };
     const char *config_path = NULL;
     int check_only = 0, opt;
+    json_scratch_install(); /* before any thread: per-message JSON calls no allocator */
 
     if (backends_register_builtin() != 0) {
         fprintf(stderr, "wsgate: the built-in backend types do not register\n");

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "envelope.h"
 #include "framing.h"
+#include "json_scratch.h"
 #include "utf8.h"
 #include "log.h"
 #include "metrics.h"
@@ -152,14 +153,17 @@ static int mqtt_check_request(struct backend_request *req, char *reason, size_t 
 
 /* --- client -> broker ------------------------------------------------------ */
 
-static void send_reply(struct mqtt_bridge *b, char *json, size_t len)
+/* A reply built into `json` (0 from its builder) is queued for the client
+ * and the buffer given back. */
+static void send_reply(struct mqtt_bridge *b, int built, struct msg_buffer *json)
 {
-    if (!json) {
+    if (built != 0) {
+        msg_buffer_free(json);
         close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
         return;
     }
-    long queued = session_reply(b->session, json, len);
-    free(json);
+    long queued = session_reply(b->session, (const char *)json->data, json->len);
+    msg_buffer_free(json);
     /* A client that sends requests and never reads the answers is paused. */
     if (queued > 0 && (size_t)queued > b->bound && !b->reading_paused) {
         b->reading_paused = true;
@@ -170,18 +174,16 @@ static void send_reply(struct mqtt_bridge *b, char *json, size_t len)
 static void reply_error(struct mqtt_bridge *b, const char *code, const char *message,
                         const char *id)
 {
-    size_t len = 0;
-    char *json = envelope_error(code, message, id, &len);
-    send_reply(b, json, len);
+    struct msg_buffer json = {0};
+    send_reply(b, envelope_error(&json, code, message, id), &json);
 }
 
 static void reply_ack(struct mqtt_bridge *b, const char *id)
 {
-    size_t len = 0;
     if (!id)
         return;
-    char *json = envelope_ack(id, &len);
-    send_reply(b, json, len);
+    struct msg_buffer json = {0};
+    send_reply(b, envelope_ack(&json, id), &json);
 }
 
 static void maybe_resume(struct mqtt_bridge *b)
@@ -223,18 +225,25 @@ static void raw_message(struct mqtt_bridge *b, const uint8_t *msg, size_t len)
     bool needs_json = false;
     for (size_t i = 0; i < r->n_publish; i++)
         needs_json |= r->publish[i].when_pointer || uses_msg(r->publish[i].topic);
+    /* The message's JSON is needed only to pick the rule and its topic:
+     * jansson's scratch arena (json_scratch.h), so that rules reading it
+     * allocate nothing. The scope ends before anything else happens. */
+    json_scratch_begin();
     json_t *doc = needs_json ? publish_message_json(msg, len) : NULL;
     long i = publish_rule_pick(r->publish, r->n_publish, doc);
     char topic[TOPIC_BUF_BYTES], err[200];
-    if (i < 0) {
-        drop_message(b, "no publish rule matches");
-    } else if (expand(session_match(b->session), session_claims(b->session), r->publish[i].topic,
-                      doc, false, topic, sizeof(topic), err, sizeof(err)) != 0) {
-        drop_message(b, err);
-    } else {
-        publish(b, topic, msg, len, r->publish[i].qos, r->publish[i].retain, NULL);
-    }
+    int expanded =
+        i < 0 ? -1
+              : expand(session_match(b->session), session_claims(b->session), r->publish[i].topic,
+                       doc, false, topic, sizeof(topic), err, sizeof(err));
     json_decref(doc);
+    json_scratch_end();
+    if (i < 0)
+        drop_message(b, "no publish rule matches");
+    else if (expanded != 0)
+        drop_message(b, err);
+    else
+        publish(b, topic, msg, len, r->publish[i].qos, r->publish[i].retain, NULL);
 }
 
 static void envelope_request(struct mqtt_bridge *b, const uint8_t *msg, size_t len)
@@ -333,17 +342,16 @@ static void on_message(void *owner, struct mqtt_delivery *d)
     size_t len;
     bool text;
     if (b->route->format == WSG_FORMAT_ENVELOPE) {
-        if (!d->envelope)
-            d->envelope = envelope_message(d->topic, d->payload, d->len, &d->envelope_len);
-        if (!d->envelope) {
+        if (d->envelope.len == 0 &&
+            envelope_message(&d->envelope, d->topic, d->payload, d->len) != 0) {
             /* A topic that is not UTF-8 has no JSON form (not this client's
              * loss); otherwise memory is out, which fails this client. */
             if (utf8_is_valid(d->topic, strlen(d->topic)))
                 close_client(b, CLOSE_INTERNAL_ERROR, "out of memory");
             return;
         }
-        data = d->envelope;
-        len = d->envelope_len;
+        data = d->envelope.data;
+        len = d->envelope.len;
         text = true;
     } else {
         if (d->utf8 < 0)

@@ -703,7 +703,7 @@ void broker_replay_held(struct mqtt_broker *b, struct mqtt_link *l, const char *
         };
         if (l->ev->message)
             l->ev->message(l->owner, &d);
-        free(d.envelope);
+        msg_buffer_free(&d.envelope);
     }
 }
 
@@ -753,7 +753,7 @@ static void broker_message(struct mqtt_broker *b, const struct broker_event *e)
         .utf8 = -1,
     };
     size_t matched = links_deliver(b, &d);
-    free(d.envelope);
+    msg_buffer_free(&d.envelope);
     if (matched)
         return;
     /* Nobody holds a filter for it: in flight while its last client let go,

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "msg_buffer.h"
 #include "op_map.h"
 
 struct wsg_config;
@@ -43,16 +44,15 @@ struct mqtt_brokers {
 };
 
 /* One message from the broker, as handed to every link it matches. The
- * `envelope` fields are a cache the links of envelope routes share (built
- * by the first that needs it, freed by the broker). */
+ * `envelope` is a cache the links of envelope routes share: built by the
+ * first that needs it (len 0 until then), given back by the broker. */
 struct mqtt_delivery {
     const char *topic;
     const uint8_t *payload;
     size_t len;
-    bool retained;  /* sent because of a (re)subscription, not live */
-    int utf8;       /* -1 unknown, else whether payload is valid UTF-8 */
-    char *envelope; /* owned by the broker; malloc'd by a link */
-    size_t envelope_len;
+    bool retained;              /* sent because of a (re)subscription, not live */
+    int utf8;                   /* -1 unknown, else whether payload is valid UTF-8 */
+    struct msg_buffer envelope; /* owned by the broker; its block a buf_pool one */
 };
 
 /* What a link's owner hears; all on the loop thread. */

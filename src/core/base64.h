@@ -28,4 +28,15 @@ char *base64_encode(enum base64_alphabet a, const uint8_t *in, size_t len, size_
 int base64_decode(enum base64_alphabet a, const char *in, size_t len, uint8_t **out,
                   size_t *out_len);
 
+/* The same into the caller's memory, for callers that keep their buffers
+ * (envelope.c: buf_pool blocks). base64_encoded_len() is the length without
+ * the NUL (SIZE_MAX when it would not fit a size_t); `out` has room for one
+ * more. base64_decoded_max() is the room base64_decode_into() needs, its
+ * NUL included; the result and *out_len are those of base64_decode(). */
+size_t base64_encoded_len(enum base64_alphabet a, size_t len);
+void base64_encode_into(enum base64_alphabet a, const uint8_t *in, size_t len, char *out);
+size_t base64_decoded_max(size_t len);
+int base64_decode_into(enum base64_alphabet a, const char *in, size_t len, uint8_t *out,
+                       size_t *out_len);
+
 #endif

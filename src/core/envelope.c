@@ -1,7 +1,12 @@
 /* envelope.c - the JSON envelope codec of "format": "envelope" mqtt routes:
  * parses and checks client requests, checks topics against allow filters,
  * builds the gateway's messages, acks and errors. Pure: jansson and topic.c;
- * what to do with a request (publish, subscribe, reply) is the bridge's. */
+ * what to do with a request (publish, subscribe, reply) is the bridge's.
+ *
+ * Per message, so it calls no allocator: each entry point opens a
+ * json_scratch scope for jansson's values and copies its results into
+ * buf_pool blocks (a request's fields) or the caller's msg_buffer (the
+ * gateway's messages) before the scope ends. */
 #include "envelope.h"
 
 #include <jansson.h>
@@ -11,6 +16,9 @@
 #include <string.h>
 
 #include "base64.h"
+#include "buf_pool.h"
+#include "json_scratch.h"
+#include "msg_buffer.h"
 #include "topic.h"
 #include "utf8.h"
 
@@ -58,6 +66,41 @@ static int fail(struct perr *e, const char *code, const char *fmt, ...)
 static int fail_oom(struct perr *e)
 {
     return fail(e, ENVELOPE_ERR_INTERNAL, "out of memory; try again later");
+}
+
+/* json_dumps()'s text goes back through jansson's own free function. */
+static void free_scratch_text(char *text)
+{
+    json_free_t free_fn;
+    json_get_alloc_funcs(NULL, &free_fn);
+    free_fn(text);
+}
+
+/* A NUL-terminated copy of [s, s+len) in a buf_pool block (what
+ * envelope_request_free() gives back), or NULL when memory is out. */
+static char *pool_copy(const void *s, size_t len)
+{
+    char *c = buf_pool_get(len + 1, NULL);
+    if (c) {
+        memcpy(c, s, len);
+        c[len] = '\0';
+    }
+    return c;
+}
+
+/* `v` as compact JSON text in a buf_pool block (json_dumps' own copy is
+ * scratch memory, gone with the scope). */
+static char *pool_dump(const json_t *v, size_t *len)
+{
+    char *text = json_dumps(v, DUMP_FLAGS);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text); /* NUL bytes in strings are escaped */
+    char *c = pool_copy(text, n);
+    free_scratch_text(text);
+    if (c && len)
+        *len = n;
+    return c;
 }
 
 /* At most QUOTE_MAX bytes of a client's (valid UTF-8) string for a message,
@@ -139,7 +182,7 @@ static int read_id(const json_t *req, char **id, struct perr *e)
     if (!json_is_integer(v) && !(json_is_string(v) && json_string_length(v) <= ID_MAX_BYTES))
         return fail(e, ENVELOPE_ERR_BAD_REQUEST,
                     "\"id\" must be a string of at most %d bytes or an integer", ID_MAX_BYTES);
-    *id = json_dumps(v, DUMP_FLAGS);
+    *id = pool_dump(v, NULL);
     return *id ? 0 : fail_oom(e);
 }
 
@@ -226,7 +269,7 @@ static const char *topic_problem(const char *s, size_t len, bool filter, const c
     return NULL;
 }
 
-/* The topic (publish) or filter ((un)subscribe) under `key`, strdup'd. */
+/* The topic (publish) or filter ((un)subscribe) under `key`, copied. */
 static int read_topic(const json_t *req, const char *key, bool filter, char **out, struct perr *e)
 {
     const json_t *v = json_object_get(req, key);
@@ -240,11 +283,8 @@ static int read_topic(const json_t *req, const char *key, bool filter, char **ou
         return fail(e, ENVELOPE_ERR_BAD_TOPIC, "\"%s\" %s: \"%s\"%s", key, why, quote(s, len, q),
                     hint);
     }
-    *out = malloc(len + 1);
-    if (!*out)
-        return fail_oom(e);
-    memcpy(*out, s, len + 1);
-    return 0;
+    *out = pool_copy(s, len);
+    return *out ? 0 : fail_oom(e);
 }
 
 /* "payload" (and "encoding") into out->payload: always non-NULL and
@@ -263,29 +303,22 @@ static int read_payload(const json_t *req, struct envelope_request *out, struct 
                     "\"encoding\": \"base64\" needs a string \"payload\", got %s",
                     json_type_name(v));
     if (enc) {
-        int rc = base64_decode(BASE64_STD, json_string_value(v), json_string_length(v),
-                               &out->payload, &out->payload_len);
-        if (rc == BASE64_NO_MEMORY)
+        out->payload = buf_pool_get(base64_decoded_max(json_string_length(v)), NULL);
+        if (!out->payload)
             return fail_oom(e);
-        if (rc != 0)
+        if (base64_decode_into(BASE64_STD, json_string_value(v), json_string_length(v),
+                               out->payload, &out->payload_len) != 0)
             return fail(e, ENVELOPE_ERR_BAD_REQUEST,
                         "\"payload\" is not valid base64 (RFC 4648, padded, no whitespace)");
         return 0;
     }
     if (json_is_string(v)) {
         out->payload_len = json_string_length(v);
-        out->payload = malloc(out->payload_len + 1);
-        if (!out->payload)
-            return fail_oom(e);
-        memcpy(out->payload, json_string_value(v), out->payload_len + 1);
-        return 0;
+        out->payload = (uint8_t *)pool_copy(json_string_value(v), out->payload_len);
+        return out->payload ? 0 : fail_oom(e);
     }
-    char *text = json_dumps(v, DUMP_FLAGS);
-    if (!text)
-        return fail_oom(e);
-    out->payload = (uint8_t *)text;
-    out->payload_len = strlen(text);
-    return 0;
+    out->payload = (uint8_t *)pool_dump(v, &out->payload_len);
+    return out->payload ? 0 : fail_oom(e);
 }
 
 static int parse_fields(json_t *req, struct envelope_request *out, struct perr *e)
@@ -310,7 +343,7 @@ static int parse_fields(json_t *req, struct envelope_request *out, struct perr *
         if (!json_is_string(v) || json_string_length(v) == 0 ||
             strlen(json_string_value(v)) != json_string_length(v))
             return fail(e, ENVELOPE_ERR_BAD_REQUEST, "\"refresh\" must be a token (a string)");
-        out->topic = strdup(json_string_value(v));
+        out->topic = pool_copy(json_string_value(v), json_string_length(v));
         return out->topic ? 0 : fail_oom(e);
     }
     }
@@ -324,17 +357,19 @@ int envelope_parse(const uint8_t *msg, size_t len, struct envelope_request *out,
     memset(out, 0, sizeof *out);
     if (!msg || len == 0)
         return fail(&e, ENVELOPE_ERR_BAD_JSON, "empty message");
+    json_scratch_begin();
     json_error_t je;
     json_t *req = json_loadb((const char *)msg, len, LOAD_FLAGS | JSON_DECODE_ANY, &je);
-    if (!req)
-        return fail_syntax(&e, &je);
     int rc;
-    if (!json_is_object(req))
+    if (!req)
+        rc = fail_syntax(&e, &je);
+    else if (!json_is_object(req))
         rc = fail(&e, ENVELOPE_ERR_BAD_JSON, "a request is a JSON object, got %s",
                   json_type_name(req));
     else
         rc = read_id(req, &out->id, &e) < 0 ? -1 : parse_fields(req, out, &e);
     json_decref(req);
+    json_scratch_end();
     if (rc < 0) {
         /* Only the id survives an error, for the reply to echo. */
         char *id = out->id;
@@ -349,9 +384,9 @@ void envelope_request_free(struct envelope_request *r)
 {
     if (!r)
         return;
-    free(r->topic);
-    free(r->payload);
-    free(r->id);
+    buf_pool_put(r->topic);
+    buf_pool_put(r->payload);
+    buf_pool_put(r->id);
     memset(r, 0, sizeof *r);
 }
 
@@ -382,16 +417,20 @@ bool envelope_may_subscribe(char *const *allow, size_t n_allow, const char *filt
 
 /* -------------------------------------------------------------- building */
 
-/* `obj` as compact JSON text (consumes the reference); NULL if obj is. */
-static char *finish(json_t *obj, size_t *len)
+static int append_text(const char *piece, size_t len, void *data)
+{
+    return msg_buffer_append(data, (const uint8_t *)piece, len, SIZE_MAX) == 0 ? 0 : -1;
+}
+
+/* `obj` as compact JSON text into `out` (consumes the reference); -1 if obj
+ * is NULL or memory is out. */
+static int finish(json_t *obj, struct msg_buffer *out)
 {
     if (!obj)
-        return NULL;
-    char *s = json_dumps(obj, DUMP_FLAGS);
+        return -1;
+    int rc = json_dump_callback(obj, append_text, out, DUMP_FLAGS);
     json_decref(obj);
-    if (s && len)
-        *len = strlen(s); /* NUL bytes in strings are escaped: strlen is the length */
-    return s;
+    return rc == 0 ? 0 : -1;
 }
 
 /* A JSON object or array in the payload, else NULL; *oom when jansson ran
@@ -412,10 +451,21 @@ static json_t *payload_as_json(const uint8_t *p, size_t len, bool *oom)
     return v;
 }
 
-char *envelope_message(const char *topic, const uint8_t *payload, size_t payload_len, size_t *len)
+/* A payload that is not UTF-8, base64-encoded as a JSON string. */
+static json_t *payload_as_base64(const uint8_t *p, size_t len)
 {
-    if (!topic || (!payload && payload_len > 0))
+    size_t n = base64_encoded_len(BASE64_STD, len);
+    char *b64 = n == SIZE_MAX ? NULL : buf_pool_get(n + 1, NULL);
+    if (!b64)
         return NULL;
+    base64_encode_into(BASE64_STD, p, len, b64);
+    json_t *v = json_stringn(b64, n);
+    buf_pool_put(b64);
+    return v;
+}
+
+static json_t *message_json(const char *topic, const uint8_t *payload, size_t payload_len)
+{
     json_t *obj = json_object();
     if (json_object_set_new(obj, "topic", json_string(topic)) < 0)
         goto fail; /* also a topic that is not UTF-8 */
@@ -428,21 +478,27 @@ char *envelope_message(const char *topic, const uint8_t *payload, size_t payload
     if (p) {
         if (json_object_set_new(obj, "payload", p) < 0)
             goto fail;
-        return finish(obj, len);
+        return obj;
     }
-    size_t n;
-    char *b64 = base64_encode(BASE64_STD, payload, payload_len, &n);
-    if (!b64)
-        goto fail;
-    p = json_stringn(b64, n);
-    free(b64);
-    if (json_object_set_new(obj, "payload", p) < 0 ||
+    if (json_object_set_new(obj, "payload", payload_as_base64(payload, payload_len)) < 0 ||
         json_object_set_new(obj, "encoding", json_string("base64")) < 0)
         goto fail;
-    return finish(obj, len);
+    return obj;
 fail:
     json_decref(obj);
     return NULL;
+}
+
+int envelope_message(struct msg_buffer *out, const char *topic, const uint8_t *payload,
+                     size_t payload_len)
+{
+    out->len = 0;
+    if (!topic || (!payload && payload_len > 0))
+        return -1;
+    json_scratch_begin();
+    int rc = finish(message_json(topic, payload, payload_len), out);
+    json_scratch_end();
+    return rc;
 }
 
 /* An id from envelope_parse (compact JSON), as a value; NULL if none or not
@@ -458,25 +514,28 @@ static json_t *load_id(const char *id, bool *oom)
     return v;
 }
 
-char *envelope_ack(const char *id, size_t *len)
+int envelope_ack(struct msg_buffer *out, const char *id)
 {
+    out->len = 0;
+    json_scratch_begin();
     bool oom;
-    json_t *v = load_id(id, &oom);
-    if (!v)
-        return NULL; /* an ack without an id acknowledges nothing */
-    json_t *obj = json_object();
-    if (json_object_set_new(obj, "ack", v) == 0)
-        return finish(obj, len);
-    json_decref(obj);
-    return NULL;
+    json_t *v = load_id(id, &oom), *obj = NULL;
+    if (v) { /* an ack without an id acknowledges nothing */
+        obj = json_object();
+        if (json_object_set_new(obj, "ack", v) < 0) {
+            json_decref(obj);
+            obj = NULL;
+        }
+    }
+    int rc = finish(obj, out);
+    json_scratch_end();
+    return rc;
 }
 
 /* jansson's json_object_set_new() takes the value even when it fails (or
  * when the object is NULL), so nothing below leaks on out-of-memory. */
-char *envelope_error(const char *code, const char *message, const char *id, size_t *len)
+static json_t *error_json(const char *code, const char *message, const char *id)
 {
-    if (!code)
-        return NULL;
     json_t *obj = json_object(), *err = json_object();
     if (json_object_set_new(obj, "error", err) < 0) {
         json_decref(obj);
@@ -502,5 +561,16 @@ char *envelope_error(const char *code, const char *message, const char *id, size
         json_decref(obj);
         return NULL;
     }
-    return finish(obj, len);
+    return obj;
+}
+
+int envelope_error(struct msg_buffer *out, const char *code, const char *message, const char *id)
+{
+    out->len = 0;
+    if (!code)
+        return -1;
+    json_scratch_begin();
+    int rc = finish(error_json(code, message, id), out);
+    json_scratch_end();
+    return rc;
 }

@@ -16,8 +16,8 @@ enum envelope_kind {
     ENVELOPE_REFRESH, /* a new JWT for the connection (SPEC-2 A) */
 };
 
-/* One parsed client request; every pointer owned, freed by
- * envelope_request_free(). */
+/* One parsed client request; every pointer owned (buf_pool blocks), given
+ * back by envelope_request_free(). */
 struct envelope_request {
     enum envelope_kind kind;
     char *topic;      /* publish: the topic name; (un)subscribe: the filter;
@@ -65,15 +65,22 @@ void envelope_request_free(struct envelope_request *r);
 bool envelope_may_publish(char *const *allow, size_t n_allow, const char *topic);
 bool envelope_may_subscribe(char *const *allow, size_t n_allow, const char *filter);
 
-/* The gateway's messages, as malloc'd JSON text (the caller frees), length
- * in *len:
+/* The gateway's messages, as compact JSON text written into `out` (what it
+ * held is replaced; the caller owns it and gives its block back with
+ * msg_buffer_free() or msg_buffer_done()). 0, or -1 with nothing usable in
+ * `out`:
  * {"topic": T, "payload": P}: P is the JSON value itself when the payload is
  *   a JSON object or array, else a string when it is valid UTF-8, else
- *   base64 with "encoding": "base64".
- * {"ack": I}
- * {"error": {"code": C, "message": M, "request": I}} ("request" only with an id). */
-char *envelope_message(const char *topic, const uint8_t *payload, size_t payload_len, size_t *len);
-char *envelope_ack(const char *id, size_t *len);
-char *envelope_error(const char *code, const char *message, const char *id, size_t *len);
+ *   base64 with "encoding": "base64". -1: a topic that is not UTF-8, or
+ *   memory out.
+ * {"ack": I}: -1 without an id (an ack without one acknowledges nothing).
+ * {"error": {"code": C, "message": M, "request": I}} ("request" only with an
+ *   id). A message that is not UTF-8 becomes the code, an id that is not
+ *   JSON is left out: -1 only when memory is out. */
+struct msg_buffer;
+int envelope_message(struct msg_buffer *out, const char *topic, const uint8_t *payload,
+                     size_t payload_len);
+int envelope_ack(struct msg_buffer *out, const char *id);
+int envelope_error(struct msg_buffer *out, const char *code, const char *message, const char *id);
 
 #endif

@@ -24,6 +24,7 @@ registers it only there. Environment (set by ctest): WSGATE_BIN,
 WSGATE_ECHO_BIN, ALLOC_COUNT_LIB, WSBENCH_BIN.
 """
 import asyncio
+import contextlib
 import json
 import os
 import struct
@@ -204,6 +205,94 @@ async def mqtt_round_trips(port, conns, per_conn, size):
     await asyncio.gather(*(one(i) for i in range(conns)))
 
 
+async def envelope_round_trips(port, conns, per_conn, size):
+    """The same through the envelope route: `conns` clients on /env/<i>
+    subscribe to their own topic, then publish `per_conn` JSON envelopes
+    (QoS 1, no id: no ack) with a string payload of `size` bytes, and get
+    each back as {"topic": ..., "payload": ...}."""
+    async def one(i):
+        topic = "alloc/env/e%d" % i
+        async with websockets.connect("ws://%s:%d/env/e%d" % (HOST, port, i), max_size=None,
+                                      compression=None) as ws:
+            await ws.send(json.dumps({"subscribe": topic, "qos": 1, "id": 1}))
+            assert json.loads(await ws.recv()) == {"ack": 1}
+            payload = ("%d" % i) * size
+            request = json.dumps({"topic": topic, "payload": payload, "qos": 1})
+            sent = got = 0
+            while got < per_conn:
+                while sent < per_conn and sent - got < 8:
+                    await ws.send(request)
+                    sent += 1
+                msg = json.loads(await ws.recv())
+                assert msg == {"topic": topic, "payload": payload}, \
+                    "a foreign message on connection %d: %.80r" % (i, msg)
+                got += 1
+
+    await asyncio.gather(*(one(i) for i in range(conns)))
+
+
+async def fan_out(port, conns, messages, size):
+    """`conns` clients on /fan, all subscribed to one topic; client 0
+    publishes `messages` messages of `size` bytes (at most 8 it has not got
+    back yet) and every client gets every one: conns x messages deliveries."""
+    payload = b"f" * size
+
+    async def recv_all(ws, i):
+        for n in range(messages):
+            msg = await ws.recv()
+            msg = msg if isinstance(msg, bytes) else msg.encode()
+            assert msg == payload, "client %d, message %d differs" % (i, n)
+
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(websockets.connect(
+            "ws://%s:%d/fan" % (HOST, port), max_size=None, compression=None))
+            for _ in range(conns)]
+        # Every client's SUBSCRIBE must be in place before the count matters:
+        # probe until each has one, then let late copies arrive and drop them.
+        while True:
+            await clients[0].send(b"probe")
+            await asyncio.sleep(0.2)
+            ready = 0
+            for ws in clients:
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.05)
+                    ready += 1
+                except asyncio.TimeoutError:
+                    pass
+            if ready == conns:
+                break
+        await asyncio.sleep(0.5)
+        for ws in clients:
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+
+        got = [0]
+        first = clients[0]
+
+        async def publish():
+            sent = 0
+            while sent < messages:
+                while sent < messages and sent - got[0] < 8:
+                    await first.send(payload)
+                    sent += 1
+                await asyncio.sleep(0)
+                while sent - got[0] >= 8:
+                    await asyncio.sleep(0.001)
+
+        async def recv_first():
+            for n in range(messages):
+                msg = await first.recv()
+                msg = msg if isinstance(msg, bytes) else msg.encode()
+                assert msg == payload, "client 0, message %d differs" % n
+                got[0] += 1
+
+        await asyncio.gather(publish(), recv_first(),
+                             *(recv_all(ws, i) for i, ws in enumerate(clients) if i))
+
+
 class AllocFreeMqtt(GatewayTestCase):
     @classmethod
     def setUpClass(cls):
@@ -218,11 +307,18 @@ class AllocFreeMqtt(GatewayTestCase):
         route = {"name": "dev", "path": "/dev/{device}", "type": "mqtt", "broker": "main",
                  "publish": {"topic": "alloc/{device}", "qos": 1},
                  "subscribe": [{"filter": "alloc/{device}", "qos": 1}]}
+        envelope = {"name": "env", "path": "/env/{device}", "type": "mqtt", "broker": "main",
+                    "format": "envelope",
+                    "publish": {"allow": ["alloc/env/{device}"], "qos": 1},
+                    "subscribe": {"allow": ["alloc/env/{device}"]}}
+        fan = {"name": "fan", "path": "/fan", "type": "mqtt", "broker": "main",
+               "publish": {"topic": "alloc/fan", "qos": 1},
+               "subscribe": [{"filter": "alloc/fan", "qos": 1}]}
         cls.counts_path = cls.ch.path("alloc-mqtt.counts")
         cls.gw = cls.ch.start_gateway(
             {"listen": [{"host": HOST, "port": cls.port}],
              "brokers": {"main": {"uri": mosq.uri, "client_id": unique_id("wsgate-alloc")}},
-             "routes": [route]},
+             "routes": [route, envelope, fan]},
             env={"LD_PRELOAD": ALLOC_LIB, "ALLOC_COUNT_FILE": cls.counts_path,
                  "ALLOC_COUNT_SKIP": "libpaho-mqtt3as"},
             args=["--log-level", "warn"])
@@ -232,32 +328,45 @@ class AllocFreeMqtt(GatewayTestCase):
     def tearDownClass(cls):
         print("\nallocator calls by the gateway process (Paho's own apart), %d connections, "
               "each message to the broker and back:" % CONNS)
-        print("%8s %14s %14s %8s %16s" % ("size", "%d/conn" % MQTT_SHORT, "%d/conn" % MQTT_LONG,
-                                          "extra", "Paho's (extra)"))
-        for size, a, b, pa, pb in cls.results:
-            print("%8d %14d %14d %8d %16d" % (size, a, b, b - a, pb - pa))
+        print("%-9s %8s %14s %14s %8s %16s" % ("route", "size", "%d/conn" % MQTT_SHORT,
+                                                "%d/conn" % MQTT_LONG, "extra", "Paho's (extra)"))
+        for kind, size, a, b, pa, pb in cls.results:
+            print("%-9s %8d %14d %14d %8d %16d" % (kind, size, a, b, b - a, pb - pa))
         super().tearDownClass()
 
-    def check(self, size):
+    def check(self, kind, size, run=mqtt_round_trips):
+        """`run(port, CONNS, n, size)` for n = MQTT_SHORT and MQTT_LONG: what
+        the gateway's own code allocates must not grow with n."""
         figures, paho = [], []
         for per_conn in (MQTT_SHORT, MQTT_LONG):
             before = read_counts(self.counts_path)
-            run_async(mqtt_round_trips(self.port, CONNS, per_conn, size), timeout=300)
+            run_async(run(self.port, CONNS, per_conn, size), timeout=300)
             after = read_counts(self.counts_path)
             figures.append(calls(after) - calls(before))
             paho.append(after["skipped"] - before["skipped"])
-        self.results.append((size, figures[0], figures[1], paho[0], paho[1]))
-        self.assertGreater(paho[1] - paho[0], CONNS * (MQTT_LONG - MQTT_SHORT),
+        self.results.append((kind, size, figures[0], figures[1], paho[0], paho[1]))
+        self.assertGreater(paho[1] - paho[0], MQTT_LONG - MQTT_SHORT,
                            "Paho's calls are not told apart: is ALLOC_COUNT_SKIP right?")
         self.assertLess(figures[1] - figures[0], MAX_EXTRA_CALLS,
-                        "MQTT %d B: %d allocator calls for %d round trips, %d for %d"
-                        % (size, figures[0], CONNS * MQTT_SHORT, figures[1], CONNS * MQTT_LONG))
+                        "MQTT %s %d B: %d allocator calls for %d per connection, %d for %d"
+                        % (kind, size, figures[0], MQTT_SHORT, figures[1], MQTT_LONG))
 
     def test_mqtt_64(self):
-        self.check(64)
+        self.check("raw", 64)
 
     def test_mqtt_4k(self):
-        self.check(4096)
+        self.check("raw", 4096)
+
+    def test_envelope_64(self):
+        self.check("envelope", 64, envelope_round_trips)
+
+    def test_envelope_4k(self):
+        self.check("envelope", 4096, envelope_round_trips)
+
+    def test_fan_out_64(self):
+        """One publisher, CONNS subscribers: each message the gateway gets
+        from the broker goes to every client."""
+        self.check("fan-out", 64, fan_out)
 
 
 if __name__ == "__main__":

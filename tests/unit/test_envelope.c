@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "envelope.h"
+#include "envelope_text.h"
 #include "topic.h"
 
 /* --- helpers ------------------------------------------------------------ */
@@ -157,7 +158,7 @@ static size_t ref_b64_decode(const char *in, uint8_t *out)
 static json_t *message_json(const char *topic, const uint8_t *p, size_t len)
 {
     size_t n = 0;
-    char *s = envelope_message(topic, p, len, &n);
+    char *s = message_text(topic, p, len, &n);
     assert_non_null(s);
     assert_int_equal(n, strlen(s));
     assert_null(strpbrk(s, "\r\n"));
@@ -656,7 +657,7 @@ static void test_base64_message_roundtrip(void **state)
         bytes[0] = 0xFF; /* never in UTF-8: forces base64 */
         for (size_t i = 1; i < len; i++)
             bytes[i] = (uint8_t)rng_next();
-        char *msg = envelope_message("dev/1/out", bytes, len, NULL);
+        char *msg = message_text("dev/1/out", bytes, len, NULL);
         assert_non_null(msg);
         json_t *j = json_loads(msg, 0, NULL);
         assert_non_null(j);
@@ -781,9 +782,9 @@ static void test_message_bad_arguments(void **state)
 {
     (void)state;
     size_t n = 123;
-    assert_null(envelope_message(NULL, (const uint8_t *)"x", 1, &n));
-    assert_null(envelope_message("a\xff", (const uint8_t *)"x", 1, &n));
-    assert_null(envelope_message("t", NULL, 1, &n));
+    assert_null(message_text(NULL, (const uint8_t *)"x", 1, &n));
+    assert_null(message_text("a\xff", (const uint8_t *)"x", 1, &n));
+    assert_null(message_text("t", NULL, 1, &n));
     assert_int_equal(n, 123);
     /* Topics come from the broker, so any UTF-8 is quoted faithfully. */
     json_t *j = message_json("a/\"b\"\n/\xc3\xa9", (const uint8_t *)"x", 1);
@@ -804,8 +805,8 @@ static void test_message_echoes_as_request(void **state)
         {"\"q\"", 3},
     };
     for (size_t i = 0; i < N_ELEMS(cases); i++) {
-        size_t n;
-        char *msg = envelope_message("x/y", (const uint8_t *)cases[i].bytes, cases[i].len, &n);
+        size_t n = 0;
+        char *msg = message_text("x/y", (const uint8_t *)cases[i].bytes, cases[i].len, &n);
         assert_non_null(msg);
         struct envelope_request r;
         parse_ok_n((const uint8_t *)msg, n, &r);
@@ -822,25 +823,25 @@ static void test_ack(void **state)
 {
     (void)state;
     size_t n = 0;
-    char *s = envelope_ack("\"r-1\"", &n);
+    char *s = ack_text("\"r-1\"", &n);
     assert_string_equal(s, "{\"ack\":\"r-1\"}");
     assert_int_equal(n, strlen(s));
     free(s);
-    s = envelope_ack("-12", NULL);
+    s = ack_text("-12", NULL);
     assert_string_equal(s, "{\"ack\":-12}");
     free(s);
-    s = envelope_ack("\"a\\u0000\\\"\"", NULL);
+    s = ack_text("\"a\\u0000\\\"\"", NULL);
     assert_string_equal(s, "{\"ack\":\"a\\u0000\\\"\"}");
     free(s);
-    assert_null(envelope_ack(NULL, &n));
-    assert_null(envelope_ack("", &n));
-    assert_null(envelope_ack("not json", &n));
-    assert_null(envelope_ack("\"open", &n));
+    assert_null(ack_text(NULL, &n));
+    assert_null(ack_text("", &n));
+    assert_null(ack_text("not json", &n));
+    assert_null(ack_text("\"open", &n));
 
     /* The id a request carried is what the ack carries. */
     struct envelope_request r;
     parse_ok("{\"topic\":\"t\",\"payload\":1,\"qos\":1,\"id\":\"\\u00e9\\t\"}", &r);
-    s = envelope_ack(r.id, NULL);
+    s = ack_text(r.id, NULL);
     json_t *j = json_loads(s, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(j, "ack")), "\xc3\xa9\t");
     json_decref(j);
@@ -852,25 +853,25 @@ static void test_error_reply(void **state)
 {
     (void)state;
     size_t n = 0;
-    char *s = envelope_error("bad_topic", "\"topic\" is empty", "7", &n);
+    char *s = error_text("bad_topic", "\"topic\" is empty", "7", &n);
     assert_string_equal(s, "{\"error\":{\"code\":\"bad_topic\",\"message\":\"\\\"topic\\\" is "
                            "empty\",\"request\":7}}");
     assert_int_equal(n, strlen(s));
     free(s);
-    s = envelope_error("not_allowed", "line\nbreak", NULL, NULL);
+    s = error_text("not_allowed", "line\nbreak", NULL, NULL);
     assert_string_equal(s, "{\"error\":{\"code\":\"not_allowed\",\"message\":\"line\\nbreak\"}}");
     free(s);
-    s = envelope_error("bad_json", "m", "{broken", NULL); /* bad id: left out */
+    s = error_text("bad_json", "m", "{broken", NULL); /* bad id: left out */
     assert_string_equal(s, "{\"error\":{\"code\":\"bad_json\",\"message\":\"m\"}}");
     free(s);
-    s = envelope_error("bad_json", "\xff", "\"i\"", NULL); /* bad message: the code */
+    s = error_text("bad_json", "\xff", "\"i\"", NULL); /* bad message: the code */
     assert_string_equal(s, "{\"error\":{\"code\":\"bad_json\",\"message\":\"bad_json\","
                            "\"request\":\"i\"}}");
     free(s);
-    s = envelope_error("bad_json", NULL, NULL, NULL);
+    s = error_text("bad_json", NULL, NULL, NULL);
     assert_string_equal(s, "{\"error\":{\"code\":\"bad_json\",\"message\":\"bad_json\"}}");
     free(s);
-    assert_null(envelope_error(NULL, "m", NULL, NULL));
+    assert_null(error_text(NULL, "m", NULL, NULL));
 
     /* The whole path: a refused request, its error reply echoing the id. */
     struct envelope_request r;
@@ -878,7 +879,7 @@ static void test_error_reply(void **state)
     char m[128];
     const char *req = "{\"topic\":\"a/#\",\"payload\":\"x\",\"id\":\"abc\"}";
     assert_int_equal(envelope_parse((uint8_t *)req, strlen(req), &r, &code, m, sizeof m), -1);
-    s = envelope_error(code, m, r.id, NULL);
+    s = error_text(code, m, r.id, NULL);
     json_t *j = json_loads(s, 0, NULL);
     json_t *e = json_object_get(j, "error");
     assert_string_equal(json_string_value(json_object_get(e, "code")), "bad_topic");
