@@ -5,6 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* In ASan builds a block sitting in a free list is poisoned, so a use after
+ * buf_pool_put() (or of json_scratch memory after its scope) is reported
+ * like a use after free(). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define MIN_SHIFT 8  /* 256 B */
 #define MAX_SHIFT 22 /* 4 MiB */
 #define N_CLASSES (MAX_SHIFT - MIN_SHIFT + 1)
@@ -96,6 +108,7 @@ void *buf_pool_get(size_t want, size_t *cap)
     stats.used_bytes += usable;
     if (cap)
         *cap = usable;
+    UNPOISON(payload_of(h), usable);
     return payload_of(h);
 }
 
@@ -119,6 +132,7 @@ void buf_pool_put(void *block)
     c->free = h;
     c->n_free++;
     stats.free_bytes += usable;
+    POISON(block, usable);
 }
 
 void *buf_pool_grow(void *block, size_t used, size_t want, size_t *cap)
@@ -154,6 +168,7 @@ static void release_coldest(struct size_class *c, unsigned cls, size_t n)
     *link = NULL;
     while (h) {
         struct block_head *next = h->next;
+        UNPOISON(payload_of(h), class_capacity(cls));
         free(h);
         h = next;
     }

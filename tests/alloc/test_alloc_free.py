@@ -166,33 +166,34 @@ class AllocFreeRelay(GatewayTestCase):
         self.check_text("lines", 4096)
 
 
-async def mqtt_round_trips(port, conns, per_conn, size):
-    """`conns` clients on /dev/<i>, each with up to 8 messages in flight,
-    publish `per_conn` messages of `size` bytes and get each back from the
-    broker (the route subscribes them to what they publish; it sends them
-    as text frames, the payloads being UTF-8)."""
+async def mqtt_round_trips(port, conns, per_conn, size, route="dev", payload_of=None):
+    """`conns` clients on /<route>/a<i>, each with up to 8 messages in
+    flight, publish `per_conn` messages of `size` bytes (`payload_of(i,
+    size)`) and get each back from the broker (the route subscribes them to
+    what they publish; it sends them as text frames, the payloads being
+    UTF-8)."""
     def data(m):
         return m if isinstance(m, bytes) else m.encode()
 
     async def one(i):
-        async with websockets.connect("ws://%s:%d/dev/a%d" % (HOST, port, i), max_size=None,
-                                      compression=None) as ws:
+        async with websockets.connect("ws://%s:%d/%s/a%d" % (HOST, port, route, i),
+                                      max_size=None, compression=None) as ws:
             # The gateway's SUBSCRIBE must be in place before the count
             # matters: probe until one comes back.
             while True:
-                await ws.send(b"probe")
+                await ws.send(payload_of(i, 0) if payload_of else b"probe")
                 try:
                     msg = await asyncio.wait_for(ws.recv(), 0.5)
                 except asyncio.TimeoutError:
                     continue
-                if data(msg) == b"probe":
+                if data(msg) == (payload_of(i, 0) if payload_of else b"probe"):
                     break
             while True:  # late copies of the probe
                 try:
                     await asyncio.wait_for(ws.recv(), 0.3)
                 except asyncio.TimeoutError:
                     break
-            payload = (b"%d" % i) * size
+            payload = payload_of(i, size) if payload_of else (b"%d" % i) * size
             sent = got = 0
             while got < per_conn:
                 while sent < per_conn and sent - got < 8:
@@ -203,6 +204,17 @@ async def mqtt_round_trips(port, conns, per_conn, size):
                 got += 1
 
     await asyncio.gather(*(one(i) for i in range(conns)))
+
+
+def rules_payload(i, size):
+    """A JSON message the content-routing route publishes by its fields."""
+    return json.dumps({"kind": "echo", "n": "r%d" % i, "pad": "p" * size}).encode()
+
+
+async def rules_round_trips(port, conns, per_conn, size):
+    """mqtt_round_trips through /rules/<i>: each message is parsed for the
+    rule's `when` and the topic's {msg./n}."""
+    await mqtt_round_trips(port, conns, per_conn, size, "rules", rules_payload)
 
 
 async def envelope_round_trips(port, conns, per_conn, size):
@@ -311,6 +323,10 @@ class AllocFreeMqtt(GatewayTestCase):
                     "format": "envelope",
                     "publish": {"allow": ["alloc/env/{device}"], "qos": 1},
                     "subscribe": {"allow": ["alloc/env/{device}"]}}
+        rules = {"name": "rules", "path": "/rules/{device}", "type": "mqtt", "broker": "main",
+                 "publish": [{"when": {"pointer": "/kind", "equals": "echo"},
+                              "topic": "alloc/rules/{device}/{msg./n}", "qos": 1}],
+                 "subscribe": [{"filter": "alloc/rules/{device}/#", "qos": 1}]}
         fan = {"name": "fan", "path": "/fan", "type": "mqtt", "broker": "main",
                "publish": {"topic": "alloc/fan", "qos": 1},
                "subscribe": [{"filter": "alloc/fan", "qos": 1}]}
@@ -318,7 +334,7 @@ class AllocFreeMqtt(GatewayTestCase):
         cls.gw = cls.ch.start_gateway(
             {"listen": [{"host": HOST, "port": cls.port}],
              "brokers": {"main": {"uri": mosq.uri, "client_id": unique_id("wsgate-alloc")}},
-             "routes": [route, envelope, fan]},
+             "routes": [route, envelope, rules, fan]},
             env={"LD_PRELOAD": ALLOC_LIB, "ALLOC_COUNT_FILE": cls.counts_path,
                  "ALLOC_COUNT_SKIP": "libpaho-mqtt3as"},
             args=["--log-level", "warn"])
@@ -356,6 +372,10 @@ class AllocFreeMqtt(GatewayTestCase):
 
     def test_mqtt_4k(self):
         self.check("raw", 4096)
+
+    def test_content_routing_64(self):
+        """A raw route whose publish rule reads the message (JSON)."""
+        self.check("rules", 64, rules_round_trips)
 
     def test_envelope_64(self):
         self.check("envelope", 64, envelope_round_trips)
