@@ -8,8 +8,8 @@
 #include "buf_pool.h"
 
 #define ARENA_BLOCK_BYTES (64 * 1024) /* one buf_pool block of the 64 KiB class */
-#define ARENA_ALIGN 16                     /* what malloc guarantees on x86-64 */
-#define ARENA_MAX_BLOCKS 64                /* a request that needs more falls back */
+#define ARENA_ALIGN 16                /* what malloc guarantees on x86-64 */
+#define ARENA_MAX_BLOCKS 64           /* a request that needs more falls back */
 
 struct arena {
     unsigned depth; /* open scopes on this thread */
@@ -57,10 +57,7 @@ static void *arena_take(size_t n)
     return p;
 }
 
-static void *scratch_malloc(size_t n)
-{
-    return arena.depth ? arena_take(n) : outer_malloc(n);
-}
+static void *scratch_malloc(size_t n) { return arena.depth ? arena_take(n) : outer_malloc(n); }
 
 /* Frees of arena memory wait for the scope's end; memory from before the
  * scope (or from outside one) goes back as it came. */

@@ -24,8 +24,7 @@ static inline char *envelope_text(int rc, struct msg_buffer *m, size_t *len)
     return s;
 }
 
-static inline char *message_text(const char *topic, const uint8_t *payload, size_t n,
-                                 size_t *len)
+static inline char *message_text(const char *topic, const uint8_t *payload, size_t n, size_t *len)
 {
     struct msg_buffer m = {0};
     return envelope_text(envelope_message(&m, topic, payload, n), &m, len);
@@ -37,8 +36,7 @@ static inline char *ack_text(const char *id, size_t *len)
     return envelope_text(envelope_ack(&m, id), &m, len);
 }
 
-static inline char *error_text(const char *code, const char *message, const char *id,
-                               size_t *len)
+static inline char *error_text(const char *code, const char *message, const char *id, size_t *len)
 {
     struct msg_buffer m = {0};
     return envelope_text(envelope_error(&m, code, message, id), &m, len);
