@@ -423,13 +423,16 @@ static int append_text(const char *piece, size_t len, void *data)
 }
 
 /* `obj` as compact JSON text into `out` (consumes the reference); -1 if obj
- * is NULL or memory is out. */
+ * is NULL or memory is out, with `out` empty: a half-written text must not
+ * pass for a message (mqtt_bridge.c shares one per delivery). */
 static int finish(json_t *obj, struct msg_buffer *out)
 {
     if (!obj)
         return -1;
     int rc = json_dump_callback(obj, append_text, out, DUMP_FLAGS);
     json_decref(obj);
+    if (rc != 0)
+        out->len = 0;
     return rc == 0 ? 0 : -1;
 }
 
