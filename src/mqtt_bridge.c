@@ -411,11 +411,17 @@ static void on_subscribed(void *owner, const char *filter, const char *ack_id, b
 
 static void on_link_drained(void *owner) { maybe_resume(owner); }
 
+static void on_link_replaced(void *owner)
+{
+    close_client(owner, CLOSE_SERVICE_RESTART, "broker settings changed; reconnect");
+}
+
 static const struct mqtt_link_events link_events = {
     .message = on_message,
     .published = on_published,
     .subscribed = on_subscribed,
     .drained = on_link_drained,
+    .replaced = on_link_replaced,
 };
 
 /* --- lifetime -------------------------------------------------------------- */

@@ -910,6 +910,40 @@ static void broker_retire(struct mqtt_broker *b)
         broker_start_closing(b);
 }
 
+/* MQTT allows one connection per client id, so a session replaced by one
+ * with the same id cannot serve beside it: the broker would throw each out
+ * in turn for as long as both lived. The old session's clients are told to
+ * reconnect (1012); once they have left it flushes its publishes and
+ * disconnects, and broker_free() starts the new one. */
+static void broker_hand_over(struct mqtt_broker *old, struct mqtt_broker *fresh)
+{
+    old->successor = fresh;
+    fresh->predecessor = old;
+    log_info("mqtt broker settings changed: its clients reconnect to the new session", "broker",
+             old->cfg->name);
+    broker_retire(old);
+    for (struct mqtt_link *l = old->link_list, *next; l; l = next) {
+        next = l->next;
+        if (l->ev->replaced)
+            l->ev->replaced(l->owner);
+    }
+}
+
+/* Out of the chain of sessions waiting for one another: who waited for `b`
+ * now waits for what `b` waited for, or connects if that was nothing. */
+static void hand_over_chain_unlink(struct mqtt_broker *b)
+{
+    struct mqtt_broker *before = b->predecessor, *after = b->successor;
+    if (before)
+        before->successor = after;
+    if (after) {
+        after->predecessor = before;
+        if (!before && !state()->stopping && !state()->timers_off)
+            broker_connect(after);
+    }
+    b->predecessor = b->successor = NULL;
+}
+
 /* --- the brokers' API (mqtt_broker.h) ----------------------------------------- */
 
 struct mqtt_broker *mqtt_broker_find(const char *name)
@@ -929,6 +963,7 @@ static void broker_free(struct mqtt_broker *b)
 {
     if (b->client)
         MQTTAsync_destroy(&b->client);
+    hand_over_chain_unlink(b);
     mqtt_events_purge(b);
     set_connecting(b, false);
     probe_stop(b);
@@ -1095,11 +1130,15 @@ int mqtt_brokers_reload(const struct wsg_config *cfg, char *err, size_t err_len)
         if (b)
             unlink_from(&state()->current, b);
         if (fresh[i]) {
-            if (b)
-                broker_retire(b);
+            metrics_set_broker_connected(fresh[i]->cfg->name, 0);
+            if (b && strcmp(b->cfg->client_id, fresh[i]->cfg->client_id) == 0) {
+                broker_hand_over(b, fresh[i]);
+            } else {
+                if (b)
+                    broker_retire(b);
+                broker_connect(fresh[i]);
+            }
             b = fresh[i];
-            metrics_set_broker_connected(b->cfg->name, 0);
-            broker_connect(b);
         }
         *tail = b;
         tail = &b->next;
@@ -1167,6 +1206,7 @@ static void free_op_entry(void *ctx, uint64_t id, void *value)
 
 void mqtt_brokers_stop(void)
 {
+    state()->stopping = true; /* nothing connects from here on (hand_over_chain_unlink) */
     /* Paho threads waiting for room must give up before we disconnect. */
     mqtt_events_close();
 

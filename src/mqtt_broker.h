@@ -66,6 +66,10 @@ struct mqtt_link_events {
                        const char *detail);
     /* The link's publishes waiting for the broker fell to half its bound. */
     void (*drained)(void *owner);
+    /* A reload replaced the link's session by one with the same client id,
+     * which can connect only once this one is gone: the owner ends its
+     * client, which reconnects to the new session. */
+    void (*replaced)(void *owner);
 };
 
 /* In worker process `index` of several (-1: a single process): client ids

@@ -126,6 +126,7 @@ struct probe_target {
 
 struct mqtt_link {
     struct mqtt_broker *broker;
+    struct mqtt_link *prev, *next; /* in its broker's list of links */
     const struct mqtt_link_events *ev;
     void *owner;
     size_t bound;
@@ -137,10 +138,15 @@ struct mqtt_link {
 
 struct mqtt_broker {
     struct mqtt_broker *next;
-    struct wsg_broker *cfg; /* owned copy: a broker outlives the config that made it */
-    bool retired;           /* replaced or removed by a reload; serves its old links */
-    bool closing;           /* retired and unused: flushing, then disconnecting */
+    struct wsg_broker *cfg;      /* owned copy: a broker outlives the config that made it */
+    bool retired;                /* replaced or removed by a reload; serves its old links */
+    bool closing;                /* retired and unused: flushing, then disconnecting */
+    struct mqtt_link *link_list; /* the links on this session (not owned) */
     size_t links;
+    /* A reload replaced this session by one with the same client id, which
+     * connects only once this one is gone (broker_hand_over): */
+    struct mqtt_broker *successor;   /* waits for this one */
+    struct mqtt_broker *predecessor; /* this one waits for it */
     lws_usec_t close_deadline;
     lws_sorted_usec_list_t close_timer;
     MQTTAsync client;

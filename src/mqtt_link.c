@@ -278,6 +278,10 @@ struct mqtt_link *mqtt_link_create(struct mqtt_broker *b, const struct mqtt_link
     l->ev = ev;
     l->owner = owner;
     l->bound = bound;
+    l->next = b->link_list;
+    if (l->next)
+        l->next->prev = l;
+    b->link_list = l;
     b->links++;
     return l;
 }
@@ -427,6 +431,12 @@ void mqtt_link_destroy(struct mqtt_link *l)
     while (l->ops)
         link_detach_op(l->ops);
     struct mqtt_broker *b = l->broker;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        b->link_list = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
     free(l);
     if (--b->links == 0 && b->retired)
         broker_start_closing(b);

@@ -27,6 +27,7 @@ enum {
     CLOSE_POLICY = 1008,
     CLOSE_TOO_BIG = 1009,
     CLOSE_INTERNAL_ERROR = 1011,
+    CLOSE_SERVICE_RESTART = 1012, /* reconnect: what served it is being replaced */
     CLOSE_TRY_AGAIN_LATER = 1013, /* the auth service could not answer */
     CLOSE_UNAUTHORIZED = 4401,    /* token expired, or the auth service said 401 */
     CLOSE_FORBIDDEN = 4403,       /* the auth service said 403 */

@@ -23,7 +23,7 @@ import { WsgateClient } from './wsgate-client.js';
     1009: ['Message too big', 'a message over max_message_bytes'],
     1010: ['Extension required', 'the client wanted an extension the server did not offer'],
     1011: ['Internal error', 'the backend is unreachable or failed (the reason names the route)'],
-    1012: ['Service restart', 'the server is restarting'],
+    1012: ['Service restart', 'reconnect: a reload changed the MQTT broker this connection was served by'],
     1013: ['Try again later', 'the server is overloaded'],
     1014: ['Bad gateway', 'an upstream server answered badly'],
     1015: ['TLS handshake failed', 'reported locally, never sent on the wire'],

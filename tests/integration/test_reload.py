@@ -1,8 +1,11 @@
 """test_reload.py - SIGHUP reloads the config (SPEC.md "Signals"): the new
 rules apply to new connections while open ones keep theirs (their route, their
-limits, their broker session); a config that fails validation - or changes
-what only a restart can (listeners, new subprotocol names) - is refused with
-every error logged and the running config stays; /metrics counts reloads."""
+limits, their broker session - unless the changed broker keeps its client id,
+which MQTT allows one connection: then they are closed with 1012 and the new
+session connects once the old one is gone, docs/MQTT.md); a config that fails
+validation - or changes what only a restart can (listeners, new subprotocol
+names) - is refused with every error logged and the running config stays;
+/metrics counts reloads."""
 
 import json
 import os
@@ -156,6 +159,77 @@ class ReloadTest(harness.GatewayTestCase):
         self.assertEqual(new.recv(), (harness.OP_TEXT, b"again"))
         new.close()
 
+    def start_feed_gateway(self, m, client_id):
+        port = harness.free_port()
+        route = {"name": "feed", "path": "/feed", "type": "mqtt", "broker": "main",
+                 "subscribe": [{"filter": "feed/#"}]}
+        cfg = {"listen": [{"host": HOST, "port": port}],
+               "brokers": {"main": {"uri": m.uri, "client_id": client_id}},
+               "routes": [route]}
+        gw = self.h.start_gateway(cfg)
+        wait_ready(port, 200)
+        return gw, port, cfg
+
+    def rewrite_broker(self, gw, cfg, **settings):
+        main = dict(cfg["brokers"]["main"], **settings)
+        with open(gw.config_path, "w") as f:
+            json.dump(dict(cfg, brokers={"main": main}), f)
+
+    def check_handed_over(self, gw, port, m, client_id, old):
+        """old gets 1012; a new client is served by the one new session;
+        the broker never had two sessions of client_id at once."""
+        code, reason = old.ws.recv_close(timeout=10)
+        old.ws.close()
+        self.assertEqual(code, 1012, reason)
+        wait_ready(port, 200, timeout=10)
+        new = WsClient(port, "/feed")
+        m.wait_filter("SUBSCRIBE", client_id, "feed/#", count=2)
+        Publisher(self.h, m.port).publish("feed/x", "after", qos=1)
+        self.assertEqual(new.recv(), (harness.OP_TEXT, b"after"))
+        time.sleep(2)  # long enough for a reconnect or two, were both alive
+        self.assertEqual(m.count_lines("already connected, closing old connection"), 0,
+                         m.broker_log()[-3000:])
+        self.assertEqual(m.count_lines(" as %s " % client_id), 2,
+                         "the gateway's connections at the broker: the old one and the new one")
+        self.assertIn("mqtt broker session closed", gw.log())
+        new.close()
+
+    @unittest.skipUnless(have_mosquitto(), "mosquitto not installed")
+    def test_broker_changed_same_client_id_hands_over(self):
+        """MQTT allows one connection per client id: a reload that changes a
+        broker but keeps its client id (the default "wsgate-<name>" always
+        does) cannot leave the old session serving beside the new one, or
+        the broker would throw each out in turn for as long as both lived
+        (the build before this test: 6 take-overs in 6 s). The old session's
+        clients are closed with 1012 (service restart), the old session
+        leaves, then the new one connects, once."""
+        m = Mosquitto(self.h)
+        client_id = unique_id("wsgate-same")
+        gw, port, cfg = self.start_feed_gateway(m, client_id)
+        old = WsClient(port, "/feed")
+        m.wait_filter("SUBSCRIBE", client_id, "feed/#")
+        self.rewrite_broker(gw, cfg, keepalive_s=20)
+        reload_and_wait(gw, 1)
+        self.check_handed_over(gw, port, m, client_id, old)
+
+    @unittest.skipUnless(have_mosquitto(), "mosquitto not installed")
+    def test_two_reloads_during_a_hand_over(self):
+        """A second reload before the first hand-over is done (the old
+        client has not answered its close yet, so the old session still
+        serves it): the session in between never connects; the last one
+        connects once the first has gone."""
+        m = Mosquitto(self.h)
+        client_id = unique_id("wsgate-twice")
+        gw, port, cfg = self.start_feed_gateway(m, client_id)
+        old = WsClient(port, "/feed")
+        m.wait_filter("SUBSCRIBE", client_id, "feed/#")
+        self.rewrite_broker(gw, cfg, keepalive_s=20)
+        reload_and_wait(gw, 1)
+        self.rewrite_broker(gw, cfg, keepalive_s=25)
+        reload_and_wait(gw, 2)
+        self.check_handed_over(gw, port, m, client_id, old)
+        self.assertEqual(gw.log().count("mqtt broker session closed"), 2,
+                         "the first session and the one in between")
 
 if __name__ == "__main__":
     unittest.main()
