@@ -159,6 +159,16 @@ class ReloadTest(harness.GatewayTestCase):
         self.assertEqual(new.recv(), (harness.OP_TEXT, b"again"))
         new.close()
 
+    def start_with_a_client(self, id_prefix):
+        """A broker, a gateway on it with a fixed client id, and a client
+        of the /feed route whose filter the broker has."""
+        m = Mosquitto(self.h)
+        client_id = unique_id(id_prefix)
+        gw, port, cfg = self.start_feed_gateway(m, client_id)
+        old = WsClient(port, "/feed")
+        m.wait_filter("SUBSCRIBE", client_id, "feed/#")
+        return m, client_id, gw, port, cfg, old
+
     def start_feed_gateway(self, m, client_id):
         port = harness.free_port()
         route = {"name": "feed", "path": "/feed", "type": "mqtt", "broker": "main",
@@ -203,11 +213,7 @@ class ReloadTest(harness.GatewayTestCase):
         (the build before this test: 6 take-overs in 6 s). The old session's
         clients are closed with 1012 (service restart), the old session
         leaves, then the new one connects, once."""
-        m = Mosquitto(self.h)
-        client_id = unique_id("wsgate-same")
-        gw, port, cfg = self.start_feed_gateway(m, client_id)
-        old = WsClient(port, "/feed")
-        m.wait_filter("SUBSCRIBE", client_id, "feed/#")
+        m, client_id, gw, port, cfg, old = self.start_with_a_client("wsgate-same")
         self.rewrite_broker(gw, cfg, keepalive_s=20)
         reload_and_wait(gw, 1)
         self.check_handed_over(gw, port, m, client_id, old)
@@ -218,11 +224,7 @@ class ReloadTest(harness.GatewayTestCase):
         client has not answered its close yet, so the old session still
         serves it): the session in between never connects; the last one
         connects once the first has gone."""
-        m = Mosquitto(self.h)
-        client_id = unique_id("wsgate-twice")
-        gw, port, cfg = self.start_feed_gateway(m, client_id)
-        old = WsClient(port, "/feed")
-        m.wait_filter("SUBSCRIBE", client_id, "feed/#")
+        m, client_id, gw, port, cfg, old = self.start_with_a_client("wsgate-twice")
         self.rewrite_broker(gw, cfg, keepalive_s=20)
         reload_and_wait(gw, 1)
         self.rewrite_broker(gw, cfg, keepalive_s=25)
