@@ -906,7 +906,7 @@ static void broker_retire(struct mqtt_broker *b)
     b->retired = true;
     b->next = state()->retired;
     state()->retired = b;
-    if (b->links == 0)
+    if (!b->link_list)
         broker_start_closing(b);
 }
 

@@ -142,7 +142,6 @@ struct mqtt_broker {
     bool retired;                /* replaced or removed by a reload; serves its old links */
     bool closing;                /* retired and unused: flushing, then disconnecting */
     struct mqtt_link *link_list; /* the links on this session (not owned) */
-    size_t links;
     /* A reload replaced this session by one with the same client id, which
      * connects only once this one is gone (broker_hand_over): */
     struct mqtt_broker *successor;   /* waits for this one */

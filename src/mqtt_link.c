@@ -282,7 +282,6 @@ struct mqtt_link *mqtt_link_create(struct mqtt_broker *b, const struct mqtt_link
     if (l->next)
         l->next->prev = l;
     b->link_list = l;
-    b->links++;
     return l;
 }
 
@@ -438,6 +437,6 @@ void mqtt_link_destroy(struct mqtt_link *l)
     if (l->next)
         l->next->prev = l->prev;
     free(l);
-    if (--b->links == 0 && b->retired)
+    if (!b->link_list && b->retired)
         broker_start_closing(b);
 }
